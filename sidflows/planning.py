@@ -1,0 +1,86 @@
+"""Propose a child's individualised plan: the rules, put on the unit's calendar."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sidflows.calendar import UnitCalendar, add_months
+from sidflows.protocol import Protocol
+from sidflows.referral import Referral
+from sidflows.rules.facts import derive_facts
+from sidflows.rules.grading import grade
+from sidflows.rules.immunoglobulin import decide_immunoglobulin, ig_schedule
+from sidflows.rules.model import Decision, Item, Plan
+from sidflows.rules.prophylaxis import plan_prophylaxis
+from sidflows.rules.reassessment import plan_reassessments, plan_reviews
+from sidflows.rules.vaccination import plan_vaccination
+
+HORIZON_MONTHS = 12
+FUNDING_SOURCE = "REFERENCE.md §1 (unit setting); protocol [funding]"
+_KIND_ORDER = {
+    "ig_session": 0, "ig_trough": 1, "vaccine_dose": 2, "prophylaxis": 3,
+    "reassessment": 4, "plan_review": 5,
+}  # fmt: skip
+
+
+def propose_plan(
+    referral: Referral, *, today: date, protocol: Protocol, calendar: UnitCalendar
+) -> Plan:
+    """The plan the unit would propose for this child on ``today``, 12 months ahead."""
+    horizon_end = add_months(today, HORIZON_MONTHS)
+    start = today + timedelta(days=calendar.config.first_item_lead_days)
+    facts = derive_facts(referral, today=today, protocol=protocol)
+    grading = grade(referral, facts, protocol)
+    ig = decide_immunoglobulin(referral, facts, protocol)
+    ig_items, ig_notes = ig_schedule(
+        ig, facts, protocol, calendar, start=start, horizon_end=horizon_end
+    )
+    vaccination = plan_vaccination(
+        referral, facts, ig, protocol, calendar, start=start, horizon_end=horizon_end
+    )
+    reviews, review_notes = plan_reviews(
+        facts, protocol, calendar, ig, start=start, horizon_end=horizon_end
+    )
+    first_review = min((r.due for r in reviews if r.reason == "periodic review"), default=horizon_end)
+    prophylaxis, prophylaxis_notes = plan_prophylaxis(
+        referral, facts, protocol, calendar, start=start, first_review=first_review,
+        ig_indicated=ig.gives_ig,
+    )  # fmt: skip
+    labs, lab_notes = plan_reassessments(
+        referral, facts, protocol, calendar, ig, grading,
+        start=start, horizon_end=horizon_end, titres=vaccination.titres,
+    )  # fmt: skip
+    items: list[Item] = [*ig_items, *vaccination.items, *prophylaxis, *labs, *reviews]
+    items.sort(key=lambda i: (i.due, _KIND_ORDER[i.kind], i.key))
+    funded = dict(protocol.funding.publicly_funded)
+    consent = referral.consent is not None and referral.consent.cost_accepted
+    decisions = [
+        *ig.decisions, *ig_notes, *prophylaxis_notes, *vaccination.decisions,
+        *lab_notes, *review_notes, _funding(items, funded, consent),
+    ]  # fmt: skip
+    return Plan(
+        patient_ref=referral.ref,
+        protocol_version=protocol.version,
+        as_of=today,
+        horizon_end=horizon_end,
+        grading=grading,
+        decisions=tuple(decisions),
+        items=tuple(items),
+        deferred=tuple(vaccination.deferred),
+        publicly_funded=funded,
+        consent_recorded=consent,
+    )
+
+
+def _funding(items: list[Item], funded: dict[str, bool], consent: bool) -> Decision:
+    unfunded = sorted({i.kind for i in items if not funded.get(i.kind, False)})
+    if not unfunded:
+        return Decision("funding", "every item is publicly funded", "no cost to the family",
+                        FUNDING_SOURCE)  # fmt: skip
+    state = "recorded" if consent else "needed before the plan can be activated"
+    return Decision(
+        "funding",
+        f"family consent to the cost {state}",
+        f"not covered by public health: {', '.join(unfunded)}",
+        FUNDING_SOURCE,
+    )

@@ -1,0 +1,334 @@
+"""The referral document (CONTRACTS.md), validated into immutable domain objects.
+
+Parsing happens once, at the edge: after :func:`parse_referral` nothing
+downstream sees raw JSON. Every refusal is an :class:`InvalidInput` naming the
+field path, e.g. ``treatments[1].end: before start``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+from sidflows.errors import InvalidInput
+
+MAX_DOCUMENT_BYTES = 1_048_576
+MAX_LIST = 1000
+MAX_AGE_YEARS = 18
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(value: object) -> object:
+    """Accept only ``YYYY-MM-DD`` strings (or dates built in code)."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("not a date (expected YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"impossible date {value!r}") from None
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Ref = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
+
+LIVE_VACCINES = frozenset({"MMR", "VAR", "MMRV", "LAIV", "ROTA", "BCG", "YF"})
+INACTIVATED_VACCINES = frozenset(
+    {"DTaP", "Tdap", "IPV", "Hib", "HepB", "HepA", "PCV", "PPSV23", "MenACWY", "MenB", "HPV", "IIV"}
+)
+VaccineCode = Literal[
+    "MMR", "VAR", "MMRV", "LAIV", "ROTA", "BCG", "YF",
+    "DTaP", "Tdap", "IPV", "Hib", "HepB", "HepA", "PCV", "PPSV23", "MenACWY", "MenB", "HPV",
+    "IIV",
+]  # fmt: skip
+TreatmentClass = Literal[
+    "chemotherapy", "anti_cd20", "corticosteroid", "antimetabolite", "anti_tnf",
+    "jak_inhibitor", "calcineurin_inhibitor", "car_t", "other_biologic",
+]  # fmt: skip
+# Blood products and specific immunoglobulins of the ACIP antibody-live vaccine
+# interval table (REFERENCE.md §4). An extension of the referral contract.
+BloodProduct = Literal[
+    "plasma", "platelets", "packed_red_cells", "whole_blood", "red_cells_adenine_saline",
+    "washed_red_cells", "cmv_igiv", "botulism_ig", "varicella_ig", "rabies_ig",
+    "hepatitis_b_ig", "tetanus_ig", "measles_ig", "palivizumab",
+]  # fmt: skip
+Route = Literal["iv", "sc"]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, populate_by_name=False
+    )
+
+
+class Patient(_Doc):
+    ref: Ref
+    birth_date: IsoDate
+    sex: Literal["female", "male", "other", "unknown"]
+    weight_kg: Annotated[float, Field(ge=0.5, le=150)]
+
+
+class Identity(_Doc):
+    """Who the child is. Stays in the store; never reaches Prefect or an ordinary route."""
+
+    name: Text | None = None
+    mrn: Text | None = None
+
+
+class Referrer(_Doc):
+    service: Text
+    clinician: Text | None = None
+
+
+class Diagnosis(_Doc):
+    category: Literal["oncology", "hsct", "immune_mediated", "other"]
+    label: Text
+
+
+class Hsct(_Doc):
+    date: IsoDate
+    type: Literal["autologous", "allogeneic"]
+    active_gvhd: bool = False
+
+
+class Treatment(_Doc):
+    drug: Text
+    drug_class: TreatmentClass = Field(alias="class")
+    start: IsoDate
+    end: IsoDate | None = None
+    dose_mg_per_kg_day: Annotated[float, Field(ge=0, le=100)] | None = None
+    dose_mg_day: Annotated[float, Field(ge=0, le=5000)] | None = None
+    # Extension: weekly drugs (methotrexate) are graded on mg/kg/week.
+    dose_mg_per_kg_week: Annotated[float, Field(ge=0, le=100)] | None = None
+
+    def active_on(self, day: date) -> bool:
+        return self.start <= day and (self.end is None or self.end >= day)
+
+
+class Lab(_Doc):
+    date: IsoDate
+    igg_g_l: Annotated[float, Field(ge=0, le=40)] | None = None
+    iga_g_l: Annotated[float, Field(ge=0, le=20)] | None = None
+    igm_g_l: Annotated[float, Field(ge=0, le=20)] | None = None
+    igg_lower_limit_g_l: Annotated[float, Field(gt=0, le=20)] | None = None
+    cd4_per_ul: Annotated[float, Field(ge=0, le=10000)] | None = None
+    cd4_percent: Annotated[float, Field(ge=0, le=100)] | None = None
+    cd19_per_ul: Annotated[float, Field(ge=0, le=10000)] | None = None
+    # Extension: the lab's own lower limit for CD19, used to judge B-cell recovery.
+    cd19_lower_limit_per_ul: Annotated[float, Field(gt=0, le=10000)] | None = None
+    anc_per_ul: Annotated[float, Field(ge=0, le=100000)] | None = None
+    # Extension: fold rise of pneumococcal antibodies after a polysaccharide
+    # challenge (< 2 = specific antibody failure, REFERENCE.md §3).
+    pneumococcal_fold_rise: Annotated[float, Field(ge=0, le=1000)] | None = None
+
+
+class Infection(_Doc):
+    date: IsoDate
+    kind: Text
+    serious: bool
+
+
+class ImmunoglobulinDose(_Doc):
+    date: IsoDate
+    g_per_kg: Annotated[float, Field(gt=0, le=2.5)]
+    route: Route
+
+
+class BloodProductGiven(_Doc):
+    date: IsoDate
+    product: BloodProduct
+
+
+class Vaccination(_Doc):
+    vaccine: VaccineCode
+    date: IsoDate
+
+
+class Preferences(_Doc):
+    ig_route: Route | None = None
+
+
+class Consent(_Doc):
+    cost_accepted: bool
+
+
+def _items(max_length: int = MAX_LIST) -> Any:
+    return Field(default=(), max_length=max_length)
+
+
+class Referral(_Doc):
+    """A child's referral, as received from the referring service."""
+
+    patient: Patient
+    identity: Identity | None = None
+    received: IsoDate
+    referrer: Referrer
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    diagnosis: Diagnosis
+    hsct: Hsct | None = None
+    treatments: tuple[Treatment, ...] = Field(max_length=MAX_LIST)
+    labs: tuple[Lab, ...] = Field(max_length=MAX_LIST)
+    infections: tuple[Infection, ...] = Field(max_length=MAX_LIST)
+    immunoglobulin_doses: tuple[ImmunoglobulinDose, ...] = Field(max_length=MAX_LIST)
+    blood_products: tuple[BloodProductGiven, ...] = _items()
+    vaccinations: tuple[Vaccination, ...] = Field(max_length=MAX_LIST)
+    preferences: Preferences | None = None
+    consent: Consent | None = None
+
+    @property
+    def ref(self) -> str:
+        return self.patient.ref
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise InvalidInput(key, "duplicate key")
+        seen[key] = value
+    return seen
+
+
+def load_json_document(text: str | bytes, *, what: str = "document") -> Any:
+    """Parse JSON text, refusing oversize input, duplicate keys and NaN."""
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise InvalidInput(what, f"larger than {MAX_DOCUMENT_BYTES // 1024} KiB")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(what, f"not UTF-8 text (byte {exc.start})") from None
+
+    def _no_constants(name: str) -> None:
+        raise InvalidInput(what, f"{name} is not a number")
+
+    try:
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_no_constants
+        )
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            what, f"malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise InvalidInput(what, "nested too deeply") from None
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """``('treatments', 1, 'end')`` -> ``treatments[1].end``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required field missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    msg = str(error["msg"]).removeprefix("Value error, ").replace("valid tuple", "list")
+    return re.sub(r"^Input should be ", "must be ", msg)
+
+
+def invalid_from_pydantic(exc: ValidationError, *, prefix: str = "") -> InvalidInput:
+    """The first error of a pydantic validation, as one line naming the field."""
+    error = exc.errors(include_url=False)[0]
+    loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    path = field_path(loc)
+    if prefix:
+        path = f"{prefix}.{path}" if path else prefix
+    return InvalidInput(path or "document", _message(error))
+
+
+def _dated(name: str, rows: tuple[Any, ...]) -> Iterator[tuple[str, date]]:
+    for i, row in enumerate(rows):
+        yield f"{name}[{i}].date", row.date
+
+
+def check_consistency(referral: Referral) -> None:
+    """Cross-field checks that a schema cannot express, each naming its field."""
+    birth = referral.patient.birth_date
+    received = referral.received
+    if birth > received:
+        raise InvalidInput("patient.birth_date", "in the future (after received)")
+    if (received.year - birth.year - ((received.month, received.day) < (birth.month, birth.day))) >= MAX_AGE_YEARS:
+        raise InvalidInput(
+            "patient.birth_date", f"{MAX_AGE_YEARS} years or more before received: not a child"
+        )
+    if referral.diagnosis.category == "hsct" and referral.hsct is None:
+        raise InvalidInput("hsct", "required when diagnosis.category is hsct")
+    if referral.hsct is not None:
+        if referral.hsct.date < birth:
+            raise InvalidInput("hsct.date", "before birth_date")
+        if referral.hsct.date > received:
+            raise InvalidInput("hsct.date", "after received")
+    for i, t in enumerate(referral.treatments):
+        if t.start < birth:
+            raise InvalidInput(f"treatments[{i}].start", "before birth_date")
+        if t.end is not None and t.end < t.start:
+            raise InvalidInput(f"treatments[{i}].end", "before start")
+    events = (
+        *_dated("labs", referral.labs),
+        *_dated("infections", referral.infections),
+        *_dated("immunoglobulin_doses", referral.immunoglobulin_doses),
+        *_dated("blood_products", referral.blood_products),
+        *_dated("vaccinations", referral.vaccinations),
+    )
+    for path, when in events:
+        if when < birth:
+            raise InvalidInput(path, "before birth_date")
+        if when > received:
+            raise InvalidInput(path, "after received (results and doses cannot be in the future)")
+    for i, lab in enumerate(referral.labs):
+        measured = lab.model_dump(exclude={"date"}, exclude_none=True)
+        if not measured:
+            raise InvalidInput(f"labs[{i}]", "no result given")
+
+
+def validate_referral(data: Any) -> Referral:
+    """Validate parsed JSON into a :class:`Referral`, or raise :class:`InvalidInput`."""
+    if not isinstance(data, dict):
+        raise InvalidInput("document", "must be a JSON object")
+    try:
+        referral = Referral.model_validate(_tuples(data))
+    except ValidationError as exc:
+        raise invalid_from_pydantic(exc) from None
+    check_consistency(referral)
+    return referral
+
+
+def parse_referral(text: str | bytes) -> Referral:
+    """Parse and validate a referral document (JSON text)."""
+    return validate_referral(load_json_document(text))
+
+
+def _tuples(value: Any) -> Any:
+    """JSON arrays become tuples so that strict validation builds immutable objects."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value

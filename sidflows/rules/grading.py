@@ -1,0 +1,155 @@
+"""Degree of immunosuppression: high / low / none, transient or not (REFERENCE.md §2)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sidflows.calendar import add_months
+from sidflows.protocol import Cd4Band, Protocol
+from sidflows.referral import Referral, Treatment
+from sidflows.rules.facts import (
+    Facts,
+    course_days,
+    is_high_dose_steroid,
+    name_matches,
+    steroid_mg_per_kg_day,
+)
+from sidflows.rules.model import Grading
+
+IDSA = "IDSA 2013 (Rubin, CID 58:e44)"
+# Classes that go on with no planned end make the deficiency last as long as they do.
+_MAINTENANCE = frozenset(
+    {"corticosteroid", "antimetabolite", "anti_tnf", "jak_inhibitor", "calcineurin_inhibitor",
+     "other_biologic"}
+)  # fmt: skip
+
+
+def cd4_band(age_years: int, protocol: Protocol) -> Cd4Band:
+    for band in protocol.grading.cd4:
+        if age_years < band.below_age_years:
+            return band
+    return protocol.grading.cd4[-1]
+
+
+def cd4_severity(cd4: float | None, percent: float | None, band: Cd4Band) -> str | None:
+    """CDC 2014 paediatric staging by age: 'severe', 'moderate' or None."""
+    if (cd4 is not None and cd4 < band.severe_below_per_ul) or (
+        percent is not None and percent < band.severe_below_percent
+    ):
+        return "severe"
+    if cd4 is not None and cd4 < band.moderate_below_per_ul:
+        return "moderate"
+    return None
+
+
+def _treatment_level(t: Treatment, today: date, weight_kg: float, protocol: Protocol) -> tuple[str, str]:
+    """(level, reason) of one active treatment."""
+    g = protocol.grading
+    if t.drug_class in g.high_classes:
+        return "high", f"{t.drug} ({t.drug_class.replace('_', '-')}): high-level ({IDSA})"
+    if t.drug_class == "corticosteroid":
+        high = is_high_dose_steroid(t, weight_kg, protocol)
+        days = course_days(t, today)
+        if high is None:
+            return g.steroid_unknown_dose_level, (
+                f"{t.drug}: dose not given, graded {g.steroid_unknown_dose_level}-level (cautious)"
+            )
+        if high and days >= g.steroid_high_min_days:
+            return "high", (
+                f"{t.drug}: high dose for {days} days (>= {g.steroid_high_min_days}) ({IDSA})"
+            )
+        if high:
+            return "low", (
+                f"{t.drug}: high dose for {days} days so far; high-level from day "
+                f"{g.steroid_high_min_days} ({IDSA})"
+            )
+        return "low", f"{t.drug}: below the high-dose threshold: low-level ({IDSA})"
+    if t.drug_class == "antimetabolite":
+        return _antimetabolite_level(t, weight_kg, protocol)
+    return g.unlisted_level, (
+        f"{t.drug} ({t.drug_class.replace('_', ' ')}): not graded by IDSA 2013; "
+        f"{g.unlisted_level}-level by protocol (cautious)"
+    )
+
+
+def _antimetabolite_level(t: Treatment, weight_kg: float, protocol: Protocol) -> tuple[str, str]:
+    g = protocol.grading
+    per_kg_day = steroid_mg_per_kg_day(t, weight_kg)
+    ceilings: list[tuple[tuple[str, ...], float | None, float, str]] = [
+        (g.methotrexate_names, t.dose_mg_per_kg_week, g.methotrexate_low_max_mg_per_kg_week,
+         "mg/kg/week"),
+        (g.azathioprine_names, per_kg_day, g.azathioprine_low_max_mg_per_kg_day, "mg/kg/day"),
+        (g.mercaptopurine_names, per_kg_day, g.mercaptopurine_low_max_mg_per_kg_day, "mg/kg/day"),
+    ]  # fmt: skip
+    for names, dose, ceiling, unit in ceilings:
+        if not name_matches(t.drug, names):
+            continue
+        if dose is None:
+            return g.unlisted_level, (
+                f"{t.drug}: dose not given, graded {g.unlisted_level}-level (cautious)"
+            )
+        if dose <= ceiling:
+            return "low", f"{t.drug} {dose:g} {unit} (<= {ceiling:g}): low-level ({IDSA})"
+        return "high", f"{t.drug} {dose:g} {unit} (> {ceiling:g} low-level ceiling) ({IDSA})"
+    return g.unlisted_level, (
+        f"{t.drug}: antimetabolite not graded by IDSA 2013; {g.unlisted_level}-level by "
+        "protocol (cautious)"
+    )
+
+
+def grade(referral: Referral, facts: Facts, protocol: Protocol) -> Grading:
+    """Grade the child's immunosuppression on ``facts.today``."""
+    g = protocol.grading
+    today = facts.today
+    levels: list[str] = []
+    reasons: list[str] = []
+
+    def add(level: str, reason: str) -> None:
+        levels.append(level)
+        reasons.append(reason)
+
+    for t in facts.active:
+        add(*_treatment_level(t, today, facts.weight_kg, protocol))
+    if not facts.anti_cd20_ongoing and facts.anti_cd20_last is not None:
+        until = add_months(facts.anti_cd20_last, g.anti_cd20_depletion_months)
+        if today < until:
+            add("high", f"B-cell depletion after anti-CD20 until about {until} (rituximab label)")
+    if referral.hsct is not None:
+        until = add_months(referral.hsct.date, g.hsct_high_months)
+        if referral.hsct.active_gvhd:
+            add("high", "active GVHD after HSCT (IDSA 2013 table 4)")
+        elif today < until:
+            add("high", f"{referral.hsct.type} HSCT on {referral.hsct.date}: immune "
+                        f"reconstitution until {until} (IDSA 2013 table 4)")  # fmt: skip
+    anc = facts.latest_anc
+    if anc is not None and anc.anc_per_ul is not None and anc.anc_per_ul < g.anc_severe_below_per_ul:
+        word = "profound" if anc.anc_per_ul < g.anc_profound_below_per_ul else "severe"
+        add("high", f"{word} neutropenia: ANC {anc.anc_per_ul:g}/uL on {anc.date} "
+                    "(IDSA febrile neutropenia)")  # fmt: skip
+    cd4 = facts.latest_cd4
+    if cd4 is not None:
+        band = cd4_band(facts.age_years, protocol)
+        severity = cd4_severity(cd4.cd4_per_ul, cd4.cd4_percent, band)
+        shown = f"{cd4.cd4_per_ul:g}/uL" if cd4.cd4_per_ul is not None else f"{cd4.cd4_percent:g} %"
+        if severity == "severe":
+            add("high", f"CD4 {shown} on {cd4.date}: below the severe threshold for age "
+                        "(CDC 2014 staging, used as a flag)")  # fmt: skip
+        elif severity == "moderate":
+            add("low", f"CD4 {shown} on {cd4.date}: moderately low for age "
+                       "(CDC 2014 staging, used as a flag)")  # fmt: skip
+    level = "high" if "high" in levels else "low" if "low" in levels else "none"
+    if level == "none":
+        reasons.append("no active immunosuppressive treatment and no marker of immunosuppression")
+    transient, why = _transience(referral, facts)
+    reasons.append(why)
+    return Grading(level=level, transient=transient, reasons=tuple(reasons))  # type: ignore[arg-type]
+
+
+def _transience(referral: Referral, facts: Facts) -> tuple[bool, str]:
+    lasting = [t for t in facts.active if t.end is None and t.drug_class in _MAINTENANCE]
+    if lasting:
+        drugs = ", ".join(t.drug for t in lasting)
+        return False, f"not transient while {drugs} continue(s) with no planned end"
+    if referral.hsct is not None and referral.hsct.active_gvhd:
+        return False, "not transient while GVHD is active"
+    return True, "transient: the causes are time-limited; reassess until recovery"
