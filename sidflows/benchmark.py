@@ -28,7 +28,9 @@ def benchmark_propose(*, children: int, seed: int) -> dict[str, float]:
     calendar = load_calendar()
     documents = [json.dumps(d) for d in synthetic_referrals(children, seed=seed)]
     # Warm the caches (holidays per year, vial sums) as a long-running process would.
-    propose_plan(parse_referral(documents[0]), today=BENCH_TODAY, protocol=protocol, calendar=calendar)
+    propose_plan(
+        parse_referral(documents[0]), today=BENCH_TODAY, protocol=protocol, calendar=calendar
+    )
     rss_before = peak_rss_mib()
     items = 0
     started = time.perf_counter()

@@ -18,9 +18,13 @@ from sidflows.rules.vaccination import plan_vaccination
 HORIZON_MONTHS = 12
 FUNDING_SOURCE = "REFERENCE.md §1 (unit setting); protocol [funding]"
 _KIND_ORDER = {
-    "ig_session": 0, "ig_trough": 1, "vaccine_dose": 2, "prophylaxis": 3,
-    "reassessment": 4, "plan_review": 5,
-}  # fmt: skip
+    "ig_session": 0,
+    "ig_trough": 1,
+    "vaccine_dose": 2,
+    "prophylaxis": 3,
+    "reassessment": 4,
+    "plan_review": 5,
+}
 
 
 def propose_plan(
@@ -41,23 +45,42 @@ def propose_plan(
     reviews, review_notes = plan_reviews(
         facts, protocol, calendar, ig, start=start, horizon_end=horizon_end
     )
-    first_review = min((r.due for r in reviews if r.reason == "periodic review"), default=horizon_end)
+    first_review = min(
+        (r.due for r in reviews if r.reason == "periodic review"), default=horizon_end
+    )
     prophylaxis, prophylaxis_notes = plan_prophylaxis(
-        referral, facts, protocol, calendar, start=start, first_review=first_review,
+        referral,
+        facts,
+        protocol,
+        calendar,
+        start=start,
+        first_review=first_review,
         ig_indicated=ig.gives_ig,
-    )  # fmt: skip
+    )
     labs, lab_notes = plan_reassessments(
-        referral, facts, protocol, calendar, ig, grading,
-        start=start, horizon_end=horizon_end, titres=vaccination.titres,
-    )  # fmt: skip
+        referral,
+        facts,
+        protocol,
+        calendar,
+        ig,
+        grading,
+        start=start,
+        horizon_end=horizon_end,
+        titres=vaccination.titres,
+    )
     items: list[Item] = [*ig_items, *vaccination.items, *prophylaxis, *labs, *reviews]
     items.sort(key=lambda i: (i.due, _KIND_ORDER[i.kind], i.key))
-    funded = dict(protocol.funding.publicly_funded)
+    funded: dict[str, bool] = {str(k): v for k, v in protocol.funding.publicly_funded.items()}
     consent = referral.consent is not None and referral.consent.cost_accepted
     decisions = [
-        *ig.decisions, *ig_notes, *prophylaxis_notes, *vaccination.decisions,
-        *lab_notes, *review_notes, _funding(items, funded, consent),
-    ]  # fmt: skip
+        *ig.decisions,
+        *ig_notes,
+        *prophylaxis_notes,
+        *vaccination.decisions,
+        *lab_notes,
+        *review_notes,
+        _funding(items, funded, consent),
+    ]
     return Plan(
         patient_ref=referral.ref,
         protocol_version=protocol.version,
@@ -75,8 +98,9 @@ def propose_plan(
 def _funding(items: list[Item], funded: dict[str, bool], consent: bool) -> Decision:
     unfunded = sorted({i.kind for i in items if not funded.get(i.kind, False)})
     if not unfunded:
-        return Decision("funding", "every item is publicly funded", "no cost to the family",
-                        FUNDING_SOURCE)  # fmt: skip
+        return Decision(
+            "funding", "every item is publicly funded", "no cost to the family", FUNDING_SOURCE
+        )
     state = "recorded" if consent else "needed before the plan can be activated"
     return Decision(
         "funding",

@@ -250,7 +250,6 @@ def _config_dir() -> Path:
 def config_path(name: str, env_override: str | None = None) -> Path:
     """The file a unit configured (environment), else the shipped default."""
 
-
     explicit = os.environ.get(env_override) if env_override else None
     if explicit:
         return Path(explicit)

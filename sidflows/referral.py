@@ -274,7 +274,9 @@ def check_consistency(referral: Referral) -> None:
     received = referral.received
     if birth > received:
         raise InvalidInput("patient.birth_date", "in the future (after received)")
-    if (received.year - birth.year - ((received.month, received.day) < (birth.month, birth.day))) >= MAX_AGE_YEARS:
+    if (
+        received.year - birth.year - ((received.month, received.day) < (birth.month, birth.day))
+    ) >= MAX_AGE_YEARS:
         raise InvalidInput(
             "patient.birth_date", f"{MAX_AGE_YEARS} years or more before received: not a child"
         )

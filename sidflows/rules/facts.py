@@ -111,7 +111,6 @@ class Facts:
         )
 
 
-
 def _latest(labs: tuple[Lab, ...], attr: str) -> Lab | None:
     found = [lab for lab in labs if getattr(lab, attr) is not None]
     return max(found, key=lambda lab: lab.date) if found else None
@@ -151,9 +150,7 @@ def derive_facts(referral: Referral, *, today: date, protocol: Protocol) -> Fact
         route = protocol.immunoglobulin.route(last_dose.route)
         within = route.interval_days * protocol.immunoglobulin.on_replacement_within_intervals
         on_ig = today - last_dose.date <= timedelta(days=within)
-    hsct_months = (
-        age_in_months(referral.hsct.date, today) if referral.hsct is not None else None
-    )
+    hsct_months = age_in_months(referral.hsct.date, today) if referral.hsct is not None else None
     return Facts(
         today=today,
         age_months=age,

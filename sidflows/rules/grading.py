@@ -19,9 +19,15 @@ from sidflows.rules.model import Grading
 IDSA = "IDSA 2013 (Rubin, CID 58:e44)"
 # Classes that go on with no planned end make the deficiency last as long as they do.
 _MAINTENANCE = frozenset(
-    {"corticosteroid", "antimetabolite", "anti_tnf", "jak_inhibitor", "calcineurin_inhibitor",
-     "other_biologic"}
-)  # fmt: skip
+    {
+        "corticosteroid",
+        "antimetabolite",
+        "anti_tnf",
+        "jak_inhibitor",
+        "calcineurin_inhibitor",
+        "other_biologic",
+    }
+)
 
 
 def cd4_band(age_years: int, protocol: Protocol) -> Cd4Band:
@@ -42,7 +48,9 @@ def cd4_severity(cd4: float | None, percent: float | None, band: Cd4Band) -> str
     return None
 
 
-def _treatment_level(t: Treatment, today: date, weight_kg: float, protocol: Protocol) -> tuple[str, str]:
+def _treatment_level(
+    t: Treatment, today: date, weight_kg: float, protocol: Protocol
+) -> tuple[str, str]:
     """(level, reason) of one active treatment."""
     g = protocol.grading
     if t.drug_class in g.high_classes:
@@ -76,11 +84,15 @@ def _antimetabolite_level(t: Treatment, weight_kg: float, protocol: Protocol) ->
     g = protocol.grading
     per_kg_day = steroid_mg_per_kg_day(t, weight_kg)
     ceilings: list[tuple[tuple[str, ...], float | None, float, str]] = [
-        (g.methotrexate_names, t.dose_mg_per_kg_week, g.methotrexate_low_max_mg_per_kg_week,
-         "mg/kg/week"),
+        (
+            g.methotrexate_names,
+            t.dose_mg_per_kg_week,
+            g.methotrexate_low_max_mg_per_kg_week,
+            "mg/kg/week",
+        ),
         (g.azathioprine_names, per_kg_day, g.azathioprine_low_max_mg_per_kg_day, "mg/kg/day"),
         (g.mercaptopurine_names, per_kg_day, g.mercaptopurine_low_max_mg_per_kg_day, "mg/kg/day"),
-    ]  # fmt: skip
+    ]
     for names, dose, ceiling, unit in ceilings:
         if not name_matches(t.drug, names):
             continue
@@ -119,24 +131,40 @@ def grade(referral: Referral, facts: Facts, protocol: Protocol) -> Grading:
         if referral.hsct.active_gvhd:
             add("high", "active GVHD after HSCT (IDSA 2013 table 4)")
         elif today < until:
-            add("high", f"{referral.hsct.type} HSCT on {referral.hsct.date}: immune "
-                        f"reconstitution until {until} (IDSA 2013 table 4)")  # fmt: skip
+            add(
+                "high",
+                f"{referral.hsct.type} HSCT on {referral.hsct.date}: immune "
+                f"reconstitution until {until} (IDSA 2013 table 4)",
+            )
     anc = facts.latest_anc
-    if anc is not None and anc.anc_per_ul is not None and anc.anc_per_ul < g.anc_severe_below_per_ul:
+    if (
+        anc is not None
+        and anc.anc_per_ul is not None
+        and anc.anc_per_ul < g.anc_severe_below_per_ul
+    ):
         word = "profound" if anc.anc_per_ul < g.anc_profound_below_per_ul else "severe"
-        add("high", f"{word} neutropenia: ANC {anc.anc_per_ul:g}/uL on {anc.date} "
-                    "(IDSA febrile neutropenia)")  # fmt: skip
+        add(
+            "high",
+            f"{word} neutropenia: ANC {anc.anc_per_ul:g}/uL on {anc.date} "
+            "(IDSA febrile neutropenia)",
+        )
     cd4 = facts.latest_cd4
     if cd4 is not None:
         band = cd4_band(facts.age_years, protocol)
         severity = cd4_severity(cd4.cd4_per_ul, cd4.cd4_percent, band)
         shown = f"{cd4.cd4_per_ul:g}/uL" if cd4.cd4_per_ul is not None else f"{cd4.cd4_percent:g} %"
         if severity == "severe":
-            add("high", f"CD4 {shown} on {cd4.date}: below the severe threshold for age "
-                        "(CDC 2014 staging, used as a flag)")  # fmt: skip
+            add(
+                "high",
+                f"CD4 {shown} on {cd4.date}: below the severe threshold for age "
+                "(CDC 2014 staging, used as a flag)",
+            )
         elif severity == "moderate":
-            add("low", f"CD4 {shown} on {cd4.date}: moderately low for age "
-                       "(CDC 2014 staging, used as a flag)")  # fmt: skip
+            add(
+                "low",
+                f"CD4 {shown} on {cd4.date}: moderately low for age "
+                "(CDC 2014 staging, used as a flag)",
+            )
     level = "high" if "high" in levels else "low" if "low" in levels else "none"
     if level == "none":
         reasons.append("no active immunosuppressive treatment and no marker of immunosuppression")

@@ -50,7 +50,9 @@ def _achievable(vials: tuple[float, ...], max_units: int) -> frozenset[int]:
     return frozenset(i for i in range(1, max_units + 1) if reach[i])
 
 
-def round_to_vials(target_g: float, low_g: float, high_g: float, vials: tuple[float, ...]) -> tuple[float, bool]:
+def round_to_vials(
+    target_g: float, low_g: float, high_g: float, vials: tuple[float, ...]
+) -> tuple[float, bool]:
     """The whole-vial total nearest ``target_g`` within [low_g, high_g].
 
     Ties go to the lower total. Returns (grams, exact) where exact is False when
@@ -79,9 +81,11 @@ def _route(referral: Referral, facts: Facts, protocol: Protocol) -> tuple[Litera
 def dose_for(dosing: RouteDosing, weight_kg: float, g_per_kg: float) -> tuple[float, str]:
     target = g_per_kg * weight_kg
     grams, exact = round_to_vials(
-        target, dosing.min_g_per_kg * weight_kg, dosing.max_g_per_kg * weight_kg,
+        target,
+        dosing.min_g_per_kg * weight_kg,
+        dosing.max_g_per_kg * weight_kg,
         dosing.vial_sizes_g,
-    )  # fmt: skip
+    )
     note = (
         f"{g_per_kg:g} g/kg x {weight_kg:g} kg = {target:.2f} g, rounded to whole vials "
         f"({', '.join(f'{v:g}' for v in dosing.vial_sizes_g)} g): {grams:g} g"
@@ -103,7 +107,9 @@ def _cause_ended(facts: Facts, protocol: Protocol) -> bool:
     if facts.active or facts.planned or facts.chemotherapy_ongoing or facts.anti_cd20_ongoing:
         return False
     if facts.anti_cd20_last is not None:
-        recovered_from = add_months(facts.anti_cd20_last, protocol.grading.anti_cd20_depletion_months)
+        recovered_from = add_months(
+            facts.anti_cd20_last, protocol.grading.anti_cd20_depletion_months
+        )
         if facts.today < recovered_from:
             return False
     return True
@@ -135,32 +141,44 @@ def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) 
         decisions = [Decision("immunoglobulin", decision, rationale, source)]
         loading = None
         if status in ("start", "continue"):
-            decisions.append(Decision(
-                "immunoglobulin",
-                f"{route.upper()} {grams:g} g ({per_kg:g} g/kg) every {dosing.interval_days} days",
-                f"route: {route_why}; dose: {dose_note}",
-                EMA if route == "iv" else "EU SmPC, subcutaneous IG",
-            ))  # fmt: skip
-            decisions.append(Decision(
-                "immunoglobulin",
-                f"trough IgG every {ig.trough_every_months} months, target >= {target:g} g/L",
-                f"{target_why}; at least every 3-6 months, no consensus: the cautious 3; "
-                f"steady state takes 3-6 months",
-                "EMA SmPC; Ontario IVIG guidelines; CHOP (CAR-T)",
-            ))  # fmt: skip
+            decisions.append(
+                Decision(
+                    "immunoglobulin",
+                    f"{route.upper()} {grams:g} g ({per_kg:g} g/kg) "
+                    f"every {dosing.interval_days} days",
+                    f"route: {route_why}; dose: {dose_note}",
+                    EMA if route == "iv" else "EU SmPC, subcutaneous IG",
+                )
+            )
+            decisions.append(
+                Decision(
+                    "immunoglobulin",
+                    f"trough IgG every {ig.trough_every_months} months, target >= {target:g} g/L",
+                    f"{target_why}; at least every 3-6 months, no consensus: the cautious 3; "
+                    f"steady state takes 3-6 months",
+                    "EMA SmPC; Ontario IVIG guidelines; CHOP (CAR-T)",
+                )
+            )
             if status == "start" and dosing.propose_loading:
                 loading, note = dose_for(dosing, facts.weight_kg, dosing.loading_g_per_kg)
-                decisions.append(Decision(
-                    "immunoglobulin", f"loading dose {loading:g} g at the first session", note,
-                    EMA,
-                ))  # fmt: skip
+                decisions.append(
+                    Decision(
+                        "immunoglobulin",
+                        f"loading dose {loading:g} g at the first session",
+                        note,
+                        EMA,
+                    )
+                )
             elif status == "start":
-                decisions.append(Decision(
-                    "immunoglobulin", "no loading dose proposed",
-                    f"a loading dose is allowed ({'0.4-0.8' if route == 'iv' else '0.2-0.5'} "
-                    "g/kg once) but not proposed by the protocol: clinician's choice",
-                    EMA,
-                ))  # fmt: skip
+                decisions.append(
+                    Decision(
+                        "immunoglobulin",
+                        "no loading dose proposed",
+                        f"a loading dose is allowed ({'0.4-0.8' if route == 'iv' else '0.2-0.5'} "
+                        "g/kg once) but not proposed by the protocol: clinician's choice",
+                        EMA,
+                    )
+                )
         return IgDecision(status, route, grams, per_kg, target, tuple(decisions), loading)
 
     if facts.on_ig_replacement and facts.last_ig_dose is not None:
@@ -180,50 +198,63 @@ def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) 
         why = f"on IG replacement (last dose {last.date}, {last.g_per_kg:g} g/kg {last.route})"
         if recovered is None and _cause_ended(facts, protocol):
             why += "; the cause has ended but B-cell recovery is not shown (CD19 with lab limit)"
-        if igg is not None and facts.latest_igg is not None and facts.latest_igg.date > last.date:
-            if igg < target:
-                why += f"; trough IgG {igg:g} g/L on {facts.latest_igg.date} below target {target:g}: review the dose"
+        trough = facts.latest_igg
+        if igg is not None and trough is not None and trough.date > last.date and igg < target:
+            why += (
+                f"; trough IgG {igg:g} g/L on {trough.date} below target {target:g}: "
+                "review the dose"
+            )
         return outcome("continue", "continue IG replacement", why, EMA)
 
     if igg is None:
         return outcome(
-            "no_data", "no IG decision: no IgG result",
-            "IgG, IgA, IgM and a CD19 count are needed before deciding on replacement", EMA,
-        )  # fmt: skip
+            "no_data",
+            "no IG decision: no IgG result",
+            "IgG, IgA, IgM and a CD19 count are needed before deciding on replacement",
+            EMA,
+        )
     fold = facts.latest_fold_rise.pneumococcal_fold_rise if facts.latest_fold_rise else None
     if igg < ig.start_below_g_l_any:
         return outcome(
-            "start", "start IG replacement",
+            "start",
+            "start IG replacement",
             f"IgG {igg:g} g/L < {ig.start_below_g_l_any:g} g/L: indicated whatever the "
-            f"infections ({infections})", AAAAI,
-        )  # fmt: skip
+            f"infections ({infections})",
+            AAAAI,
+        )
     severe_or_recurrent = facts.recent_serious > 0 or facts.recurrent_infections
     if igg < ig.start_below_g_l_with_infections and severe_or_recurrent:
         return outcome(
-            "start", "start IG replacement",
+            "start",
+            "start IG replacement",
             f"IgG {igg:g} g/L < {ig.start_below_g_l_with_infections:g} g/L with severe or "
-            f"recurrent infections ({infections})", EMA,
-        )  # fmt: skip
+            f"recurrent infections ({infections})",
+            EMA,
+        )
     if fold is not None and fold < ig.antibody_failure_fold_rise and facts.recurrent_infections:
         return outcome(
-            "start", "start IG replacement",
+            "start",
+            "start IG replacement",
             f"specific antibody failure (pneumococcal rise {fold:g}-fold < "
-            f"{ig.antibody_failure_fold_rise:g}) with recurrent infections ({infections})", EMA,
-        )  # fmt: skip
+            f"{ig.antibody_failure_fold_rise:g}) with recurrent infections ({infections})",
+            EMA,
+        )
     if igg < facts.igg_lower_limit_g_l:
         return outcome(
-            "not_indicated", "IG replacement not indicated now",
+            "not_indicated",
+            "IG replacement not indicated now",
             f"IgG {igg:g} g/L is below the lower limit {facts.igg_lower_limit_g_l:g} g/L "
             f"({facts.igg_lower_limit_source}) but without severe or recurrent infections "
             f"({infections}): recheck at reassessment",
             ASBMT,
-        )  # fmt: skip
+        )
     return outcome(
-        "not_indicated", "IG replacement not indicated",
+        "not_indicated",
+        "IG replacement not indicated",
         f"IgG {igg:g} g/L is within range (lower limit {facts.igg_lower_limit_g_l:g} g/L, "
         f"{facts.igg_lower_limit_source}); {infections}",
         EMA,
-    )  # fmt: skip
+    )
 
 
 def session_minutes(dosing: RouteDosing, dose_g: float, weight_kg: float, *, first: bool) -> int:
@@ -259,7 +290,7 @@ def ig_schedule(
     interval = timedelta(days=dosing.interval_days)
     last = facts.last_ig_dose
     continuing = ig.status == "continue" and last is not None
-    nominal = max(start, last.date + interval) if continuing and last else start  # type: ignore[union-attr]
+    nominal = max(start, last.date + interval) if continuing and last is not None else start
     new_to_home = ig.route == "sc" and not (continuing and last is not None and last.route == "sc")
     supervised_left = dosing.supervised_sessions if new_to_home else 0
     first_ever = not continuing
@@ -287,32 +318,44 @@ def ig_schedule(
             if ig.route == "iv"
             else None
         )
-        items.append(IgSession(
-            key=f"ig_session:{due}", due=due, hospital=hospital, route=ig.route, dose_g=grams,
-            dose_g_per_kg=round(grams / facts.weight_kg, 2),
-            earliest=max(start, nominal - timedelta(days=dosing.window_days_early)),
-            latest=due, setting=setting, session_minutes=minutes,
-            loading=bool(n == 1 and ig.loading_dose_g),
-        ))  # fmt: skip
+        items.append(
+            IgSession(
+                key=f"ig_session:{due}",
+                due=due,
+                hospital=hospital,
+                route=ig.route,
+                dose_g=grams,
+                dose_g_per_kg=round(grams / facts.weight_kg, 2),
+                earliest=max(start, nominal - timedelta(days=dosing.window_days_early)),
+                latest=due,
+                setting=setting,
+                session_minutes=minutes,
+                loading=bool(n == 1 and ig.loading_dose_g),
+            )
+        )
         nominal += interval
     if ig.route == "iv" and items:
         longest = max(i.session_minutes or 0 for i in items if isinstance(i, IgSession))
         open_minutes = calendar.config.day_unit.open_minutes
         if longest > open_minutes:
-            decisions.append(Decision(
-                "immunoglobulin",
-                f"a session needs {longest} min, longer than the day unit's {open_minutes} min",
-                "infusion at 0.5 mL/kg/h for 30 min rising to 6 mL/kg/h, then observation: "
-                "split the dose over two days or review the rate",
-                EMA,
-            ))  # fmt: skip
+            decisions.append(
+                Decision(
+                    "immunoglobulin",
+                    f"a session needs {longest} min, longer than the day unit's {open_minutes} min",
+                    "infusion at 0.5 mL/kg/h for 30 min rising to 6 mL/kg/h, then observation: "
+                    "split the dose over two days or review the rate",
+                    EMA,
+                )
+            )
     if new_to_home and dosing.supervised_sessions:
-        decisions.append(Decision(
-            "immunoglobulin",
-            f"first {dosing.supervised_sessions} SC sessions supervised by the home-care nurse",
-            "home route needs nurse training visits before the first home infusion",
-            "EU SmPC, subcutaneous IG",
-        ))  # fmt: skip
+        decisions.append(
+            Decision(
+                "immunoglobulin",
+                f"first {dosing.supervised_sessions} SC sessions supervised by the home-care nurse",
+                "home route needs nurse training visits before the first home infusion",
+                "EU SmPC, subcutaneous IG",
+            )
+        )
     items.extend(_troughs(ig, facts, protocol, calendar, items, start, horizon_end, continuing))
     return items, decisions
 

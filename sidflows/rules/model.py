@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import ClassVar, Literal
 
-Topic = Literal["grading", "immunoglobulin", "prophylaxis", "vaccination", "reassessment", "funding"]
+Topic = Literal[
+    "grading", "immunoglobulin", "prophylaxis", "vaccination", "reassessment", "funding"
+]
 Level = Literal["high", "low", "none"]
 
 
@@ -41,7 +43,9 @@ class Block:
     start: date | None = None
 
     def holds_on(self, day: date) -> bool:
-        return (self.start is None or day >= self.start) and (self.until is None or day < self.until)
+        return (self.start is None or day >= self.start) and (
+            self.until is None or day < self.until
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

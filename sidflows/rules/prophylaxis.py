@@ -15,7 +15,9 @@ ECIL5 = "ECIL-5 (Maertens, JAC 2016;71:2397)"
 AAAAI_2015 = "AAAAI/ACAAI PID practice parameter 2015, table 5"
 
 
-def _pjp_indications(referral: Referral, facts: Facts, protocol: Protocol) -> list[tuple[str, date | None]]:
+def _pjp_indications(
+    referral: Referral, facts: Facts, protocol: Protocol
+) -> list[tuple[str, date | None]]:
     """(indication, review date or None while ongoing) for each PJP indication that holds."""
     p = protocol.prophylaxis.pjp
     today = facts.today
@@ -23,17 +25,24 @@ def _pjp_indications(referral: Referral, facts: Facts, protocol: Protocol) -> li
     chemo_review = None
     if facts.chemotherapy_end is not None:
         chemo_review = add_months(facts.chemotherapy_end, p.after_chemotherapy_review_months)
-    at_risk_chemo = facts.chemotherapy_ongoing or (chemo_review is not None and chemo_review > today)
+    at_risk_chemo = facts.chemotherapy_ongoing or (
+        chemo_review is not None and chemo_review > today
+    )
     if name_matches(referral.diagnosis.label, p.all_diagnosis_words) and at_risk_chemo:
-        found.append((
-            "acute lymphoblastic leukaemia: whole period at risk; after non-transplant "
-            f"chemotherapy review {p.after_chemotherapy_review_months} months after the end",
-            None if facts.chemotherapy_ongoing else chemo_review,
-        ))  # fmt: skip
+        found.append(
+            (
+                "acute lymphoblastic leukaemia: whole period at risk; after non-transplant "
+                f"chemotherapy review {p.after_chemotherapy_review_months} months after the end",
+                None if facts.chemotherapy_ongoing else chemo_review,
+            )
+        )
     if referral.hsct is not None and referral.hsct.type == "allogeneic":
         ends = [t.end for t in referral.treatments if t.drug_class != "chemotherapy"]
-        ongoing = any(t.active_on(today) and t.end is None for t in referral.treatments
-                      if t.drug_class != "chemotherapy")  # fmt: skip
+        ongoing = any(
+            t.active_on(today) and t.end is None
+            for t in referral.treatments
+            if t.drug_class != "chemotherapy"
+        )
         review: date | None = add_months(referral.hsct.date, p.after_hsct_min_months)
         if ongoing:
             review = None
@@ -41,24 +50,43 @@ def _pjp_indications(referral: Referral, facts: Facts, protocol: Protocol) -> li
             last = max(e for e in ends if e is not None)
             review = max(review, add_months(last, p.after_immunosuppression_months))  # type: ignore[type-var]
         if review is None or review > today:
-            found.append((
-                f"allogeneic HSCT: >= {p.after_hsct_min_months} months and >= "
-                f"{p.after_immunosuppression_months} months after immunosuppression stops",
-                review,
-            ))  # fmt: skip
+            found.append(
+                (
+                    f"allogeneic HSCT: >= {p.after_hsct_min_months} months and >= "
+                    f"{p.after_immunosuppression_months} months after immunosuppression stops",
+                    review,
+                )
+            )
     for t in referral.treatments:
-        if name_matches(t.drug, p.indicating_drugs) and (t.end is None or add_months(t.end, p.after_chemotherapy_review_months) > today) and t.start <= today:
-            found.append((f"{t.drug}: whole period at risk",
-                          None if t.end is None else add_months(t.end, p.after_chemotherapy_review_months)))  # fmt: skip
+        if (
+            name_matches(t.drug, p.indicating_drugs)
+            and (t.end is None or add_months(t.end, p.after_chemotherapy_review_months) > today)
+            and t.start <= today
+        ):
+            found.append(
+                (
+                    f"{t.drug}: whole period at risk",
+                    None
+                    if t.end is None
+                    else add_months(t.end, p.after_chemotherapy_review_months),
+                )
+            )
         if t.drug_class == "corticosteroid" and t.active_on(today):
             days = course_days(t, today)
             mg_day = steroid_mg_day(t, facts.weight_kg)
             long_course = days > p.steroid_weeks * 7
-            high_course = (mg_day is not None and mg_day >= p.steroid_high_dose_mg_day
-                           and days >= p.steroid_high_dose_weeks * 7)  # fmt: skip
+            high_course = (
+                mg_day is not None
+                and mg_day >= p.steroid_high_dose_mg_day
+                and days >= p.steroid_high_dose_weeks * 7
+            )
             if long_course or high_course:
-                why = (f"> {p.steroid_weeks} weeks of corticosteroids" if long_course else
-                       f">= {p.steroid_high_dose_mg_day:g} mg/day for >= {p.steroid_high_dose_weeks} weeks")  # fmt: skip
+                why = (
+                    f"> {p.steroid_weeks} weeks of corticosteroids"
+                    if long_course
+                    else f">= {p.steroid_high_dose_mg_day:g} mg/day for "
+                    f">= {p.steroid_high_dose_weeks} weeks"
+                )
                 found.append((f"{t.drug}: {why}", t.end))
     cd4 = facts.latest_cd4
     if cd4 is not None:
@@ -95,23 +123,36 @@ def plan_prophylaxis(
         review = first_review if None in ends else max(e for e in ends if e is not None)
         review = calendar.next_working_day(max(review, due + timedelta(days=1)))
         reasons = "; ".join(why for why, _ in indications)
-        items.append(ProphylaxisItem(
-            key=f"prophylaxis:{p.drug}", due=due, drug=p.drug, regimen=regimen, review=review,
-            indication="Pneumocystis",
-        ))  # fmt: skip
-        decisions.append(Decision(
-            "prophylaxis", f"{p.drug} for Pneumocystis, review {review}",
-            f"{reasons}; {p.days_per_week} days a week is the cautious end of 2-3 (once weekly "
-            "may suffice); alternatives: dapsone 2 mg/kg daily or 4 mg/kg weekly, IV "
-            "pentamidine 4 mg/kg every 2-4 weeks, atovaquone",
-            ECIL5,
-        ))  # fmt: skip
+        items.append(
+            ProphylaxisItem(
+                key=f"prophylaxis:{p.drug}",
+                due=due,
+                drug=p.drug,
+                regimen=regimen,
+                review=review,
+                indication="Pneumocystis",
+            )
+        )
+        decisions.append(
+            Decision(
+                "prophylaxis",
+                f"{p.drug} for Pneumocystis, review {review}",
+                f"{reasons}; {p.days_per_week} days a week is the cautious end of 2-3 (once weekly "
+                "may suffice); alternatives: dapsone 2 mg/kg daily or 4 mg/kg weekly, IV "
+                "pentamidine 4 mg/kg every 2-4 weeks, atovaquone",
+                ECIL5,
+            )
+        )
     else:
-        decisions.append(Decision(
-            "prophylaxis", "no Pneumocystis prophylaxis",
-            "none of ALL, allogeneic HSCT, alemtuzumab, fludarabine, > 4 weeks of "
-            "corticosteroids or CD4 below the severe threshold applies now", ECIL5,
-        ))  # fmt: skip
+        decisions.append(
+            Decision(
+                "prophylaxis",
+                "no Pneumocystis prophylaxis",
+                "none of ALL, allogeneic HSCT, alemtuzumab, fludarabine, > 4 weeks of "
+                "corticosteroids or CD4 below the severe threshold applies now",
+                ECIL5,
+            )
+        )
     a = protocol.prophylaxis.antibacterial
     antibody_deficiency = facts.igg_low or (
         facts.latest_fold_rise is not None
@@ -122,16 +163,24 @@ def plan_prophylaxis(
     if facts.recurrent_infections and (antibody_deficiency or ig_indicated):
         mg = round(a.mg_per_kg * facts.weight_kg)
         review = calendar.next_working_day(max(first_review, due + timedelta(days=1)))
-        items.append(ProphylaxisItem(
-            key=f"prophylaxis:{a.drug}", due=due, drug=a.drug,
-            regimen=f"{mg} mg {a.regimen} ({a.mg_per_kg:g} mg/kg)", review=review,
-            indication="antibody deficiency with recurrent infections",
-        ))  # fmt: skip
-        decisions.append(Decision(
-            "prophylaxis", f"{a.drug} {a.mg_per_kg:g} mg/kg {a.regimen}, review at plan review",
-            f"antibody deficiency with {facts.recent_infections} infections in "
-            f"{protocol.immunoglobulin.infection_lookback_months} months; no guideline for "
-            f"stopping: review at every plan review; alternatives: {a.alternatives}",
-            AAAAI_2015,
-        ))  # fmt: skip
+        items.append(
+            ProphylaxisItem(
+                key=f"prophylaxis:{a.drug}",
+                due=due,
+                drug=a.drug,
+                regimen=f"{mg} mg {a.regimen} ({a.mg_per_kg:g} mg/kg)",
+                review=review,
+                indication="antibody deficiency with recurrent infections",
+            )
+        )
+        decisions.append(
+            Decision(
+                "prophylaxis",
+                f"{a.drug} {a.mg_per_kg:g} mg/kg {a.regimen}, review at plan review",
+                f"antibody deficiency with {facts.recent_infections} infections in "
+                f"{protocol.immunoglobulin.infection_lookback_months} months; no guideline for "
+                f"stopping: review at every plan review; alternatives: {a.alternatives}",
+                AAAAI_2015,
+            )
+        )
     return items, decisions

@@ -21,15 +21,23 @@ _MERGE_DAYS = 14  # labs closer than two weeks are drawn together (one needle)
 
 
 def _wanted(
-    referral: Referral, facts: Facts, protocol: Protocol, ig: IgDecision, grading: Grading,
-    start: date, horizon_end: date, titres: list[tuple[date, str]],
-) -> list[tuple[date, tuple[str, ...], str, str]]:  # fmt: skip
+    referral: Referral,
+    facts: Facts,
+    protocol: Protocol,
+    ig: IgDecision,
+    grading: Grading,
+    start: date,
+    horizon_end: date,
+    titres: list[tuple[date, str]],
+) -> list[tuple[date, tuple[str, ...], str, str]]:
     """(date, panel, reason, source) of every lab check the horizon needs."""
     r = protocol.reassessment
     wanted: list[tuple[date, tuple[str, ...], str, str]] = []
     last_lab = max((lab.date for lab in referral.labs), default=None)
 
-    def series(anchor: date, months: list[int], panel: tuple[str, ...], why: str, source: str) -> None:
+    def series(
+        anchor: date, months: list[int], panel: tuple[str, ...], why: str, source: str
+    ) -> None:
         for m in months:
             when = add_months(anchor, m)
             if when > horizon_end:
@@ -44,41 +52,79 @@ def _wanted(
     span = range(1, 13 * 4)
     if facts.anti_cd20_last is not None and not facts.anti_cd20_ongoing:
         every = r.after_anti_cd20_every_months
-        series(facts.anti_cd20_last, [every * k for k in span], r.after_anti_cd20_panel,
-               f"every {every} months from the last anti-CD20 dose until B-cell recovery",
-               RITUXIMAB)  # fmt: skip
+        series(
+            facts.anti_cd20_last,
+            [every * k for k in span],
+            r.after_anti_cd20_panel,
+            f"every {every} months from the last anti-CD20 dose until B-cell recovery",
+            RITUXIMAB,
+        )
     if facts.chemotherapy_end is not None:
-        series(facts.chemotherapy_end, list(r.after_chemotherapy_months), r.after_chemotherapy_panel,
-               f"{'/'.join(str(m) for m in r.after_chemotherapy_months)} months after the end "
-               "of chemotherapy", UKALL)  # fmt: skip
+        series(
+            facts.chemotherapy_end,
+            list(r.after_chemotherapy_months),
+            r.after_chemotherapy_panel,
+            f"{'/'.join(str(m) for m in r.after_chemotherapy_months)} months after the end "
+            "of chemotherapy",
+            UKALL,
+        )
     if not wanted and (grading.transient or grading.level != "none" or ig.gives_ig):
         every = r.default_every_months
-        series(start, [0] + [every * k for k in span], r.default_panel,
-               f"every {every} months while the deficiency lasts", UNIT)  # fmt: skip
+        series(
+            start,
+            [0] + [every * k for k in span],
+            r.default_panel,
+            f"every {every} months while the deficiency lasts",
+            UNIT,
+        )
     if ig.status == "trial_off":
         months = protocol.immunoglobulin.trial_off_recheck_months
         when = add_months(start, months)
         if when <= horizon_end:
-            wanted.append((when, ("IgG", "IgA", "IgM", "CD19"),
-                           f"IgG recheck {months} months into the trial off IG",
-                           "unit policy (trial off IG recheck interval)"))  # fmt: skip
+            wanted.append(
+                (
+                    when,
+                    ("IgG", "IgA", "IgM", "CD19"),
+                    f"IgG recheck {months} months into the trial off IG",
+                    "unit policy (trial off IG recheck interval)",
+                )
+            )
     if ig.status == "no_data":
-        wanted.append((start, ("IgG", "IgA", "IgM", "CD4", "CD19"),
-                       "no IgG result: baseline before deciding on replacement", UNIT))  # fmt: skip
+        wanted.append(
+            (
+                start,
+                ("IgG", "IgA", "IgM", "CD4", "CD19"),
+                "no IgG result: baseline before deciding on replacement",
+                UNIT,
+            )
+        )
     weeks = protocol.vaccination.hsct.titres_after_series_weeks
     for last_dose, panel_word in titres:
         when = last_dose + timedelta(weeks=weeks)
         if when <= horizon_end:
-            wanted.append((when, (panel_word,), f"titres {weeks} weeks after the last dose of the series",
-                           "IDSA 2013; EBMT paediatric vaccination"))  # fmt: skip
+            wanted.append(
+                (
+                    when,
+                    (panel_word,),
+                    f"titres {weeks} weeks after the last dose of the series",
+                    "IDSA 2013; EBMT paediatric vaccination",
+                )
+            )
     return wanted
 
 
 def plan_reassessments(
-    referral: Referral, facts: Facts, protocol: Protocol, calendar: UnitCalendar,
-    ig: IgDecision, grading: Grading, *, start: date, horizon_end: date,
+    referral: Referral,
+    facts: Facts,
+    protocol: Protocol,
+    calendar: UnitCalendar,
+    ig: IgDecision,
+    grading: Grading,
+    *,
+    start: date,
+    horizon_end: date,
     titres: list[tuple[date, str]],
-) -> tuple[list[ReassessmentItem], list[Decision]]:  # fmt: skip
+) -> tuple[list[ReassessmentItem], list[Decision]]:
     """Lab checks on working days, merged when closer than two weeks."""
     wanted = sorted(
         _wanted(referral, facts, protocol, ig, grading, start, horizon_end, titres),
@@ -98,10 +144,18 @@ def plan_reassessments(
             reasons = prev.reason if reason in prev.reason else f"{prev.reason}; {reason}"
             items[-1] = ReassessmentItem(key=prev.key, due=prev.due, panel=merged, reason=reasons)
             continue
-        items.append(ReassessmentItem(key=f"reassessment:{due}", due=due, panel=panel, reason=reason))
+        items.append(
+            ReassessmentItem(key=f"reassessment:{due}", due=due, panel=panel, reason=reason)
+        )
     for reason, source in seen_reasons.items():
-        decisions.append(Decision("reassessment", f"labs {reason}", "transient deficiencies are "
-                                  "reassessed until recovery", source))  # fmt: skip
+        decisions.append(
+            Decision(
+                "reassessment",
+                f"labs {reason}",
+                "transient deficiencies are reassessed until recovery",
+                source,
+            )
+        )
     decisions.extend(_recovery(facts, protocol, ig))
     return items, decisions
 
@@ -132,37 +186,65 @@ def _recovery(facts: Facts, protocol: Protocol, ig: IgDecision) -> list[Decision
     if facts.active or facts.chemotherapy_ongoing or facts.anti_cd20_ongoing:
         missing.append("the cause has not ended")
     if not missing and ig.status != "trial_off":
-        return [Decision(
-            "reassessment", "recovery criteria met: discharge can be considered at plan review",
-            "; ".join(shown), NO_CRITERIA,
-        )]  # fmt: skip
-    return [Decision(
-        "reassessment", "not yet recovered",
-        "still to show: " + "; ".join(missing) + (f"; shown: {'; '.join(shown)}" if shown else ""),
-        NO_CRITERIA,
-    )]  # fmt: skip
+        return [
+            Decision(
+                "reassessment",
+                "recovery criteria met: discharge can be considered at plan review",
+                "; ".join(shown),
+                NO_CRITERIA,
+            )
+        ]
+    return [
+        Decision(
+            "reassessment",
+            "not yet recovered",
+            "still to show: "
+            + "; ".join(missing)
+            + (f"; shown: {'; '.join(shown)}" if shown else ""),
+            NO_CRITERIA,
+        )
+    ]
 
 
 def plan_reviews(
-    facts: Facts, protocol: Protocol, calendar: UnitCalendar, ig: IgDecision,
-    *, start: date, horizon_end: date,
-) -> tuple[list[PlanReviewItem], list[Decision]]:  # fmt: skip
+    facts: Facts,
+    protocol: Protocol,
+    calendar: UnitCalendar,
+    ig: IgDecision,
+    *,
+    start: date,
+    horizon_end: date,
+) -> tuple[list[PlanReviewItem], list[Decision]]:
     """Periodic plan reviews, with an early one when a result asks for it."""
     every = protocol.review.every_months
     items: list[PlanReviewItem] = []
-    decisions = [Decision(
-        "reassessment", f"plan review every {every} months",
-        "the plan is reviewed until recovery: continue, modify, trial off IG or discharge",
-        "unit policy (no guideline cadence)",
-    )]  # fmt: skip
+    decisions = [
+        Decision(
+            "reassessment",
+            f"plan review every {every} months",
+            "the plan is reviewed until recovery: continue, modify, trial off IG or discharge",
+            "unit policy (no guideline cadence)",
+        )
+    ]
     igg = facts.latest_igg
     last = facts.last_ig_dose
-    if (ig.status == "continue" and igg is not None and igg.igg_g_l is not None
-            and last is not None and igg.date > last.date and igg.igg_g_l < ig.trough_target_g_l):  # fmt: skip
+    if (
+        ig.status == "continue"
+        and igg is not None
+        and igg.igg_g_l is not None
+        and last is not None
+        and igg.date > last.date
+        and igg.igg_g_l < ig.trough_target_g_l
+    ):
         due = calendar.next_working_day(start)
-        items.append(PlanReviewItem(key=f"plan_review:{due}", due=due,
-                                    reason=f"trough IgG {igg.igg_g_l:g} g/L below target "
-                                           f"{ig.trough_target_g_l:g}: review the dose"))  # fmt: skip
+        items.append(
+            PlanReviewItem(
+                key=f"plan_review:{due}",
+                due=due,
+                reason=f"trough IgG {igg.igg_g_l:g} g/L below target "
+                f"{ig.trough_target_g_l:g}: review the dose",
+            )
+        )
     k = 1
     while True:
         due = calendar.next_working_day(add_months(start, every * k))

@@ -79,57 +79,79 @@ def live_vaccine_blocks(
             wait, why = v.after_chemotherapy_live_months, "after chemotherapy"
         elif t.drug_class == "anti_cd20":
             wait, why = v.after_anti_cd20_months, "after the last anti-CD20 dose"
-        elif t.drug_class == "corticosteroid" and is_high_dose_steroid(t, facts.weight_kg, protocol) is not False:
+        elif (
+            t.drug_class == "corticosteroid"
+            and is_high_dose_steroid(t, facts.weight_kg, protocol) is not False
+        ):
             wait, why = v.after_high_dose_steroid_live_months, "after stopping high-dose steroids"
-        until = None if t.end is None else (
-            add_months(t.end, wait) if wait else t.end + timedelta(days=1)
-        )  # fmt: skip
+        until = (
+            None
+            if t.end is None
+            else (add_months(t.end, wait) if wait else t.end + timedelta(days=1))
+        )
         text = f"{t.drug} ({_span(t)}): no live vaccine under immunosuppression"
         if wait:
             text += f", nor until {wait} months {why}"
         if t.start > facts.today:
-            text += f"; live vaccines >= {v.live_before_immunosuppression_days} days before starting"
+            text += (
+                f"; live vaccines >= {v.live_before_immunosuppression_days} days before starting"
+            )
         blocks.append(Block(text, f"{IDSA}; {IDSA_T6}", until, t.start - before))
     if referral.hsct is not None:
         hsct = referral.hsct
         months = v.hsct.live_from_months
-        blocks.append(Block(
-            f"HSCT on {hsct.date}: MMR and varicella not before {months} months",
-            HSCT_SRC, add_months(hsct.date, months),
-        ))  # fmt: skip
+        blocks.append(
+            Block(
+                f"HSCT on {hsct.date}: MMR and varicella not before {months} months",
+                HSCT_SRC,
+                add_months(hsct.date, months),
+            )
+        )
         if hsct.active_gvhd:
             blocks.append(Block("active GVHD: no live vaccine", HSCT_SRC, None))
-    doses = [d for d in referral.immunoglobulin_doses]
+    doses = list(referral.immunoglobulin_doses)
     if doses:
         ai = v.antibody_interval
         binding = max(doses, key=lambda d: add_months(d.date, ai.ivig_months(d.g_per_kg)))
         months = ai.ivig_months(binding.g_per_kg)
-        blocks.append(Block(
-            f"immunoglobulin {binding.g_per_kg:g} g/kg on {binding.date}: {months} months "
-            "before MMR or varicella",
-            ACIP_ABS, add_months(binding.date, months),
-        ))  # fmt: skip
+        blocks.append(
+            Block(
+                f"immunoglobulin {binding.g_per_kg:g} g/kg on {binding.date}: {months} months "
+                "before MMR or varicella",
+                ACIP_ABS,
+                add_months(binding.date, months),
+            )
+        )
     by_product: dict[str, date] = {}
     for product in referral.blood_products:
         months = v.antibody_interval.products[product.product]
         until = add_months(product.date, months)
         if until > by_product.get(product.product, date.min):
             by_product[product.product] = until
-            blocks.append(Block(
-                f"{product.product.replace('_', ' ')} on {product.date}: {months} months "
-                "before MMR or varicella",
-                ACIP_ABS, until,
-            ))  # fmt: skip
+            blocks.append(
+                Block(
+                    f"{product.product.replace('_', ' ')} on {product.date}: {months} months "
+                    "before MMR or varicella",
+                    ACIP_ABS,
+                    until,
+                )
+            )
     if ig.gives_ig:
-        blocks.append(Block(
-            "while IG replacement continues (it neutralises live vaccines; the clock starts "
-            "at the last dose)",
-            ACIP_ABS, None,
-        ))  # fmt: skip
-    blocks.append(Block(
-        f"MMR and varicella from {v.live_min_age_months} months of age",
-        "ACIP routine schedule", add_months(referral.patient.birth_date, v.live_min_age_months),
-    ))  # fmt: skip
+        blocks.append(
+            Block(
+                "while IG replacement continues (it neutralises live vaccines; the clock starts "
+                "at the last dose)",
+                ACIP_ABS,
+                None,
+            )
+        )
+    blocks.append(
+        Block(
+            f"MMR and varicella from {v.live_min_age_months} months of age",
+            "ACIP routine schedule",
+            add_months(referral.patient.birth_date, v.live_min_age_months),
+        )
+    )
     return blocks
 
 
@@ -146,13 +168,18 @@ def inactivated_blocks(referral: Referral, protocol: Protocol) -> list[Block]:
                 else v.after_chemotherapy_inactivated_months
             )
             before = v.inactivated_before_immunosuppression_days
-            text = (f"{t.drug} ({_span(t)}): doses during chemotherapy do not count; boosters "
-                    f"{months} months after the end" + (" (regimen with anti-CD20)" if with_cd20 else ""))  # fmt: skip
+            text = (
+                f"{t.drug} ({_span(t)}): doses during chemotherapy do not count; boosters "
+                f"{months} months after the end"
+                + (" (regimen with anti-CD20)" if with_cd20 else "")
+            )
             source = CHEMO_SRC
         elif t.drug_class == "anti_cd20":
             months, before = v.after_anti_cd20_months, v.before_next_anti_cd20_days
-            text = (f"{t.drug} ({_span(t)}): vaccinate before starting, or >= {months} months "
-                    f"after the last dose and >= {before} days before the next")  # fmt: skip
+            text = (
+                f"{t.drug} ({_span(t)}): vaccinate before starting, or >= {months} months "
+                f"after the last dose and >= {before} days before the next"
+            )
             source = CD20_SRC
         else:
             continue
@@ -164,29 +191,49 @@ def inactivated_blocks(referral: Referral, protocol: Protocol) -> list[Block]:
 def influenza_blocks(referral: Referral, protocol: Protocol) -> list[Block]:
     """Inactivated influenza: from 6 months, not during anti-B-cell or intensive chemo."""
     v = protocol.vaccination
-    blocks = [Block(
-        f"influenza vaccine from {v.influenza_min_age_months} months of age", IDSA,
-        add_months(referral.patient.birth_date, v.influenza_min_age_months),
-    )]  # fmt: skip
+    blocks = [
+        Block(
+            f"influenza vaccine from {v.influenza_min_age_months} months of age",
+            IDSA,
+            add_months(referral.patient.birth_date, v.influenza_min_age_months),
+        )
+    ]
     for t in referral.treatments:
         if t.drug_class == "anti_cd20":
-            until = None if t.end is None else add_months(t.end, protocol.grading.anti_cd20_depletion_months)
-            blocks.append(Block(
-                f"{t.drug} ({_span(t)}): no influenza vaccine during anti-B-cell antibodies",
-                f"{IDSA}; rituximab label (B-cell depletion)", until, t.start,
-            ))  # fmt: skip
-        elif t.drug_class == "chemotherapy" and name_matches(t.drug, v.intensive_chemotherapy_words):
+            until = (
+                None
+                if t.end is None
+                else add_months(t.end, protocol.grading.anti_cd20_depletion_months)
+            )
+            blocks.append(
+                Block(
+                    f"{t.drug} ({_span(t)}): no influenza vaccine during anti-B-cell antibodies",
+                    f"{IDSA}; rituximab label (B-cell depletion)",
+                    until,
+                    t.start,
+                )
+            )
+        elif t.drug_class == "chemotherapy" and name_matches(
+            t.drug, v.intensive_chemotherapy_words
+        ):
             until = None if t.end is None else t.end + timedelta(days=1)
-            blocks.append(Block(
-                f"{t.drug} ({_span(t)}): no influenza vaccine during intensive chemotherapy",
-                IDSA, until, t.start,
-            ))  # fmt: skip
+            blocks.append(
+                Block(
+                    f"{t.drug} ({_span(t)}): no influenza vaccine during intensive chemotherapy",
+                    IDSA,
+                    until,
+                    t.start,
+                )
+            )
     if referral.hsct is not None:
         months = protocol.vaccination.hsct.influenza_from_months
-        blocks.append(Block(
-            f"HSCT on {referral.hsct.date}: influenza vaccine from {months} months",
-            HSCT_SRC, add_months(referral.hsct.date, months),
-        ))  # fmt: skip
+        blocks.append(
+            Block(
+                f"HSCT on {referral.hsct.date}: influenza vaccine from {months} months",
+                HSCT_SRC,
+                add_months(referral.hsct.date, months),
+            )
+        )
     return blocks
 
 
@@ -207,9 +254,11 @@ def first_free_day(blocks: Iterable[Block], day: date) -> date | None:
 def holding(blocks: Iterable[Block], start: date, free: date | None) -> list[Block]:
     """The blocks that hold on some day between ``start`` and ``free``."""
     return [
-        b for b in blocks
-        if (b.until is None or b.until > start) and (free is None or b.start is None or b.start < free)
-    ]  # fmt: skip
+        b
+        for b in blocks
+        if (b.until is None or b.until > start)
+        and (free is None or b.start is None or b.start < free)
+    ]
 
 
 # ----------------------------------------------------------------------------- scheduling
@@ -241,15 +290,24 @@ def _schedule(
             free = again
         if free is None or due is None or due > horizon_end:
             if live and not scheduled:
-                reasons = tuple(f"{b.reason} ({b.source})" for b in holding(series.blocks, earliest, free))
-                plan.deferred.append(Deferral(series.vaccine, free, reasons or ("beyond the horizon",)))
+                reasons = tuple(
+                    f"{b.reason} ({b.source})" for b in holding(series.blocks, earliest, free)
+                )
+                plan.deferred.append(
+                    Deferral(series.vaccine, free, reasons or ("beyond the horizon",))
+                )
             break
         later = [b.start for b in series.blocks if b.start is not None and b.start > due]
         latest = min(later) - timedelta(days=1) if later else None
         dose = VaccineDose(
-            key=f"vaccine_dose:{series.vaccine}:{number}", due=due, vaccine=series.vaccine,
-            live=live, dose_number=number, earliest=free, latest=latest,
-        )  # fmt: skip
+            key=f"vaccine_dose:{series.vaccine}:{number}",
+            due=due,
+            vaccine=series.vaccine,
+            live=live,
+            dose_number=number,
+            earliest=free,
+            latest=latest,
+        )
         scheduled.append(dose)
         prev = due
     plan.items.extend(scheduled)
@@ -267,10 +325,13 @@ def _schedule(
 
 def _given(referral: Referral, vaccine: str, since: date | None) -> tuple[date, ...]:
     names = _COUNTS_AS.get(vaccine, (vaccine,))
-    return tuple(sorted(
-        v.date for v in referral.vaccinations
-        if v.vaccine in names and (since is None or v.date >= since)
-    ))  # fmt: skip
+    return tuple(
+        sorted(
+            v.date
+            for v in referral.vaccinations
+            if v.vaccine in names and (since is None or v.date >= since)
+        )
+    )
 
 
 def _tetanus_code(facts: Facts, protocol: Protocol) -> str:
@@ -294,100 +355,173 @@ def plan_vaccination(
     if referral.hsct is not None:
         _hsct(referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap)
     elif any(t.drug_class == "chemotherapy" for t in referral.treatments):
-        _after_chemotherapy(referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap)
+        _after_chemotherapy(
+            referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap
+        )
     else:
-        _immune_mediated(referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap)
+        _immune_mediated(
+            referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap
+        )
     _influenza(referral, facts, protocol, calendar, start, horizon_end, plan)
     return plan
 
 
 def _hsct(
-    referral: Referral, facts: Facts, protocol: Protocol, calendar: UnitCalendar,
-    start: date, horizon_end: date, live_blocks: tuple[Block, ...], plan: VaccinationPlan,
+    referral: Referral,
+    facts: Facts,
+    protocol: Protocol,
+    calendar: UnitCalendar,
+    start: date,
+    horizon_end: date,
+    live_blocks: tuple[Block, ...],
+    plan: VaccinationPlan,
     gap: timedelta,
-) -> None:  # fmt: skip
+) -> None:
     assert referral.hsct is not None
     h = protocol.vaccination.hsct
     hsct = referral.hsct
     titre = protocol.reassessment.titre_panel_words
     base = tuple(inactivated_blocks(referral, protocol))
     pcv = Series(
-        "PCV", h.pcv_doses, max(start, add_months(hsct.date, h.pcv_start_months)), base,
+        "PCV",
+        h.pcv_doses,
+        max(start, add_months(hsct.date, h.pcv_start_months)),
+        base,
         f"revaccination after HSCT: pneumococcal conjugate from {h.pcv_start_months} months, "
         f"{h.pcv_doses} doses {h.pcv_dose_interval_months} month(s) apart",
-        HSCT_SRC, _given(referral, "PCV", hsct.date), h.pcv_dose_interval_months,
-    )  # fmt: skip
+        HSCT_SRC,
+        _given(referral, "PCV", hsct.date),
+        h.pcv_dose_interval_months,
+    )
     pcv_doses = _schedule(pcv, calendar, horizon_end, plan, min_gap=gap)
     pcv_done = list(pcv.given) + [d.due for d in pcv_doses]
     if len(pcv_done) >= h.pcv_doses:
         if hsct.active_gvhd:
             fourth = Series(
-                "PCV", 1, max(start, add_months(pcv_done[0], h.pcv4_after_first_months)), base,
+                "PCV",
+                1,
+                max(start, add_months(pcv_done[0], h.pcv4_after_first_months)),
+                base,
                 "active GVHD: a 4th conjugate dose instead of PPSV23 (EBMT 0-1-2-12 months)",
-                HSCT_SRC, _given(referral, "PCV", hsct.date)[h.pcv_doses:], number_from=h.pcv_doses + 1,
-            )  # fmt: skip
+                HSCT_SRC,
+                _given(referral, "PCV", hsct.date)[h.pcv_doses :],
+                number_from=h.pcv_doses + 1,
+            )
             _schedule(fourth, calendar, horizon_end, plan, min_gap=gap)
         else:
-            earliest = max(start, add_months(hsct.date, h.ppsv23_from_months),
-                           pcv_done[-1] + timedelta(weeks=protocol.vaccination.ppsv23_after_pcv_weeks))  # fmt: skip
-            _schedule(Series(
-                "PPSV23", 1, earliest, base,
-                f"PPSV23 at >= {h.ppsv23_from_months} months after HSCT, no chronic GVHD, "
-                f">= {protocol.vaccination.ppsv23_after_pcv_weeks} weeks after the conjugate",
-                HSCT_SRC, _given(referral, "PPSV23", hsct.date), titres=titre.get("PCV"),
-            ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+            earliest = max(
+                start,
+                add_months(hsct.date, h.ppsv23_from_months),
+                pcv_done[-1] + timedelta(weeks=protocol.vaccination.ppsv23_after_pcv_weeks),
+            )
+            _schedule(
+                Series(
+                    "PPSV23",
+                    1,
+                    earliest,
+                    base,
+                    f"PPSV23 at >= {h.ppsv23_from_months} months after HSCT, no chronic GVHD, "
+                    f">= {protocol.vaccination.ppsv23_after_pcv_weeks} weeks after the conjugate",
+                    HSCT_SRC,
+                    _given(referral, "PPSV23", hsct.date),
+                    titres=titre.get("PCV"),
+                ),
+                calendar,
+                horizon_end,
+                plan,
+                min_gap=gap,
+            )
     for code in h.inactivated:
         vaccine = _tetanus_code(facts, protocol) if code in ("DTaP", "Tdap") else code
-        _schedule(Series(
-            vaccine, h.inactivated_doses, max(start, add_months(hsct.date, h.inactivated_start_months)),
-            base,
-            f"revaccination after HSCT: from {h.inactivated_start_months} months, "
-            f"{h.inactivated_doses} doses",
-            HSCT_SRC, _given(referral, vaccine, hsct.date), h.inactivated_dose_interval_months,
-            titres=titre.get(vaccine),
-        ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+        _schedule(
+            Series(
+                vaccine,
+                h.inactivated_doses,
+                max(start, add_months(hsct.date, h.inactivated_start_months)),
+                base,
+                f"revaccination after HSCT: from {h.inactivated_start_months} months, "
+                f"{h.inactivated_doses} doses",
+                HSCT_SRC,
+                _given(referral, vaccine, hsct.date),
+                h.inactivated_dose_interval_months,
+                titres=titre.get(vaccine),
+            ),
+            calendar,
+            horizon_end,
+            plan,
+            min_gap=gap,
+        )
     for code in h.live:
-        _schedule(Series(
-            code, h.live_doses, start, live_blocks,
-            f"after HSCT: {h.live_doses} doses from {h.live_from_months} months, no GVHD, off "
-            "immunosuppression, 8-11 months after the last IVIG",
-            HSCT_SRC, _given(referral, code, hsct.date),
-        ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
-    plan.decisions.append(Decision(
-        "vaccination", "hepatitis B: check anti-HBs after the series",
-        f"anti-HBs < {protocol.vaccination.anti_hbs_protective_miu_ml:g} mIU/mL after the "
-        "series: repeat the series; titres 6-8 weeks after the last dose of a series",
-        HSCT_SRC,
-    ))  # fmt: skip
+        _schedule(
+            Series(
+                code,
+                h.live_doses,
+                start,
+                live_blocks,
+                f"after HSCT: {h.live_doses} doses from {h.live_from_months} months, no GVHD, off "
+                "immunosuppression, 8-11 months after the last IVIG",
+                HSCT_SRC,
+                _given(referral, code, hsct.date),
+            ),
+            calendar,
+            horizon_end,
+            plan,
+            min_gap=gap,
+        )
+    plan.decisions.append(
+        Decision(
+            "vaccination",
+            "hepatitis B: check anti-HBs after the series",
+            f"anti-HBs < {protocol.vaccination.anti_hbs_protective_miu_ml:g} mIU/mL after the "
+            "series: repeat the series; titres 6-8 weeks after the last dose of a series",
+            HSCT_SRC,
+        )
+    )
 
 
 def _after_chemotherapy(
-    referral: Referral, facts: Facts, protocol: Protocol, calendar: UnitCalendar,
-    start: date, horizon_end: date, live_blocks: tuple[Block, ...], plan: VaccinationPlan,
+    referral: Referral,
+    facts: Facts,
+    protocol: Protocol,
+    calendar: UnitCalendar,
+    start: date,
+    horizon_end: date,
+    live_blocks: tuple[Block, ...],
+    plan: VaccinationPlan,
     gap: timedelta,
-) -> None:  # fmt: skip
+) -> None:
     v = protocol.vaccination
     base = tuple(inactivated_blocks(referral, protocol))
     valid_from = facts.chemotherapy_end
     during = [
-        x for x in referral.vaccinations
-        if any(t.drug_class == "chemotherapy" and t.start <= x.date <= (t.end or facts.today)
-               for t in referral.treatments)
-    ]  # fmt: skip
+        x
+        for x in referral.vaccinations
+        if any(
+            t.drug_class == "chemotherapy" and t.start <= x.date <= (t.end or facts.today)
+            for t in referral.treatments
+        )
+    ]
     if during:
-        plan.decisions.append(Decision(
-            "vaccination", f"{len(during)} dose(s) given during chemotherapy not counted",
-            "inactivated doses given in maintenance do not count as valid unless a protective "
-            "titre is shown", IDSA,
-        ))  # fmt: skip
+        plan.decisions.append(
+            Decision(
+                "vaccination",
+                f"{len(during)} dose(s) given during chemotherapy not counted",
+                "inactivated doses given in maintenance do not count as valid unless a protective "
+                "titre is shown",
+                IDSA,
+            )
+        )
     if valid_from is None:
-        plan.decisions.append(Decision(
-            "vaccination", "boosters after the end of chemotherapy",
-            f"inactivated boosters {v.after_chemotherapy_inactivated_months} months after the "
-            f"end ({v.after_chemotherapy_inactivated_months_anti_cd20} with anti-CD20), live "
-            f"at {v.after_chemotherapy_live_months}: chemotherapy is ongoing",
-            CHEMO_SRC,
-        ))  # fmt: skip
+        plan.decisions.append(
+            Decision(
+                "vaccination",
+                "boosters after the end of chemotherapy",
+                f"inactivated boosters {v.after_chemotherapy_inactivated_months} months after the "
+                f"end ({v.after_chemotherapy_inactivated_months_anti_cd20} with anti-CD20), live "
+                f"at {v.after_chemotherapy_live_months}: chemotherapy is ongoing",
+                CHEMO_SRC,
+            )
+        )
         for code in v.after_chemotherapy_live:
             reasons = tuple(f"{b.reason} ({b.source})" for b in holding(live_blocks, start, None))
             plan.deferred.append(Deferral(code, None, reasons))
@@ -395,75 +529,164 @@ def _after_chemotherapy(
     pcv_doses: list[VaccineDose] = []
     for code in v.after_chemotherapy_inactivated:
         vaccine = _tetanus_code(facts, protocol) if code in ("DTaP", "Tdap") else code
-        scheduled = _schedule(Series(
-            vaccine, 1, start, base,
-            f"booster after chemotherapy: inactivated {v.after_chemotherapy_inactivated_months} "
-            f"months after the end ({v.after_chemotherapy_inactivated_months_anti_cd20} after "
-            "anti-CD20)",
-            CHEMO_SRC, _given(referral, vaccine, valid_from),
-        ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+        scheduled = _schedule(
+            Series(
+                vaccine,
+                1,
+                start,
+                base,
+                "booster after chemotherapy: inactivated "
+                f"{v.after_chemotherapy_inactivated_months} months after the end "
+                f"({v.after_chemotherapy_inactivated_months_anti_cd20} after anti-CD20)",
+                CHEMO_SRC,
+                _given(referral, vaccine, valid_from),
+            ),
+            calendar,
+            horizon_end,
+            plan,
+            min_gap=gap,
+        )
         if vaccine == "PCV":
             pcv_doses = scheduled
     pcv_dates = [*_given(referral, "PCV", valid_from), *(d.due for d in pcv_doses)]
     if pcv_dates:
-        _schedule(Series(
-            "PPSV23", 1, max(start, pcv_dates[-1] + timedelta(weeks=v.ppsv23_after_pcv_weeks)),
-            base, f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate",
-            PNEUMO_SRC, _given(referral, "PPSV23", valid_from),
-        ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+        _schedule(
+            Series(
+                "PPSV23",
+                1,
+                max(start, pcv_dates[-1] + timedelta(weeks=v.ppsv23_after_pcv_weeks)),
+                base,
+                f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate",
+                PNEUMO_SRC,
+                _given(referral, "PPSV23", valid_from),
+            ),
+            calendar,
+            horizon_end,
+            plan,
+            min_gap=gap,
+        )
     for code in v.after_chemotherapy_live:
-        _schedule(Series(
-            code, 1, start, live_blocks,
-            f"live booster {v.after_chemotherapy_live_months} months after the end of "
-            "chemotherapy, off immunosuppression and clear of immunoglobulin",
-            CHEMO_SRC, _given(referral, code, valid_from),
-        ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+        _schedule(
+            Series(
+                code,
+                1,
+                start,
+                live_blocks,
+                f"live booster {v.after_chemotherapy_live_months} months after the end of "
+                "chemotherapy, off immunosuppression and clear of immunoglobulin",
+                CHEMO_SRC,
+                _given(referral, code, valid_from),
+            ),
+            calendar,
+            horizon_end,
+            plan,
+            min_gap=gap,
+        )
 
 
 def _immune_mediated(
-    referral: Referral, facts: Facts, protocol: Protocol, calendar: UnitCalendar,
-    start: date, horizon_end: date, live_blocks: tuple[Block, ...], plan: VaccinationPlan,
+    referral: Referral,
+    facts: Facts,
+    protocol: Protocol,
+    calendar: UnitCalendar,
+    start: date,
+    horizon_end: date,
+    live_blocks: tuple[Block, ...],
+    plan: VaccinationPlan,
     gap: timedelta,
-) -> None:  # fmt: skip
+) -> None:
     v = protocol.vaccination
     base = tuple(inactivated_blocks(referral, protocol))
     pcv_given = _given(referral, "PCV", None)
     pcv_doses: list[VaccineDose] = []
     if "PCV" in v.immune_mediated_inactivated and not pcv_given:
-        pcv_doses = _schedule(Series(
-            "PCV", 1, start, base,
-            "pneumococcal conjugate first, then PPSV23; vaccinate before anti-CD20 or >= 6 "
-            "months after it", PNEUMO_SRC,
-        ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+        pcv_doses = _schedule(
+            Series(
+                "PCV",
+                1,
+                start,
+                base,
+                "pneumococcal conjugate first, then PPSV23; vaccinate before anti-CD20 or >= 6 "
+                "months after it",
+                PNEUMO_SRC,
+            ),
+            calendar,
+            horizon_end,
+            plan,
+            min_gap=gap,
+        )
     for code in v.immune_mediated_inactivated:
         if code != "PCV":
-            _schedule(Series(code, 1, start, base, "reinforcement under immunosuppression",
-                             IDSA, _given(referral, code, None)),
-                      calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+            _schedule(
+                Series(
+                    code,
+                    1,
+                    start,
+                    base,
+                    "reinforcement under immunosuppression",
+                    IDSA,
+                    _given(referral, code, None),
+                ),
+                calendar,
+                horizon_end,
+                plan,
+                min_gap=gap,
+            )
     pcv_dates = [*pcv_given, *(d.due for d in pcv_doses)]
     ppsv = _given(referral, "PPSV23", None)
     if pcv_dates and not ppsv:
-        _schedule(Series(
-            "PPSV23", 1, max(start, pcv_dates[-1] + timedelta(weeks=v.ppsv23_after_pcv_weeks)),
-            base, f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate", PNEUMO_SRC,
-        ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+        _schedule(
+            Series(
+                "PPSV23",
+                1,
+                max(start, pcv_dates[-1] + timedelta(weeks=v.ppsv23_after_pcv_weeks)),
+                base,
+                f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate",
+                PNEUMO_SRC,
+            ),
+            calendar,
+            horizon_end,
+            plan,
+            min_gap=gap,
+        )
     elif len(ppsv) == 1 and referral.diagnosis.category == "immune_mediated":
-        _schedule(Series(
-            "PPSV23", 1, max(start, add_years(ppsv[0], v.ppsv23_repeat_years)), base,
-            f"second PPSV23 {v.ppsv23_repeat_years} years after the first in chronic "
-            "inflammatory disease", PNEUMO_SRC, number_from=2,
-        ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+        _schedule(
+            Series(
+                "PPSV23",
+                1,
+                max(start, add_years(ppsv[0], v.ppsv23_repeat_years)),
+                base,
+                f"second PPSV23 {v.ppsv23_repeat_years} years after the first in chronic "
+                "inflammatory disease",
+                PNEUMO_SRC,
+                number_from=2,
+            ),
+            calendar,
+            horizon_end,
+            plan,
+            min_gap=gap,
+        )
     for code in v.immune_mediated_live:
         given = _given(referral, code, None)
         if len(given) >= v.live_series_doses:
             continue
-        _schedule(Series(
-            code, v.live_series_doses - len(given), start, live_blocks,
-            f"complete the {code} series ({len(given)} of {v.live_series_doses} documented); "
-            "contraindicated under high- and low-level immunosuppression (varicella may be "
-            "considered under long-term low-level)",
-            IDSA_T6, number_from=len(given) + 1,
-        ), calendar, horizon_end, plan, min_gap=gap)  # fmt: skip
+        _schedule(
+            Series(
+                code,
+                v.live_series_doses - len(given),
+                start,
+                live_blocks,
+                f"complete the {code} series ({len(given)} of {v.live_series_doses} documented); "
+                "contraindicated under high- and low-level immunosuppression (varicella may be "
+                "considered under long-term low-level)",
+                IDSA_T6,
+                number_from=len(given) + 1,
+            ),
+            calendar,
+            horizon_end,
+            plan,
+            min_gap=gap,
+        )
 
 
 def _season_bounds(year: int, protocol: Protocol) -> tuple[date, date]:
@@ -476,35 +699,56 @@ def _season_bounds(year: int, protocol: Protocol) -> tuple[date, date]:
 
 
 def _influenza(
-    referral: Referral, facts: Facts, protocol: Protocol, calendar: UnitCalendar,
-    start: date, horizon_end: date, plan: VaccinationPlan,
-) -> None:  # fmt: skip
+    referral: Referral,
+    facts: Facts,
+    protocol: Protocol,
+    calendar: UnitCalendar,
+    start: date,
+    horizon_end: date,
+    plan: VaccinationPlan,
+) -> None:
     blocks = influenza_blocks(referral, protocol)
     hsct_first = referral.hsct is not None
     for year in range(start.year - 1, horizon_end.year + 1):
         begin, end = _season_bounds(year, protocol)
         if end < start or begin > horizon_end:
             continue
-        given = tuple(x.date for x in referral.vaccinations if x.vaccine == "IIV" and begin <= x.date <= end)
+        given = tuple(
+            x.date for x in referral.vaccinations if x.vaccine == "IIV" and begin <= x.date <= end
+        )
         doses = protocol.vaccination.hsct.influenza_first_season_doses if hsct_first else 1
         if hsct_first:
             hsct_first = False
         window = (
             Block("outside the influenza season", "unit policy (campaign dates)", begin),
-            Block("outside the influenza season", "unit policy (campaign dates)", None,
-                  end + timedelta(days=1)),
-        )  # fmt: skip
+            Block(
+                "outside the influenza season",
+                "unit policy (campaign dates)",
+                None,
+                end + timedelta(days=1),
+            ),
+        )
         series = Series(
-            "IIV", doses, max(start, begin), (*blocks, *window),
+            "IIV",
+            doses,
+            max(start, begin),
+            (*blocks, *window),
             f"inactivated influenza every season from 6 months of age (season {begin.year}-"
-            f"{end.year})", IDSA, given, gap_months=0,
-        )  # fmt: skip
+            f"{end.year})",
+            IDSA,
+            given,
+            gap_months=0,
+        )
         before = len(plan.items)
         _schedule(series, calendar, horizon_end, plan, min_gap=timedelta(days=28))
         for i in range(before, len(plan.items)):
             item = plan.items[i]
             plan.items[i] = VaccineDose(
-                key=f"vaccine_dose:IIV:{begin.year}:{item.dose_number}", due=item.due,
-                vaccine="IIV", live=False, dose_number=item.dose_number, earliest=item.earliest,
+                key=f"vaccine_dose:IIV:{begin.year}:{item.dose_number}",
+                due=item.due,
+                vaccine="IIV",
+                live=False,
+                dose_number=item.dose_number,
+                earliest=item.earliest,
                 latest=min(item.latest, end) if item.latest else end,
-            )  # fmt: skip
+            )
