@@ -1,0 +1,42 @@
+"""Settings from the environment (prefix SIDFLOWS_), one typed class."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///sidflows.db"
+
+
+class Settings(BaseSettings):
+    """Where the store lives and which unit files to read.
+
+    ``database_url``: SQLite file in the working directory by default; a
+    PostgreSQL URL (``postgresql+psycopg://user@host/db``) in production.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SIDFLOWS_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    protocol: Path | None = None
+    calendar: Path | None = None
+    staff: Path | None = None
+    # Where Prefect's UI is, for the messages that point coordinators to it.
+    ui_url: str = "http://127.0.0.1:4200"
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("SIDFLOWS_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        if "changethis" in value:
+            raise ValueError("SIDFLOWS_DATABASE_URL still holds a placeholder password")
+        return value
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()
