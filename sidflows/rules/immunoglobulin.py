@@ -65,7 +65,13 @@ def round_to_vials(
     made = _achievable(tuple(vials), max(high_units, 1))
     candidates = [u for u in made if low_units <= u <= high_units]
     if not candidates:
-        return round(target_g, 1), False
+        # A partial vial, measured to 0.1 g, still inside [low_g, high_g]: plain
+        # rounding of a target on the lower bound (SC 0.1 g/kg) would underdose.
+        steps = range(max(low_units, 1), high_units + 1)
+        if not steps:
+            return round(target_g, 1), False
+        best = min(steps, key=lambda u: (abs(u - target_units), u))
+        return round(best * _UNIT, 1), False
     best = min(candidates, key=lambda u: (abs(u - target_units), u))
     return round(best * _UNIT, 1), True
 

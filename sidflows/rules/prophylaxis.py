@@ -38,11 +38,9 @@ def _pjp_indications(
         )
     if referral.hsct is not None and referral.hsct.type == "allogeneic":
         ends = [t.end for t in referral.treatments if t.drug_class != "chemotherapy"]
-        ongoing = any(
-            t.active_on(today) and t.end is None
-            for t in referral.treatments
-            if t.drug_class != "chemotherapy"
-        )
+        # Open-ended immunosuppression, running or planned: the risk has no end date yet
+        # (a planned one with no end also left ``ends`` without a date to take the max of).
+        ongoing = any(t.end is None for t in referral.treatments if t.drug_class != "chemotherapy")
         review: date | None = add_months(referral.hsct.date, p.after_hsct_min_months)
         if ongoing:
             review = None

@@ -1,0 +1,339 @@
+"""Antimicrobial prophylaxis: REFERENCE.md §5 as tables of clinical cases."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from conftest_rules import (
+    CALENDAR,
+    START,
+    ago,
+    ahead,
+    decisions_text,
+    infection,
+    lab,
+    make_referral,
+    plan_for,
+    treatment,
+)
+
+from sidflows.calendar import add_months
+from sidflows.rules.model import Plan, ProphylaxisItem
+
+NORMAL_IGG = [lab(ago(days=10), igg_g_l=8.0)]
+FIRST_PLAN_REVIEW = date(2027, 3, 1)  # START + 3 months, a Monday
+
+
+def _plan(**fields: Any) -> Plan:
+    fields.setdefault("labs", NORMAL_IGG)
+    return plan_for(make_referral(**fields))
+
+
+def _items(plan: Plan, drug: str) -> list[ProphylaxisItem]:
+    return [i for i in plan.items if isinstance(i, ProphylaxisItem) and i.drug == drug]
+
+
+def _cotrimoxazole(plan: Plan) -> ProphylaxisItem | None:
+    found = _items(plan, "co-trimoxazole")
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+ALL = {"category": "oncology", "label": "acute lymphoblastic leukaemia"}
+ALLO = {"date": "2026-09-01", "type": "allogeneic", "active_gvhd": False}
+
+# (id citing REFERENCE.md, referral fields, expected review date or None for no PJP prophylaxis)
+PJP_CASES: list[tuple[str, dict[str, Any], date | None]] = [
+    (
+        "§5 ALL during chemotherapy -> co-trimoxazole, review at the first plan review",
+        {**ALL, "treatments": [treatment("ALL maintenance", "chemotherapy", "2024-06-01")]},
+        FIRST_PLAN_REVIEW,
+    ),
+    (
+        "§5 ALL, chemotherapy ended 2026-10-15 -> co-trimoxazole, review at end + 3 months",
+        {
+            **ALL,
+            "treatments": [
+                treatment("ALL maintenance", "chemotherapy", "2024-06-01", "2026-10-15")
+            ],
+        },
+        date(2027, 1, 15),
+    ),
+    (
+        "§5 B-ALL (acronym in the label), chemotherapy ended 2026-09-30 -> review 2026-12-30",
+        {
+            "category": "oncology",
+            "label": "relapsed B-ALL",
+            "treatments": [treatment("maintenance", "chemotherapy", "2025-01-01", "2026-09-30")],
+        },
+        date(2026, 12, 30),
+    ),
+    (
+        "§5 ALL, chemotherapy ended more than 3 months ago -> no prophylaxis",
+        {
+            **ALL,
+            "treatments": [
+                treatment("ALL maintenance", "chemotherapy", "2024-06-01", "2026-08-01")
+            ],
+        },
+        None,
+    ),
+    (
+        "§5 Wilms tumour on chemotherapy (not an indication) -> no prophylaxis",
+        {
+            "category": "oncology",
+            "label": "Wilms tumour",
+            "treatments": [treatment("vincristine/dactinomycin", "chemotherapy", "2026-08-01")],
+        },
+        None,
+    ),
+    (
+        "§5 label 'all stages' in lower case is not ALL -> no prophylaxis",
+        {
+            "category": "oncology",
+            "label": "Hodgkin lymphoma, all stages",
+            "treatments": [treatment("ABVD", "chemotherapy", "2026-08-01")],
+        },
+        None,
+    ),
+    (
+        "§5 allogeneic HSCT on ciclosporin -> co-trimoxazole, review at the first plan review",
+        {
+            "category": "hsct",
+            "hsct": ALLO,
+            "treatments": [treatment("ciclosporin", "calcineurin_inhibitor", "2026-09-01")],
+        },
+        FIRST_PLAN_REVIEW,
+    ),
+    (
+        "§5 allogeneic HSCT, ciclosporin stopped 2026-10-01 -> review 3 months after, 2027-01-04",
+        {
+            "category": "hsct",
+            "hsct": {**ALLO, "date": "2026-03-01"},
+            "treatments": [
+                treatment("ciclosporin", "calcineurin_inhibitor", "2026-03-01", "2026-10-01")
+            ],
+        },
+        date(2027, 1, 4),
+    ),
+    (
+        "§5 allogeneic HSCT 2026-09-01, nothing else -> review at HSCT + 6 months",
+        {"category": "hsct", "hsct": ALLO},
+        date(2027, 3, 1),
+    ),
+    (
+        "§5 allogeneic HSCT over 6 months ago, off immunosuppression > 3 months -> none",
+        {
+            "category": "hsct",
+            "hsct": {**ALLO, "date": "2025-06-01"},
+            "treatments": [
+                treatment("ciclosporin", "calcineurin_inhibitor", "2025-06-01", "2026-01-01")
+            ],
+        },
+        None,
+    ),
+    (
+        "§5 autologous HSCT (not an indication) -> no prophylaxis",
+        {"category": "hsct", "hsct": {**ALLO, "type": "autologous"}},
+        None,
+    ),
+    (
+        "§5 prednisone 10 mg/day for 8 weeks (> 4 weeks), ongoing -> co-trimoxazole",
+        {
+            "treatments": [
+                treatment("prednisone", "corticosteroid", ago(days=55), None, dose_mg_day=10)
+            ]
+        },
+        FIRST_PLAN_REVIEW,
+    ),
+    (
+        "§5 prednisone 10 mg/day for 4 weeks exactly (not > 4) -> no prophylaxis",
+        {
+            "treatments": [
+                treatment("prednisone", "corticosteroid", ago(days=27), None, dose_mg_day=10)
+            ]
+        },
+        None,
+    ),
+    (
+        "§5 prednisone 25 mg/day for 2 weeks (>= 20 mg/day >= 2 weeks) -> co-trimoxazole",
+        {
+            "treatments": [
+                treatment("prednisone", "corticosteroid", ago(days=13), None, dose_mg_day=25)
+            ]
+        },
+        FIRST_PLAN_REVIEW,
+    ),
+    (
+        "§5 prednisone 25 mg/day for 13 days -> no prophylaxis yet",
+        {
+            "treatments": [
+                treatment("prednisone", "corticosteroid", ago(days=12), None, dose_mg_day=25)
+            ]
+        },
+        None,
+    ),
+    (
+        "§5 long steroid course with a planned end -> review when it ends",
+        {
+            "treatments": [
+                treatment(
+                    "prednisone", "corticosteroid", ago(days=60), "2027-01-20", dose_mg_day=10
+                )
+            ]
+        },
+        date(2027, 1, 20),
+    ),
+    (
+        "§5 CD4 150/uL at 10 y (below the severe threshold) -> co-trimoxazole",
+        {"labs": [lab(ago(days=10), igg_g_l=8.0, cd4_per_ul=150)]},
+        FIRST_PLAN_REVIEW,
+    ),
+    (
+        "§5 CD4 250/uL at 10 y (moderate, not severe) -> no prophylaxis",
+        {"labs": [lab(ago(days=10), igg_g_l=8.0, cd4_per_ul=250)]},
+        None,
+    ),
+    (
+        "§5 fludarabine combination -> co-trimoxazole (whole period at risk)",
+        {"treatments": [treatment("fludarabine/cyclophosphamide", "chemotherapy", ago(months=1))]},
+        FIRST_PLAN_REVIEW,
+    ),
+    (
+        "§5 alemtuzumab -> co-trimoxazole",
+        {"treatments": [treatment("alemtuzumab", "other_biologic", ago(months=1))]},
+        FIRST_PLAN_REVIEW,
+    ),
+    ("§5 nothing applies -> no prophylaxis", {}, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "review"), [pytest.param(f, r, id=case) for case, f, r in PJP_CASES]
+)
+def test_pneumocystis_prophylaxis(fields: dict[str, Any], review: date | None) -> None:
+    """Co-trimoxazole for the ECIL-5 indications, with a review date at the end of the risk."""
+    plan = _plan(**fields)
+    item = _cotrimoxazole(plan)
+    if review is None:
+        assert item is None, item
+        assert "no Pneumocystis prophylaxis" in decisions_text(plan, "prophylaxis")
+        return
+    assert item is not None, decisions_text(plan, "prophylaxis")
+    assert item.indication == "Pneumocystis"
+    assert item.due == CALENDAR.next_working_day(START)
+    assert item.review == review
+    assert CALENDAR.is_working_day(item.review)
+    assert "ECIL-5" in decisions_text(plan, "prophylaxis")
+
+
+def test_all_review_is_three_months_after_chemotherapy_end() -> None:
+    """§5: after non-transplant chemotherapy, review 3 months after the end (default)."""
+    end = date(2026, 10, 15)
+    plan = _plan(
+        **ALL, treatments=[treatment("ALL maintenance", "chemotherapy", "2024-06-01", end)]
+    )
+    item = _cotrimoxazole(plan)
+    assert item is not None
+    assert item.review == CALENDAR.next_working_day(add_months(end, 3))
+
+
+# (id, weight kg, TMP mg per dose)
+TMP_CASES: list[tuple[str, float, int]] = [
+    ("§5 TMP 5 mg/kg/day at 30 kg = 150 mg/day -> 75 mg twice a day", 30.0, 75),
+    ("§5 TMP 5 mg/kg/day at 12 kg = 60 mg/day -> 30 mg twice a day", 12.0, 30),
+    ("§5 TMP 5 mg/kg/day at 64 kg = 320 mg/day (the cap) -> 160 mg twice a day", 64.0, 160),
+    ("§5 TMP at 80 kg = 400 mg/day capped at 320 -> 160 mg twice a day", 80.0, 160),
+    ("§5 TMP at 150 kg capped at 320 -> 160 mg twice a day", 150.0, 160),
+]
+
+
+@pytest.mark.parametrize(
+    ("weight", "per_dose"), [pytest.param(w, p, id=case) for case, w, p in TMP_CASES]
+)
+def test_cotrimoxazole_dose(weight: float, per_dose: int) -> None:
+    """§5: TMP 5 mg/kg/day in 2 doses, never above 320 mg/day, 3 days a week."""
+    plan = _plan(
+        weight_kg=weight,
+        birth_date="2012-01-01" if weight >= 30 else "2022-01-01",
+        labs=[lab(ago(days=10), igg_g_l=8.0, cd4_per_ul=50)],
+    )
+    item = _cotrimoxazole(plan)
+    assert item is not None
+    assert item.regimen.startswith(f"TMP {per_dose} mg 2 times a day on 3 consecutive days a week")
+    assert 2 * per_dose <= 320
+
+
+# (id, referral fields, azithromycin expected)
+AZITHRO_CASES: list[tuple[str, dict[str, Any], bool]] = [
+    (
+        "§5 low IgG + 2 infections in 12 months -> azithromycin",
+        {
+            "labs": [lab(ago(days=10), igg_g_l=3.0)],
+            "infections": [infection(ago(months=2)), infection(ago(months=4))],
+        },
+        True,
+    ),
+    (
+        "§5 antibody failure + 2 infections, IgG normal -> azithromycin",
+        {
+            "labs": [lab(ago(days=10), igg_g_l=8.0, pneumococcal_fold_rise=1.2)],
+            "infections": [infection(ago(months=2)), infection(ago(months=4))],
+        },
+        True,
+    ),
+    (
+        "§5 low IgG + one infection (not recurrent) -> no azithromycin",
+        {"labs": [lab(ago(days=10), igg_g_l=3.0)], "infections": [infection(ago(months=2))]},
+        False,
+    ),
+    (
+        "§5 normal IgG, good vaccine response, 2 infections -> no azithromycin",
+        {
+            "labs": [lab(ago(days=10), igg_g_l=8.0, pneumococcal_fold_rise=4.0)],
+            "infections": [infection(ago(months=2)), infection(ago(months=4))],
+        },
+        False,
+    ),
+    (
+        "§5 IG replacement continuing + 2 infections -> azithromycin",
+        {
+            "labs": [lab(ago(days=10), igg_g_l=7.5)],
+            "immunoglobulin_doses": [{"date": ago(days=20), "g_per_kg": 0.4, "route": "iv"}],
+            "infections": [infection(ago(months=2)), infection(ago(months=4))],
+        },
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"), [pytest.param(f, e, id=case) for case, f, e in AZITHRO_CASES]
+)
+def test_azithromycin_for_antibody_deficiency_with_recurrent_infections(
+    fields: dict[str, Any], expected: bool
+) -> None:
+    """§5: azithromycin 10 mg/kg weekly in antibody deficiency with recurrent infections."""
+    plan = _plan(**fields)
+    items = _items(plan, "azithromycin")
+    assert bool(items) is expected
+    if expected:
+        (item,) = items
+        assert item.regimen == "300 mg once weekly (10 mg/kg)"  # 30 kg
+        assert item.indication == "antibody deficiency with recurrent infections"
+        assert item.review == FIRST_PLAN_REVIEW  # no guideline for stopping: every plan review
+        assert "AAAAI/ACAAI" in decisions_text(plan, "prophylaxis")
+
+
+def test_prophylaxis_items_are_not_publicly_funded() -> None:
+    """§1: prophylaxis is one of the three treatments public health does not cover."""
+    plan = _plan(**ALL, treatments=[treatment("ALL maintenance", "chemotherapy", "2024-06-01")])
+    assert plan.publicly_funded["prophylaxis"] is False
+
+
+def test_planned_treatment_does_not_start_prophylaxis_early() -> None:
+    """§5: a planned fludarabine course that has not started is not yet an indication."""
+    plan = _plan(treatments=[treatment("fludarabine", "chemotherapy", ahead(months=2))])
+    assert _cotrimoxazole(plan) is None

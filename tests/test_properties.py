@@ -1,0 +1,771 @@
+"""Property-based tests of the planning engine.
+
+A hypothesis strategy builds VALID referral documents of every kind; the
+invariants below are re-derived from REFERENCE.md and the referral itself,
+never from the rule code (no call to live_vaccine_blocks or its helpers), so a
+rule that drifts from the reference fails here even when its own tests agree
+with it. A second strategy mangles a valid document with one mutation and
+checks that the edge refuses it with one line naming the field.
+"""
+
+from __future__ import annotations
+
+import calendar as monthdays
+import itertools
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import holidays
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sidflows.calendar import load_calendar
+from sidflows.errors import InvalidInput
+from sidflows.plan_document import plan_document
+from sidflows.planning import propose_plan
+from sidflows.protocol import load_protocol
+from sidflows.referral import parse_referral, validate_referral
+
+# A profile of this file only: applied through @settings(parent=...) below, never loaded
+# globally, so other test modules keep hypothesis' defaults.
+PROFILE = "sidflows-planning-properties"
+settings.register_profile(
+    PROFILE,
+    deadline=None,
+    max_examples=150,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+BASE = settings.get_profile(PROFILE)
+
+PROTOCOL = load_protocol()
+CALENDAR = load_calendar()
+Doc = dict[str, Any]
+
+# ----------------------------------------------------------------------------- reference tables
+# Re-typed from REFERENCE.md, on purpose not read from config/protocol.toml.
+
+LIVE = frozenset({"MMR", "VAR", "MMRV", "LAIV", "ROTA", "BCG", "YF"})
+INACTIVATED = (
+    "DTaP",
+    "Tdap",
+    "IPV",
+    "Hib",
+    "HepB",
+    "HepA",
+    "PCV",
+    "PPSV23",
+    "MenACWY",
+    "MenB",
+    "HPV",
+    "IIV",
+)
+# §4 ACIP antibody-live vaccine interval table, months.
+PRODUCT_MONTHS = {
+    "plasma": 7,
+    "platelets": 7,
+    "packed_red_cells": 6,
+    "whole_blood": 6,
+    "red_cells_adenine_saline": 3,
+    "washed_red_cells": 0,
+    "cmv_igiv": 6,
+    "botulism_ig": 6,
+    "varicella_ig": 5,
+    "rabies_ig": 4,
+    "hepatitis_b_ig": 3,
+    "tetanus_ig": 3,
+    "measles_ig": 6,
+    "palivizumab": 0,
+}
+LIVE_BEFORE_IMMUNOSUPPRESSION_DAYS = 28  # §4: live vaccines >= 4 weeks before
+AFTER_CHEMOTHERAPY_LIVE_MONTHS = 6  # §4 default
+AFTER_ANTI_CD20_MONTHS = 6  # §4 rituximab
+AFTER_HIGH_DOSE_STEROID_MONTHS = 3  # §4 CHOP (cautious default)
+HSCT_LIVE_MONTHS = 24  # §4 table
+LIVE_MIN_AGE_MONTHS = 12
+HOLIDAY_SHIFT_DAYS = 4  # longest run of closed days after a nominal date (Easter, Christmas)
+
+
+def ivig_months(g_per_kg: float) -> int:
+    """§4: 300-400 mg/kg -> 8, 1 g/kg -> 10, 2 g/kg -> 11; between rows the next higher row."""
+    if g_per_kg <= 0.4 + 1e-9:
+        return 8
+    if g_per_kg <= 1.0 + 1e-9:
+        return 10
+    return 11
+
+
+def plus_months(day: date, months: int) -> date:
+    """Calendar months, clamped to the end of the month."""
+    year, month0 = divmod(day.month - 1 + months, 12)
+    year += day.year
+    last = monthdays.monthrange(year, month0 + 1)[1]
+    return date(year, month0 + 1, min(day.day, last))
+
+
+def d(value: str) -> date:
+    return date.fromisoformat(value)
+
+
+# ----------------------------------------------------------------------------- valid referrals
+
+DRUGS = {
+    "chemotherapy": (
+        "vincristine",
+        "ALL maintenance (mercaptopurine/methotrexate)",
+        "ALL induction",
+        "R-CHOP",
+        "fludarabine/treosulfan",
+        "busulfan/melphalan",
+    ),
+    "anti_cd20": ("rituximab", "ofatumumab"),
+    "corticosteroid": ("prednisone", "prednisolone", "dexamethasone"),
+    "antimetabolite": ("methotrexate", "azathioprine", "mercaptopurine", "mycophenolate"),
+    "anti_tnf": ("infliximab", "adalimumab"),
+    "jak_inhibitor": ("tofacitinib",),
+    "calcineurin_inhibitor": ("ciclosporin", "tacrolimus"),
+    "car_t": ("tisagenlecleucel",),
+    "other_biologic": ("tocilizumab", "alemtuzumab"),
+}
+LABELS = {
+    "oncology": ("acute lymphoblastic leukaemia", "B-ALL", "Wilms tumour", "Hodgkin lymphoma"),
+    "hsct": ("acute myeloid leukaemia, allogeneic HSCT", "neuroblastoma, autologous HSCT"),
+    "immune_mediated": (
+        "nephrotic syndrome",
+        "systemic lupus erythematosus",
+        "Crohn disease",
+        "juvenile idiopathic arthritis",
+    ),
+    "other": ("secondary immunodeficiency",),
+}
+LAB_RANGES = {
+    "igg_g_l": (0.0, 40.0),
+    "iga_g_l": (0.0, 20.0),
+    "igm_g_l": (0.0, 20.0),
+    "igg_lower_limit_g_l": (0.5, 20.0),
+    "cd4_per_ul": (0.0, 10000.0),
+    "cd4_percent": (0.0, 100.0),
+    "cd19_per_ul": (0.0, 10000.0),
+    "cd19_lower_limit_per_ul": (1.0, 10000.0),
+    "anc_per_ul": (0.0, 100000.0),
+    "pneumococcal_fold_rise": (0.0, 1000.0),
+}
+IG_DOSES = (0.1, 0.2, 0.3, 0.4, 0.41, 0.5, 0.6, 0.8, 1.0, 1.01, 1.5, 2.0, 2.5)
+
+
+def _number(lo: float, hi: float) -> st.SearchStrategy[float]:
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False).map(
+        lambda x: min(hi, max(lo, round(x, 2)))
+    )
+
+
+@st.composite
+def _day(draw: st.DrawFn, lo: date, hi: date) -> date:
+    """A day in [lo, hi], half the time within the last 400 days of the range."""
+    span = (hi - lo).days
+    if span > 400 and draw(st.booleans()):
+        return hi - timedelta(days=draw(st.integers(0, 400)))
+    return lo + timedelta(days=draw(st.integers(0, span)))
+
+
+@st.composite
+def _treatment(draw: st.DrawFn, birth: date, received: date) -> Doc:
+    cls = draw(st.sampled_from(sorted(DRUGS)))
+    start = draw(_day(birth, received + timedelta(days=120)))  # some planned in the future
+    t: Doc = {"drug": draw(st.sampled_from(DRUGS[cls])), "class": cls, "start": start.isoformat()}
+    ends = draw(st.sampled_from(["ended", "ended", "open", "open-null"]))
+    if ends == "ended":  # a course with an end, past or planned
+        t["end"] = (start + timedelta(days=draw(st.integers(0, 900)))).isoformat()
+    elif ends == "open-null":
+        t["end"] = None  # ongoing, said explicitly
+    if cls in ("corticosteroid", "antimetabolite") and draw(st.booleans()):
+        field, hi = draw(
+            st.sampled_from(
+                [("dose_mg_per_kg_day", 5.0), ("dose_mg_day", 80.0), ("dose_mg_per_kg_week", 1.0)]
+            )
+        )
+        t[field] = draw(_number(0.0, hi))
+    return t
+
+
+@st.composite
+def _lab(draw: st.DrawFn, birth: date, received: date) -> Doc:
+    keys = draw(st.sets(st.sampled_from(sorted(LAB_RANGES)), min_size=1, max_size=5))
+    if draw(st.booleans()):
+        keys.add("igg_g_l")
+    if draw(st.booleans()):  # the recovery panel of §6
+        keys |= {"igg_g_l", "cd19_per_ul", "cd19_lower_limit_per_ul", "cd4_per_ul"}
+    lab: Doc = {"date": draw(_day(birth, received)).isoformat()}
+    for key in sorted(keys):
+        lo, hi = LAB_RANGES[key]
+        if key == "igg_g_l":  # mostly clinically plausible, sometimes anything allowed
+            lab[key] = draw(st.one_of(_number(0.0, 12.0), _number(lo, hi)))
+        else:
+            lab[key] = draw(_number(lo, hi))
+    return lab
+
+
+@st.composite
+def _ig_dose(draw: st.DrawFn, birth: date, received: date) -> Doc:
+    recent = max(birth, received - timedelta(days=70))
+    when = draw(st.one_of(_day(recent, received), _day(birth, received)))
+    g_per_kg = draw(st.one_of(st.sampled_from(IG_DOSES), _number(0.01, 2.5)))
+    return {
+        "date": when.isoformat(),
+        "g_per_kg": g_per_kg,
+        "route": draw(st.sampled_from(["iv", "sc"])),
+    }
+
+
+@st.composite
+def referral_docs(draw: st.DrawFn) -> Doc:
+    """A valid referral document: any category, any mix of treatments, labs and doses."""
+    received = draw(st.dates(date(2026, 1, 1), date(2027, 12, 31)))
+    birth = received - timedelta(days=draw(st.integers(0, 18 * 365 - 1)))
+    category = draw(st.sampled_from(["oncology", "immune_mediated", "other", "hsct"]))
+
+    def some(strategy: st.SearchStrategy[Any], most: int = 3) -> list[Any]:
+        return draw(st.lists(strategy, max_size=most))
+
+    def dated(most: int, **fields: st.SearchStrategy[Any]) -> list[Doc]:
+        rows = some(st.fixed_dictionaries({"date": _day(birth, received), **fields}), most)
+        return [{**r, "date": r["date"].isoformat()} for r in rows]
+
+    doc: Doc = {
+        "patient": {
+            "ref": draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,12}", fullmatch=True)),
+            "birth_date": birth.isoformat(),
+            "sex": draw(st.sampled_from(["female", "male", "other", "unknown"])),
+            "weight_kg": draw(st.one_of(_number(0.5, 150.0), _number(0.5, 12.0))),
+        },
+        "received": received.isoformat(),
+        "referrer": {"service": draw(st.sampled_from(["oncology", "nephrology", "haematology"]))},
+        "diagnosis": {"category": category, "label": draw(st.sampled_from(LABELS[category]))},
+        "treatments": some(_treatment(birth, received), 4),
+        "labs": some(_lab(birth, received)),
+        "infections": dated(
+            4,
+            kind=st.sampled_from(["pneumonia", "otitis media", "bacteraemia"]),
+            serious=st.booleans(),
+        ),
+        "immunoglobulin_doses": some(_ig_dose(birth, received)),
+        "vaccinations": dated(4, vaccine=st.sampled_from(sorted(LIVE) + list(INACTIVATED))),
+    }
+    if category == "oncology" and draw(st.booleans()):  # a finished course: the §4/§6 clocks
+        end = max(birth, received - timedelta(days=draw(st.integers(0, 400))))
+        start = max(birth, end - timedelta(days=draw(st.integers(0, 800))))
+        doc["treatments"].insert(
+            0,
+            {
+                "drug": draw(st.sampled_from(DRUGS["chemotherapy"])),
+                "class": "chemotherapy",
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+            },
+        )
+    if category == "hsct" or draw(st.integers(0, 7)) == 3:
+        doc["hsct"] = {
+            "date": draw(_day(birth, received)).isoformat(),
+            "type": draw(st.sampled_from(["autologous", "allogeneic"])),
+            "active_gvhd": draw(st.booleans()),
+        }
+    if draw(st.booleans()):
+        doc["blood_products"] = dated(3, product=st.sampled_from(sorted(PRODUCT_MONTHS)))
+    if draw(st.booleans()):
+        doc["preferences"] = draw(
+            st.sampled_from([{}, {"ig_route": "iv"}, {"ig_route": "sc"}, {"ig_route": None}])
+        )
+    if draw(st.booleans()):
+        doc["consent"] = {"cost_accepted": draw(st.booleans())}
+    if draw(st.integers(0, 3)) == 2:
+        doc["identity"] = {"name": "Synthetic Child", "mrn": "SYN-1"}
+        doc["reason"] = "property test"
+    return doc
+
+
+@st.composite
+def planning_cases(draw: st.DrawFn) -> tuple[Doc, date]:
+    """A valid referral and the day it is planned on (0-21 days after it was received)."""
+    doc = draw(referral_docs())
+    today = d(doc["received"]) + timedelta(days=draw(st.integers(0, 21)))
+    return doc, today
+
+
+def _propose(doc: Doc, today: date) -> dict[str, Any]:
+    referral = parse_referral(json.dumps(doc))
+    plan = propose_plan(referral, today=today, protocol=PROTOCOL, calendar=CALENDAR)
+    return plan_document(plan)
+
+
+# ----------------------------------------------------------------------------- invariants
+
+
+def _steroid_is_high_dose(t: Doc, weight: float) -> bool:
+    """§2/§4: >= 20 mg/day (>= 10 kg) or >= 2 mg/kg/day (< 10 kg); no dose given: cautious."""
+    per_kg, per_day = t.get("dose_mg_per_kg_day"), t.get("dose_mg_day")
+    if per_kg is None and per_day is None:
+        return True
+    if weight < 10:
+        return (per_kg if per_kg is not None else per_day / weight) >= 2.0
+    return (per_day if per_day is not None else per_kg * weight) >= 20.0
+
+
+def live_vaccine_violations(doc: Doc, plan: dict[str, Any], due: date) -> list[str]:
+    """Every REFERENCE.md §4 rule that a live vaccine on ``due`` would break."""
+    broken: list[str] = []
+    weight = doc["patient"]["weight_kg"]
+    if due < plus_months(d(doc["patient"]["birth_date"]), LIVE_MIN_AGE_MONTHS):
+        broken.append("under 12 months of age")
+    for t in doc["treatments"]:
+        start = d(t["start"])
+        end = d(t["end"]) if t.get("end") else None
+        if start - timedelta(days=LIVE_BEFORE_IMMUNOSUPPRESSION_DAYS) <= due and (
+            end is None or due <= end
+        ):
+            broken.append(f"{t['drug']} active that day or starting within 28 days")
+            continue
+        if start > due or end is None:
+            continue  # a course starting > 28 days after the dose
+        wait = 0
+        if t["class"] == "chemotherapy":
+            wait = AFTER_CHEMOTHERAPY_LIVE_MONTHS
+        elif t["class"] == "anti_cd20":
+            wait = AFTER_ANTI_CD20_MONTHS
+        elif (
+            t["class"] == "corticosteroid"
+            and _steroid_is_high_dose(t, weight)
+            and (end - start).days + 1 >= 14
+        ):
+            wait = AFTER_HIGH_DOSE_STEROID_MONTHS
+        if due < plus_months(end, wait):
+            broken.append(f"{t['drug']} ended {end}: {wait} months")
+    for dose in doc["immunoglobulin_doses"]:
+        months = ivig_months(dose["g_per_kg"])
+        if due < plus_months(d(dose["date"]), months):
+            broken.append(f"IG {dose['g_per_kg']} g/kg on {dose['date']}: {months} months")
+    for product in doc.get("blood_products", []):
+        months = PRODUCT_MONTHS[product["product"]]
+        if due < plus_months(d(product["date"]), months):
+            broken.append(f"{product['product']} on {product['date']}: {months} months")
+    hsct = doc.get("hsct")
+    if hsct is not None:
+        if due < plus_months(d(hsct["date"]), HSCT_LIVE_MONTHS):
+            broken.append("within 24 months of HSCT")
+        if hsct.get("active_gvhd"):
+            broken.append("active GVHD")
+    if any(i["kind"] == "ig_session" for i in plan["items"]):
+        broken.append("IG replacement in the plan")
+    return broken
+
+
+def _live_ongoing_cause(doc: Doc, plan: dict[str, Any], today: date) -> bool:
+    """A cause with no end in sight: open-ended treatment already started, GVHD, IG in the plan."""
+    return (
+        any(d(t["start"]) <= today and not t.get("end") for t in doc["treatments"])
+        or bool(doc.get("hsct", {}).get("active_gvhd"))
+        or any(i["kind"] == "ig_session" for i in plan["items"])
+    )
+
+
+@settings(BASE, max_examples=300)
+@given(referral_docs())
+def test_strategy_builds_valid_referrals(doc: Doc) -> None:
+    """Every document the strategy builds is accepted by the referral validation."""
+    validate_referral(doc)
+    parse_referral(json.dumps(doc))
+
+
+@settings(BASE, max_examples=400)
+@given(planning_cases())
+def test_no_live_vaccine_while_a_block_holds(case: tuple[Doc, date]) -> None:
+    """§4: no live vaccine is due, nor a deferral dated, on a day any re-derived block holds."""
+    doc, today = case
+    plan = _propose(doc, today)
+    for item in plan["items"]:
+        if item["kind"] == "vaccine_dose" and item["vaccine"] in LIVE:
+            assert item["live"] is True
+            broken = live_vaccine_violations(doc, plan, d(item["due"]))
+            assert not broken, (item, broken)
+        elif item["kind"] == "vaccine_dose":
+            assert item["live"] is False
+    for deferral in plan["deferred"]:
+        assert deferral["vaccine"] in LIVE
+        assert deferral["reasons"]
+        assert all(r.strip() for r in deferral["reasons"])
+        if deferral["until"] is None:
+            assert _live_ongoing_cause(doc, plan, today) or any(
+                not t.get("end") or d(t["end"]) >= today for t in doc["treatments"]
+            ), deferral
+        else:
+            until = d(deferral["until"])
+            assert not live_vaccine_violations(doc, plan, until), deferral
+    if _live_ongoing_cause(doc, plan, today):
+        assert not [i for i in plan["items"] if i["kind"] == "vaccine_dose" and i["live"]]
+        assert all(x["until"] is None for x in plan["deferred"])
+
+
+def _whole_vial_total(grams: float, vials: tuple[float, ...]) -> bool:
+    units = round(grams * 10)
+    sizes = sorted({round(v * 10) for v in vials})
+    reach = [True] + [False] * units
+    for total in range(1, units + 1):
+        reach[total] = any(total >= s and reach[total - s] for s in sizes)
+    return reach[units]
+
+
+@settings(BASE, max_examples=300)
+@given(planning_cases())
+def test_ig_sessions_dose_window_and_spacing(case: tuple[Doc, date]) -> None:
+    """§3: session doses within the route's g/kg range, inside their window, one interval apart."""
+    doc, today = case
+    plan = _propose(doc, today)
+    weight = doc["patient"]["weight_kg"]
+    sessions = [i for i in plan["items"] if i["kind"] == "ig_session"]
+    partial = any("partial vial" in x["rationale"] for x in plan["decisions"])
+    routes = {s["route"] for s in sessions}
+    assert len(routes) <= 1
+    for s in sessions:
+        dosing = PROTOCOL.immunoglobulin.route(s["route"])
+        per_kg = s["dose_g"] / weight
+        if not s["loading"]:
+            assert dosing.min_g_per_kg - 1e-9 <= per_kg <= dosing.max_g_per_kg + 1e-9, s
+        assert per_kg <= dosing.max_g_per_kg + 1e-9, s
+        assert s["dose_g_per_kg"] == round(per_kg, 2)
+        assert partial or _whole_vial_total(s["dose_g"], dosing.vial_sizes_g), s
+        assert d(s["earliest"]) <= d(s["due"]) <= d(s["latest"]), s
+        assert s["hospital"] is (s["setting"] != "home")
+        assert (s["route"] == "iv") is (s["setting"] == "day_unit")
+    if sessions:
+        interval = PROTOCOL.immunoglobulin.route(sessions[0]["route"]).interval_days
+        dues = [d(s["due"]) for s in sessions]
+        for a, b in itertools.pairwise(dues):
+            assert abs((b - a).days - interval) <= HOLIDAY_SHIFT_DAYS, (a, b)
+        last = max(
+            (d(x["date"]) for x in doc["immunoglobulin_doses"] if d(x["date"]) <= today),
+            default=None,
+        )
+        if last is not None and "continue IG replacement" in {
+            x["decision"] for x in plan["decisions"]
+        }:
+            assert dues[0] >= last + timedelta(days=interval), (last, dues[0])
+
+
+_HOLIDAYS: dict[int, frozenset[date]] = {}
+
+
+def _catalan_holiday(day: date) -> bool:
+    if day.year not in _HOLIDAYS:
+        _HOLIDAYS[day.year] = frozenset(
+            holidays.country_holidays("ES", subdiv="CT", years=day.year)
+        )
+    return day in _HOLIDAYS[day.year]
+
+
+@settings(BASE, max_examples=300)
+@given(planning_cases())
+def test_hospital_items_on_working_days_within_the_horizon(case: tuple[Doc, date]) -> None:
+    """Hospital items fall on working days (no weekend, ES/CT holiday); all inside the horizon."""
+    doc, today = case
+    plan = _propose(doc, today)
+    assert d(plan["as_of"]) == today
+    horizon_end = d(plan["horizon_end"])
+    assert horizon_end == plus_months(today, 12)
+    for item in plan["items"]:
+        due = d(item["due"])
+        assert today <= due <= horizon_end, item
+        if item["hospital"]:
+            assert CALENDAR.is_working_day(due), item
+            assert due.isoweekday() <= 5, item
+            assert not _catalan_holiday(due), item
+        else:
+            assert item["kind"] == "ig_session", item
+            assert item["setting"] == "home", item
+
+
+@settings(BASE, max_examples=150)
+@given(planning_cases())
+def test_same_referral_same_document(case: tuple[Doc, date]) -> None:
+    """The same referral proposed twice on the same day gives an identical document."""
+    doc, today = case
+    first = json.dumps(_propose(doc, today))
+    again = json.dumps(_propose(json.loads(json.dumps(doc)), today))
+    assert first == again
+
+
+# ----------------------------------------------------------------------------- mangled referrals
+
+Path_ = tuple[str | int, ...]
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "": (
+        "patient",
+        "received",
+        "referrer",
+        "diagnosis",
+        "treatments",
+        "labs",
+        "infections",
+        "immunoglobulin_doses",
+        "vaccinations",
+    ),
+    "patient": ("ref", "birth_date", "sex", "weight_kg"),
+    "referrer": ("service",),
+    "diagnosis": ("category", "label"),
+    "hsct": ("date", "type"),
+    "treatments[]": ("drug", "class", "start"),
+    "labs[]": ("date",),
+    "infections[]": ("date", "kind", "serious"),
+    "immunoglobulin_doses[]": ("date", "g_per_kg", "route"),
+    "blood_products[]": ("date", "product"),
+    "vaccinations[]": ("vaccine", "date"),
+}
+DATE_KEYS = frozenset({"birth_date", "received", "date", "start", "end"})
+NUMBER_RANGES: dict[str, tuple[float, float, bool]] = {  # lo, hi, lo exclusive
+    "weight_kg": (0.5, 150, False),
+    "igg_g_l": (0, 40, False),
+    "iga_g_l": (0, 20, False),
+    "igm_g_l": (0, 20, False),
+    "igg_lower_limit_g_l": (0, 20, True),
+    "cd4_per_ul": (0, 10000, False),
+    "cd4_percent": (0, 100, False),
+    "cd19_per_ul": (0, 10000, False),
+    "cd19_lower_limit_per_ul": (0, 10000, True),
+    "anc_per_ul": (0, 100000, False),
+    "pneumococcal_fold_rise": (0, 1000, False),
+    "g_per_kg": (0, 2.5, True),
+    "dose_mg_per_kg_day": (0, 100, False),
+    "dose_mg_day": (0, 5000, False),
+    "dose_mg_per_kg_week": (0, 100, False),
+}
+UNKNOWN_KEYS = ("weight", "dob", "notes", "igg", "klass", "surname", "dose", "Received")
+IMPOSSIBLE_DATES = (
+    "2026-02-30",
+    "2025-02-29",
+    "2026-04-31",
+    "2026-13-01",
+    "2026-00-10",
+    "2026-11-00",
+    "2026-11-32",
+    "2026-1-05",
+    "26-11-05",
+    "2026/11/05",
+    "20261105",
+    "2026-11-05T10:00:00",
+    "",
+    "yesterday",
+)
+BAD_VACCINES = ("mmr", "COVID19", "MMR-II", "PCV13", "", "Tdap-IPV", "varicella")
+BAD_CLASSES = ("steroid", "Chemotherapy", "biologic", "anti-cd20", "", "ivig", "immunoglobulin")
+
+
+def fmt(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _walk(value: Any, path: Path_ = ()) -> list[tuple[Path_, Any]]:
+    found: list[tuple[Path_, Any]] = [(path, value)]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found += _walk(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _walk(v, (*path, i))
+    return found
+
+
+def _get(doc: Doc, path: Path_) -> Any:
+    for part in path:
+        doc = doc[part]  # type: ignore[index]
+    return doc
+
+
+def _parent_kind(path: Path_) -> str:
+    parent = path[:-1]
+    if not parent:
+        return ""
+    if isinstance(parent[-1], int):
+        return f"{parent[-2]}[]"
+    return str(parent[-1])
+
+
+def _required(doc: Doc, path: Path_) -> bool:
+    if path == ("hsct",) and doc["diagnosis"]["category"] == "hsct":
+        return True
+    return isinstance(path[-1], str) and path[-1] in REQUIRED.get(_parent_kind(path), ())
+
+
+def _in_list(doc: Doc, name: str, draw: st.DrawFn, row: Doc) -> int:
+    """Index of an existing row of ``name`` (or of ``row``, appended when there is none)."""
+    rows = doc.setdefault(name, [])
+    if not rows:
+        rows.append(row)
+    return draw(st.integers(0, len(rows) - 1))
+
+
+MUTATIONS = (
+    "drop_required",
+    "unknown_field",
+    "wrong_type",
+    "impossible_date",
+    "out_of_range",
+    "end_before_start",
+    "unknown_vaccine",
+    "unknown_class",
+    "birth_in_future",
+    "birth_over_18_years",
+    "weight_out_of_range",
+    "igg_over_40",
+    "malformed_json",
+    "event_after_received",
+    "duplicate_key",
+)
+
+
+@st.composite
+def mangled_referrals(draw: st.DrawFn) -> tuple[str, str, str]:
+    """(JSON text, expected field path, mutation): a valid referral with one mutation."""
+    doc = draw(referral_docs())
+    kind = draw(st.sampled_from(MUTATIONS))
+    received = d(doc["received"])
+    nodes = _walk(doc)[1:]
+    field = ""
+    if kind == "drop_required":
+        path = draw(st.sampled_from([p for p, _ in nodes if _required(doc, p)]))
+        del _get(doc, path[:-1])[path[-1]]
+        field = fmt(path)
+    elif kind == "unknown_field":
+        containers = [p for p, v in nodes if isinstance(v, dict)] + [()]
+        path = draw(st.sampled_from(containers))
+        target = _get(doc, path)
+        key = draw(st.sampled_from([k for k in UNKNOWN_KEYS if k not in target]))
+        target[key] = draw(st.sampled_from([1, "x", None, True, []]))
+        field = fmt((*path, key))
+    elif kind == "wrong_type":
+        path, value = draw(st.sampled_from([(p, v) for p, v in nodes if v is not None]))
+        if isinstance(value, bool):
+            bad: Any = draw(st.sampled_from(["yes", 1, 0, "true", None, []]))
+        elif isinstance(value, int | float):
+            bad = draw(st.sampled_from([str(value), [value], {"value": value}, True]))
+        elif isinstance(value, str):
+            bad = draw(st.sampled_from([12, 3.5, True, [value], {"value": value}]))
+        elif isinstance(value, list):
+            bad = draw(st.sampled_from([{"0": 1}, "none", 5]))
+        else:
+            bad = draw(st.sampled_from([[], "x", 5]))
+        _get(doc, path[:-1])[path[-1]] = bad
+        field = fmt(path)
+    elif kind == "impossible_date":
+        path = draw(st.sampled_from([p for p, _ in nodes if p and p[-1] in DATE_KEYS]))
+        _get(doc, path[:-1])[path[-1]] = draw(st.sampled_from(IMPOSSIBLE_DATES))
+        field = fmt(path)
+    elif kind in ("out_of_range", "weight_out_of_range"):
+        paths = [p for p, v in nodes if p and p[-1] in NUMBER_RANGES and v is not None]
+        path = (
+            ("patient", "weight_kg")
+            if kind == "weight_out_of_range"
+            else draw(st.sampled_from(paths))
+        )
+        lo, hi, exclusive = NUMBER_RANGES[str(path[-1])]
+        excess = draw(st.floats(0.01, 1e6, allow_nan=False))
+        below = lo if exclusive and draw(st.booleans()) else lo - excess
+        _get(doc, path[:-1])[path[-1]] = draw(st.sampled_from([below, hi + excess, -1.0]))
+        field = fmt(path)
+    elif kind == "end_before_start":
+        i = _in_list(
+            doc,
+            "treatments",
+            draw,
+            {"drug": "prednisone", "class": "corticosteroid", "start": doc["received"]},
+        )
+        t = doc["treatments"][i]
+        t["end"] = (d(t["start"]) - timedelta(days=draw(st.integers(1, 400)))).isoformat()
+        field = f"treatments[{i}].end"
+    elif kind == "unknown_vaccine":
+        i = _in_list(doc, "vaccinations", draw, {"vaccine": "MMR", "date": doc["received"]})
+        doc["vaccinations"][i]["vaccine"] = draw(st.sampled_from(BAD_VACCINES))
+        field = f"vaccinations[{i}].vaccine"
+    elif kind == "unknown_class":
+        i = _in_list(
+            doc,
+            "treatments",
+            draw,
+            {"drug": "x", "class": "chemotherapy", "start": doc["received"]},
+        )
+        doc["treatments"][i]["class"] = draw(st.sampled_from(BAD_CLASSES))
+        field = f"treatments[{i}].class"
+    elif kind == "birth_in_future":
+        birth = received + timedelta(days=draw(st.integers(1, 4000)))
+        doc["patient"]["birth_date"] = birth.isoformat()
+        field = "patient.birth_date"
+    elif kind == "birth_over_18_years":
+        birth = plus_months(received, -18 * 12) - timedelta(days=draw(st.integers(0, 4000)))
+        doc["patient"]["birth_date"] = birth.isoformat()
+        field = "patient.birth_date"
+    elif kind == "igg_over_40":
+        i = _in_list(doc, "labs", draw, {"date": doc["received"], "igg_g_l": 5.0})
+        doc["labs"][i]["igg_g_l"] = 40 + draw(st.floats(0.001, 1e4, allow_nan=False))
+        field = f"labs[{i}].igg_g_l"
+    elif kind == "event_after_received":
+        i = _in_list(doc, "labs", draw, {"date": doc["received"], "igg_g_l": 5.0})
+        doc["labs"][i]["date"] = (received + timedelta(days=draw(st.integers(1, 400)))).isoformat()
+        field = f"labs[{i}].date"
+    elif kind == "malformed_json":
+        text = json.dumps(doc)
+        cut = draw(st.integers(0, len(text) - 1))
+        return text[:cut], "document", kind
+    elif kind == "duplicate_key":
+        text = json.dumps(doc)
+        return '{"received": "2026-01-01", ' + text[1:], "received", kind
+    return json.dumps(doc), field, kind
+
+
+def _check_refusal(error: InvalidInput, field: str) -> None:
+    assert error.field, error
+    assert error.field == field, (str(error), field)
+    assert error.message.strip(), error
+    line = str(error)
+    assert "Traceback" not in line, line
+    assert "\n" not in line, line
+    assert line.startswith(f"{field}: "), line
+
+
+@settings(BASE, max_examples=500)
+@given(mangled_referrals())
+def test_mangled_referral_refused_naming_the_field(case: tuple[str, str, str]) -> None:
+    """A valid referral with any one mutation is refused as InvalidInput naming that field."""
+    text, field, _kind = case
+    with pytest.raises(InvalidInput) as caught:
+        parse_referral(text)
+    _check_refusal(caught.value, field)
+
+
+@pytest.fixture(scope="module")
+def cli_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mangled")
+
+
+@settings(BASE, max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=mangled_referrals())
+def test_cli_refuses_mangled_referral_with_one_line(
+    case: tuple[str, str, str], cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sidflows propose` exits 2 on a mangled referral, with one stderr line naming the field."""
+    from flows.cli import main
+
+    text, field, _kind = case
+    path = cli_dir / "referral.json"
+    path.write_text(text, encoding="utf-8")
+    capsys.readouterr()  # drop what earlier examples printed
+    code = main(["propose", str(path), "--today", "2026-11-24"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert f"{field}: " in lines[0], (field, err)
+    assert "Traceback" not in err

@@ -1,0 +1,346 @@
+"""The protocol: config/protocol.toml loads, a unit can override it, it is validated and sourced."""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidflows.errors import ConfigError
+from sidflows.protocol import Protocol, load_protocol, parse_protocol
+
+SHIPPED = Path(__file__).parents[1] / "config" / "protocol.toml"
+EXAMPLE = Path(__file__).parents[1] / "examples" / "referrals" / "all-after-maintenance.json"
+
+
+def _data() -> dict[str, Any]:
+    with SHIPPED.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def _changed(path: str, value: Any) -> dict[str, Any]:
+    """The shipped protocol data with one dotted key set (``immunoglobulin.iv.g_per_kg``)."""
+    data = copy.deepcopy(_data())
+    *parents, last = path.split(".")
+    target: Any = data
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    if last.isdigit():
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return data
+
+
+def test_shipped_protocol_loads() -> None:
+    """config/protocol.toml parses into a frozen Protocol with its version."""
+    protocol = load_protocol()
+    assert isinstance(protocol, Protocol)
+    assert protocol.version == "2026.1"
+    assert load_protocol() is protocol  # parsed once
+    with pytest.raises(ValueError, match="frozen"):
+        protocol.version = "x"  # type: ignore[misc]
+
+
+def test_shipped_values_are_the_reference_defaults() -> None:
+    """Spot checks of the defaults REFERENCE.md gives (§2-§6)."""
+    p = load_protocol()
+    g, ig, v, pjp = p.grading, p.immunoglobulin, p.vaccination, p.prophylaxis.pjp
+    assert (g.steroid_high_mg_day, g.steroid_high_mg_per_kg_day, g.steroid_high_min_days) == (
+        20.0,
+        2.0,
+        14,
+    )
+    assert (g.methotrexate_low_max_mg_per_kg_week, g.azathioprine_low_max_mg_per_kg_day) == (
+        0.4,
+        3.0,
+    )
+    assert g.anc_severe_below_per_ul == 500
+    assert g.anc_profound_below_per_ul == 100
+    assert [
+        (b.severe_below_per_ul, b.severe_below_percent, b.moderate_below_per_ul) for b in g.cd4
+    ] == [
+        (750, 26, 1500),
+        (500, 22, 1000),
+        (200, 14, 500),
+    ]
+    assert (ig.start_below_g_l_with_infections, ig.start_below_g_l_any) == (4.0, 1.5)
+    assert (ig.iv.g_per_kg, ig.iv.interval_days, ig.sc.g_per_kg, ig.sc.interval_days) == (
+        0.4,
+        28,
+        0.1,
+        7,
+    )
+    assert ig.sc.supervised_sessions == 2
+    assert (ig.trough_every_months, ig.trough_target_g_l, ig.trough_target_car_t_g_l) == (
+        3,
+        7.0,
+        10.0,
+    )
+    assert ig.trial_off_recheck_months == 3
+    assert (v.after_chemotherapy_inactivated_months, v.after_chemotherapy_live_months) == (3, 6)
+    assert v.after_chemotherapy_inactivated_months_anti_cd20 == 6
+    assert (v.after_anti_cd20_months, v.after_high_dose_steroid_live_months) == (6, 3)
+    assert [(r.up_to_g_per_kg, r.months) for r in v.antibody_interval.ivig_rows] == [
+        (0.4, 8),
+        (1.0, 10),
+        (2.5, 11),
+    ]
+    assert (v.hsct.pcv_start_months, v.hsct.pcv_doses, v.hsct.live_from_months) == (3, 3, 24)
+    assert (pjp.tmp_mg_per_kg_day, pjp.tmp_max_mg_day, pjp.doses_per_day) == (5.0, 320.0, 2)
+    assert p.prophylaxis.antibacterial.mg_per_kg == 10.0
+    assert p.reassessment.after_chemotherapy_months == (3, 6, 12)
+    assert p.review.every_months == 3
+
+
+def test_unit_protocol_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIDFLOWS_PROTOCOL pointing at a modified copy changes the value and the version."""
+    text = SHIPPED.read_text(encoding="utf-8")
+    text = text.replace('version = "2026.1"', 'version = "2026.1-unit-a"', 1)
+    text = text.replace("trough_target_g_l = 7.0", "trough_target_g_l = 6.0", 1)
+    path = tmp_path / "protocol.toml"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("SIDFLOWS_PROTOCOL", str(path))
+    unit = load_protocol()
+    assert unit.version == "2026.1-unit-a"
+    assert unit.immunoglobulin.trough_target_g_l == 6.0
+    monkeypatch.delenv("SIDFLOWS_PROTOCOL")
+    assert load_protocol().version == "2026.1"  # the shipped one again
+
+
+def test_unit_protocol_version_reaches_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plan proposed under a unit's protocol records that protocol's version."""
+    import json
+
+    from flows.cli import main
+
+    path = tmp_path / "protocol.toml"
+    path.write_text(
+        SHIPPED.read_text(encoding="utf-8").replace('version = "2026.1"', 'version = "9.9"', 1),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("SIDFLOWS_PROTOCOL", str(path))
+    assert main(["propose", str(EXAMPLE), "--today", "2026-11-24"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol_version"] == "9.9"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragments"),
+    [
+        pytest.param(
+            "immunoglobulin.iv.g_per_kg",
+            0.7,
+            ("immunoglobulin.iv", "g_per_kg must lie between"),
+            id="IV g_per_kg above max_g_per_kg",
+        ),
+        pytest.param(
+            "immunoglobulin.sc.g_per_kg",
+            0.05,
+            ("immunoglobulin.sc", "g_per_kg must lie between"),
+            id="SC g_per_kg below min_g_per_kg",
+        ),
+        pytest.param(
+            "immunoglobulin.iv.interval_days",
+            0,
+            ("immunoglobulin.iv.interval_days",),
+            id="interval of 0 days",
+        ),
+        pytest.param(
+            "immunoglobulin.trough_every_months",
+            13,
+            ("immunoglobulin.trough_every_months",),
+            id="trough every 13 months",
+        ),
+        pytest.param(
+            "grading.steroid_high_mg_day",
+            -20,
+            ("grading.steroid_high_mg_day",),
+            id="negative steroid threshold",
+        ),
+        pytest.param(
+            "grading.unlisted_level", "medium", ("grading.unlisted_level",), id="unknown level"
+        ),
+        pytest.param(
+            "grading.high_classes",
+            ["chemotherapy", "steroids"],
+            ("grading.high_classes",),
+            id="unknown treatment class",
+        ),
+        pytest.param(
+            "grading.cd4",
+            [
+                {
+                    "below_age_years": 6,
+                    "severe_below_per_ul": 500,
+                    "severe_below_percent": 22,
+                    "moderate_below_per_ul": 1000,
+                },
+                {
+                    "below_age_years": 1,
+                    "severe_below_per_ul": 750,
+                    "severe_below_percent": 26,
+                    "moderate_below_per_ul": 1500,
+                },
+            ],
+            ("grading", "increasing age order"),
+            id="CD4 bands out of order",
+        ),
+        pytest.param(
+            "vaccination.influenza_season_start",
+            "10-32",
+            ("vaccination.influenza_season_start",),
+            id="impossible season day",
+        ),
+        pytest.param(
+            "vaccination.antibody_interval.products.albumin",
+            1,
+            ("vaccination.antibody_interval.products",),
+            id="unknown blood product",
+        ),
+        pytest.param(
+            "vaccination.hsct.live",
+            ["MMR", "VZV"],
+            ("vaccination.hsct.live",),
+            id="unknown vaccine code",
+        ),
+        pytest.param(
+            "funding.publicly_funded.discharge",
+            True,
+            ("funding.publicly_funded",),
+            id="unknown item kind",
+        ),
+        pytest.param("colour", "blue", ("colour",), id="unknown key"),
+        pytest.param("version", "", ("version",), id="empty version"),
+    ],
+)
+def test_invalid_protocol_refused_naming_the_field(
+    path: str, value: Any, fragments: tuple[str, ...]
+) -> None:
+    """An invalid protocol raises ConfigError naming the offending field."""
+    with pytest.raises(ConfigError) as caught:
+        parse_protocol(_changed(path, value), origin="unit.toml")
+    message = str(caught.value)
+    assert message.startswith("unit.toml: ")
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_invalid_protocol_file_refused(tmp_path: Path) -> None:
+    """An invalid protocol file names the file and the field; a missing or broken file too."""
+    bad = tmp_path / "protocol.toml"
+    bad.write_text(
+        SHIPPED.read_text(encoding="utf-8").replace("g_per_kg = 0.4\n", "g_per_kg = 0.9\n", 1),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"protocol\.toml: immunoglobulin\.iv: .*g_per_kg"):
+        load_protocol(bad)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("version = \n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_protocol(broken)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_protocol(tmp_path / "missing.toml")
+
+
+def test_command_line_reports_an_invalid_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sidflows propose` under an invalid unit protocol exits 1 with one configuration line."""
+    from flows.cli import main
+
+    bad = tmp_path / "protocol.toml"
+    bad.write_text(
+        SHIPPED.read_text(encoding="utf-8").replace("g_per_kg = 0.4\n", "g_per_kg = 0.9\n", 1),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("SIDFLOWS_PROTOCOL", str(bad))
+    assert main(["propose", str(EXAMPLE), "--today", "2026-11-24"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "configuration" in err
+    assert "immunoglobulin.iv" in err
+
+
+# ----------------------------------------------------------------------------- sources named
+
+# What counts as naming a source: a REFERENCE.md section or a named guideline, label or
+# "unit policy". A light text check, not a parser of citations.
+SOURCE = re.compile(
+    r"§\d|IDSA|ACIP|\bEMA\b|SmPC|AAAAI|ACAAI|ECIL|EBMT|CDC|Ontario|rituximab label|UKALL"
+    r"|PRU Handbook|CHOP|Immunotherapy 20\d\d|unit policy|practice parameter|ACR 20|AIEOP"
+    r"|IAP 20|Canadian guideline",
+    re.IGNORECASE,
+)
+_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=")
+_HEADER = re.compile(r"^\[\[?([^\]]+)\]\]?")
+EXEMPT = {"version"}  # the file's own version, explained in the file header
+
+
+def _comment(line: str) -> str:
+    return line.split("#", 1)[1] if "#" in line else ""
+
+
+def _table_comments(lines: list[str]) -> dict[str, str]:
+    """Each table's comment: its header's own comment and the comment block around it."""
+    found: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        header = _HEADER.match(line)
+        if not header or header.group(1) in found:
+            continue
+        text = [_comment(line)]
+        j = i - 1
+        while j >= 0 and lines[j].startswith("#") and not lines[j].startswith("# ----"):
+            text.append(_comment(lines[j]))
+            j -= 1
+        j = i + 1
+        while j < len(lines) and lines[j].startswith("#"):
+            text.append(_comment(lines[j]))
+            j += 1
+        found[header.group(1)] = " ".join(text)
+    return found
+
+
+def unsourced_keys(text: str) -> list[str]:
+    """Keys whose comment paragraph, table or parent table comment names no source."""
+    lines = text.splitlines()
+    tables = _table_comments(lines)
+    missing: list[str] = []
+    table = ""
+    for i, line in enumerate(lines):
+        header = _HEADER.match(line)
+        if header:
+            table = header.group(1)
+            continue
+        key = _KEY.match(line)
+        if not key or (not table and key.group(1) in EXEMPT):
+            continue
+        paragraph = [_comment(line)]
+        j = i - 1
+        while j >= 0 and lines[j].strip() and not _HEADER.match(lines[j]):
+            paragraph.append(_comment(lines[j]))
+            j -= 1
+        # The table's comment, or a parent table's ([funding] names §1 for its sub-table).
+        parts = table.split(".")
+        owners = [".".join(parts[:n]) for n in range(len(parts), 0, -1)] if table else []
+        in_table = any(SOURCE.search(tables.get(owner, "")) for owner in owners)
+        if not (SOURCE.search(" ".join(paragraph)) or in_table):
+            missing.append(f"line {i + 1}: [{table}] {key.group(1)}")
+    return missing
+
+
+def test_every_value_names_a_source() -> None:
+    """Every value in protocol.toml has a comment nearby naming its source or 'unit policy'."""
+    assert unsourced_keys(SHIPPED.read_text(encoding="utf-8")) == []
+
+
+def test_source_check_catches_an_unsourced_value() -> None:
+    """The check itself: a value added with a comment that names no source is reported."""
+    text = SHIPPED.read_text(encoding="utf-8") + "\n[extra]\n# just a number\nanswer = 42\n"
+    assert unsourced_keys(text) == [f"line {len(text.splitlines())}: [extra] answer"]
