@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="the store's schema")
     p.add_argument("action", choices=["upgrade"])
-    p.set_defaults(handler=_flows_command("db"))
+    p.set_defaults(handler=_flows_command("db_command"))
 
     p = sub.add_parser("benchmark", help="print speed and memory figures")
     p.add_argument("what", choices=["propose", "sweep"])

@@ -52,7 +52,7 @@ class _Child:
     def __init__(self, rng: random.Random, index: int, received: date, prefix: str) -> None:
         self.rng = rng
         self.received = received
-        age_days = rng.randint(200, 17 * 365)
+        age_days = rng.randint(200, 16 * 365)  # still a child after a year of follow-up
         self.birth = received - timedelta(days=age_days)
         years = age_days / 365.25
         self.weight = round(max(3.5, min(95.0, 3.5 + 2.6 * years + rng.uniform(-2, 4))), 1)

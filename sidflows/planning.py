@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 from sidflows.calendar import UnitCalendar, add_months
 from sidflows.protocol import Protocol
@@ -108,3 +109,40 @@ def _funding(items: list[Item], funded: dict[str, bool], consent: bool) -> Decis
         f"not covered by public health: {', '.join(unfunded)}",
         FUNDING_SOURCE,
     )
+
+
+def _essentials(document: dict[str, Any]) -> dict[str, set[str]]:
+    """The clinical substance of a plan document, without its dates."""
+    decisions = document["decisions"]
+    ig = next((d["decision"] for d in decisions if d["topic"] == "immunoglobulin"), "")
+    recovery = {
+        d["decision"]
+        for d in decisions
+        if d["topic"] == "reassessment" and ("recover" in d["decision"])
+    }
+    return {
+        "immunosuppression": {document["grading"]["level"]},
+        "immunoglobulin": {ig},
+        "prophylaxis": {i["drug"] for i in document["items"] if i["kind"] == "prophylaxis"},
+        "vaccines planned": {
+            f"{i['vaccine']} {i['dose_number']}"
+            for i in document["items"]
+            if i["kind"] == "vaccine_dose"
+        },
+        "vaccines deferred": {d["vaccine"] for d in document["deferred"]},
+        "recovery": recovery,
+    }
+
+
+def plan_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What a new plan version changes, in words (for re-plans and their notices)."""
+    old, new = _essentials(before), _essentials(after)
+    changes = []
+    for topic in old:
+        added, removed = sorted(new[topic] - old[topic]), sorted(old[topic] - new[topic])
+        if added or removed:
+            parts = ([f"now {', '.join(added)}"] if added else []) + (
+                [f"no longer {', '.join(removed)}"] if removed else []
+            )
+            changes.append(f"{topic}: {'; '.join(parts)}")
+    return changes

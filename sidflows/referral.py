@@ -334,3 +334,51 @@ def _tuples(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _tuples(v) for k, v in value.items()}
     return value
+
+
+# --------------------------------------------------------------------------- later documents
+
+
+class TreatmentChange(_Doc):
+    """``sidflows treatment-change REF FILE``: entries shaped as a referral's treatments.
+
+    An entry with the same drug and start as a stored treatment updates it (e.g.
+    sets its end); any other entry is added.
+    """
+
+    date: IsoDate
+    treatments: tuple[Treatment, ...] = Field(min_length=1, max_length=MAX_LIST)
+
+
+class LabReport(_Doc):
+    """``sidflows lab-result REF FILE``: new results, shaped as a referral's labs."""
+
+    labs: tuple[Lab, ...] = Field(min_length=1, max_length=MAX_LIST)
+
+
+def parse_treatment_change(text: str | bytes) -> TreatmentChange:
+    data = load_json_document(text)
+    if not isinstance(data, dict):
+        raise InvalidInput("document", "must be a JSON object")
+    try:
+        change = TreatmentChange.model_validate(_tuples(data))
+    except ValidationError as exc:
+        raise invalid_from_pydantic(exc) from None
+    for i, t in enumerate(change.treatments):
+        if t.end is not None and t.end < t.start:
+            raise InvalidInput(f"treatments[{i}].end", "before start")
+    return change
+
+
+def parse_lab_report(text: str | bytes) -> LabReport:
+    data = load_json_document(text)
+    if not isinstance(data, dict):
+        raise InvalidInput("document", "must be a JSON object")
+    try:
+        report = LabReport.model_validate(_tuples(data))
+    except ValidationError as exc:
+        raise invalid_from_pydantic(exc) from None
+    for i, lab in enumerate(report.labs):
+        if not lab.model_dump(exclude={"date"}, exclude_none=True):
+            raise InvalidInput(f"labs[{i}]", "no result given")
+    return report

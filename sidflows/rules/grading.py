@@ -180,4 +180,6 @@ def _transience(referral: Referral, facts: Facts) -> tuple[bool, str]:
         return False, f"not transient while {drugs} continue(s) with no planned end"
     if referral.hsct is not None and referral.hsct.active_gvhd:
         return False, "not transient while GVHD is active"
+    if not referral.treatments and referral.hsct is None:
+        return True, "no treatment cause recorded: reassess to confirm the deficiency"
     return True, "transient: the causes are time-limited; reassess until recovery"

@@ -84,12 +84,20 @@ def _route(referral: Referral, facts: Facts, protocol: Protocol) -> tuple[Litera
     return protocol.immunoglobulin.default_route, "the protocol default (day unit)"
 
 
-def dose_for(dosing: RouteDosing, weight_kg: float, g_per_kg: float) -> tuple[float, str]:
+def dose_for(
+    dosing: RouteDosing, weight_kg: float, g_per_kg: float, *, ceiling_g_per_kg: float | None = None
+) -> tuple[float, str]:
+    """Grams for a g/kg dose, rounded to whole vials within [min, ceiling] g/kg.
+
+    The ceiling is the route's maximum, except for a loading dose, whose own
+    g/kg is its ceiling (it is larger than the maintenance maximum on purpose).
+    """
     target = g_per_kg * weight_kg
+    ceiling = dosing.max_g_per_kg if ceiling_g_per_kg is None else ceiling_g_per_kg
     grams, exact = round_to_vials(
         target,
         dosing.min_g_per_kg * weight_kg,
-        dosing.max_g_per_kg * weight_kg,
+        ceiling * weight_kg,
         dosing.vial_sizes_g,
     )
     note = (
@@ -166,7 +174,12 @@ def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) 
                 )
             )
             if status == "start" and dosing.propose_loading:
-                loading, note = dose_for(dosing, facts.weight_kg, dosing.loading_g_per_kg)
+                loading, note = dose_for(
+                    dosing,
+                    facts.weight_kg,
+                    dosing.loading_g_per_kg,
+                    ceiling_g_per_kg=dosing.loading_g_per_kg,
+                )
                 decisions.append(
                     Decision(
                         "immunoglobulin",

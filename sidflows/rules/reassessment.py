@@ -50,7 +50,12 @@ def _wanted(
             wanted.append((when, panel, why, source))
 
     span = range(1, 13 * 4)
-    if facts.anti_cd20_last is not None and not facts.anti_cd20_ongoing:
+    b_cells_back = b_cells_recovered(facts) and (
+        facts.latest_cd19 is not None
+        and facts.anti_cd20_last is not None
+        and facts.latest_cd19.date > facts.anti_cd20_last
+    )
+    if facts.anti_cd20_last is not None and not facts.anti_cd20_ongoing and not b_cells_back:
         every = r.after_anti_cd20_every_months
         series(
             facts.anti_cd20_last,

@@ -158,7 +158,13 @@ def live_vaccine_blocks(
 def inactivated_blocks(referral: Referral, protocol: Protocol) -> list[Block]:
     """Booster doses are not valid during chemotherapy or anti-B-cell antibodies."""
     v = protocol.vaccination
-    with_cd20 = any(t.drug_class == "anti_cd20" for t in referral.treatments)
+    chemo = [t for t in referral.treatments if t.drug_class == "chemotherapy"]
+    # "The regimen included anti-B-cell antibodies": an anti-CD20 course overlapping chemotherapy.
+    with_cd20 = any(
+        t.drug_class == "anti_cd20"
+        and any(t.start <= (c.end or date.max) and (t.end or date.max) >= c.start for c in chemo)
+        for t in referral.treatments
+    )
     blocks: list[Block] = []
     for t in referral.treatments:
         if t.drug_class == "chemotherapy":
@@ -708,7 +714,10 @@ def _influenza(
     plan: VaccinationPlan,
 ) -> None:
     blocks = influenza_blocks(referral, protocol)
-    hsct_first = referral.hsct is not None
+    # Two doses in the first season after HSCT (none given since the transplant).
+    hsct_first = referral.hsct is not None and not any(
+        x.vaccine == "IIV" and x.date >= referral.hsct.date for x in referral.vaccinations
+    )
     for year in range(start.year - 1, horizon_end.year + 1):
         begin, end = _season_bounds(year, protocol)
         if end < start or begin > horizon_end:

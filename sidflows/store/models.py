@@ -60,16 +60,18 @@ OPEN_ITEM_STATUSES = (ItemStatus.planned, ItemStatus.scheduled, ItemStatus.due)
 
 # Which transitions an item may make. Anything else is refused.
 ITEM_TRANSITIONS: dict[ItemStatus, frozenset[ItemStatus]] = {
-    ItemStatus.planned: frozenset({ItemStatus.scheduled, ItemStatus.due, ItemStatus.cancelled,
-                                   ItemStatus.deferred}),
-    ItemStatus.scheduled: frozenset({ItemStatus.planned, ItemStatus.due, ItemStatus.cancelled,
-                                     ItemStatus.deferred}),
+    ItemStatus.planned: frozenset(
+        {ItemStatus.scheduled, ItemStatus.due, ItemStatus.cancelled, ItemStatus.deferred}
+    ),
+    ItemStatus.scheduled: frozenset(
+        {ItemStatus.planned, ItemStatus.due, ItemStatus.cancelled, ItemStatus.deferred}
+    ),
     ItemStatus.due: frozenset({ItemStatus.done, ItemStatus.missed, ItemStatus.cancelled}),
     ItemStatus.deferred: frozenset({ItemStatus.planned, ItemStatus.cancelled}),
     ItemStatus.done: frozenset(),
     ItemStatus.missed: frozenset(),
     ItemStatus.cancelled: frozenset(),
-}  # fmt: skip
+}
 
 
 class Patient(SQLModel, table=True):
@@ -176,12 +178,21 @@ class CarePlan(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("patient_id", "version"),
-        Index("one_active_plan", "patient_id", unique=True,
-              sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
-        Index("one_proposed_plan", "patient_id", unique=True,
-              sqlite_where=text("status = 'proposed'"),
-              postgresql_where=text("status = 'proposed'")),
-    )  # fmt: skip
+        Index(
+            "one_active_plan",
+            "patient_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index(
+            "one_proposed_plan",
+            "patient_id",
+            unique=True,
+            sqlite_where=text("status = 'proposed'"),
+            postgresql_where=text("status = 'proposed'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
@@ -193,7 +204,9 @@ class CarePlan(SQLModel, table=True):
     document: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     approved_by: str | None = Field(default=None, max_length=200)
     approved_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    activated_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    activated_at: dt.datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
     created_at: dt.datetime = _ts()
 
 

@@ -518,8 +518,8 @@ def test_loading_dose_when_the_protocol_asks_for_it() -> None:
     plan = plan_for(referral, protocol=protocol)
     sessions = [i for i in plan.items if isinstance(i, IgSession)]
     assert sessions[0].loading
-    # Bigger than maintenance, never above the route's max_g_per_kg (0.6 x 30 kg = 18 g).
-    assert 12.0 < sessions[0].dose_g <= IV.max_g_per_kg * 30.0
+    # The loading dose has its own ceiling (0.8 g/kg x 30 kg = 24 g), above the maintenance max.
+    assert sessions[0].dose_g == IV.loading_g_per_kg * 30.0
     assert not any(s.loading for s in sessions[1:])
     assert all(s.dose_g == 12.0 for s in sessions[1:])
     default = plan_for(referral)

@@ -1,0 +1,220 @@
+"""The CLI commands that touch the store and Prefect (``sidflows refer``, ``approve`` ...).
+
+With PREFECT_API_URL set (a unit's ``prefect server start`` + ``sidflows serve``)
+events go to the server and its triggers run the flows; without it the flows
+run here, on Prefect's temporary local server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import getpass
+import json
+import sys
+from typing import Any
+
+from sidflows import service
+from sidflows.errors import InvalidInput
+from sidflows.store import db
+
+EXIT_OK = 0
+
+
+def _out(message: str) -> None:
+    sys.stdout.write(message + "\n")
+
+
+def _server_configured() -> bool:
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+def _day(value: str | None, field: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        if len(value) != 10:
+            raise ValueError
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(field, f"not a date (expected YYYY-MM-DD): {value!r}") from None
+
+
+def _by(value: str | None) -> str:
+    return value or getpass.getuser()
+
+
+def db_command(args: argparse.Namespace) -> int:
+    revision = db.upgrade()
+    _out(f"store at revision {revision}")
+    return EXIT_OK
+
+
+def refer(args: argparse.Namespace) -> int:
+    from flows.cli import read_document
+    from flows.pathway import pathway
+    from flows.runtime import ensure_store
+
+    text = read_document(args.file)
+    ensure_store()
+    referred = service.refer(text, actor=_by(None))
+    if referred.duplicate:
+        _out(f"{referred.ref}: this referral is already stored (nothing changed)")
+    else:
+        _out(
+            f"{referred.ref}: referral stored "
+            f"({'new child' if referred.created else 'known child, record updated'})"
+        )
+    status = asyncio.run(pathway(referred.ref, today=_day(args.today, "--today"), wait=False))
+    _out(f"{referred.ref}: {str(status).replace('_', ' ')}")
+    return EXIT_OK
+
+
+def show(args: argparse.Namespace) -> int:
+    from flows.cli import print_json
+    from flows.runtime import ensure_store
+    from sidflows.store.patients import get_patient
+    from sidflows.store.plans import show_document
+
+    ensure_store()
+    with db.session_scope() as session:
+        patient = get_patient(session=session, ref=args.ref)
+        document = show_document(session=session, patient=patient)
+        state = patient.state
+    if args.json:
+        print_json(
+            document or {"patient_ref": args.ref, "plan_version": None, "patient_state": state}
+        )
+        return EXIT_OK
+    if document is None:
+        _out(f"{args.ref}: {state}, no plan yet")
+        return EXIT_OK
+    _out(
+        f"{args.ref}: {state}; plan v{document['plan_version']} {document['plan_status']}"
+        f"{' approved by ' + document['approved_by'] if document.get('approved_by') else ''}"
+    )
+    _out(
+        f"  immunosuppression {document['grading']['level']}, "
+        f"protocol {document['protocol_version']}"
+    )
+    for item in document["items"]:
+        _out(f"  {item['due']}  {item['status']:<9} {item['key']}")
+    for deferral in document["deferred"]:
+        _out(f"  deferred {deferral['vaccine']} until {deferral['until'] or 'a cause ends'}")
+    return EXIT_OK
+
+
+async def _resume_pathway(ref: str, run_input: dict[str, Any]) -> bool:
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import aresume_flow_run
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"ref:{ref}", "step:pathway"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+            )
+        )
+        for run in runs:
+            await aresume_flow_run(run.id, run_input=run_input)
+        return bool(runs)
+
+
+def _activate_here_or_there(ref: str, run_input: dict[str, Any] | None) -> str:
+    """Resume the suspended pathway run (a unit's server), or activate in this process."""
+    if (
+        _server_configured()
+        and run_input is not None
+        and asyncio.run(_resume_pathway(ref, run_input))
+    ):
+        return "the pathway run resumes with the answer"
+    from flows.pathway import activate
+
+    return str(asyncio.run(activate(ref))).replace("_", " ")
+
+
+def approve(args: argparse.Namespace) -> int:
+    from flows.runtime import ensure_store
+
+    ensure_store()
+    by = _by(args.by)
+    result = service.decide(args.ref, decision="approve", by=by)
+    _out(f"{args.ref}: {result.message}")
+    if result.changed or (result.plan is not None and result.plan.status == "proposed"):
+        run_input = {"decision": "approve", "approver": by}
+        _out(f"{args.ref}: {_activate_here_or_there(args.ref, run_input)}")
+    return EXIT_OK
+
+
+def consent(args: argparse.Namespace) -> int:
+    from flows.runtime import ensure_store
+
+    ensure_store()
+    recorded = service.consent(args.ref, by=_by(args.by))
+    _out(
+        f"{args.ref}: family consent to the cost "
+        f"{'recorded' if recorded else 'was already recorded'}"
+    )
+    _out(f"{args.ref}: {_activate_here_or_there(args.ref, None)}")
+    return EXIT_OK
+
+
+def treatment_change(args: argparse.Namespace) -> int:
+    from flows.cli import read_document
+    from flows.runtime import ensure_store
+
+    text = read_document(args.file)
+    ensure_store()
+    changes = service.record_treatment_change(args.ref, text, actor=_by(None))
+    for change in changes:
+        _out(f"{args.ref}: {change['drug']} {change['action']}")
+    if _server_configured():
+        from prefect.events.worker import EventsWorker
+
+        from flows.pathway import request_replan
+
+        request_replan(args.ref, "treatment change")
+        EventsWorker.drain_all()
+        _out(f"{args.ref}: re-plan requested (event sent; the replan deployment runs it)")
+    else:
+        from flows.pathway import replan
+
+        _out(f"{args.ref}: {asyncio.run(replan(args.ref, 'treatment change'))}")
+    return EXIT_OK
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from flows.pathway import sweep as sweep_flow
+    from flows.runtime import ensure_store
+
+    ensure_store()
+    summary = asyncio.run(sweep_flow(day=_day(args.date, "--date"), reconcile=_server_configured()))
+    _out(json.dumps(summary, indent=2, default=str))
+    return EXIT_OK
+
+
+def serve(args: argparse.Namespace) -> int:
+    from prefect import serve as prefect_serve
+
+    from flows.deployments import deployments
+    from flows.runtime import ensure_store
+
+    ensure_store()
+    prefect_serve(*deployments())
+    return EXIT_OK
+
+
+def demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    return run_demo(children=args.children, months=args.months, seed=args.seed)

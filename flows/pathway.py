@@ -1,0 +1,332 @@
+"""The care pathway as Prefect flows: each reads like the procedure it runs.
+
+Tasks are a few lines that call sidflows; nothing clinical is decided here.
+Parameters, run names, tags, events, logs and artifacts carry the
+pseudonymous ref only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.context import get_run_context
+from prefect.events import emit_event
+from prefect.flow_runs import asuspend_flow_run
+from prefect.input import RunInput
+from pydantic import Field
+
+from flows import runtime, scheduling
+from flows.artifacts import plan_markdown, publish_census, publish_plan
+from sidflows import service
+from sidflows.store import db
+from sidflows.store.models import PatientState
+from sidflows.store.patients import get_patient
+from sidflows.store.plans import show_document
+
+APPROVAL_TIMEOUT_S = 60 * 60 * 24 * 30  # a month: then the run times out and the sweep reminds
+OUTCOME_TIMEOUT_S = 60 * 60 * 24 * 7
+
+
+class PlanDecision(RunInput):
+    """The clinician's answer to a proposed plan (the form shown in the Prefect UI)."""
+
+    decision: Literal["approve", "modify", "reject"] = "approve"
+    approver: str = Field(min_length=1, max_length=200, description="Your name (staff roster)")
+    note: str | None = Field(default=None, max_length=2000)
+    remove_items: list[str] = Field(default_factory=list, description="modify: item keys to drop")
+
+
+class ItemOutcome(RunInput):
+    """What happened at an item: given / missed / results (the nurse's form)."""
+
+    result: Literal["given", "missed", "done", "continue", "discharge"] = "given"
+    dose_g: float | None = Field(default=None, ge=0, le=200)
+    lot: str | None = Field(default=None, max_length=100)
+    values: dict[str, float] = Field(default_factory=dict)
+
+
+def _in_deployment() -> bool:
+    context = get_run_context()
+    return getattr(getattr(context, "flow_run", None), "deployment_id", None) is not None
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@task(name="propose-plan", retries=2, retry_delay_seconds=2)
+def propose_plan(ref: str, day: dt.date, reason: str) -> service.Proposed:
+    protocol, calendar = runtime.unit()
+    return service.propose(
+        ref, today=day, protocol=protocol, calendar=calendar, reason=reason, actor=runtime.ACTOR
+    )
+
+
+@task(name="current-plan")
+def current_plan(ref: str) -> dict[str, Any] | None:
+    with db.session_scope() as session:
+        return show_document(session=session, patient=get_patient(session=session, ref=ref))
+
+
+@task(name="publish-plan")
+def publish(document: dict[str, Any] | None) -> None:
+    if document is not None:
+        publish_plan(document)
+
+
+@task(name="apply-decision")
+def apply_decision(ref: str, answer: PlanDecision) -> str:
+    return service.decide(
+        ref,
+        decision=answer.decision,
+        by=answer.approver,
+        note=answer.note,
+        remove_items=tuple(answer.remove_items),
+    ).message
+
+
+@task(name="activate-plan", retries=2, retry_delay_seconds=2)
+def activate_plan(ref: str) -> service.Activated:
+    return service.activate(ref, calendar=runtime.calendar(), actor=runtime.ACTOR)
+
+
+@task(name="schedule-runs", retries=3, retry_delay_seconds=5)
+def schedule(runs: list[service.RunSpec], cancelled: list[str], ref: str) -> int:
+    if cancelled:
+        scheduling.cancel_superseded(ref, cancelled)
+    run_ids = scheduling.schedule_runs(runs)
+    service.record_run_ids(run_ids)
+    return len(run_ids)
+
+
+@task(name="plan-waiting")
+def plan_waiting(ref: str) -> str:
+    with db.session_scope() as session:
+        patient = get_patient(session=session, ref=ref)
+        return str(patient.state)
+
+
+# ----------------------------------------------------------------------------- flows
+
+
+async def _activate_and_schedule(ref: str) -> str:
+    activation = activate_plan(ref)
+    if activation.status == "activated":
+        schedule(activation.runs, activation.cancelled, ref)
+        get_run_logger().info(
+            "plan v%s of %s active: %d bookings, %d runs scheduled, %d replaced",
+            activation.version,
+            ref,
+            activation.bookings,
+            len(activation.runs),
+            len(activation.cancelled),
+        )
+    publish(current_plan(ref))
+    return activation.status
+
+
+@flow(name="pathway", flow_run_name="pathway-{ref}", persist_result=True)
+async def pathway(ref: str, today: dt.date | None = None, wait: bool = True) -> str:
+    """Referral to active plan: assess, propose, clinician approval, family consent, activate.
+
+    Args:
+        ref: the child's pseudonymous ref (the referral is already in the store).
+        today: the day to plan from (default: today in the unit's timezone).
+        wait: suspend for the clinician's answer when run from a deployment.
+    """
+    state = plan_waiting(ref)
+    if state == PatientState.referred:
+        propose_plan(ref, runtime.today(today), "referral")
+    document = current_plan(ref)
+    publish(document)
+    status = await _activate_and_schedule(ref)
+    if status == "awaiting_approval" and wait and _in_deployment() and document is not None:
+        answer = await asuspend_flow_run(
+            wait_for_input=PlanDecision.with_initial_data(description=plan_markdown(document)),
+            timeout=APPROVAL_TIMEOUT_S,
+        )
+        apply_decision(ref, answer)
+        status = await _activate_and_schedule(ref)
+    return status
+
+
+@flow(name="activate", flow_run_name="activate-{ref}")
+async def activate(ref: str) -> str:
+    """An approved plan with the family's consent becomes bookings and scheduled runs."""
+    return await _activate_and_schedule(ref)
+
+
+@flow(name="replan", flow_run_name="replan-{ref}")
+async def replan(ref: str, reason: str = "treatment change", today: dt.date | None = None) -> str:
+    """A change in the child's record: propose vN+1 from the whole record, publish it.
+
+    Args:
+        ref: the child's pseudonymous ref.
+        reason: what triggered it (treatment change, lab result, plan review).
+        today: the day to plan from (default: today in the unit's timezone).
+    """
+    proposed = propose_plan(ref, runtime.today(today), reason)
+    status = await _activate_and_schedule(ref)
+    get_run_logger().info(
+        "re-plan of %s (%s): v%s %s, %s", ref, reason, proposed.version, proposed.status, status
+    )
+    return f"v{proposed.version} {status}"
+
+
+@task(name="mark-due")
+def mark_due(ref: str, plan_version: int, item_key: str) -> service.ItemStep:
+    return service.item_due(ref, plan_version=plan_version, item_key=item_key, actor=runtime.ACTOR)
+
+
+@task(name="record-outcome", retries=2, retry_delay_seconds=2)
+def record_outcome(
+    ref: str, plan_version: int, item_key: str, outcome: dict[str, Any], day: dt.date
+) -> service.ItemStep:
+    protocol, calendar = runtime.unit()
+    return service.item_outcome(
+        ref,
+        plan_version=plan_version,
+        item_key=item_key,
+        outcome=outcome,
+        actor=runtime.ACTOR,
+        on=day,
+        protocol=protocol,
+        calendar=calendar,
+    )
+
+
+def request_replan(ref: str, reason: str) -> None:
+    """Emit the event the re-plan deployment's trigger listens for (ref only)."""
+    emit_event(
+        event=runtime.REPLAN_EVENT,
+        resource={"prefect.resource.id": f"sidflows.patient.{ref}", "sidflows.ref": ref},
+        payload={"ref": ref, "reason": reason},
+    )
+
+
+@flow(name="item", flow_run_name="{kind}-{ref}", persist_result=True)
+async def item(
+    ref: str,
+    plan_version: int,
+    item_key: str,
+    kind: str,
+    outcome: dict[str, Any] | None = None,
+    today: dt.date | None = None,
+    replan_inline: bool = False,
+) -> str:
+    """One plan item on its day: mark it due, record the outcome, schedule what follows.
+
+    Args:
+        ref: the child's pseudonymous ref.
+        plan_version: the plan version the item belongs to.
+        item_key: the item's key in the plan (e.g. ig_session:2026-12-01).
+        kind: the item's kind (ig_session, vaccine_dose, ...).
+        outcome: given / missed / results, when already known (else the run waits for the form).
+        today: the day of the outcome (default: today in the unit's timezone).
+        replan_inline: run a needed re-plan in this process instead of through the event trigger.
+    """
+    step = mark_due(ref, plan_version, item_key)
+    if step.status != "due":
+        return step.status  # cancelled, superseded or already recorded
+    if outcome is None and _in_deployment():
+        answer = await asuspend_flow_run(wait_for_input=ItemOutcome, timeout=OUTCOME_TIMEOUT_S)
+        outcome = answer.model_dump(exclude={"metadata"})
+    if outcome is None:
+        return "due"
+    result = record_outcome(ref, plan_version, item_key, outcome, runtime.today(today))
+    follow = result.follow
+    if result.next_run is not None:
+        schedule([result.next_run], [], ref)
+    if follow is not None and (follow.replan or follow.review_reason):
+        reason = follow.review_reason or f"{kind} outcome"
+        if replan_inline:
+            await replan(ref, reason, today)
+        else:
+            request_replan(ref, reason)
+    if follow is not None and follow.escalate:
+        get_run_logger().warning("%s %s missed: escalated to the coordinator", ref, item_key)
+    return result.status
+
+
+@task(name="mark-due-items")
+def mark_due_items(day: dt.date, batch: int) -> dict[str, int]:
+    from sidflows.store.sweep import mark_due_batch
+
+    marked = batches = 0
+    after = 0
+    while True:
+        with db.session_scope() as session:
+            result = mark_due_batch(
+                session=session, on=day, after_id=after, limit=batch, actor="sweep"
+            )
+        if result.last_id is None:
+            return {"marked_due": marked, "batches": batches}
+        marked, batches, after = marked + result.marked_due, batches + 1, result.last_id
+
+
+@task(name="overdue-items")
+def overdue_items(day: dt.date) -> list[dict[str, Any]]:
+    from sidflows.store.sweep import overdue
+
+    with db.session_scope() as session:
+        return [vars(o) for o in overdue(session=session, on=day)]
+
+
+@task(name="reconcile-runs", retries=2, retry_delay_seconds=5)
+def reconcile_runs(day: dt.date, batch: int) -> dict[str, int]:
+    from sidflows.store.sweep import expected_runs
+
+    expected: list[service.RunSpec] = []
+    after = 0
+    while True:
+        with db.session_scope() as session:
+            rows = expected_runs(
+                session=session, until=scheduling.lookahead(day), after_plan_id=after, limit=batch
+            )
+        if not rows:
+            break
+        expected += [
+            service.RunSpec(ref, version, key, kind, due)
+            for _, ref, version, key, kind, due in rows
+        ]
+        after = rows[-1][0]
+    result, created = scheduling.reconcile(expected)
+    service.record_run_ids(created)
+    return vars(result)
+
+
+@task(name="census")
+def census(day: dt.date) -> dict[str, Any]:
+    from sidflows.store.census import unit_census
+
+    with db.session_scope() as session:
+        figures = unit_census(session=session, on=day)
+    publish_census(day, figures)
+    return figures
+
+
+@flow(name="sweep", flow_run_name="sweep-{day}")
+async def sweep(
+    day: dt.date | None = None, batch: int = 5000, reconcile: bool = True
+) -> dict[str, Any]:
+    """The daily run: due and overdue items, reconciliation with Prefect, the unit census.
+
+    Args:
+        day: the day swept (default: today in the unit's timezone).
+        batch: items per transaction.
+        reconcile: make Prefect's scheduled runs match the store, both ways.
+    """
+    swept = runtime.today(day)
+    summary: dict[str, Any] = {"day": swept.isoformat()}
+    summary.update(mark_due_items(swept, batch))
+    late = overdue_items(swept)
+    summary["overdue"] = len(late)
+    for row in late[:50]:
+        get_run_logger().warning(
+            "overdue: %s %s due %s (%d days)", row["ref"], row["key"], row["due"], row["days"]
+        )
+    if reconcile:
+        summary["reconciliation"] = reconcile_runs(swept, batch)
+    summary["census"] = census(swept)
+    return summary

@@ -1,0 +1,65 @@
+"""What every flow shares: the unit's files, the store, the clock, names and tags.
+
+Only pseudonymous refs go into run names, tags, parameters, events, logs and
+artifacts: Prefect shows all of them to every UI user.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+
+from sidflows.calendar import UnitCalendar, load_calendar
+from sidflows.protocol import Protocol, load_protocol
+from sidflows.settings import get_settings
+from sidflows.store import db
+
+ITEM_DEPLOYMENT = "item/item"
+PATHWAY_DEPLOYMENT = "pathway/pathway"
+REPLAN_EVENT = "sidflows.plan.replan-requested"
+ACTOR = "sidflows"
+
+
+@cache
+def unit() -> tuple[Protocol, UnitCalendar]:
+    return load_protocol(get_settings().protocol), load_calendar(get_settings().calendar)
+
+
+def calendar() -> UnitCalendar:
+    return unit()[1]
+
+
+def protocol() -> Protocol:
+    return unit()[0]
+
+
+@cache
+def ensure_store() -> str | None:
+    """The store at the newest schema (embedded default: created on first use)."""
+    return db.upgrade()
+
+
+def today(value: dt.date | None) -> dt.date:
+    """The simulated day when a flow is given one (demo, tests), else today in the unit."""
+    return value if value is not None else calendar().today()
+
+
+def run_name(step: str, ref: str) -> str:
+    return f"{step}-{ref}"
+
+
+def tags(step: str, ref: str, kind: str | None = None) -> list[str]:
+    found = [f"step:{step}", f"ref:{ref}"]
+    if kind:
+        found.append(f"kind:{kind}")
+    return found
+
+
+def idempotency_key(ref: str, plan_version: int, item_key: str) -> str:
+    return f"{ref}:v{plan_version}:{item_key}"
+
+
+def scheduled_time(day: dt.date) -> dt.datetime:
+    """Items run at 07:30 in the unit's timezone on their day (before the day unit opens)."""
+    tz = calendar().tz
+    return dt.datetime(day.year, day.month, day.day, 7, 30, tzinfo=tz)

@@ -1,0 +1,162 @@
+"""Prefect runs as a projection of the store: create, find, cancel, reconcile.
+
+The store is the source of truth. Each open item that is next in its stream
+has one scheduled run of the ``item`` deployment, keyed by
+``ref:vN:item_key`` (Prefect returns the existing run for a repeated key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from prefect import get_client
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelled, Scheduled
+
+from flows.runtime import ITEM_DEPLOYMENT, idempotency_key, run_name, scheduled_time, tags
+from sidflows.service import RunSpec
+
+WAITING_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED]
+PAGE = 200
+
+
+@dataclass
+class Reconciled:
+    expected: int
+    existing: int
+    created: int
+    cancelled: int
+
+
+def item_parameters(spec: RunSpec) -> dict[str, object]:
+    return {
+        "ref": spec.ref,
+        "plan_version": spec.plan_version,
+        "item_key": spec.item_key,
+        "kind": spec.kind,
+    }
+
+
+def _ensure_deployments() -> None:
+    """No ``sidflows serve`` has created them (embedded mode): register them here."""
+    from flows.deployments import deployments
+
+    for deployment in deployments(with_triggers=False, with_schedules=False):
+        deployment.apply()
+
+
+def item_deployment_id() -> UUID:
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(ITEM_DEPLOYMENT).id
+        except ObjectNotFound:
+            pass
+    _ensure_deployments()
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(ITEM_DEPLOYMENT).id
+
+
+def _run_fields(spec: RunSpec) -> dict[str, Any]:
+    return {
+        "parameters": item_parameters(spec),
+        "state": Scheduled(scheduled_time=scheduled_time(spec.due)),
+        "name": run_name(spec.kind, spec.ref),
+        "tags": [*tags("item", spec.ref, spec.kind), f"plan:v{spec.plan_version}"],
+        "idempotency_key": idempotency_key(spec.ref, spec.plan_version, spec.item_key),
+    }
+
+
+def schedule_runs(specs: Iterable[RunSpec]) -> dict[tuple[str, int, str], str]:
+    """One scheduled run per spec (idempotent). Returns (ref, version, key) -> run id."""
+    specs = list(specs)
+    if not specs:
+        return {}
+    deployment_id = item_deployment_id()
+    created: dict[tuple[str, int, str], str] = {}
+    with get_client(sync_client=True) as client:
+        for spec in specs:
+            run = client.create_flow_run_from_deployment(deployment_id, **_run_fields(spec))
+            created[(spec.ref, spec.plan_version, spec.item_key)] = str(run.id)
+    return created
+
+
+def waiting_item_runs(client: SyncPrefectClient, *, ref: str | None = None) -> list[FlowRun]:
+    """Every not-yet-finished run of the item deployment (optionally of one child)."""
+    deployment_id = item_deployment_id()
+    run_filter = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=WAITING_STATES))
+    )
+    if ref is not None:
+        run_filter.tags = FlowRunFilterTags(all_=[f"ref:{ref}"])
+    found: list[FlowRun] = []
+    offset = 0
+    while True:
+        page = client.read_flow_runs(
+            flow_run_filter=run_filter,
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            sort=FlowRunSort.ID_DESC,
+            limit=PAGE,
+            offset=offset,
+        )
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+        offset += PAGE
+
+
+def _cancel(client: SyncPrefectClient, runs: Iterable[FlowRun], why: str) -> int:
+    count = 0
+    for run in runs:
+        client.set_flow_run_state(run.id, Cancelled(message=why), force=True)
+        count += 1
+    return count
+
+
+def cancel_superseded(ref: str, keys: Iterable[str]) -> int:
+    """Cancel the waiting runs of items a new plan version replaced (``vN:key``)."""
+    wanted = {f"{ref}:{k}" for k in keys}
+    with get_client(sync_client=True) as client:
+        runs = waiting_item_runs(client, ref=ref)
+        return _cancel(
+            client,
+            [r for r in runs if r.idempotency_key in wanted],
+            "item replaced by a new plan version",
+        )
+
+
+def reconcile(expected: list[RunSpec]) -> tuple[Reconciled, dict[tuple[str, int, str], str]]:
+    """Make Prefect's waiting runs match the store, both ways. Returns the runs created."""
+    wanted = {idempotency_key(s.ref, s.plan_version, s.item_key): s for s in expected}
+    with get_client(sync_client=True) as client:
+        runs = waiting_item_runs(client)
+        existing = {r.idempotency_key: r for r in runs if r.idempotency_key}
+        missing = [s for key, s in wanted.items() if key not in existing]
+        extra = [r for key, r in existing.items() if key not in wanted]
+        extra += [r for r in runs if not r.idempotency_key]
+        cancelled = _cancel(client, extra, "no open item in the store for this run")
+    created = schedule_runs(missing)
+    return Reconciled(len(wanted), len(existing), len(created), cancelled), created
+
+
+def horizon_days() -> int:
+    """Runs exist for items due within this many days (what coordinators see coming)."""
+    return 45
+
+
+def lookahead(day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=horizon_days())

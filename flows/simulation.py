@@ -1,0 +1,243 @@
+"""The demo's simulated unit: clinicians approve, families consent, nurses record outcomes.
+
+Nothing here decides anything clinical: outcomes are drawn at random (seeded)
+and fed to the real flows, which run on Prefect exactly as in a unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import random
+from collections import Counter
+from typing import Any
+from uuid import UUID
+
+import pendulum
+from prefect import get_client
+from prefect.flow_engine import run_flow
+from prefect.states import Scheduled
+from rich.console import Console
+from rich.progress import Progress
+from sqlmodel import col, select
+
+from flows import pathway as p
+from flows import runtime
+from flows.deployments import register
+from sidflows import service
+from sidflows.calendar import add_months
+from sidflows.cohort import synthetic_referrals
+from sidflows.store import db
+from sidflows.store.models import (
+    OPEN_ITEM_STATUSES,
+    CarePlan,
+    Patient,
+    PatientState,
+    PlanItem,
+    PlanStatus,
+    Treatment,
+)
+
+CLINICIAN = "Dr Demo Clinician"
+COORDINATOR = "Demo Coordinator"
+
+
+class Simulation:
+    def __init__(self, *, children: int, months: int, seed: int, console: Console) -> None:
+        self.children, self.months = children, months
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.console = console
+        self.start = runtime.calendar().today()
+        self.end = add_months(self.start, months)
+        self.counts: Counter[str] = Counter()
+        self.change_days = {add_months(self.start, 3), add_months(self.start, 7)}
+
+    # ------------------------------------------------------------------ the year
+
+    def run(self) -> dict[str, Any]:
+        runtime.ensure_store()
+        register()
+        refs = self.refer_cohort()
+        days = (self.end - self.start).days
+        with Progress(console=self.console, transient=False) as progress:
+            task = progress.add_task("simulated days", total=days)
+            day = self.start
+            while day < self.end:
+                day += dt.timedelta(days=1)
+                self.one_day(day, refs)
+                progress.update(task, advance=1, description=f"simulated {day.isoformat()}")
+        return self.summary(days)
+
+    def refer_cohort(self) -> list[str]:
+        received = self.start - dt.timedelta(days=3)
+        refs = []
+        for document in synthetic_referrals(
+            self.children, seed=self.seed, received=received, prefix="DEMO"
+        ):
+            document.pop("consent", None) if self.rng.random() < 0.3 else None
+            referred = service.refer(json.dumps(document), actor="referring service")
+            refs.append(referred.ref)
+        for ref in refs:
+            asyncio.run(p.pathway(ref, today=self.start, wait=False))
+        self.approve_waiting(self.start)
+        return refs
+
+    def one_day(self, day: dt.date, refs: list[str]) -> None:
+        if day in self.change_days:
+            self.treatment_changes(day, refs)
+        for _ in range(3):  # items whose run was scheduled today by an earlier item of the stream
+            due = self.due_items(day)
+            if not due:
+                break
+            for item in due:
+                self.execute(item, day)
+        self.approve_waiting(day)
+        if day.isoweekday() == 1:
+            asyncio.run(p.sweep(day=day, reconcile=True))
+
+    # ------------------------------------------------------------------ the unit's people
+
+    def approve_waiting(self, day: dt.date) -> None:
+        """Clinicians answer the proposals; coordinators record consent where it is missing."""
+        with db.session_scope() as session:
+            waiting = session.exec(
+                select(Patient.ref)
+                .join(CarePlan, col(CarePlan.patient_id) == Patient.id)
+                .where(CarePlan.status == PlanStatus.proposed)
+            ).all()
+        for ref in waiting:
+            service.decide(ref, decision="approve", by=CLINICIAN)
+            if service.consent(ref, by=COORDINATOR):
+                self.counts["consents recorded"] += 1
+        if waiting:
+            for ref in waiting:
+                asyncio.run(p.activate(ref))
+
+    def treatment_changes(self, day: dt.date, refs: list[str]) -> None:
+        """Stop an ongoing treatment (or add a steroid course) for two children."""
+        with db.session_scope() as session:
+            ongoing = session.exec(
+                select(Patient.ref, Treatment)
+                .join(Treatment, col(Treatment.patient_id) == Patient.id)
+                .where(Treatment.end == None, Patient.state == PatientState.active)  # noqa: E711
+                .order_by(Patient.ref)
+            ).all()
+        chosen = self.rng.sample(ongoing, k=min(2, len(ongoing)))
+        for ref, treatment in chosen:
+            change = {
+                "date": day.isoformat(),
+                "treatments": [
+                    {
+                        "drug": treatment.drug,
+                        "class": treatment.drug_class,
+                        "start": treatment.start.isoformat(),
+                        "end": day.isoformat(),
+                    }
+                ],
+            }
+            service.record_treatment_change(ref, json.dumps(change), actor=CLINICIAN)
+            asyncio.run(p.replan(ref, "treatment change", day))
+            self.counts["treatment changes"] += 1
+
+    def due_items(self, day: dt.date) -> list[PlanItem]:
+        with db.session_scope() as session:
+            return list(
+                session.exec(
+                    select(PlanItem)
+                    .join(CarePlan, col(CarePlan.id) == PlanItem.plan_id)
+                    .where(
+                        CarePlan.status == PlanStatus.active,
+                        col(PlanItem.status).in_(OPEN_ITEM_STATUSES),
+                        PlanItem.due <= day,
+                        col(PlanItem.flow_run_id).is_not(None),
+                    )
+                    .order_by(PlanItem.due, PlanItem.id)
+                )
+            )
+
+    def outcome(self, item: PlanItem, day: dt.date) -> dict[str, Any]:
+        rng = self.rng
+        if item.kind in ("ig_session", "vaccine_dose"):
+            if rng.random() < 0.05:
+                return {"result": "missed"}
+            outcome: dict[str, Any] = {"result": "given", "lot": f"LOT-{rng.randint(10000, 99999)}"}
+            if item.kind == "ig_session":
+                outcome["dose_g"] = item.details["dose_g"]
+            return outcome
+        if item.kind == "ig_trough":
+            return {"result": "done", "values": {"igg_g_l": round(rng.gauss(7.6, 1.4), 1)}}
+        if item.kind == "reassessment":
+            months = (day - self.start).days / 30
+            recovery = min(1.0, months / 9)
+            return {
+                "result": "done",
+                "values": {
+                    "igg_g_l": round(3.5 + 5 * recovery + rng.uniform(-1, 1), 1),
+                    "cd19_per_ul": round(30 + 300 * recovery * rng.uniform(0.6, 1.2)),
+                    "cd19_lower_limit_per_ul": 100.0,
+                    "cd4_per_ul": round(300 + 700 * recovery * rng.uniform(0.6, 1.2)),
+                },
+            }
+        if item.kind == "plan_review":
+            recovered = (day - self.start).days > 180 and rng.random() < 0.35
+            return {
+                "result": "discharge" if recovered and self._off_treatment(item) else "continue"
+            }
+        return {"result": "done"}
+
+    def _off_treatment(self, item: PlanItem) -> bool:
+        with db.session_scope() as session:
+            return not session.exec(
+                select(Treatment).where(
+                    Treatment.patient_id == item.patient_id, Treatment.end is None
+                )
+            ).first()
+
+    def execute(self, item: PlanItem, day: dt.date) -> None:
+        """Run the item's own scheduled Prefect run, here and now, with its outcome."""
+        outcome = self.outcome(item, day)
+        with get_client(sync_client=True) as client:
+            run_id = UUID(str(item.flow_run_id))
+            # The simulated day is ahead of the real clock: bring the run to now, or
+            # Prefect holds it until its scheduled time.
+            client.set_flow_run_state(
+                run_id, Scheduled(scheduled_time=pendulum.now("UTC")), force=True
+            )
+            run = client.read_flow_run(run_id)
+        parameters = {**run.parameters, "outcome": outcome, "today": day, "replan_inline": True}
+        asyncio.run(run_flow(p.item, flow_run=run, parameters=parameters))  # type: ignore[arg-type]
+        self.counts["item runs executed"] += 1
+        kind = item.kind
+        given = outcome.get("result") == "given"
+        if kind == "ig_session":
+            self.counts["IG sessions given" if given else "IG sessions missed"] += 1
+        elif kind == "vaccine_dose" and given:
+            self.counts["vaccines given"] += 1
+        elif kind in ("reassessment", "ig_trough"):
+            self.counts["reassessments"] += 1
+        elif kind == "plan_review":
+            self.counts["plan reviews"] += 1
+
+    # ------------------------------------------------------------------ the summary
+
+    def summary(self, days: int) -> dict[str, Any]:
+        with db.session_scope() as session:
+            states = Counter(session.exec(select(Patient.state)).all())
+            plans = session.exec(select(CarePlan)).all()
+            deferred = sum(
+                len(plan.document["deferred"])
+                for plan in plans
+                if plan.status in (PlanStatus.active, PlanStatus.closed)
+            )
+            self.counts["plan versions"] = len(plans)
+            self.counts["re-plans"] = sum(1 for plan in plans if plan.reason != "referral")
+            self.counts["vaccines deferred"] = deferred
+        return {
+            "days": days,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "states": dict(states),
+            "counts": dict(self.counts),
+        }

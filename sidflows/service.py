@@ -1,0 +1,292 @@
+"""The pathway's steps as store transactions: what the flows (and the CLI) call.
+
+Each function is one transaction: it either happens whole or not at all, so a
+crash between two steps leaves nothing half-done that the next sweep cannot
+finish. Results carry refs and keys only, never identity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import col, select
+
+from sidflows.calendar import UnitCalendar
+from sidflows.errors import InvalidInput
+from sidflows.plan_document import plan_document
+from sidflows.planning import plan_changes, propose_plan
+from sidflows.protocol import Protocol
+from sidflows.referral import load_json_document, parse_referral, parse_treatment_change
+from sidflows.store import patients, plans
+from sidflows.store.db import session_scope
+from sidflows.store.models import (
+    OPEN_ITEM_STATUSES,
+    CarePlan,
+    ItemStatus,
+    Patient,
+    PatientState,
+    PlanItem,
+    PlanStatus,
+)
+
+RETRIES_ON_CONFLICT = 5
+
+
+@dataclass(frozen=True)
+class Referred:
+    ref: str
+    created: bool
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Proposed:
+    ref: str
+    version: int
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A Prefect run that should exist for the next item of a stream."""
+
+    ref: str
+    plan_version: int
+    item_key: str
+    kind: str
+    due: dt.date
+
+
+@dataclass
+class Activated:
+    ref: str
+    status: str
+    version: int | None
+    cancelled: list[str] = field(default_factory=list)
+    runs: list[RunSpec] = field(default_factory=list)
+    bookings: int = 0
+
+
+def refer(text: str | bytes, *, actor: str) -> Referred:
+    """Validate and store a referral (nothing stored when it is refused)."""
+    referral = parse_referral(text)
+    document = load_json_document(text)
+    with session_scope() as session:
+        result = patients.intake(session=session, referral=referral, document=document, actor=actor)
+        return Referred(result.patient.ref, result.created, result.duplicate)
+
+
+def _retrying(step: Any) -> Any:
+    """Run a transaction again when a concurrent one won a unique index (re-plans)."""
+    for attempt in range(RETRIES_ON_CONFLICT):
+        try:
+            return step()
+        except (IntegrityError, OperationalError):
+            if attempt == RETRIES_ON_CONFLICT - 1:
+                raise
+    return None  # pragma: no cover
+
+
+def propose(
+    ref: str, *, today: dt.date, protocol: Protocol, calendar: UnitCalendar, reason: str, actor: str
+) -> Proposed:
+    """Assess the child from the whole record and store plan vN+1 if it differs."""
+
+    def step() -> Proposed:
+        with session_scope() as session:
+            patient = patients.get_patient(session=session, ref=ref, lock=True)
+            if patient.state == PatientState.discharged:
+                raise InvalidInput("ref", f"{ref} was discharged")
+            referral = patients.referral_for(session=session, patient=patient, today=today)
+            plan = propose_plan(referral, today=today, protocol=protocol, calendar=calendar)
+            row = plans.propose(
+                session=session, patient=patient, plan=plan, reason=reason, actor=actor
+            )
+            return Proposed(ref, row.version, row.status, reason)
+
+    result: Proposed = _retrying(step)
+    return result
+
+
+def decide(
+    ref: str,
+    *,
+    decision: plans.Decision,
+    by: str,
+    note: str | None = None,
+    remove_items: tuple[str, ...] = (),
+) -> plans.ApprovalResult:
+    with session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref, lock=True)
+        return plans.decide(
+            session=session,
+            patient=patient,
+            decision=decision,
+            by=by,
+            note=note,
+            remove_items=remove_items,
+        )
+
+
+def consent(ref: str, *, by: str) -> bool:
+    with session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref, lock=True)
+        return patients.record_consent(session=session, patient=patient, by=by)
+
+
+def activate(ref: str, *, calendar: UnitCalendar, actor: str) -> Activated:
+    """Make the approved plan active: items, day-unit bookings, the runs to schedule."""
+
+    def step() -> Activated:
+        with session_scope() as session:
+            patient = patients.get_patient(session=session, ref=ref, lock=True)
+            result = plans.activate(
+                session=session, patient=patient, calendar=calendar, actor=actor
+            )
+            out = Activated(
+                ref,
+                result.status,
+                result.plan.version if result.plan else None,
+                bookings=len(result.bookings),
+            )
+            if result.status == "activated" and result.plan is not None:
+                cancelled = session.exec(
+                    select(PlanItem).where(col(PlanItem.id).in_(result.cancelled_item_ids))
+                ).all()
+                versions = {
+                    p.id: p.version
+                    for p in session.exec(select(CarePlan).where(CarePlan.patient_id == patient.id))
+                }
+                out.cancelled = [f"v{versions[i.plan_id]}:{i.key}" for i in cancelled]
+                out.runs = next_runs(session=session, plan=result.plan, ref=ref)
+            return out
+
+    result: Activated = _retrying(step)
+    return result
+
+
+def next_runs(*, session: Any, plan: CarePlan, ref: str) -> list[RunSpec]:
+    return [
+        RunSpec(ref, plan.version, i.key, i.kind, i.due)
+        for i in plans.next_in_streams(session=session, plan=plan)
+    ]
+
+
+def record_treatment_change(ref: str, text: str | bytes, *, actor: str) -> list[dict[str, Any]]:
+    change = parse_treatment_change(text)
+    with session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref, lock=True)
+        return patients.record_treatment_change(
+            session=session, patient=patient, change=change, actor=actor
+        )
+
+
+@dataclass
+class ItemStep:
+    ref: str
+    item_key: str
+    kind: str
+    status: str
+    follow: plans.FollowUp | None = None
+    next_run: RunSpec | None = None
+
+
+def item_due(ref: str, *, plan_version: int, item_key: str, actor: str) -> ItemStep:
+    """The item's day has come: mark it due (unless it was cancelled or superseded)."""
+    with session_scope() as session:
+        item = plans.get_item(session=session, ref=ref, key=item_key, version=plan_version)
+        if item.status in (ItemStatus.planned, ItemStatus.scheduled):
+            plans.set_item_status(session=session, item=item, status=ItemStatus.due, actor=actor)
+        return ItemStep(ref, item_key, item.kind, item.status)
+
+
+def item_outcome(
+    ref: str,
+    *,
+    plan_version: int,
+    item_key: str,
+    outcome: dict[str, Any],
+    actor: str,
+    on: dt.date,
+    protocol: Protocol,
+    calendar: UnitCalendar,
+) -> ItemStep:
+    """Record the outcome and say what follows (next run, review, escalation, re-plan)."""
+    with session_scope() as session:
+        item = plans.get_item(session=session, ref=ref, key=item_key, version=plan_version)
+        plan = session.get(CarePlan, item.plan_id)
+        assert plan is not None
+        if plan.status != PlanStatus.active:
+            return ItemStep(ref, item_key, item.kind, "superseded")
+        follow = plans.record_outcome(
+            session=session, item=item, outcome=outcome, actor=actor, on=on
+        )
+        session.flush()
+        if (
+            follow.replan
+            and item.kind in ("reassessment", "ig_trough")
+            and not follow.review_reason
+        ):
+            patient = patients.get_patient(session=session, ref=ref)
+            referral = patients.referral_for(session=session, patient=patient, today=on)
+            fresh = plan_document(
+                propose_plan(referral, today=on, protocol=protocol, calendar=calendar)
+            )
+            changed = plan_changes(plan.document, fresh)
+            follow.replan = bool(changed)
+            if changed:
+                follow.review_reason = "results change the plan: " + "; ".join(changed)
+        following = session.exec(
+            select(PlanItem)
+            .where(
+                PlanItem.plan_id == plan.id,
+                PlanItem.stream == item.stream,
+                col(PlanItem.status).in_(OPEN_ITEM_STATUSES),
+            )
+            .order_by(PlanItem.due, PlanItem.id)
+        ).first()
+        next_run = (
+            RunSpec(ref, plan.version, following.key, following.kind, following.due)
+            if following is not None
+            else None
+        )
+        return ItemStep(ref, item_key, item.kind, item.status, follow, next_run)
+
+
+def record_run_ids(run_ids: dict[tuple[str, int, str], str]) -> None:
+    """Remember which Prefect run stands for which item (ref, version, key)."""
+    if not run_ids:
+        return
+    with session_scope() as session:
+        for (ref, version, key), run_id in run_ids.items():
+            item = plans.get_item(session=session, ref=ref, key=key, version=version)
+            if item.flow_run_id != run_id:
+                item.flow_run_id = run_id
+                if item.status == ItemStatus.planned:
+                    plans.set_item_status(
+                        session=session, item=item, status=ItemStatus.scheduled, actor="scheduler"
+                    )
+                session.add(item)
+
+
+def active_refs(*, limit: int | None = None) -> list[str]:
+    with session_scope() as session:
+        query = (
+            select(Patient.ref)
+            .where(Patient.state != PatientState.discharged)
+            .order_by(Patient.ref)
+        )
+        return list(session.exec(query.limit(limit) if limit else query))
+
+
+def open_item_count() -> int:
+    with session_scope() as session:
+        return len(
+            session.exec(
+                select(PlanItem.id).where(col(PlanItem.status).in_(OPEN_ITEM_STATUSES))
+            ).all()
+        )
