@@ -55,7 +55,7 @@ def db_command(args: argparse.Namespace) -> int:
 
 def refer(args: argparse.Namespace) -> int:
     from flows.cli import read_document
-    from flows.pathway import pathway
+    from flows.pathway import run_pathway
     from flows.runtime import ensure_store
 
     text = read_document(args.file)
@@ -68,7 +68,7 @@ def refer(args: argparse.Namespace) -> int:
             f"{referred.ref}: referral stored "
             f"({'new child' if referred.created else 'known child, record updated'})"
         )
-    status = asyncio.run(pathway(referred.ref, today=_day(args.today, "--today"), wait=False))
+    status = run_pathway(referred.ref, today=_day(args.today, "--today"))
     _out(f"{referred.ref}: {str(status).replace('_', ' ')}")
     return EXIT_OK
 
@@ -138,9 +138,9 @@ def _activate_here_or_there(ref: str, run_input: dict[str, Any] | None) -> str:
         and asyncio.run(_resume_pathway(ref, run_input))
     ):
         return "the pathway run resumes with the answer"
-    from flows.pathway import activate
+    from flows.pathway import run_activate
 
-    return str(asyncio.run(activate(ref))).replace("_", " ")
+    return run_activate(ref).replace("_", " ")
 
 
 def approve(args: argparse.Namespace) -> int:
@@ -187,18 +187,18 @@ def treatment_change(args: argparse.Namespace) -> int:
         EventsWorker.drain_all()
         _out(f"{args.ref}: re-plan requested (event sent; the replan deployment runs it)")
     else:
-        from flows.pathway import replan
+        from flows.pathway import run_replan
 
-        _out(f"{args.ref}: {asyncio.run(replan(args.ref, 'treatment change'))}")
+        _out(f"{args.ref}: {run_replan(args.ref, 'treatment change')}")
     return EXIT_OK
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from flows.pathway import sweep as sweep_flow
+    from flows.pathway import run_sweep
     from flows.runtime import ensure_store
 
     ensure_store()
-    summary = asyncio.run(sweep_flow(day=_day(args.date, "--date"), reconcile=_server_configured()))
+    summary = run_sweep(_day(args.date, "--date"), reconcile=_server_configured())
     _out(json.dumps(summary, indent=2, default=str))
     return EXIT_OK
 

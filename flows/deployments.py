@@ -22,7 +22,7 @@ def deployments(
         match={"prefect.resource.id": "sidflows.patient.*"},
         parameters={"ref": "{{ event.payload.ref }}", "reason": "{{ event.payload.reason }}"},
     )
-    return [
+    made = [
         p.pathway.to_deployment(name="pathway", tags=["sidflows", "step:pathway"]),
         p.activate.to_deployment(name="activate", tags=["sidflows", "step:activate"]),
         p.item.to_deployment(name="item", tags=["sidflows", "step:item"]),
@@ -39,6 +39,8 @@ def deployments(
             else None,
         ),
     ]
+    # Called outside an event loop, to_deployment returns the deployment itself.
+    return [d for d in made if isinstance(d, RunnerDeployment)]
 
 
 def register(*, with_triggers: bool = False, with_schedules: bool = False) -> None:

@@ -7,10 +7,12 @@ pseudonymous ref only.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
+from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from prefect.events import emit_event
 from prefect.flow_runs import asuspend_flow_run
@@ -55,7 +57,7 @@ def _in_deployment() -> bool:
 # ----------------------------------------------------------------------------- tasks
 
 
-@task(name="propose-plan", retries=2, retry_delay_seconds=2)
+@task(name="propose-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def propose_plan(ref: str, day: dt.date, reason: str) -> service.Proposed:
     protocol, calendar = runtime.unit()
     return service.propose(
@@ -63,19 +65,19 @@ def propose_plan(ref: str, day: dt.date, reason: str) -> service.Proposed:
     )
 
 
-@task(name="current-plan")
+@task(name="current-plan", cache_policy=NO_CACHE)
 def current_plan(ref: str) -> dict[str, Any] | None:
     with db.session_scope() as session:
         return show_document(session=session, patient=get_patient(session=session, ref=ref))
 
 
-@task(name="publish-plan")
+@task(name="publish-plan", cache_policy=NO_CACHE)
 def publish(document: dict[str, Any] | None) -> None:
     if document is not None:
         publish_plan(document)
 
 
-@task(name="apply-decision")
+@task(name="apply-decision", cache_policy=NO_CACHE)
 def apply_decision(ref: str, answer: PlanDecision) -> str:
     return service.decide(
         ref,
@@ -86,12 +88,12 @@ def apply_decision(ref: str, answer: PlanDecision) -> str:
     ).message
 
 
-@task(name="activate-plan", retries=2, retry_delay_seconds=2)
+@task(name="activate-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def activate_plan(ref: str) -> service.Activated:
     return service.activate(ref, calendar=runtime.calendar(), actor=runtime.ACTOR)
 
 
-@task(name="schedule-runs", retries=3, retry_delay_seconds=5)
+@task(name="schedule-runs", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
 def schedule(runs: list[service.RunSpec], cancelled: list[str], ref: str) -> int:
     if cancelled:
         scheduling.cancel_superseded(ref, cancelled)
@@ -100,7 +102,7 @@ def schedule(runs: list[service.RunSpec], cancelled: list[str], ref: str) -> int
     return len(run_ids)
 
 
-@task(name="plan-waiting")
+@task(name="plan-waiting", cache_policy=NO_CACHE)
 def plan_waiting(ref: str) -> str:
     with db.session_scope() as session:
         patient = get_patient(session=session, ref=ref)
@@ -174,12 +176,12 @@ async def replan(ref: str, reason: str = "treatment change", today: dt.date | No
     return f"v{proposed.version} {status}"
 
 
-@task(name="mark-due")
+@task(name="mark-due", cache_policy=NO_CACHE)
 def mark_due(ref: str, plan_version: int, item_key: str) -> service.ItemStep:
     return service.item_due(ref, plan_version=plan_version, item_key=item_key, actor=runtime.ACTOR)
 
 
-@task(name="record-outcome", retries=2, retry_delay_seconds=2)
+@task(name="record-outcome", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def record_outcome(
     ref: str, plan_version: int, item_key: str, outcome: dict[str, Any], day: dt.date
 ) -> service.ItemStep:
@@ -241,7 +243,8 @@ async def item(
     if follow is not None and (follow.replan or follow.review_reason):
         reason = follow.review_reason or f"{kind} outcome"
         if replan_inline:
-            await replan(ref, reason, today)
+            with tags(*runtime.tags("replan", ref)):
+                await replan(ref, reason, today)
         else:
             request_replan(ref, reason)
     if follow is not None and follow.escalate:
@@ -249,7 +252,7 @@ async def item(
     return result.status
 
 
-@task(name="mark-due-items")
+@task(name="mark-due-items", cache_policy=NO_CACHE)
 def mark_due_items(day: dt.date, batch: int) -> dict[str, int]:
     from sidflows.store.sweep import mark_due_batch
 
@@ -265,7 +268,7 @@ def mark_due_items(day: dt.date, batch: int) -> dict[str, int]:
         marked, batches, after = marked + result.marked_due, batches + 1, result.last_id
 
 
-@task(name="overdue-items")
+@task(name="overdue-items", cache_policy=NO_CACHE)
 def overdue_items(day: dt.date) -> list[dict[str, Any]]:
     from sidflows.store.sweep import overdue
 
@@ -273,7 +276,7 @@ def overdue_items(day: dt.date) -> list[dict[str, Any]]:
         return [vars(o) for o in overdue(session=session, on=day)]
 
 
-@task(name="reconcile-runs", retries=2, retry_delay_seconds=5)
+@task(name="reconcile-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def reconcile_runs(day: dt.date, batch: int) -> dict[str, int]:
     from sidflows.store.sweep import expected_runs
 
@@ -296,7 +299,7 @@ def reconcile_runs(day: dt.date, batch: int) -> dict[str, int]:
     return vars(result)
 
 
-@task(name="census")
+@task(name="census", cache_policy=NO_CACHE)
 def census(day: dt.date) -> dict[str, Any]:
     from sidflows.store.census import unit_census
 
@@ -330,3 +333,33 @@ async def sweep(
         summary["reconciliation"] = reconcile_runs(swept, batch)
     summary["census"] = census(swept)
     return summary
+
+
+# ----------------------------------------------------------------------------- entry points
+# In-process runs (CLI, demo, tests) carry the same tags as deployment runs.
+
+
+def run_pathway(ref: str, *, today: dt.date | None = None, wait: bool = False) -> str:
+    with tags(*runtime.tags("pathway", ref)):
+        return asyncio.run(pathway(ref, today=today, wait=wait))
+
+
+def run_activate(ref: str) -> str:
+    with tags(*runtime.tags("activate", ref)):
+        return asyncio.run(activate(ref))
+
+
+def run_replan(ref: str, reason: str, today: dt.date | None = None) -> str:
+    with tags(*runtime.tags("replan", ref)):
+        return asyncio.run(replan(ref, reason, today))
+
+
+def run_item(ref: str, plan_version: int, item_key: str, kind: str, *,
+             outcome: dict[str, Any] | None = None, today: dt.date | None = None) -> str:  # fmt: skip
+    with tags(*runtime.tags("item", ref, kind), f"plan:v{plan_version}"):
+        return asyncio.run(item(ref, plan_version, item_key, kind, outcome=outcome, today=today))
+
+
+def run_sweep(day: dt.date | None = None, *, reconcile: bool = True) -> dict[str, Any]:
+    with tags("step:sweep"):
+        return asyncio.run(sweep(day=day, reconcile=reconcile))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -26,6 +27,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Scheduled
 
 from flows.runtime import ITEM_DEPLOYMENT, idempotency_key, run_name, scheduled_time, tags
@@ -53,14 +55,30 @@ def item_parameters(spec: RunSpec) -> dict[str, object]:
 
 
 def _ensure_deployments() -> None:
-    """No ``sidflows serve`` has created them (embedded mode): register them here."""
-    from flows.deployments import deployments
+    """No ``sidflows serve`` has created them (embedded mode): register them here.
 
-    for deployment in deployments(with_triggers=False, with_schedules=False):
-        deployment.apply()
+    In a thread of its own: Prefect's deployment calls return coroutines when the
+    calling thread runs an event loop (as an async flow's does).
+    """
+    from flows.deployments import register
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(register).result()
+
+
+_DEPLOYMENT_IDS: dict[str, UUID] = {}
 
 
 def item_deployment_id() -> UUID:
+    """The item deployment's id (looked up once per process and API)."""
+    api = str(PREFECT_API_URL.value())
+    if api in _DEPLOYMENT_IDS:
+        return _DEPLOYMENT_IDS[api]
+    _DEPLOYMENT_IDS[api] = _read_item_deployment_id()
+    return _DEPLOYMENT_IDS[api]
+
+
+def _read_item_deployment_id() -> UUID:
     with get_client(sync_client=True) as client:
         try:
             return client.read_deployment_by_name(ITEM_DEPLOYMENT).id

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 import json
 import random
 from collections import Counter
@@ -41,6 +42,7 @@ from sidflows.store.models import (
 
 CLINICIAN = "Dr Demo Clinician"
 COORDINATOR = "Demo Coordinator"
+WORKERS = 3  # item runs of one day run side by side, as in a unit
 
 
 class Simulation:
@@ -80,7 +82,7 @@ class Simulation:
             referred = service.refer(json.dumps(document), actor="referring service")
             refs.append(referred.ref)
         for ref in refs:
-            asyncio.run(p.pathway(ref, today=self.start, wait=False))
+            p.run_pathway(ref, today=self.start)
         self.approve_waiting(self.start)
         return refs
 
@@ -91,11 +93,11 @@ class Simulation:
             due = self.due_items(day)
             if not due:
                 break
-            for item in due:
-                self.execute(item, day)
+            with ThreadPoolExecutor(WORKERS) as pool:
+                list(pool.map(lambda item: self.execute(item, day), due))
         self.approve_waiting(day)
         if day.isoweekday() == 1:
-            asyncio.run(p.sweep(day=day, reconcile=True))
+            p.run_sweep(day, reconcile=True)
 
     # ------------------------------------------------------------------ the unit's people
 
@@ -113,7 +115,7 @@ class Simulation:
                 self.counts["consents recorded"] += 1
         if waiting:
             for ref in waiting:
-                asyncio.run(p.activate(ref))
+                p.run_activate(ref)
 
     def treatment_changes(self, day: dt.date, refs: list[str]) -> None:
         """Stop an ongoing treatment (or add a steroid course) for two children."""
@@ -138,7 +140,7 @@ class Simulation:
                 ],
             }
             service.record_treatment_change(ref, json.dumps(change), actor=CLINICIAN)
-            asyncio.run(p.replan(ref, "treatment change", day))
+            p.run_replan(ref, "treatment change", day)
             self.counts["treatment changes"] += 1
 
     def due_items(self, day: dt.date) -> list[PlanItem]:
@@ -153,7 +155,7 @@ class Simulation:
                         PlanItem.due <= day,
                         col(PlanItem.flow_run_id).is_not(None),
                     )
-                    .order_by(PlanItem.due, PlanItem.id)
+                    .order_by(col(PlanItem.due), col(PlanItem.id))
                 )
             )
 

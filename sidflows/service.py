@@ -247,7 +247,7 @@ def item_outcome(
                 PlanItem.stream == item.stream,
                 col(PlanItem.status).in_(OPEN_ITEM_STATUSES),
             )
-            .order_by(PlanItem.due, PlanItem.id)
+            .order_by(col(PlanItem.due), col(PlanItem.id))
         ).first()
         next_run = (
             RunSpec(ref, plan.version, following.key, following.kind, following.due)

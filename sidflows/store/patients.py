@@ -309,7 +309,7 @@ def referral_for(*, session: Session, patient: Patient, today: dt.date) -> Refer
         return list(session.exec(select(model).where(model.patient_id == pid).order_by(model.date)))
 
     treatments = session.exec(
-        select(Treatment).where(Treatment.patient_id == pid).order_by(Treatment.start)
+        select(Treatment).where(Treatment.patient_id == pid).order_by(col(Treatment.start))
     ).all()
     events = [
         *dated(Lab),

@@ -195,7 +195,8 @@ def decide(
         return ApprovalResult(proposed, True, f"plan v{proposed.version} approved by {by}")
     if decision == "reject":
         _set_plan_status(session, patient, proposed, PlanStatus.closed, by, f"rejected: {note}")
-        _set_state(session, patient, PatientState.referred, by)
+        if latest_plan(session=session, patient=patient, status=PlanStatus.active) is None:
+            _set_state(session, patient, PatientState.referred, by)  # else the active plan stands
         return ApprovalResult(proposed, True, f"plan v{proposed.version} rejected by {by}")
     # modify: the clinician removes items; the modified plan is the new version, approved by them.
     unknown = [k for k in remove_items if k not in {i["key"] for i in proposed.document["items"]}]
@@ -492,13 +493,15 @@ def record_outcome(
             follow.notes.append(follow.review_reason)
     elif item.kind == "plan_review":
         if outcome.get("result") == "discharge":
+            # The review itself is done first: closing the pathway cancels every open item.
+            set_item_status(
+                session=session, item=item, status=ItemStatus.done, actor=actor, outcome=outcome
+            )
+            session.flush()
             close_pathway(
                 session=session, patient=patient, actor=actor, why="discharged at plan review"
             )
             follow.notes.append("discharged")
-            set_item_status(
-                session=session, item=item, status=ItemStatus.done, actor=actor, outcome=outcome
-            )
             return follow
         follow.replan = True  # each review re-plans from the current record
     set_item_status(
@@ -521,7 +524,7 @@ def next_in_streams(*, session: Session, plan: CarePlan) -> list[PlanItem]:
     items = session.exec(
         select(PlanItem)
         .where(PlanItem.plan_id == plan.id, col(PlanItem.status).in_(OPEN_ITEM_STATUSES))
-        .order_by(PlanItem.due, PlanItem.id)
+        .order_by(col(PlanItem.due), col(PlanItem.id))
     ).all()
     first: dict[str, PlanItem] = {}
     for item in items:

@@ -41,16 +41,13 @@ class SweepBatch:
 
 def due_ids(*, session: Session, on: dt.date, after_id: int, limit: int) -> list[int]:
     """The bare indexed query: waiting items whose day has come (benchmark baseline too)."""
-    return list(
-        session.exec(
-            select(PlanItem.id)
-            .where(
-                col(PlanItem.status).in_(WAITING), PlanItem.due <= on, col(PlanItem.id) > after_id
-            )
-            .order_by(col(PlanItem.id))
-            .limit(limit)
-        )
-    )  # type: ignore[arg-type]
+    ids = session.exec(
+        select(col(PlanItem.id))
+        .where(col(PlanItem.status).in_(WAITING), PlanItem.due <= on, col(PlanItem.id) > after_id)
+        .order_by(col(PlanItem.id))
+        .limit(limit)
+    ).all()
+    return [i for i in ids if i is not None]
 
 
 def mark_due_batch(
@@ -68,7 +65,12 @@ def mark_due_batch(
     )
     rows = (
         sa_select(
-            literal(now), literal(actor), literal("item"), PlanItem.id, Patient.ref, literal("due")
+            literal(now),
+            literal(actor),
+            literal("item"),
+            col(PlanItem.id),
+            col(Patient.ref),
+            literal("due"),
         )
         .join(Patient, col(Patient.id) == PlanItem.patient_id)
         .where(col(PlanItem.id).in_(ids))
@@ -92,7 +94,7 @@ def overdue(*, session: Session, on: dt.date, limit: int = 10_000) -> list[Overd
             PlanItem.due < on,
             CarePlan.status == PlanStatus.active,
         )
-        .order_by(PlanItem.due, PlanItem.id)
+        .order_by(col(PlanItem.due), col(PlanItem.id))
         .limit(limit)
     ).all()
     return [
@@ -110,14 +112,14 @@ def expected_runs(
     """
     ranked = (
         sa_select(
-            PlanItem.plan_id,
-            PlanItem.key,
-            PlanItem.kind,
-            PlanItem.due,
+            col(PlanItem.plan_id),
+            col(PlanItem.key),
+            col(PlanItem.kind),
+            col(PlanItem.due),
             func.row_number()
             .over(
-                partition_by=(PlanItem.plan_id, PlanItem.stream),
-                order_by=(PlanItem.due, PlanItem.id),
+                partition_by=(col(PlanItem.plan_id), col(PlanItem.stream)),
+                order_by=(col(PlanItem.due), col(PlanItem.id)),
             )
             .label("n"),
         )
@@ -125,20 +127,29 @@ def expected_runs(
         .subquery()
     )
     plans = (
-        sa_select(CarePlan.id)
-        .where(CarePlan.status == PlanStatus.active, col(CarePlan.id) > after_plan_id)
-        .order_by(CarePlan.id)
+        sa_select(col(CarePlan.id))
+        .where(col(CarePlan.status) == PlanStatus.active, col(CarePlan.id) > after_plan_id)
+        .order_by(col(CarePlan.id))
         .limit(limit)
         .subquery()
     )
     query = (
         sa_select(
-            CarePlan.id, Patient.ref, CarePlan.version, ranked.c.key, ranked.c.kind, ranked.c.due
+            col(CarePlan.id),
+            col(Patient.ref),
+            col(CarePlan.version),
+            ranked.c.key,
+            ranked.c.kind,
+            ranked.c.due,
         )
         .join(plans, plans.c.id == CarePlan.id)
         .join(Patient, col(Patient.id) == CarePlan.patient_id)
         .join(ranked, ranked.c.plan_id == CarePlan.id)
         .where(ranked.c.n == 1, ranked.c.due <= until)
-        .order_by(CarePlan.id)
+        .order_by(col(CarePlan.id))
     )
-    return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+    return [
+        (plan_id, ref, version, key, kind, due)
+        for plan_id, ref, version, key, kind, due in session.execute(query)
+        if plan_id is not None
+    ]

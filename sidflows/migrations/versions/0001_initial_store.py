@@ -8,7 +8,7 @@ Create Date: 2026-11-24 12:03:40.427507
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 
