@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -185,6 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sidflows: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if os.environ.get("SIDFLOWS_DEBUG"):
+            raise
+        print(f"sidflows: error: {type(exc).__name__}: {exc} (SIDFLOWS_DEBUG=1 shows the traceback)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
     return code
 
 

@@ -68,7 +68,24 @@ def refer(args: argparse.Namespace) -> int:
             f"{referred.ref}: referral stored "
             f"({'new child' if referred.created else 'known child, record updated'})"
         )
-    status = run_pathway(referred.ref, today=_day(args.today, "--today"))
+    today = _day(args.today, "--today")
+    if _server_configured():
+        from prefect.deployments import run_deployment
+
+        from flows.runtime import PATHWAY_DEPLOYMENT, run_name, tags
+
+        run = run_deployment(
+            PATHWAY_DEPLOYMENT,
+            parameters={"ref": referred.ref, "today": today},
+            flow_run_name=run_name("pathway", referred.ref),
+            tags=tags("pathway", referred.ref),
+            timeout=0,
+            as_subflow=False,
+        )
+        _out(f"{referred.ref}: pathway run {run.id} started; the plan waits for approval "
+             "(Prefect UI form, or sidflows approve)")  # fmt: skip
+        return EXIT_OK
+    status = run_pathway(referred.ref, today=today)
     _out(f"{referred.ref}: {str(status).replace('_', ' ')}")
     return EXIT_OK
 
@@ -116,6 +133,7 @@ async def _resume_pathway(ref: str, run_input: dict[str, Any]) -> bool:
         FlowRunFilterTags,
     )
     from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
     from prefect.flow_runs import aresume_flow_run
 
     async with get_client() as client:
@@ -123,7 +141,9 @@ async def _resume_pathway(ref: str, run_input: dict[str, Any]) -> bool:
             flow_run_filter=FlowRunFilter(
                 tags=FlowRunFilterTags(all_=[f"ref:{ref}", "step:pathway"]),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
-            )
+            ),
+            sort=FlowRunSort.ID_DESC,
+            limit=20,
         )
         for run in runs:
             await aresume_flow_run(run.id, run_input=run_input)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, tags, task
@@ -228,9 +229,10 @@ async def item(
         today: the day of the outcome (default: today in the unit's timezone).
         replan_inline: run a needed re-plan in this process instead of through the event trigger.
     """
-    step = mark_due(ref, plan_version, item_key)
-    if step.status != "due":
-        return step.status  # cancelled, superseded or already recorded
+    if outcome is None:
+        step = mark_due(ref, plan_version, item_key)
+        if step.status != "due":
+            return step.status  # cancelled, superseded or already recorded
     if outcome is None and _in_deployment():
         answer = await asuspend_flow_run(wait_for_input=ItemOutcome, timeout=OUTCOME_TIMEOUT_S)
         outcome = answer.model_dump(exclude={"metadata"})
@@ -258,13 +260,15 @@ def mark_due_items(day: dt.date, batch: int) -> dict[str, int]:
 
     marked = batches = 0
     after = 0
+    started = time.perf_counter()
     while True:
         with db.session_scope() as session:
             result = mark_due_batch(
                 session=session, on=day, after_id=after, limit=batch, actor="sweep"
             )
         if result.last_id is None:
-            return {"marked_due": marked, "batches": batches}
+            elapsed = round(time.perf_counter() - started, 4)
+            return {"marked_due": marked, "batches": batches, "store_seconds": elapsed}
         marked, batches, after = marked + result.marked_due, batches + 1, result.last_id
 
 

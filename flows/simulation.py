@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 import json
 import random
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 

@@ -124,11 +124,6 @@ def _essentials(document: dict[str, Any]) -> dict[str, set[str]]:
         "immunosuppression": {document["grading"]["level"]},
         "immunoglobulin": {ig},
         "prophylaxis": {i["drug"] for i in document["items"] if i["kind"] == "prophylaxis"},
-        "vaccines planned": {
-            f"{i['vaccine']} {i['dose_number']}"
-            for i in document["items"]
-            if i["kind"] == "vaccine_dose"
-        },
         "vaccines deferred": {d["vaccine"] for d in document["deferred"]},
         "recovery": recovery,
     }

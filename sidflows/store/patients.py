@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from sidflows.errors import InvalidInput, UnknownPatient
@@ -47,8 +48,16 @@ def document_digest(document: dict[str, Any]) -> str:
 
 
 def get_patient(*, session: Session, ref: str, lock: bool = False) -> Patient:
+    """The child with that ref; ``lock`` holds the child until the transaction ends.
+
+    PostgreSQL locks the row (FOR UPDATE). SQLite has no row locks and begins a
+    transaction only at its first write, so what it read before could be stale by
+    the time it writes: a no-op write takes the database's write lock first.
+    """
     query = select(Patient).where(Patient.ref == ref)
     if lock:
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text("UPDATE patient SET ref = ref WHERE ref = :ref"), {"ref": ref})
         query = query.with_for_update()
     patient = session.exec(query).first()
     if patient is None:

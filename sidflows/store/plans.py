@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, text, update
 from sqlmodel import Session, col, select
 
 from sidflows.calendar import UnitCalendar
@@ -354,8 +354,23 @@ def cancel_open_items(*, session: Session, plan: CarePlan, actor: str, why: str)
     return ids
 
 
+# One transaction-scoped PostgreSQL advisory lock for the unit's chairs (any constant key).
+DAY_UNIT_LOCK = 0x5346_4455
+
+
+def _lock_day_unit(session: Session) -> None:
+    """Give chairs out one transaction at a time (PostgreSQL; SQLite has one writer anyway).
+
+    Without it, parallel activations of different children pick the same free chair
+    and all but one fail on the unique (day, chair) index, again on every retry.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DAY_UNIT_LOCK})
+
+
 def book_session(*, session: Session, item: PlanItem, calendar: UnitCalendar) -> Booking:
     """A day-unit chair inside the session's window; never two sessions on one chair."""
+    _lock_day_unit(session)
     chairs = calendar.config.day_unit.chairs_per_day
     earliest = dt.date.fromisoformat(item.details.get("earliest", item.due.isoformat()))
     latest = dt.date.fromisoformat(item.details.get("latest", item.due.isoformat()))

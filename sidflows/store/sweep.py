@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, literal, update
+from sqlalchemy import DateTime, func, insert, literal, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -65,7 +65,7 @@ def mark_due_batch(
     )
     rows = (
         sa_select(
-            literal(now),
+            literal(now, DateTime(timezone=True)),  # typed: SQLite cannot bind a pendulum value
             literal(actor),
             literal("item"),
             col(PlanItem.id),

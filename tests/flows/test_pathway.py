@@ -13,6 +13,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
+from sqlmodel import select
 
 from flows import pathway as p
 from flows import scheduling
@@ -21,7 +22,6 @@ from sidflows.store import db
 from sidflows.store.models import IgDose, PlanItem, PlanStatus
 from sidflows.store.patients import get_patient
 from sidflows.store.plans import latest_plan, show_document
-from sqlmodel import select
 
 pytestmark = pytest.mark.prefect
 TODAY = dt.date(2026, 11, 24)
@@ -123,9 +123,7 @@ def test_item_outcome_is_recorded_and_the_next_occurrence_scheduled(
         assert len(session.exec(select(IgDose).where(IgDose.lot == "LOT-1")).all()) == 1
 
 
-def test_treatment_change_replans_and_cancels_the_old_runs(
-    prefect_server: str, store: str
-) -> None:
+def test_treatment_change_replans_and_cancels_the_old_runs(prefect_server: str, store: str) -> None:
     """A treatment change proposes v2; once active, v1's waiting runs are cancelled."""
     ref = refer_sample("lupus-on-rituximab.json")
     p.run_pathway(ref, today=TODAY)

@@ -18,9 +18,10 @@ from sidflows import service
 from sidflows.store import db
 from sidflows.store.models import Booking, CarePlan, ItemStatus, PlanItem, PlanStatus
 
-from .support import CALENDAR, PROTOCOL, TODAY, example, refer_and_activate
+from .support import CALENDAR, PROTOCOL, TODAY, example, iv_child, refer_and_activate
 
 THREADS = 4
+CHILDREN = 8  # more children than chairs, all activated at once
 RELAPSE = json.dumps(
     {
         "date": "2026-11-23",
@@ -110,16 +111,16 @@ def test_concurrent_activations_activate_once(database_url: str) -> None:
 
 def test_concurrent_activations_of_different_children_share_the_chairs(database_url: str) -> None:
     """Children activated in parallel never get the same chair on the same day."""
-    from .support import iv_child
-
-    refs = [service.refer(iv_child(f"PAR-{i}"), actor="intake").ref for i in range(THREADS)]
+    refs = [service.refer(iv_child(f"PAR-{i}"), actor="intake").ref for i in range(CHILDREN)]
     for ref in refs:
         service.propose(
             ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="t"
         )
         service.decide(ref, decision="approve", by="dr.approver")
-    results = _together(lambda i: service.activate(refs[i], calendar=CALENDAR, actor="t"))
-    assert [r.status for r in results] == ["activated"] * THREADS
+    results = _together(
+        lambda i: service.activate(refs[i], calendar=CALENDAR, actor="t"), threads=CHILDREN
+    )
+    assert [r.status for r in results] == ["activated"] * CHILDREN
     chairs = CALENDAR.config.day_unit.chairs_per_day
     with db.session_scope() as session:
         per_day = session.exec(select(Booking.day, func.count()).group_by(col(Booking.day))).all()

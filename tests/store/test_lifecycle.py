@@ -10,7 +10,15 @@ from sqlmodel import col, select
 from sidflows import service
 from sidflows.errors import InvalidInput
 from sidflows.store import db, patients, plans
-from sidflows.store.models import Booking, CarePlan, ItemStatus, PatientState, PlanItem, PlanStatus
+from sidflows.store.models import (
+    AuditEntry,
+    Booking,
+    CarePlan,
+    ItemStatus,
+    PatientState,
+    PlanItem,
+    PlanStatus,
+)
 
 from .support import CALENDAR, PROTOCOL, TODAY, example, refer_and_activate
 
@@ -223,3 +231,52 @@ def test_treatment_change_of_a_discharged_child_is_refused(database_url: str) ->
         service.record_treatment_change(ref, RELAPSE, actor="dr.oncology")
     with pytest.raises(InvalidInput, match="discharged"):
         _propose(ref, reason="treatment change")
+
+
+def test_every_plan_change_is_audited(database_url: str) -> None:
+    """Proposal, approval, consent, activation and state changes each leave who and when."""
+    ref = service.refer(example("lupus-on-rituximab"), actor="dr.intake").ref
+    service.propose(
+        ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="planner"
+    )
+    service.decide(ref, decision="approve", by="dr.approver")
+    _activate(ref)
+    service.consent(ref, by="family liaison")
+    _activate(ref)
+    with db.session_scope() as session:
+        entries = session.exec(
+            select(AuditEntry).where(AuditEntry.patient_ref == ref).order_by(col(AuditEntry.id))
+        ).all()
+    trail = [(e.actor, e.action) for e in entries if e.entity != "item"]
+    assert trail == [
+        ("dr.intake", "referral received"),
+        ("planner", "plan v1 proposed"),
+        ("planner", "state"),
+        ("dr.approver", "plan v1 approved"),
+        ("test", "state"),
+        ("family liaison", "cost consent recorded"),
+        ("test", "plan v1 active"),
+        ("test", "state"),
+    ]
+    states = [(e.before, e.after) for e in entries if e.action == "state"]
+    assert states == [
+        ({"state": "referred"}, {"state": "awaiting_approval"}),
+        ({"state": "awaiting_approval"}, {"state": "awaiting_consent"}),
+        ({"state": "awaiting_consent"}, {"state": "active"}),
+    ]
+    assert all(e.at is not None for e in entries)
+
+
+def test_a_new_referral_reopens_a_discharged_pathway(database_url: str) -> None:
+    """A discharged child referred again is back to referred and gets the next version."""
+    ref = refer_and_activate(example("all-after-maintenance"))
+    with db.session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref, lock=True)
+        plans.close_pathway(session=session, patient=patient, actor="dr.review", why="recovered")
+    document = json.loads(example("all-after-maintenance"))
+    document["received"] = "2026-11-23"
+    document["reason"] = "relapse"
+    assert not service.refer(json.dumps(document), actor="intake").duplicate
+    assert _state(ref) == PatientState.referred
+    assert _propose(ref).version == 2
+    assert _plans(ref) == {1: PlanStatus.closed, 2: PlanStatus.proposed}

@@ -1,0 +1,183 @@
+"""``sidflows benchmark sweep``: the daily sweep over a large synthetic registry.
+
+Builds a registry of N children with 12 months of active-plan items each (not
+timed), then measures, in a fresh process so that its peak memory is the
+sweep's own:
+
+- the bare indexed query that selects the rows due that day;
+- the sweep flow on Prefect (mark due in batches with audit rows, overdue,
+  census): wall time, peak memory, task runs used, and the ratio of its store
+  work to the bare query.
+
+Registries are built from a pool of distinct synthetic plans, replicated with
+their own refs (planning 100,000 children one by one would dominate the run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from sqlalchemy import insert, text
+
+from sidflows.benchmark import BENCH_TODAY, peak_rss_mib
+from sidflows.calendar import load_calendar
+from sidflows.cohort import synthetic_referrals
+from sidflows.plan_document import plan_document
+from sidflows.planning import propose_plan
+from sidflows.protocol import load_protocol
+from sidflows.referral import validate_referral
+from sidflows.store import db
+from sidflows.store.models import CarePlan, Patient, PlanItem, PlanStatus
+from sidflows.store.plans import stream_of
+
+DISTINCT_PLANS = 2000
+CHUNK = 20_000
+
+
+def _plans(count: int, seed: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    protocol, calendar = load_protocol(), load_calendar()
+    out = []
+    for document in synthetic_referrals(count, seed=seed, prefix="BENCH"):
+        referral = validate_referral(document)
+        plan = propose_plan(referral, today=BENCH_TODAY, protocol=protocol, calendar=calendar)
+        out.append((document, plan_document(plan)))
+    return out
+
+
+def build_registry(url: str, children: int, seed: int) -> int:
+    """A fresh store holding ``children`` active plans. Returns the number of items."""
+    if url.startswith("postgresql"):
+        engine = db.get_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    else:
+        path = url.removeprefix("sqlite:///")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    db.dispose_engines()
+    db.upgrade(url)
+    engine = db.get_engine(url)
+    pool = _plans(min(children, DISTINCT_PLANS), seed)
+    items_total = 0
+    for start in range(0, children, CHUNK):
+        stop = min(children, start + CHUNK)
+        with engine.begin() as conn:
+            conn.execute(insert(Patient), [
+                {"ref": f"BENCH-{i:07d}", "birth_date": dt.date.fromisoformat(pool[i % len(pool)][0]["patient"]["birth_date"]),
+                 "sex": "unknown", "weight_kg": 20.0, "diagnosis_category": "other",
+                 "diagnosis_label": "benchmark", "referrer_service": "benchmark", "state": "active"}
+                for i in range(start, stop)
+            ])  # fmt: skip
+            ids = dict(conn.execute(text("SELECT ref, id FROM patient WHERE ref >= :a AND ref <= :b"),
+                                    {"a": f"BENCH-{start:07d}", "b": f"BENCH-{stop - 1:07d}"}).all())  # fmt: skip
+            conn.execute(insert(CarePlan), [
+                {"patient_id": ids[f"BENCH-{i:07d}"], "version": 1, "status": PlanStatus.active,
+                 "as_of": BENCH_TODAY, "protocol_version": "bench", "reason": "referral",
+                 "document": {"items": []}}
+                for i in range(start, stop)
+            ])  # fmt: skip
+            plan_ids = dict(conn.execute(text(
+                "SELECT patient_id, id FROM careplan WHERE patient_id >= :a AND patient_id <= :b"),
+                {"a": min(ids.values()), "b": max(ids.values())}).all())  # fmt: skip
+            rows = []
+            for i in range(start, stop):
+                pid = ids[f"BENCH-{i:07d}"]
+                for item in pool[i % len(pool)][1]["items"]:
+                    rows.append({"plan_id": plan_ids[pid], "patient_id": pid, "key": item["key"],
+                                 "kind": item["kind"], "stream": stream_of(item),
+                                 "due": dt.date.fromisoformat(item["due"]),
+                                 "hospital": item["hospital"], "status": "planned", "details": item})  # fmt: skip
+            conn.execute(insert(PlanItem), rows)
+            items_total += len(rows)
+    if url.startswith("postgresql"):
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    return items_total
+
+
+def measure(url: str, day: dt.date) -> dict[str, Any]:
+    """In this (fresh) process: the bare query, then the sweep flow."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    from flows.pathway import sweep
+
+    os.environ["SIDFLOWS_DATABASE_URL"] = url
+    with get_client(sync_client=True) as client:  # start (or reach) the Prefect server first
+        client.api_healthcheck()
+    engine = db.get_engine(url)
+    bare_sql = text(
+        "SELECT id FROM planitem WHERE status IN ('planned', 'scheduled') AND due <= :day"
+    )
+    with engine.connect() as conn:  # warm the cache as the sweep will find it
+        conn.execute(bare_sql, {"day": day}).fetchall()
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        due_rows = len(conn.execute(bare_sql, {"day": day}).fetchall())
+    bare = time.perf_counter() - started
+    started = time.perf_counter()
+    state = asyncio.run(sweep(day=day, reconcile=False, return_state=True))
+    wall = time.perf_counter() - started
+    summary = state.result()
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+            sort=TaskRunSort.ID_DESC,
+            limit=200,
+        )
+    return {"due_rows": due_rows, "marked_due": summary["marked_due"], "bare_query_s": bare,
+            "sweep_wall_s": wall, "store_work_s": summary["store_seconds"],
+            "task_runs": len(task_runs), "peak_rss_mib": peak_rss_mib()}  # fmt: skip
+
+
+def _measure_in_fresh_process(url: str, day: dt.date) -> dict[str, Any]:
+    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR"}
+    done = subprocess.run([sys.executable, "-m", "flows.benchmark", url, day.isoformat()],
+                          env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"sweep measurement failed: {done.stderr[-2000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def benchmark_sweep(*, children: int, seed: int, database_url: str | None) -> None:
+    url = database_url or f"sqlite:///{os.path.abspath('.sidflows/bench-sweep.db')}"
+    os.makedirs(".sidflows", exist_ok=True)
+    print(f"sweep benchmark: {children} children, store {url.split('@')[-1]}")
+    started = time.perf_counter()
+    items = build_registry(url, children, seed)
+    print(
+        f"  registry built    {items} items of active plans in {time.perf_counter() - started:.0f} s (not timed)"
+    )
+    calendar = load_calendar()
+    day = calendar.next_working_day(BENCH_TODAY + dt.timedelta(days=30))
+    before = calendar.add_working_days(day, -1)
+    catch_up = _measure_in_fresh_process(url, before)  # a first sweep over a month
+    daily = _measure_in_fresh_process(url, day)  # then an ordinary day
+    for label, f in (("first sweep (a month of items)", catch_up), ("daily sweep", daily)):
+        print(f"  {label}:")
+        print(f"    rows due          {f['due_rows']:>9}  (marked due: {f['marked_due']})")
+        print(f"    bare query        {f['bare_query_s']:9.3f} s")
+        print(
+            f"    sweep store work  {f['store_work_s']:9.3f} s  ({f['store_work_s'] / max(f['bare_query_s'], 1e-6):.1f}x the bare query)"
+        )
+        print(
+            f"    sweep flow wall   {f['sweep_wall_s']:9.3f} s  (Prefect run included; reconciliation off)"
+        )
+        print(f"    Prefect task runs {f['task_runs']:>9}")
+        print(f"    peak memory       {f['peak_rss_mib']:9.1f} MiB (the sweep process)")
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(sys.argv[1], dt.date.fromisoformat(sys.argv[2]))))

@@ -1,0 +1,139 @@
+"""End to end: `prefect server start` and `sidflows serve` as processes, driven by the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import EXAMPLES
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 180.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except Exception:
+            found = None
+        if found:
+            return found
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def unit(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A Prefect server and `sidflows serve`, each its own process, on free loopback ports."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": api,
+        "PREFECT_UI_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "SIDFLOWS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("server", "serve")}
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=logs["server"], stderr=subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    processes = [server]
+    try:
+        wait_for(
+            "the Prefect server", lambda: httpx.get(f"{api}/health", timeout=5).status_code == 200
+        )
+        subprocess.run([str(BIN / "sidflows"), "db", "upgrade"], env=env, check=True, cwd=tmp_path)
+        serve = subprocess.Popen([str(BIN / "sidflows"), "serve"], env=env, stdout=logs["serve"],
+                                 stderr=subprocess.STDOUT, cwd=tmp_path)  # fmt: skip
+        processes.append(serve)
+        wait_for("the served deployments",
+                 lambda: httpx.get(f"{api}/deployments/name/replan/replan", timeout=5).status_code == 200)  # fmt: skip
+        yield {**env, "TMP": str(tmp_path)}
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs.values():
+            log.close()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "sidflows"), *args], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=env["TMP"])  # fmt: skip
+
+
+def show(env: dict[str, str], ref: str) -> dict[str, Any]:
+    done = cli(env, "show", ref, "--json")
+    assert done.returncode == 0, done.stderr
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
+def test_refer_approve_change_treatment_and_see_the_replan(unit: dict[str, str]) -> None:
+    """Refer, approve through the suspended run, change treatment: the trigger re-plans."""
+    sample = EXAMPLES / "all-after-maintenance.json"
+    referred = cli(unit, "refer", str(sample), "--today", "2026-11-24")
+    assert referred.returncode == 0, referred.stderr
+    wait_for("plan v1 proposed", lambda: show(unit, "EX-0001").get("plan_status") == "proposed")
+    api = unit["PREFECT_API_URL"]
+
+    def pathway_paused() -> bool:
+        runs = httpx.post(f"{api}/flow_runs/filter", json={
+            "flow_runs": {"tags": {"all_": ["ref:EX-0001", "step:pathway"]}},
+            "sort": "ID_DESC", "limit": 5}, timeout=10).json()  # fmt: skip
+        return any(r["state"]["type"] == "PAUSED" for r in runs)
+
+    wait_for("the pathway run waiting for the clinician", pathway_paused)
+    approved = cli(unit, "approve", "EX-0001", "--by", "Dr End-to-End")
+    assert approved.returncode == 0, approved.stderr
+    wait_for("plan v1 active", lambda: show(unit, "EX-0001").get("plan_status") == "active")
+    again = cli(unit, "approve", "EX-0001", "--by", "Dr End-to-End")
+    assert again.returncode == 0
+    assert "already" in again.stdout
+    change = Path(unit["TMP"]) / "change.json"
+    change.write_text(json.dumps({"date": "2026-11-24", "treatments": [
+        {"drug": "prednisolone", "class": "corticosteroid", "start": "2026-11-24",
+         "end": None, "dose_mg_day": 40}]}))  # fmt: skip
+    changed = cli(unit, "treatment-change", "EX-0001", str(change))
+    assert changed.returncode == 0, changed.stderr
+    assert "re-plan requested" in changed.stdout
+    replanned = wait_for("the re-plan through the event trigger",
+                         lambda: show(unit, "EX-0001").get("proposed_version") == 2)  # fmt: skip
+    assert replanned
+
+    def replan_completed() -> bool:
+        runs = httpx.post(f"{api}/flow_runs/filter", json={
+            "flow_runs": {"name": {"any_": ["replan-EX-0001"]}}, "sort": "ID_DESC", "limit": 20},
+            timeout=10).json()  # fmt: skip
+        return any(r["state"]["type"] == "COMPLETED" for r in runs)
+
+    wait_for("the replan run completed", replan_completed, timeout=60)
+    unknown = cli(unit, "show", "NOPE-1")
+    assert unknown.returncode == 3

@@ -1,0 +1,182 @@
+"""The daily sweep in the store: due items in batches, overdue, expected runs, census."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date, timedelta
+
+import pytest
+from sqlmodel import col, select
+
+from sidflows import service
+from sidflows.store import db, plans, sweep
+from sidflows.store.census import unit_census
+from sidflows.store.models import (
+    AuditEntry,
+    Booking,
+    CarePlan,
+    ItemStatus,
+    Patient,
+    PlanItem,
+    PlanStatus,
+)
+
+from .support import CALENDAR, PROTOCOL, TODAY, example, refer_and_activate, synthetic
+
+DAY = date(2026, 12, 15)
+ACTIVE = ("all-after-maintenance", "lupus-on-rituximab", "after-autologous-transplant")
+
+
+@pytest.fixture
+def unit(database_url: str) -> list[str]:
+    """Five children on active plans and one whose plan waits for approval."""
+    refs = [refer_and_activate(example(name)) for name in ACTIVE]
+    refs += [refer_and_activate(json.dumps(d)) for d in synthetic(2)]
+    waiting = service.refer(json.dumps(synthetic(3, prefix="WAIT")[2]), actor="intake").ref
+    service.propose(
+        waiting, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="t"
+    )
+    return refs
+
+
+def _sweep(on: date, limit: int) -> tuple[int, int]:
+    """The sweep's loop: (items marked due, batches)."""
+    marked = batches = after = 0
+    while True:
+        with db.session_scope() as session:
+            batch = sweep.mark_due_batch(
+                session=session, on=on, after_id=after, limit=limit, actor="sweep"
+            )
+        if batch.last_id is None:
+            return marked, batches
+        marked, batches, after = marked + batch.marked_due, batches + 1, batch.last_id
+
+
+def _items() -> list[PlanItem]:
+    with db.session_scope() as session:
+        return list(session.exec(select(PlanItem).order_by(col(PlanItem.id))))
+
+
+def _due_audit() -> list[AuditEntry]:
+    with db.session_scope() as session:
+        return list(session.exec(select(AuditEntry).where(AuditEntry.action == "due")))
+
+
+def test_mark_due_marks_exactly_the_waiting_items_of_the_day(unit: list[str]) -> None:
+    """Batches mark every waiting item due on or before the day, and nothing else."""
+    done = service.item_outcome(
+        "EX-0001",
+        plan_version=1,
+        item_key="vaccine_dose:IIV:2026:1",
+        outcome={"result": "given"},
+        actor="nurse",
+        on=date(2026, 12, 1),
+        protocol=PROTOCOL,
+        calendar=CALENDAR,
+    )
+    assert done.status == ItemStatus.done
+    with db.session_scope() as session:  # one item already has its Prefect run
+        item = plans.get_item(session=session, ref="EX-0001", key="prophylaxis:azithromycin")
+        plans.set_item_status(
+            session=session, item=item, status=ItemStatus.scheduled, actor="scheduler"
+        )
+    before = _items()
+    waiting = {ItemStatus.planned, ItemStatus.scheduled}
+    expected = {i.id for i in before if i.status in waiting and i.due <= DAY}
+    assert len(expected) > 5
+    assert any(i.status == ItemStatus.scheduled and i.id in expected for i in before)
+    audit_before = len(_due_audit())
+
+    marked, batches = _sweep(DAY, limit=5)
+    assert marked == len(expected)
+    assert batches == -(-len(expected) // 5)
+    after = {i.id: i for i in _items()}
+    assert {i for i, item in after.items() if item.status == ItemStatus.due} == expected
+    for old in before:
+        if old.id not in expected:
+            assert after[old.id].status == old.status, "an item not due was touched"
+    entries = _due_audit()[audit_before:]
+    assert sorted(e.entity_id for e in entries) == sorted(expected)
+    refs = dict(_refs_of_items())
+    for entry in entries:
+        assert (entry.actor, entry.entity) == ("sweep", "item")
+        assert entry.patient_ref == refs[entry.entity_id]
+        assert entry.at is not None
+
+    assert _sweep(DAY, limit=5) == (0, 0)  # the same day again changes nothing
+    assert len(_due_audit()) == audit_before + len(expected)
+
+
+def _refs_of_items() -> list[tuple[int, str]]:
+    with db.session_scope() as session:
+        rows = session.exec(
+            select(PlanItem.id, Patient.ref).join(Patient, col(Patient.id) == PlanItem.patient_id)
+        ).all()
+    return [(i, r) for i, r in rows if i is not None]
+
+
+def test_overdue_lists_due_items_before_the_day(unit: list[str]) -> None:
+    """Overdue: items still due whose day has passed, oldest first, with their delay."""
+    _sweep(DAY, limit=100)
+    due = [i for i in _items() if i.status == ItemStatus.due]
+    later = DAY + timedelta(days=3)
+    first_day = min(i.due for i in due)
+    with db.session_scope() as session:
+        listed = sweep.overdue(session=session, on=later)
+        on_first_day = sweep.overdue(session=session, on=first_day)
+    assert [(o.key, o.due) for o in listed] == [
+        (i.key, i.due) for i in sorted(due, key=lambda i: (i.due, i.id or 0))
+    ]
+    assert all(o.days == (later - o.due).days for o in listed)
+    assert on_first_day == [], "an item due today is not overdue yet"
+
+
+def test_expected_runs_are_the_next_item_of_each_stream_within_the_look_ahead(
+    unit: list[str],
+) -> None:
+    """One run per stream of every active plan, only for items due inside the look-ahead."""
+    until = TODAY + timedelta(days=45)
+    got: list[tuple[int, str, int, str, str, date]] = []
+    after = 0
+    with db.session_scope() as session:
+        while rows := sweep.expected_runs(
+            session=session, until=until, after_plan_id=after, limit=2
+        ):
+            got += rows
+            after = rows[-1][0]
+        wanted = []
+        for plan in session.exec(
+            select(CarePlan).where(CarePlan.status == PlanStatus.active).order_by(col(CarePlan.id))
+        ):
+            ref = plan.document["patient_ref"]
+            wanted += [
+                (plan.id, ref, plan.version, i.key, i.kind, i.due)
+                for i in plans.next_in_streams(session=session, plan=plan)
+                if i.due <= until
+            ]
+    assert sorted(got) == sorted(wanted)
+    assert len(got) > len(unit)
+    assert all(due <= until for *_rest, due in got)
+    assert len({(plan_id, key) for plan_id, _r, _v, key, _k, _d in got}) == len(got)
+    assert "WAIT-000002" not in {ref for _p, ref, *_rest in got}, "a proposed plan has no runs"
+
+
+def test_census_counts_children_and_todays_work(unit: list[str]) -> None:
+    """The census counts children by state, today's due items, overdue items and chairs."""
+    _sweep(DAY, limit=100)
+    first = date(2026, 12, 1)
+    with db.session_scope() as session:
+        figures = unit_census(session=session, on=first)
+        chairs = len(session.exec(select(Booking).where(Booking.day == first)).all())
+    items = [i for i in _items() if i.status == ItemStatus.due]
+    today = Counter(i.kind for i in items if i.due == first)
+    assert figures["children active"] == len(unit)
+    assert figures["children awaiting_approval"] == 1
+    for kind, count in today.items():
+        assert figures[f"due today: {kind}"] == count
+    assert figures["overdue items"] == 0
+    assert figures["day-unit chairs booked today"] == chairs > 0
+    with db.session_scope() as session:
+        later = unit_census(session=session, on=DAY + timedelta(days=1))
+    assert later["overdue items"] == len(items)
