@@ -71,31 +71,71 @@ def build_registry(url: str, children: int, seed: int) -> int:
     for start in range(0, children, CHUNK):
         stop = min(children, start + CHUNK)
         with engine.begin() as conn:
-            conn.execute(insert(Patient), [
-                {"ref": f"BENCH-{i:07d}", "birth_date": dt.date.fromisoformat(pool[i % len(pool)][0]["patient"]["birth_date"]),
-                 "sex": "unknown", "weight_kg": 20.0, "diagnosis_category": "other",
-                 "diagnosis_label": "benchmark", "referrer_service": "benchmark", "state": "active"}
-                for i in range(start, stop)
-            ])  # fmt: skip
-            ids = dict(conn.execute(text("SELECT ref, id FROM patient WHERE ref >= :a AND ref <= :b"),
-                                    {"a": f"BENCH-{start:07d}", "b": f"BENCH-{stop - 1:07d}"}).all())  # fmt: skip
-            conn.execute(insert(CarePlan), [
-                {"patient_id": ids[f"BENCH-{i:07d}"], "version": 1, "status": PlanStatus.active,
-                 "as_of": BENCH_TODAY, "protocol_version": "bench", "reason": "referral",
-                 "document": {"items": []}}
-                for i in range(start, stop)
-            ])  # fmt: skip
-            plan_ids = dict(conn.execute(text(
-                "SELECT patient_id, id FROM careplan WHERE patient_id >= :a AND patient_id <= :b"),
-                {"a": min(ids.values()), "b": max(ids.values())}).all())  # fmt: skip
+            conn.execute(
+                insert(Patient),
+                [
+                    {
+                        "ref": f"BENCH-{i:07d}",
+                        "birth_date": dt.date.fromisoformat(
+                            pool[i % len(pool)][0]["patient"]["birth_date"]
+                        ),
+                        "sex": "unknown",
+                        "weight_kg": 20.0,
+                        "diagnosis_category": "other",
+                        "diagnosis_label": "benchmark",
+                        "referrer_service": "benchmark",
+                        "state": "active",
+                    }
+                    for i in range(start, stop)
+                ],
+            )
+            ids: dict[str, int] = dict(
+                conn.execute(
+                    text("SELECT ref, id FROM patient WHERE ref >= :a AND ref <= :b"),
+                    {"a": f"BENCH-{start:07d}", "b": f"BENCH-{stop - 1:07d}"},
+                ).all()
+            )
+            conn.execute(
+                insert(CarePlan),
+                [
+                    {
+                        "patient_id": ids[f"BENCH-{i:07d}"],
+                        "version": 1,
+                        "status": PlanStatus.active,
+                        "as_of": BENCH_TODAY,
+                        "protocol_version": "bench",
+                        "reason": "referral",
+                        "document": {"items": []},
+                    }
+                    for i in range(start, stop)
+                ],
+            )
+            plan_ids: dict[int, int] = dict(
+                conn.execute(
+                    text(
+                        "SELECT patient_id, id FROM careplan "
+                        "WHERE patient_id >= :a AND patient_id <= :b"
+                    ),
+                    {"a": min(ids.values()), "b": max(ids.values())},
+                ).all()
+            )
             rows = []
             for i in range(start, stop):
                 pid = ids[f"BENCH-{i:07d}"]
                 for item in pool[i % len(pool)][1]["items"]:
-                    rows.append({"plan_id": plan_ids[pid], "patient_id": pid, "key": item["key"],
-                                 "kind": item["kind"], "stream": stream_of(item),
-                                 "due": dt.date.fromisoformat(item["due"]),
-                                 "hospital": item["hospital"], "status": "planned", "details": item})  # fmt: skip
+                    rows.append(
+                        {
+                            "plan_id": plan_ids[pid],
+                            "patient_id": pid,
+                            "key": item["key"],
+                            "kind": item["kind"],
+                            "stream": stream_of(item),
+                            "due": dt.date.fromisoformat(item["due"]),
+                            "hospital": item["hospital"],
+                            "status": "planned",
+                            "details": item,
+                        }
+                    )
             conn.execute(insert(PlanItem), rows)
             items_total += len(rows)
     if url.startswith("postgresql"):
@@ -126,7 +166,7 @@ def measure(url: str, day: dt.date) -> dict[str, Any]:
         due_rows = len(conn.execute(bare_sql, {"day": day}).fetchall())
     bare = time.perf_counter() - started
     started = time.perf_counter()
-    state = asyncio.run(sweep(day=day, reconcile=False, return_state=True))
+    state: Any = asyncio.run(sweep(day=day, reconcile=False, return_state=True))  # type: ignore[arg-type]
     wall = time.perf_counter() - started
     summary = state.result()
     run_id = state.state_details.flow_run_id
@@ -136,15 +176,26 @@ def measure(url: str, day: dt.date) -> dict[str, Any]:
             sort=TaskRunSort.ID_DESC,
             limit=200,
         )
-    return {"due_rows": due_rows, "marked_due": summary["marked_due"], "bare_query_s": bare,
-            "sweep_wall_s": wall, "store_work_s": summary["store_seconds"],
-            "task_runs": len(task_runs), "peak_rss_mib": peak_rss_mib()}  # fmt: skip
+    return {
+        "due_rows": due_rows,
+        "marked_due": summary["marked_due"],
+        "bare_query_s": bare,
+        "sweep_wall_s": wall,
+        "store_work_s": summary["store_seconds"],
+        "task_runs": len(task_runs),
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 def _measure_in_fresh_process(url: str, day: dt.date) -> dict[str, Any]:
     env = {**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR"}
-    done = subprocess.run([sys.executable, "-m", "flows.benchmark", url, day.isoformat()],
-                          env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.benchmark", url, day.isoformat()],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode:
         raise RuntimeError(f"sweep measurement failed: {done.stderr[-2000:]}")
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -158,7 +209,8 @@ def benchmark_sweep(*, children: int, seed: int, database_url: str | None) -> No
     started = time.perf_counter()
     items = build_registry(url, children, seed)
     print(
-        f"  registry built    {items} items of active plans in {time.perf_counter() - started:.0f} s (not timed)"
+        f"  registry built    {items} items of active plans "
+        f"in {time.perf_counter() - started:.0f} s (not timed)"
     )
     calendar = load_calendar()
     day = calendar.next_working_day(BENCH_TODAY + dt.timedelta(days=30))
@@ -170,10 +222,12 @@ def benchmark_sweep(*, children: int, seed: int, database_url: str | None) -> No
         print(f"    rows due          {f['due_rows']:>9}  (marked due: {f['marked_due']})")
         print(f"    bare query        {f['bare_query_s']:9.3f} s")
         print(
-            f"    sweep store work  {f['store_work_s']:9.3f} s  ({f['store_work_s'] / max(f['bare_query_s'], 1e-6):.1f}x the bare query)"
+            f"    sweep store work  {f['store_work_s']:9.3f} s  "
+            f"({f['store_work_s'] / max(f['bare_query_s'], 1e-6):.1f}x the bare query)"
         )
         print(
-            f"    sweep flow wall   {f['sweep_wall_s']:9.3f} s  (Prefect run included; reconciliation off)"
+            f"    sweep flow wall   {f['sweep_wall_s']:9.3f} s  "
+            "(Prefect run included; reconciliation off)"
         )
         print(f"    Prefect task runs {f['task_runs']:>9}")
         print(f"    peak memory       {f['peak_rss_mib']:9.1f} MiB (the sweep process)")

@@ -189,8 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("SIDFLOWS_DEBUG"):
             raise
-        print(f"sidflows: error: {type(exc).__name__}: {exc} (SIDFLOWS_DEBUG=1 shows the traceback)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"sidflows: error: {type(exc).__name__}: {exc} (SIDFLOWS_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     return code
 

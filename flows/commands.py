@@ -82,8 +82,11 @@ def refer(args: argparse.Namespace) -> int:
             timeout=0,
             as_subflow=False,
         )
-        _out(f"{referred.ref}: pathway run {run.id} started; the plan waits for approval "
-             "(Prefect UI form, or sidflows approve)")  # fmt: skip
+        run_id = getattr(run, "id", "?")  # run_deployment returns the run outside an event loop
+        _out(
+            f"{referred.ref}: pathway run {run_id} started; the plan waits for approval "
+            "(Prefect UI form, or sidflows approve)"
+        )
         return EXIT_OK
     status = run_pathway(referred.ref, today=today)
     _out(f"{referred.ref}: {str(status).replace('_', ' ')}")

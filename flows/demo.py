@@ -32,7 +32,37 @@ def _prepare_environment() -> Path:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_API_SSL_CERT_FILE", str(_loopback_ca_file(base)))
+        os.environ.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", _prefect_database(base))
     return base
+
+
+def _prefect_database(base: Path) -> str:
+    """Where the temporary Prefect server keeps the demo's history.
+
+    A local PostgreSQL when one answers (Prefect's SQLite backend serialises the
+    server's writes and retries on locks: the demo's year takes several times
+    longer), else SQLite under .sidflows/demo/prefect. SIDFLOWS_DEMO_PREFECT_DB
+    chooses: "auto" (default), "sqlite", or a PostgreSQL server URL.
+    """
+    sqlite = f"sqlite+aiosqlite:///{base / 'prefect' / 'prefect.db'}"
+    choice = os.environ.get("SIDFLOWS_DEMO_PREFECT_DB", "auto")
+    if choice == "sqlite":
+        return sqlite
+    server = (
+        choice
+        if choice.startswith("postgresql")
+        else "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    try:
+        import psycopg
+
+        with psycopg.connect(server, connect_timeout=2, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS sidflows_demo_prefect WITH (FORCE)")
+            conn.execute("CREATE DATABASE sidflows_demo_prefect")
+    except Exception:  # no PostgreSQL answers here: SQLite it is
+        return sqlite
+    head, _, _ = server.rpartition("/")
+    return head.replace("postgresql://", "postgresql+asyncpg://", 1) + "/sidflows_demo_prefect"
 
 
 def _loopback_ca_file(base: Path) -> Path:
@@ -96,10 +126,13 @@ def _print_summary(console: Any, summary: dict[str, Any], elapsed: float, base: 
     console.print(f"finished in {elapsed:.0f} s")
     console.print(f"store: {base / 'sidflows.db'}")
     if os.environ.get("PREFECT_HOME", "").startswith(str(base)):
+        database = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL", "")
+        where = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
         console.print(
-            "open the Prefect UI on this history with:\n"
-            f"  PREFECT_HOME={base / 'prefect'} .venv/bin/prefect server start\n"
-            "then http://127.0.0.1:4200 (runs, artifacts 'plan-syn-...', 'unit-census')"
+            f"Prefect history ({where}); open the UI on it with:\n"
+            f"  PREFECT_HOME={base / 'prefect'} PREFECT_API_DATABASE_CONNECTION_URL={database} "
+            ".venv/bin/prefect server start\n"
+            "then http://127.0.0.1:4200 (flow runs; artifacts plan-demo-..., unit-census)"
         )
     console.print(
         f"look at one child: SIDFLOWS_DATABASE_URL=sqlite:///{base / 'sidflows.db'} "

@@ -255,7 +255,7 @@ async def item(
 
 
 @task(name="mark-due-items", cache_policy=NO_CACHE)
-def mark_due_items(day: dt.date, batch: int) -> dict[str, int]:
+def mark_due_items(day: dt.date, batch: int) -> dict[str, float]:
     from sidflows.store.sweep import mark_due_batch
 
     marked = batches = 0
@@ -358,8 +358,15 @@ def run_replan(ref: str, reason: str, today: dt.date | None = None) -> str:
         return asyncio.run(replan(ref, reason, today))
 
 
-def run_item(ref: str, plan_version: int, item_key: str, kind: str, *,
-             outcome: dict[str, Any] | None = None, today: dt.date | None = None) -> str:  # fmt: skip
+def run_item(
+    ref: str,
+    plan_version: int,
+    item_key: str,
+    kind: str,
+    *,
+    outcome: dict[str, Any] | None = None,
+    today: dt.date | None = None,
+) -> str:
     with tags(*runtime.tags("item", ref, kind), f"plan:v{plan_version}"):
         return asyncio.run(item(ref, plan_version, item_key, kind, outcome=outcome, today=today))
 

@@ -42,7 +42,7 @@ from sidflows.store.models import (
 
 CLINICIAN = "Dr Demo Clinician"
 COORDINATOR = "Demo Coordinator"
-WORKERS = 3  # item runs of one day run side by side, as in a unit
+WORKERS = 1  # the temporary server keeps its state in SQLite: one writer at a time
 
 
 class Simulation:

@@ -58,19 +58,31 @@ def unit(tmp_path: Path) -> Iterator[dict[str, str]]:
     logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("server", "serve")}
     server = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=logs["server"], stderr=subprocess.STDOUT, cwd=tmp_path,
-    )  # fmt: skip
+        env=env,
+        stdout=logs["server"],
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     processes = [server]
     try:
         wait_for(
             "the Prefect server", lambda: httpx.get(f"{api}/health", timeout=5).status_code == 200
         )
         subprocess.run([str(BIN / "sidflows"), "db", "upgrade"], env=env, check=True, cwd=tmp_path)
-        serve = subprocess.Popen([str(BIN / "sidflows"), "serve"], env=env, stdout=logs["serve"],
-                                 stderr=subprocess.STDOUT, cwd=tmp_path)  # fmt: skip
+        serve = subprocess.Popen(
+            [str(BIN / "sidflows"), "serve"],
+            env=env,
+            stdout=logs["serve"],
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
         processes.append(serve)
-        wait_for("the served deployments",
-                 lambda: httpx.get(f"{api}/deployments/name/replan/replan", timeout=5).status_code == 200)  # fmt: skip
+        wait_for(
+            "the served deployments",
+            lambda: (
+                httpx.get(f"{api}/deployments/name/replan/replan", timeout=5).status_code == 200
+            ),
+        )
         yield {**env, "TMP": str(tmp_path)}
     finally:
         for process in reversed(processes):
@@ -85,8 +97,15 @@ def unit(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "sidflows"), *args], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=env["TMP"])  # fmt: skip
+    return subprocess.run(  # the caller checks the exit code
+        [str(BIN / "sidflows"), *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=env["TMP"],
+    )
 
 
 def show(env: dict[str, str], ref: str) -> dict[str, Any]:
@@ -105,9 +124,15 @@ def test_refer_approve_change_treatment_and_see_the_replan(unit: dict[str, str])
     api = unit["PREFECT_API_URL"]
 
     def pathway_paused() -> bool:
-        runs = httpx.post(f"{api}/flow_runs/filter", json={
-            "flow_runs": {"tags": {"all_": ["ref:EX-0001", "step:pathway"]}},
-            "sort": "ID_DESC", "limit": 5}, timeout=10).json()  # fmt: skip
+        runs = httpx.post(
+            f"{api}/flow_runs/filter",
+            json={
+                "flow_runs": {"tags": {"all_": ["ref:EX-0001", "step:pathway"]}},
+                "sort": "ID_DESC",
+                "limit": 5,
+            },
+            timeout=10,
+        ).json()
         return any(r["state"]["type"] == "PAUSED" for r in runs)
 
     wait_for("the pathway run waiting for the clinician", pathway_paused)
@@ -118,20 +143,41 @@ def test_refer_approve_change_treatment_and_see_the_replan(unit: dict[str, str])
     assert again.returncode == 0
     assert "already" in again.stdout
     change = Path(unit["TMP"]) / "change.json"
-    change.write_text(json.dumps({"date": "2026-11-24", "treatments": [
-        {"drug": "prednisolone", "class": "corticosteroid", "start": "2026-11-24",
-         "end": None, "dose_mg_day": 40}]}))  # fmt: skip
+    change.write_text(
+        json.dumps(
+            {
+                "date": "2026-11-24",
+                "treatments": [
+                    {
+                        "drug": "prednisolone",
+                        "class": "corticosteroid",
+                        "start": "2026-11-24",
+                        "end": None,
+                        "dose_mg_day": 40,
+                    }
+                ],
+            }
+        )
+    )
     changed = cli(unit, "treatment-change", "EX-0001", str(change))
     assert changed.returncode == 0, changed.stderr
     assert "re-plan requested" in changed.stdout
-    replanned = wait_for("the re-plan through the event trigger",
-                         lambda: show(unit, "EX-0001").get("proposed_version") == 2)  # fmt: skip
+    replanned = wait_for(
+        "the re-plan through the event trigger",
+        lambda: show(unit, "EX-0001").get("proposed_version") == 2,
+    )
     assert replanned
 
     def replan_completed() -> bool:
-        runs = httpx.post(f"{api}/flow_runs/filter", json={
-            "flow_runs": {"name": {"any_": ["replan-EX-0001"]}}, "sort": "ID_DESC", "limit": 20},
-            timeout=10).json()  # fmt: skip
+        runs = httpx.post(
+            f"{api}/flow_runs/filter",
+            json={
+                "flow_runs": {"name": {"any_": ["replan-EX-0001"]}},
+                "sort": "ID_DESC",
+                "limit": 20,
+            },
+            timeout=10,
+        ).json()
         return any(r["state"]["type"] == "COMPLETED" for r in runs)
 
     wait_for("the replan run completed", replan_completed, timeout=60)

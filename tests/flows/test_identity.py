@@ -34,8 +34,9 @@ def everything_prefect_holds(base: str) -> str:
     ):
         offset = 0
         while True:
-            response = httpx.post(f"{base}{path}", json={"limit": 200, "offset": offset, **body},
-                                  timeout=30)  # fmt: skip
+            response = httpx.post(
+                f"{base}{path}", json={"limit": 200, "offset": offset, **body}, timeout=30
+            )
             response.raise_for_status()
             page = response.json()
             dumps.append(page)
@@ -56,13 +57,17 @@ def everything_prefect_holds(base: str) -> str:
 
 def test_no_identity_anywhere_in_prefect(prefect_server: str, store: str) -> None:
     """A whole pathway with identity values leaves none of them in Prefect's API."""
-    documents = list(synthetic_referrals(3, seed=11, received=TODAY - dt.timedelta(days=2),
-                                         prefix="ID"))  # fmt: skip
+    documents = list(
+        synthetic_referrals(3, seed=11, received=TODAY - dt.timedelta(days=2), prefix="ID")
+    )
     secrets: set[str] = set()
     refs = []
     for document in documents:
-        secrets |= {document["identity"]["name"], document["identity"]["mrn"],
-                    document["patient"]["birth_date"]}  # fmt: skip
+        secrets |= {
+            document["identity"]["name"],
+            document["identity"]["mrn"],
+            document["patient"]["birth_date"],
+        }
         secrets |= {part for part in document["identity"]["name"].split() if len(part) > 3}
         refs.append(service.refer(json.dumps(document), actor="test").ref)
     for ref in refs:
@@ -74,9 +79,14 @@ def test_no_identity_anywhere_in_prefect(prefect_server: str, store: str) -> Non
             doc = show_document(session=session, patient=get_patient(session=session, ref=ref))
         assert doc is not None
         first = doc["items"][0]
-        p.run_item(ref, doc["plan_version"], first["key"], first["kind"],
-                   outcome={"result": "given", "lot": "L1", "dose_g": first.get("dose_g")},
-                   today=dt.date.fromisoformat(first["due"]))  # fmt: skip
+        p.run_item(
+            ref,
+            doc["plan_version"],
+            first["key"],
+            first["kind"],
+            outcome={"result": "given", "lot": "L1", "dose_g": first.get("dose_g")},
+            today=dt.date.fromisoformat(first["due"]),
+        )
         p.run_replan(ref, "plan review", TODAY)
     p.run_sweep(TODAY)
     time.sleep(6)  # the server persists events in batches

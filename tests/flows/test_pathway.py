@@ -128,9 +128,17 @@ def test_treatment_change_replans_and_cancels_the_old_runs(prefect_server: str, 
     ref = refer_sample("lupus-on-rituximab.json")
     p.run_pathway(ref, today=TODAY)
     approved_and_active(ref)
-    change = {"date": "2026-11-24", "treatments": [
-        {"drug": "mycophenolate", "class": "antimetabolite", "start": "2026-03-01",
-         "end": "2026-11-24"}]}  # fmt: skip
+    change = {
+        "date": "2026-11-24",
+        "treatments": [
+            {
+                "drug": "mycophenolate",
+                "class": "antimetabolite",
+                "start": "2026-03-01",
+                "end": "2026-11-24",
+            }
+        ],
+    }
     service.record_treatment_change(ref, json.dumps(change), actor="Dr Test")
     assert p.run_replan(ref, "treatment change", TODAY).startswith("v2")
     approved_and_active(ref)
