@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.set_defaults(handler=_flows_command("treatment_change"))
 
+    p = sub.add_parser("lab-result", help="record new lab results and re-plan")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("file", metavar="FILE", help='{"labs": [...]} shaped as a referral\'s labs')
+    p.set_defaults(handler=_flows_command("lab_result"))
+
     p = sub.add_parser("sweep", help="the daily run: due and overdue items, reconciliation")
     p.add_argument("--date", metavar="YYYY-MM-DD", default=None)
     p.set_defaults(handler=_flows_command("sweep"))
@@ -170,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A hospital network has no route to Prefect's telemetry: do not try (and log errors).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

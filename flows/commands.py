@@ -192,6 +192,21 @@ def consent(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replan_after(ref: str, reason: str) -> str:
+    """Through the server's event trigger when there is one, else here."""
+    if _server_configured():
+        from prefect.events.worker import EventsWorker
+
+        from flows.pathway import request_replan
+
+        request_replan(ref, reason)
+        EventsWorker.drain_all()
+        return "re-plan requested (event sent; the replan deployment runs it)"
+    from flows.pathway import run_replan
+
+    return run_replan(ref, reason)
+
+
 def treatment_change(args: argparse.Namespace) -> int:
     from flows.cli import read_document
     from flows.runtime import ensure_store
@@ -201,18 +216,19 @@ def treatment_change(args: argparse.Namespace) -> int:
     changes = service.record_treatment_change(args.ref, text, actor=_by(None))
     for change in changes:
         _out(f"{args.ref}: {change['drug']} {change['action']}")
-    if _server_configured():
-        from prefect.events.worker import EventsWorker
+    _out(f"{args.ref}: {_replan_after(args.ref, 'treatment change')}")
+    return EXIT_OK
 
-        from flows.pathway import request_replan
 
-        request_replan(args.ref, "treatment change")
-        EventsWorker.drain_all()
-        _out(f"{args.ref}: re-plan requested (event sent; the replan deployment runs it)")
-    else:
-        from flows.pathway import run_replan
+def lab_result(args: argparse.Namespace) -> int:
+    from flows.cli import read_document
+    from flows.runtime import ensure_store
 
-        _out(f"{args.ref}: {run_replan(args.ref, 'treatment change')}")
+    text = read_document(args.file)
+    ensure_store()
+    count = service.record_lab_result(args.ref, text, actor=_by(None))
+    _out(f"{args.ref}: {count} result(s) recorded")
+    _out(f"{args.ref}: {_replan_after(args.ref, 'new lab result')}")
     return EXIT_OK
 
 

@@ -19,7 +19,12 @@ from sidflows.errors import InvalidInput
 from sidflows.plan_document import plan_document
 from sidflows.planning import plan_changes, propose_plan
 from sidflows.protocol import Protocol
-from sidflows.referral import load_json_document, parse_referral, parse_treatment_change
+from sidflows.referral import (
+    load_json_document,
+    parse_lab_report,
+    parse_referral,
+    parse_treatment_change,
+)
 from sidflows.store import patients, plans
 from sidflows.store.db import session_scope
 from sidflows.store.models import (
@@ -183,6 +188,17 @@ def record_treatment_change(ref: str, text: str | bytes, *, actor: str) -> list[
         return patients.record_treatment_change(
             session=session, patient=patient, change=change, actor=actor
         )
+
+
+def record_lab_result(ref: str, text: str | bytes, *, actor: str) -> int:
+    """Store new results (``{"labs": [...]}``, shaped as a referral's labs)."""
+    report = parse_lab_report(text)
+    with session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref, lock=True)
+        if patient.state == PatientState.discharged:
+            raise InvalidInput("ref", f"{ref} was discharged: refer the child again first")
+        patients.record_lab_report(session=session, patient=patient, report=report, actor=actor)
+        return len(report.labs)
 
 
 @dataclass
