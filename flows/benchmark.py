@@ -29,6 +29,7 @@ from sqlalchemy import insert, text
 from sidflows.benchmark import BENCH_TODAY, peak_rss_mib
 from sidflows.calendar import load_calendar
 from sidflows.cohort import synthetic_referrals
+from sidflows.errors import InvalidInput
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
 from sidflows.protocol import load_protocol
@@ -54,6 +55,10 @@ def _plans(count: int, seed: int) -> list[tuple[dict[str, Any], dict[str, Any]]]
 def build_registry(url: str, children: int, seed: int) -> int:
     """A fresh store holding ``children`` active plans. Returns the number of items."""
     if url.startswith("postgresql"):
+        if "bench" not in url.rsplit("/", 1)[-1]:
+            raise InvalidInput(
+                "--database-url", "the benchmark wipes its database: name it *bench*"
+            )
         engine = db.get_engine(url)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -157,7 +162,7 @@ def measure(url: str, day: dt.date) -> dict[str, Any]:
         client.api_healthcheck()
     engine = db.get_engine(url)
     bare_sql = text(
-        "SELECT id FROM planitem WHERE status IN ('planned', 'scheduled') AND due <= :day"
+        "SELECT id FROM planitem WHERE status IN ('planned', 'scheduled', 'due') AND due <= :day"
     )
     with engine.connect() as conn:  # warm the cache as the sweep will find it
         conn.execute(bare_sql, {"day": day}).fetchall()
@@ -178,7 +183,7 @@ def measure(url: str, day: dt.date) -> dict[str, Any]:
         )
     return {
         "due_rows": due_rows,
-        "marked_due": summary["marked_due"],
+        "swept_due": summary["due"],
         "bare_query_s": bare,
         "sweep_wall_s": wall,
         "store_work_s": summary["store_seconds"],
@@ -219,7 +224,7 @@ def benchmark_sweep(*, children: int, seed: int, database_url: str | None) -> No
     daily = _measure_in_fresh_process(url, day)  # then an ordinary day
     for label, f in (("first sweep (a month of items)", catch_up), ("daily sweep", daily)):
         print(f"  {label}:")
-        print(f"    rows due          {f['due_rows']:>9}  (marked due: {f['marked_due']})")
+        print(f"    rows due          {f['due_rows']:>9}  (the sweep read {f['swept_due']})")
         print(f"    bare query        {f['bare_query_s']:9.3f} s")
         print(
             f"    sweep store work  {f['store_work_s']:9.3f} s  "

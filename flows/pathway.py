@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections import Counter
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, tags, task
@@ -250,34 +251,36 @@ async def item(
         else:
             request_replan(ref, reason)
     if follow is not None and follow.escalate:
-        get_run_logger().warning("%s %s missed: escalated to the coordinator", ref, item_key)
+        get_run_logger().warning("%s %s missed: flagged for the coordinator", ref, item_key)
     return result.status
 
 
-@task(name="mark-due-items", cache_policy=NO_CACHE)
-def mark_due_items(day: dt.date, batch: int) -> dict[str, float]:
-    from sidflows.store.sweep import mark_due_batch
+@task(name="due-items", cache_policy=NO_CACHE)
+def due_items(day: dt.date, batch: int) -> dict[str, Any]:
+    """Read the open items whose day has come, batch by batch: counts and the overdue."""
+    from sidflows.store.sweep import due_batch
 
-    marked = batches = 0
-    after = 0
+    by_kind: Counter[str] = Counter()
+    late: list[dict[str, Any]] = []
+    total = batches = after = 0
     started = time.perf_counter()
     while True:
         with db.session_scope() as session:
-            result = mark_due_batch(
-                session=session, on=day, after_id=after, limit=batch, actor="sweep"
-            )
+            result = due_batch(session=session, on=day, after_id=after, limit=batch)
         if result.last_id is None:
-            elapsed = round(time.perf_counter() - started, 4)
-            return {"marked_due": marked, "batches": batches, "store_seconds": elapsed}
-        marked, batches, after = marked + result.marked_due, batches + 1, result.last_id
-
-
-@task(name="overdue-items", cache_policy=NO_CACHE)
-def overdue_items(day: dt.date) -> list[dict[str, Any]]:
-    from sidflows.store.sweep import overdue
-
-    with db.session_scope() as session:
-        return [vars(o) for o in overdue(session=session, on=day)]
+            break
+        total, batches, after = total + result.rows, batches + 1, result.last_id
+        by_kind.update(result.by_kind)
+        late += [vars(o) for o in result.overdue]
+    late.sort(key=lambda o: (o["due"], o["ref"], o["key"]))
+    return {
+        "due": total,
+        "overdue": len(late),
+        "batches": batches,
+        "by_kind": dict(by_kind),
+        "store_seconds": round(time.perf_counter() - started, 4),
+        "oldest_overdue": late[:50],
+    }
 
 
 @task(name="reconcile-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -326,10 +329,10 @@ async def sweep(
     """
     swept = runtime.today(day)
     summary: dict[str, Any] = {"day": swept.isoformat()}
-    summary.update(mark_due_items(swept, batch))
-    late = overdue_items(swept)
-    summary["overdue"] = len(late)
-    for row in late[:50]:
+    found = due_items(swept, batch)
+    late = found.pop("oldest_overdue")
+    summary.update(found)
+    for row in late:
         get_run_logger().warning(
             "overdue: %s %s due %s (%d days)", row["ref"], row["key"], row["due"], row["days"]
         )

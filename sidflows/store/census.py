@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from sidflows.store.models import Booking, CarePlan, ItemStatus, Patient, PlanItem, PlanStatus
+from sidflows.store.models import Booking, CarePlan, Patient, PlanItem, PlanStatus
+from sidflows.store.sweep import OPEN
 
 
 def unit_census(*, session: Session, on: dt.date) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def unit_census(*, session: Session, on: dt.date) -> dict[str, Any]:
     )
     due_today = dict(
         session.exec(
-            active_items.where(PlanItem.due == on, PlanItem.status == ItemStatus.due).group_by(
+            active_items.where(PlanItem.due == on, col(PlanItem.status).in_(OPEN)).group_by(
                 PlanItem.kind
             )
         ).all()
@@ -31,7 +32,7 @@ def unit_census(*, session: Session, on: dt.date) -> dict[str, Any]:
         .join(CarePlan, col(CarePlan.id) == PlanItem.plan_id)
         .where(
             CarePlan.status == PlanStatus.active,
-            PlanItem.status == ItemStatus.due,
+            col(PlanItem.status).in_(OPEN),
             PlanItem.due < on,
         )
     ).one()

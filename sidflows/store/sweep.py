@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import DateTime, func, insert, literal, update
+from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from sidflows.store.models import (
-    AuditEntry,
-    CarePlan,
-    ItemStatus,
-    Patient,
-    PlanItem,
-    PlanStatus,
-    utcnow,
-)
+from sidflows.store.models import CarePlan, ItemStatus, Patient, PlanItem, PlanStatus
 
-WAITING = (ItemStatus.planned, ItemStatus.scheduled)
+OPEN = (ItemStatus.planned, ItemStatus.scheduled, ItemStatus.due)
 
 
 @dataclass
@@ -33,66 +26,60 @@ class Overdue:
 
 
 @dataclass
-class SweepBatch:
-    marked_due: int
+class DueBatch:
+    """One batch of open items whose day has come, as the sweep reads them."""
+
+    rows: int
     last_id: int | None
+    by_kind: Counter[str] = field(default_factory=Counter)
     overdue: list[Overdue] = field(default_factory=list)
 
 
-def due_ids(*, session: Session, on: dt.date, after_id: int, limit: int) -> list[int]:
-    """The bare indexed query: waiting items whose day has come (benchmark baseline too)."""
-    ids = session.exec(
-        select(col(PlanItem.id))
-        .where(col(PlanItem.status).in_(WAITING), PlanItem.due <= on, col(PlanItem.id) > after_id)
+def due_batch(*, session: Session, on: dt.date, after_id: int, limit: int) -> DueBatch:
+    """Open items of active plans due on or before ``on``, by id, one batch.
+
+    The sweep reads; it never rewrites. "Due" is derivable (the day has come and
+    the item is still open); an item's own run records its transition, so a
+    sweep run twice, or a crashed one, changes nothing.
+    """
+    rows = session.execute(
+        sa_select(
+            col(PlanItem.id),
+            col(Patient.ref),
+            col(PlanItem.key),
+            col(PlanItem.kind),
+            col(PlanItem.due),
+            col(PlanItem.escalations),
+        )
+        .join(Patient, col(Patient.id) == PlanItem.patient_id)
+        .join(CarePlan, col(CarePlan.id) == PlanItem.plan_id)
+        .where(
+            col(PlanItem.status).in_(OPEN),
+            col(PlanItem.due) <= on,
+            col(PlanItem.id) > after_id,
+            col(CarePlan.status) == PlanStatus.active,
+        )
         .order_by(col(PlanItem.id))
         .limit(limit)
     ).all()
-    return [i for i in ids if i is not None]
-
-
-def mark_due_batch(
-    *, session: Session, on: dt.date, after_id: int, limit: int, actor: str
-) -> SweepBatch:
-    """Mark one batch of waiting items due, with their audit entries, in one transaction."""
-    ids = due_ids(session=session, on=on, after_id=after_id, limit=limit)
-    if not ids:
-        return SweepBatch(0, None)
-    now = utcnow()
-    session.execute(
-        update(PlanItem)
-        .where(col(PlanItem.id).in_(ids))
-        .values(status=ItemStatus.due, updated_at=now)
-    )
-    rows = (
-        sa_select(
-            literal(now, DateTime(timezone=True)),  # typed: SQLite cannot bind a pendulum value
-            literal(actor),
-            literal("item"),
-            col(PlanItem.id),
-            col(Patient.ref),
-            literal("due"),
-        )
-        .join(Patient, col(Patient.id) == PlanItem.patient_id)
-        .where(col(PlanItem.id).in_(ids))
-    )
-    session.execute(
-        insert(AuditEntry).from_select(
-            ["at", "actor", "entity", "entity_id", "patient_ref", "action"], rows
-        )
-    )
-    return SweepBatch(len(ids), ids[-1])
+    if not rows:
+        return DueBatch(0, None)
+    batch = DueBatch(len(rows), rows[-1][0])
+    for _id, ref, key, kind, due, escalations in rows:
+        batch.by_kind[kind] += 1
+        if due < on:
+            batch.overdue.append(Overdue(ref, key, kind, due, (on - due).days, escalations))
+    return batch
 
 
 def overdue(*, session: Session, on: dt.date, limit: int = 10_000) -> list[Overdue]:
-    """Items due before ``on`` with no outcome yet, oldest first."""
+    """Open items of active plans whose day is before ``on``, oldest first."""
     rows = session.exec(
         select(PlanItem, Patient.ref)
         .join(Patient, col(Patient.id) == PlanItem.patient_id)
         .join(CarePlan, col(CarePlan.id) == PlanItem.plan_id)
         .where(
-            PlanItem.status == ItemStatus.due,
-            PlanItem.due < on,
-            CarePlan.status == PlanStatus.active,
+            col(PlanItem.status).in_(OPEN), PlanItem.due < on, CarePlan.status == PlanStatus.active
         )
         .order_by(col(PlanItem.due), col(PlanItem.id))
         .limit(limit)
@@ -123,7 +110,7 @@ def expected_runs(
             )
             .label("n"),
         )
-        .where(col(PlanItem.status).in_((*WAITING, ItemStatus.due)))
+        .where(col(PlanItem.status).in_(OPEN))
         .subquery()
     )
     plans = (

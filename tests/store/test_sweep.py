@@ -17,7 +17,6 @@ from sidflows.store.models import (
     Booking,
     CarePlan,
     ItemStatus,
-    Patient,
     PlanItem,
     PlanStatus,
 )
@@ -40,17 +39,18 @@ def unit(database_url: str) -> list[str]:
     return refs
 
 
-def _sweep(on: date, limit: int) -> tuple[int, int]:
-    """The sweep's loop: (items marked due, batches)."""
-    marked = batches = after = 0
-    while True:
-        with db.session_scope() as session:
-            batch = sweep.mark_due_batch(
-                session=session, on=on, after_id=after, limit=limit, actor="sweep"
+def _open_due_ids(on: date) -> set[int]:
+    with db.session_scope() as session:
+        rows = session.exec(
+            select(PlanItem.id)
+            .join(CarePlan, col(CarePlan.id) == PlanItem.plan_id)
+            .where(
+                col(PlanItem.status).in_(sweep.OPEN),
+                PlanItem.due <= on,
+                CarePlan.status == PlanStatus.active,
             )
-        if batch.last_id is None:
-            return marked, batches
-        marked, batches, after = marked + batch.marked_due, batches + 1, batch.last_id
+        ).all()
+    return {i for i in rows if i is not None}
 
 
 def _items() -> list[PlanItem]:
@@ -58,13 +58,13 @@ def _items() -> list[PlanItem]:
         return list(session.exec(select(PlanItem).order_by(col(PlanItem.id))))
 
 
-def _due_audit() -> list[AuditEntry]:
+def _audit_count() -> int:
     with db.session_scope() as session:
-        return list(session.exec(select(AuditEntry).where(AuditEntry.action == "due")))
+        return len(session.exec(select(AuditEntry)).all())
 
 
-def test_mark_due_marks_exactly_the_waiting_items_of_the_day(unit: list[str]) -> None:
-    """Batches mark every waiting item due on or before the day, and nothing else."""
+def test_due_batches_read_exactly_the_open_items_of_the_day(unit: list[str]) -> None:
+    """Batches read every open item of an active plan due by the day; the sweep writes nothing."""
     done = service.item_outcome(
         "EX-0001",
         plan_version=1,
@@ -76,50 +76,34 @@ def test_mark_due_marks_exactly_the_waiting_items_of_the_day(unit: list[str]) ->
         calendar=CALENDAR,
     )
     assert done.status == ItemStatus.done
-    with db.session_scope() as session:  # one item already has its Prefect run
-        item = plans.get_item(session=session, ref="EX-0001", key="prophylaxis:azithromycin")
-        plans.set_item_status(
-            session=session, item=item, status=ItemStatus.scheduled, actor="scheduler"
-        )
     before = _items()
-    waiting = {ItemStatus.planned, ItemStatus.scheduled}
-    expected = {i.id for i in before if i.status in waiting and i.due <= DAY}
+    expected = _open_due_ids(DAY)
     assert len(expected) > 5
-    assert any(i.status == ItemStatus.scheduled and i.id in expected for i in before)
-    audit_before = len(_due_audit())
-
-    marked, batches = _sweep(DAY, limit=5)
-    assert marked == len(expected)
-    assert batches == -(-len(expected) // 5)
-    after = {i.id: i for i in _items()}
-    assert {i for i, item in after.items() if item.status == ItemStatus.due} == expected
-    for old in before:
-        if old.id not in expected:
-            assert after[old.id].status == old.status, "an item not due was touched"
-    entries = _due_audit()[audit_before:]
-    assert sorted(e.entity_id for e in entries) == sorted(expected)
-    refs = dict(_refs_of_items())
-    for entry in entries:
-        assert (entry.actor, entry.entity) == ("sweep", "item")
-        assert entry.patient_ref == refs[entry.entity_id]
-        assert entry.at is not None
-
-    assert _sweep(DAY, limit=5) == (0, 0)  # the same day again changes nothing
-    assert len(_due_audit()) == audit_before + len(expected)
-
-
-def _refs_of_items() -> list[tuple[int, str]]:
-    with db.session_scope() as session:
-        rows = session.exec(
-            select(PlanItem.id, Patient.ref).join(Patient, col(Patient.id) == PlanItem.patient_id)
-        ).all()
-    return [(i, r) for i, r in rows if i is not None]
+    assert not any(i.id in expected for i in before if i.status == ItemStatus.done)
+    audit_before = _audit_count()
+    total = counted = 0
+    after = 0
+    overdue_keys: list[str] = []
+    while True:
+        with db.session_scope() as session:
+            batch = sweep.due_batch(session=session, on=DAY, after_id=after, limit=5)
+        if batch.last_id is None:
+            break
+        assert batch.rows <= 5
+        total += batch.rows
+        counted += sum(batch.by_kind.values())
+        overdue_keys += [o.key for o in batch.overdue]
+        after = batch.last_id
+    assert total == counted == len(expected)
+    assert all(o_key for o_key in overdue_keys)
+    assert [(i.id, i.status) for i in _items()] == [(i.id, i.status) for i in before]
+    assert _audit_count() == audit_before, "the sweep reads; it writes nothing"
 
 
 def test_overdue_lists_due_items_before_the_day(unit: list[str]) -> None:
-    """Overdue: items still due whose day has passed, oldest first, with their delay."""
-    _sweep(DAY, limit=100)
-    due = [i for i in _items() if i.status == ItemStatus.due]
+    """Overdue: open items whose day has passed, oldest first, with their delay."""
+    open_ids = _open_due_ids(DAY)
+    due = [i for i in _items() if i.id in open_ids]
     later = DAY + timedelta(days=3)
     first_day = min(i.due for i in due)
     with db.session_scope() as session:
@@ -164,12 +148,11 @@ def test_expected_runs_are_the_next_item_of_each_stream_within_the_look_ahead(
 
 def test_census_counts_children_and_todays_work(unit: list[str]) -> None:
     """The census counts children by state, today's due items, overdue items and chairs."""
-    _sweep(DAY, limit=100)
     first = date(2026, 12, 1)
     with db.session_scope() as session:
         figures = unit_census(session=session, on=first)
         chairs = len(session.exec(select(Booking).where(Booking.day == first)).all())
-    items = [i for i in _items() if i.status == ItemStatus.due]
+    items = [i for i in _items() if i.id in _open_due_ids(DAY)]
     today = Counter(i.kind for i in items if i.due == first)
     assert figures["children active"] == len(unit)
     assert figures["children awaiting_approval"] == 1
