@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -68,6 +68,9 @@ BloodProduct = Literal[
     "hepatitis_b_ig", "tetanus_ig", "measles_ig", "palivizumab",
 ]  # fmt: skip
 Route = Literal["iv", "sc"]
+
+
+DocT = TypeVar("DocT", bound="_Doc")
 
 
 class _Doc(BaseModel):
@@ -310,14 +313,19 @@ def check_consistency(referral: Referral) -> None:
             raise InvalidInput(f"labs[{i}]", "no result given")
 
 
-def validate_referral(data: Any) -> Referral:
-    """Validate parsed JSON into a :class:`Referral`, or raise :class:`InvalidInput`."""
+def _validated(model: type[DocT], data: Any) -> DocT:
+    """Parsed JSON into a frozen document, or one InvalidInput naming the field."""
     if not isinstance(data, dict):
         raise InvalidInput("document", "must be a JSON object")
     try:
-        referral = Referral.model_validate(_tuples(data))
+        return model.model_validate(_tuples(data))
     except ValidationError as exc:
         raise invalid_from_pydantic(exc) from None
+
+
+def validate_referral(data: Any) -> Referral:
+    """Validate parsed JSON into a :class:`Referral`, or raise :class:`InvalidInput`."""
+    referral = _validated(Referral, data)
     check_consistency(referral)
     return referral
 
@@ -357,13 +365,7 @@ class LabReport(_Doc):
 
 
 def parse_treatment_change(text: str | bytes) -> TreatmentChange:
-    data = load_json_document(text)
-    if not isinstance(data, dict):
-        raise InvalidInput("document", "must be a JSON object")
-    try:
-        change = TreatmentChange.model_validate(_tuples(data))
-    except ValidationError as exc:
-        raise invalid_from_pydantic(exc) from None
+    change = _validated(TreatmentChange, load_json_document(text))
     for i, t in enumerate(change.treatments):
         if t.end is not None and t.end < t.start:
             raise InvalidInput(f"treatments[{i}].end", "before start")
@@ -371,13 +373,7 @@ def parse_treatment_change(text: str | bytes) -> TreatmentChange:
 
 
 def parse_lab_report(text: str | bytes) -> LabReport:
-    data = load_json_document(text)
-    if not isinstance(data, dict):
-        raise InvalidInput("document", "must be a JSON object")
-    try:
-        report = LabReport.model_validate(_tuples(data))
-    except ValidationError as exc:
-        raise invalid_from_pydantic(exc) from None
+    report = _validated(LabReport, load_json_document(text))
     for i, lab in enumerate(report.labs):
         if not lab.model_dump(exclude={"date"}, exclude_none=True):
             raise InvalidInput(f"labs[{i}]", "no result given")

@@ -8,11 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from sidflows.errors import InvalidInput, UnknownPatient
 from sidflows.referral import LabReport, Referral, TreatmentChange, validate_referral
@@ -166,36 +167,53 @@ def _merge_record(session: Session, pid: int, referral: Referral) -> None:
         values = _lab_values(lab)
         if (lab.date, json.dumps(values, sort_keys=True)) not in known_labs:
             session.add(Lab(patient_id=pid, date=lab.date, values=values))
-    known_inf = {
-        (i.date, i.kind) for i in session.exec(select(Infection).where(Infection.patient_id == pid))
-    }
-    for inf in referral.infections:
-        if (inf.date, inf.kind) not in known_inf:
-            session.add(
-                Infection(patient_id=pid, date=inf.date, kind=inf.kind, serious=inf.serious)
-            )
-    known_ig = {
-        (d.date, d.route) for d in session.exec(select(IgDose).where(IgDose.patient_id == pid))
-    }
-    for dose in referral.immunoglobulin_doses:
-        if (dose.date, dose.route) not in known_ig:
-            session.add(
-                IgDose(patient_id=pid, date=dose.date, g_per_kg=dose.g_per_kg, route=dose.route)
-            )
-    known_bp = {
-        (b.date, b.product)
-        for b in session.exec(select(BloodProduct).where(BloodProduct.patient_id == pid))
-    }
-    for bp in referral.blood_products:
-        if (bp.date, bp.product) not in known_bp:
-            session.add(BloodProduct(patient_id=pid, date=bp.date, product=bp.product))
-    known_vax = {
-        (v.date, v.vaccine)
-        for v in session.exec(select(Vaccination).where(Vaccination.patient_id == pid))
-    }
-    for vax in referral.vaccinations:
-        if (vax.date, vax.vaccine) not in known_vax:
-            session.add(Vaccination(patient_id=pid, vaccine=vax.vaccine, date=vax.date))
+    _add_missing(
+        session,
+        Infection,
+        pid,
+        referral.infections,
+        lambda x: (x.date, x.kind),
+        lambda x: Infection(patient_id=pid, date=x.date, kind=x.kind, serious=x.serious),
+    )
+    _add_missing(
+        session,
+        IgDose,
+        pid,
+        referral.immunoglobulin_doses,
+        lambda x: (x.date, x.route),
+        lambda x: IgDose(patient_id=pid, date=x.date, g_per_kg=x.g_per_kg, route=x.route),
+    )
+    _add_missing(
+        session,
+        BloodProduct,
+        pid,
+        referral.blood_products,
+        lambda x: (x.date, x.product),
+        lambda x: BloodProduct(patient_id=pid, date=x.date, product=x.product),
+    )
+    _add_missing(
+        session,
+        Vaccination,
+        pid,
+        referral.vaccinations,
+        lambda x: (x.date, x.vaccine),
+        lambda x: Vaccination(patient_id=pid, vaccine=x.vaccine, date=x.date),
+    )
+
+
+def _add_missing(
+    session: Session,
+    model: Any,
+    pid: int,
+    incoming: tuple[Any, ...],
+    key: Callable[[Any], tuple[Any, ...]],
+    make: Callable[[Any], SQLModel],
+) -> None:
+    """Add the referral's events the store does not hold yet (matched by ``key``)."""
+    known = {key(row) for row in session.exec(select(model).where(model.patient_id == pid))}
+    for event in incoming:
+        if key(event) not in known:
+            session.add(make(event))
 
 
 def _upsert_treatment(
