@@ -207,6 +207,17 @@ def _measure_in_fresh_process(url: str, day: dt.date) -> dict[str, Any]:
     return figures
 
 
+def _record_the_past(url: str, day: dt.date) -> None:
+    """Items before ``day`` were given (2 % left open: the overdue a unit really has)."""
+    with db.get_engine(url).begin() as conn:
+        conn.execute(
+            text("UPDATE planitem SET status = 'done' WHERE due < :day AND id % 50 <> 0"),
+            {"day": day},
+        )
+        if url.startswith("postgresql"):
+            conn.execute(text("ANALYZE planitem"))
+
+
 def benchmark_sweep(*, children: int, seed: int, database_url: str | None) -> None:
     url = database_url or f"sqlite:///{os.path.abspath('.sidflows/bench-sweep.db')}"
     os.makedirs(".sidflows", exist_ok=True)
@@ -221,8 +232,12 @@ def benchmark_sweep(*, children: int, seed: int, database_url: str | None) -> No
     day = calendar.next_working_day(BENCH_TODAY + dt.timedelta(days=30))
     before = calendar.add_working_days(day, -1)
     catch_up = _measure_in_fresh_process(url, before)  # a first sweep over a month
+    _record_the_past(url, day)
     daily = _measure_in_fresh_process(url, day)  # then an ordinary day
-    for label, f in (("first sweep (a month of items)", catch_up), ("daily sweep", daily)):
+    for label, f in (
+        ("first sweep (a month of items, none recorded yet)", catch_up),
+        ("daily sweep (the past recorded, 2 % overdue)", daily),
+    ):
         print(f"  {label}:")
         print(f"    rows due          {f['due_rows']:>9}  (the sweep read {f['swept_due']})")
         print(f"    bare query        {f['bare_query_s']:9.3f} s")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections import Counter
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, tags, task
@@ -257,29 +256,19 @@ async def item(
 
 @task(name="due-items", cache_policy=NO_CACHE)
 def due_items(day: dt.date, batch: int) -> dict[str, Any]:
-    """Read the open items whose day has come, batch by batch: counts and the overdue."""
-    from sidflows.store.sweep import due_batch
+    """Read the open items whose day has come (streamed): counts and the oldest overdue."""
+    from sidflows.store.sweep import read_due
 
-    by_kind: Counter[str] = Counter()
-    late: list[dict[str, Any]] = []
-    total = batches = after = 0
     started = time.perf_counter()
-    while True:
-        with db.session_scope() as session:
-            result = due_batch(session=session, on=day, after_id=after, limit=batch)
-        if result.last_id is None:
-            break
-        total, batches, after = total + result.rows, batches + 1, result.last_id
-        by_kind.update(result.by_kind)
-        late += [vars(o) for o in result.overdue]
-    late.sort(key=lambda o: (o["due"], o["ref"], o["key"]))
+    with db.session_scope() as session:
+        found = read_due(session=session, on=day, chunk=batch)
     return {
-        "due": total,
-        "overdue": len(late),
-        "batches": batches,
-        "by_kind": dict(by_kind),
+        "due": found.rows,
+        "overdue": found.overdue,
+        "chunks": found.chunks,
+        "by_kind": dict(found.by_kind),
         "store_seconds": round(time.perf_counter() - started, 4),
-        "oldest_overdue": late[:50],
+        "oldest_overdue": [vars(o) for o in found.oldest_overdue],
     }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import func
@@ -26,25 +28,26 @@ class Overdue:
 
 
 @dataclass
-class DueBatch:
-    """One batch of open items whose day has come, as the sweep reads them."""
+class DueItems:
+    """What the sweep read: open items whose day has come, counted, and the oldest overdue."""
 
-    rows: int
-    last_id: int | None
+    rows: int = 0
+    chunks: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
-    overdue: list[Overdue] = field(default_factory=list)
+    overdue: int = 0
+    oldest_overdue: list[Overdue] = field(default_factory=list)
 
 
-def due_batch(*, session: Session, on: dt.date, after_id: int, limit: int) -> DueBatch:
-    """Open items of active plans due on or before ``on``, by id, one batch.
+def read_due(*, session: Session, on: dt.date, chunk: int = 5000, keep: int = 50) -> DueItems:
+    """Open items of active plans due on or before ``on``: one streamed query.
 
     The sweep reads; it never rewrites. "Due" is derivable (the day has come and
-    the item is still open); an item's own run records its transition, so a
-    sweep run twice, or a crashed one, changes nothing.
+    the item is still open); an item's own run records its transitions, so a
+    sweep run twice, or a crashed one, changes nothing. Rows stream in chunks
+    over the (status, due) index, so memory stays flat however many there are.
     """
-    rows = session.execute(
+    query = (
         sa_select(
-            col(PlanItem.id),
             col(Patient.ref),
             col(PlanItem.key),
             col(PlanItem.kind),
@@ -56,20 +59,29 @@ def due_batch(*, session: Session, on: dt.date, after_id: int, limit: int) -> Du
         .where(
             col(PlanItem.status).in_(OPEN),
             col(PlanItem.due) <= on,
-            col(PlanItem.id) > after_id,
             col(CarePlan.status) == PlanStatus.active,
         )
-        .order_by(col(PlanItem.id))
-        .limit(limit)
-    ).all()
-    if not rows:
-        return DueBatch(0, None)
-    batch = DueBatch(len(rows), rows[-1][0])
-    for _id, ref, key, kind, due, escalations in rows:
-        batch.by_kind[kind] += 1
-        if due < on:
-            batch.overdue.append(Overdue(ref, key, kind, due, (on - due).days, escalations))
-    return batch
+        .execution_options(yield_per=chunk)
+    )
+    found = DueItems()
+
+    def overdue_rows() -> Iterator[tuple[dt.date, str, str, str, int]]:
+        for part in session.execute(query).partitions():
+            found.chunks += 1
+            found.rows += len(part)
+            for ref, key, kind, due, escalations in part:
+                found.by_kind[kind] += 1
+                if due < on:
+                    found.overdue += 1
+                    yield due, ref, key, kind, escalations
+
+    # nsmallest keeps only ``keep`` rows while it consumes the stream.
+    oldest = heapq.nsmallest(keep, overdue_rows())
+    found.oldest_overdue = [
+        Overdue(ref, key, kind, due, (on - due).days, escalations)
+        for due, ref, key, kind, escalations in oldest
+    ]
+    return found
 
 
 def overdue(*, session: Session, on: dt.date, limit: int = 10_000) -> list[Overdue]:

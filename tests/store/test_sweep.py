@@ -64,7 +64,7 @@ def _audit_count() -> int:
 
 
 def test_due_batches_read_exactly_the_open_items_of_the_day(unit: list[str]) -> None:
-    """Batches read every open item of an active plan due by the day; the sweep writes nothing."""
+    """The streamed read counts every open item of an active plan due by the day; writes nothing."""
     done = service.item_outcome(
         "EX-0001",
         plan_version=1,
@@ -81,21 +81,15 @@ def test_due_batches_read_exactly_the_open_items_of_the_day(unit: list[str]) -> 
     assert len(expected) > 5
     assert not any(i.id in expected for i in before if i.status == ItemStatus.done)
     audit_before = _audit_count()
-    total = counted = 0
-    after = 0
-    overdue_keys: list[str] = []
-    while True:
-        with db.session_scope() as session:
-            batch = sweep.due_batch(session=session, on=DAY, after_id=after, limit=5)
-        if batch.last_id is None:
-            break
-        assert batch.rows <= 5
-        total += batch.rows
-        counted += sum(batch.by_kind.values())
-        overdue_keys += [o.key for o in batch.overdue]
-        after = batch.last_id
-    assert total == counted == len(expected)
-    assert all(o_key for o_key in overdue_keys)
+    with db.session_scope() as session:
+        found = sweep.read_due(session=session, on=DAY, chunk=5, keep=3)
+    assert found.rows == sum(found.by_kind.values()) == len(expected)
+    assert found.chunks == -(-len(expected) // 5)
+    overdue = [i for i in before if i.id in expected and i.due < DAY]
+    assert found.overdue == len(overdue)
+    oldest_days = sorted(i.due for i in overdue)[:3]
+    assert [o.due for o in found.oldest_overdue] == oldest_days  # the oldest, oldest first
+    assert {o.key for o in found.oldest_overdue} <= {i.key for i in overdue}
     assert [(i.id, i.status) for i in _items()] == [(i.id, i.status) for i in before]
     assert _audit_count() == audit_before, "the sweep reads; it writes nothing"
 
