@@ -30,7 +30,14 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Scheduled
 
-from flows.runtime import ITEM_DEPLOYMENT, idempotency_key, run_name, scheduled_time, tags
+from flows.runtime import (
+    ITEM_DEPLOYMENT,
+    calendar,
+    idempotency_key,
+    run_name,
+    scheduled_time,
+    tags,
+)
 from sidflows.service import RunSpec
 
 WAITING_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED]
@@ -171,10 +178,6 @@ def reconcile(expected: list[RunSpec]) -> tuple[Reconciled, dict[tuple[str, int,
     return Reconciled(len(wanted), len(existing), len(created), cancelled), created
 
 
-def horizon_days() -> int:
-    """Runs exist for items due within this many days (what coordinators see coming)."""
-    return 45
-
-
 def lookahead(day: dt.date) -> dt.date:
-    return day + dt.timedelta(days=horizon_days())
+    """Runs exist for items due by this day (what coordinators see coming)."""
+    return day + dt.timedelta(days=calendar().config.prefect_lookahead_days)

@@ -6,6 +6,7 @@ import json
 import resource
 import time
 from datetime import date
+from pathlib import Path
 
 from sidflows.calendar import load_calendar
 from sidflows.cohort import synthetic_referrals
@@ -18,7 +19,17 @@ BENCH_TODAY = date(2026, 11, 24)
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory of this process so far, in MiB.
+
+    Linux's VmHWM is this process's own high-water mark; ``ru_maxrss`` would
+    also carry the parent's peak across fork and exec.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
