@@ -255,17 +255,16 @@ async def item(
 
 
 @task(name="due-items", cache_policy=NO_CACHE)
-def due_items(day: dt.date, batch: int) -> dict[str, Any]:
-    """Read the open items whose day has come (streamed): counts and the oldest overdue."""
+def due_items(day: dt.date) -> dict[str, Any]:
+    """Count the open items whose day has come, and read the oldest overdue."""
     from sidflows.store.sweep import read_due
 
     started = time.perf_counter()
     with db.session_scope() as session:
-        found = read_due(session=session, on=day, chunk=batch)
+        found = read_due(session=session, on=day)
     return {
         "due": found.rows,
         "overdue": found.overdue,
-        "chunks": found.chunks,
         "by_kind": dict(found.by_kind),
         "store_seconds": round(time.perf_counter() - started, 4),
         "oldest_overdue": [vars(o) for o in found.oldest_overdue],
@@ -313,12 +312,12 @@ async def sweep(
 
     Args:
         day: the day swept (default: today in the unit's timezone).
-        batch: items per transaction.
+        batch: plans per batch when the reconciliation reads what Prefect should hold.
         reconcile: make Prefect's scheduled runs match the store, both ways.
     """
     swept = runtime.today(day)
     summary: dict[str, Any] = {"day": swept.isoformat()}
-    found = due_items(swept, batch)
+    found = due_items(swept)
     late = found.pop("oldest_overdue")
     summary.update(found)
     for row in late:

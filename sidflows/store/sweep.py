@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import func
@@ -32,54 +30,52 @@ class DueItems:
     """What the sweep read: open items whose day has come, counted, and the oldest overdue."""
 
     rows: int = 0
-    chunks: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
     overdue: int = 0
     oldest_overdue: list[Overdue] = field(default_factory=list)
 
 
-def read_due(*, session: Session, on: dt.date, chunk: int = 5000, keep: int = 50) -> DueItems:
-    """Open items of active plans due on or before ``on``: one streamed query.
+def read_due(*, session: Session, on: dt.date, keep: int = 50) -> DueItems:
+    """Open items of active plans due on or before ``on``, counted by the database.
 
     The sweep reads; it never rewrites. "Due" is derivable (the day has come and
     the item is still open); an item's own run records its transitions, so a
-    sweep run twice, or a crashed one, changes nothing. Rows stream in chunks
-    over the (status, due) index, so memory stays flat however many there are.
+    sweep run twice, or a crashed one, changes nothing. Counting and ordering
+    happen in the database over the (status, due) index: no row comes into
+    Python but the ``keep`` oldest overdue ones, so memory stays flat.
     """
-    query = (
-        sa_select(
-            col(Patient.ref),
-            col(PlanItem.key),
-            col(PlanItem.kind),
-            col(PlanItem.due),
-            col(PlanItem.escalations),
-        )
-        .join(Patient, col(Patient.id) == PlanItem.patient_id)
-        .join(CarePlan, col(CarePlan.id) == PlanItem.plan_id)
-        .where(
-            col(PlanItem.status).in_(OPEN),
-            col(PlanItem.due) <= on,
-            col(CarePlan.status) == PlanStatus.active,
-        )
-        .execution_options(yield_per=chunk)
+    is_due = (
+        col(PlanItem.status).in_(OPEN),
+        col(PlanItem.due) <= on,
+        col(CarePlan.status) == PlanStatus.active,
     )
+    to_plan = (CarePlan, col(CarePlan.id) == PlanItem.plan_id)
     found = DueItems()
-
-    def overdue_rows() -> Iterator[tuple[dt.date, str, str, str, int]]:
-        for part in session.execute(query).partitions():
-            found.chunks += 1
-            found.rows += len(part)
-            for ref, key, kind, due, escalations in part:
-                found.by_kind[kind] += 1
-                if due < on:
-                    found.overdue += 1
-                    yield due, ref, key, kind, escalations
-
-    # nsmallest keeps only ``keep`` rows while it consumes the stream.
-    oldest = heapq.nsmallest(keep, overdue_rows())
+    for kind, count in session.execute(
+        sa_select(col(PlanItem.kind), func.count())
+        .join(*to_plan)
+        .where(*is_due)
+        .group_by(col(PlanItem.kind))
+    ):
+        found.by_kind[kind] = count
+    found.rows = sum(found.by_kind.values())
+    found.overdue = session.execute(
+        sa_select(func.count())
+        .select_from(PlanItem)
+        .join(*to_plan)
+        .where(*is_due, col(PlanItem.due) < on)
+    ).scalar_one()
+    oldest = session.exec(
+        select(PlanItem, Patient.ref)
+        .join(Patient, col(Patient.id) == PlanItem.patient_id)
+        .join(*to_plan)
+        .where(*is_due, col(PlanItem.due) < on)
+        .order_by(col(PlanItem.due), col(PlanItem.id))
+        .limit(keep)
+    ).all()
     found.oldest_overdue = [
-        Overdue(ref, key, kind, due, (on - due).days, escalations)
-        for due, ref, key, kind, escalations in oldest
+        Overdue(ref, item.key, item.kind, item.due, (on - item.due).days, item.escalations)
+        for item, ref in oldest
     ]
     return found
 

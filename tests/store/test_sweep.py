@@ -64,7 +64,7 @@ def _audit_count() -> int:
 
 
 def test_due_batches_read_exactly_the_open_items_of_the_day(unit: list[str]) -> None:
-    """The streamed read counts every open item of an active plan due by the day; writes nothing."""
+    """The sweep counts every open item of an active plan due by the day, and writes nothing."""
     done = service.item_outcome(
         "EX-0001",
         plan_version=1,
@@ -82,9 +82,8 @@ def test_due_batches_read_exactly_the_open_items_of_the_day(unit: list[str]) -> 
     assert not any(i.id in expected for i in before if i.status == ItemStatus.done)
     audit_before = _audit_count()
     with db.session_scope() as session:
-        found = sweep.read_due(session=session, on=DAY, chunk=5, keep=3)
+        found = sweep.read_due(session=session, on=DAY, keep=3)
     assert found.rows == sum(found.by_kind.values()) == len(expected)
-    assert found.chunks == -(-len(expected) // 5)
     overdue = [i for i in before if i.id in expected and i.due < DAY]
     assert found.overdue == len(overdue)
     oldest_days = sorted(i.due for i in overdue)[:3]
