@@ -55,6 +55,21 @@ class VaccinationPlan:
     titres: list[tuple[date, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Schedule:
+    """What the schedules of one plan share (one argument, so fields can be added)."""
+
+    referral: Referral
+    facts: Facts
+    protocol: Protocol
+    calendar: UnitCalendar
+    start: date
+    horizon_end: date
+    live_blocks: tuple[Block, ...]
+    plan: VaccinationPlan
+    gap: timedelta
+
+
 def is_live(vaccine: str) -> bool:
     return vaccine in LIVE_VACCINES
 
@@ -358,31 +373,33 @@ def plan_vaccination(
     plan = VaccinationPlan()
     live_blocks = tuple(live_vaccine_blocks(referral, facts, ig, protocol))
     gap = timedelta(days=protocol.vaccination.min_dose_interval_days)
+    schedule = _Schedule(
+        referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap
+    )
     if referral.hsct is not None:
-        _hsct(referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap)
+        _hsct(schedule)
     elif any(t.drug_class == "chemotherapy" for t in referral.treatments):
-        _after_chemotherapy(
-            referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap
-        )
+        _after_chemotherapy(schedule)
     else:
-        _immune_mediated(
-            referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap
-        )
+        _immune_mediated(schedule)
     _influenza(referral, facts, protocol, calendar, start, horizon_end, plan)
     return plan
 
 
-def _hsct(
-    referral: Referral,
-    facts: Facts,
-    protocol: Protocol,
-    calendar: UnitCalendar,
-    start: date,
-    horizon_end: date,
-    live_blocks: tuple[Block, ...],
-    plan: VaccinationPlan,
-    gap: timedelta,
-) -> None:
+def _hsct(schedule: _Schedule) -> None:
+    referral, facts, protocol, calendar = (
+        schedule.referral,
+        schedule.facts,
+        schedule.protocol,
+        schedule.calendar,
+    )
+    start, horizon_end, live_blocks, plan, gap = (
+        schedule.start,
+        schedule.horizon_end,
+        schedule.live_blocks,
+        schedule.plan,
+        schedule.gap,
+    )
     assert referral.hsct is not None
     h = protocol.vaccination.hsct
     hsct = referral.hsct
@@ -485,17 +502,20 @@ def _hsct(
     )
 
 
-def _after_chemotherapy(
-    referral: Referral,
-    facts: Facts,
-    protocol: Protocol,
-    calendar: UnitCalendar,
-    start: date,
-    horizon_end: date,
-    live_blocks: tuple[Block, ...],
-    plan: VaccinationPlan,
-    gap: timedelta,
-) -> None:
+def _after_chemotherapy(schedule: _Schedule) -> None:
+    referral, facts, protocol, calendar = (
+        schedule.referral,
+        schedule.facts,
+        schedule.protocol,
+        schedule.calendar,
+    )
+    start, horizon_end, live_blocks, plan, gap = (
+        schedule.start,
+        schedule.horizon_end,
+        schedule.live_blocks,
+        schedule.plan,
+        schedule.gap,
+    )
     v = protocol.vaccination
     base = tuple(inactivated_blocks(referral, protocol))
     valid_from = facts.chemotherapy_end
@@ -590,17 +610,15 @@ def _after_chemotherapy(
         )
 
 
-def _immune_mediated(
-    referral: Referral,
-    facts: Facts,
-    protocol: Protocol,
-    calendar: UnitCalendar,
-    start: date,
-    horizon_end: date,
-    live_blocks: tuple[Block, ...],
-    plan: VaccinationPlan,
-    gap: timedelta,
-) -> None:
+def _immune_mediated(schedule: _Schedule) -> None:
+    referral, protocol, calendar = schedule.referral, schedule.protocol, schedule.calendar
+    start, horizon_end, live_blocks, plan, gap = (
+        schedule.start,
+        schedule.horizon_end,
+        schedule.live_blocks,
+        schedule.plan,
+        schedule.gap,
+    )
     v = protocol.vaccination
     base = tuple(inactivated_blocks(referral, protocol))
     pcv_given = _given(referral, "PCV", None)

@@ -92,6 +92,32 @@ def propose(*, session: Session, patient: Patient, plan: Plan, reason: str, acto
         reason=reason,
         document=document,
     )
+    _add_version(
+        session,
+        patient,
+        row,
+        actor,
+        f"plan v{row.version} proposed",
+        {"reason": reason, "items": len(document["items"])},
+    )
+    _set_state(
+        session,
+        patient,
+        PatientState.awaiting_approval if active is None else PatientState(patient.state),
+        actor,
+    )
+    return row
+
+
+def _add_version(
+    session: Session,
+    patient: Patient,
+    row: CarePlan,
+    actor: str,
+    action: str,
+    after: dict[str, Any],
+) -> None:
+    """Store a new plan version with its audit entry, in the caller's transaction."""
     session.add(row)
     session.flush()
     assert row.id is not None
@@ -101,16 +127,9 @@ def propose(*, session: Session, patient: Patient, plan: Plan, reason: str, acto
         entity="plan",
         entity_id=row.id,
         ref=patient.ref,
-        action=f"plan v{row.version} proposed",
-        after={"reason": reason, "items": len(document["items"])},
+        action=action,
+        after=after,
     )
-    _set_state(
-        session,
-        patient,
-        PatientState.awaiting_approval if active is None else PatientState(patient.state),
-        actor,
-    )
-    return row
 
 
 def _set_state(session: Session, patient: Patient, state: PatientState, actor: str) -> None:
@@ -225,17 +244,13 @@ def decide(
         approved_by=by,
         approved_at=utcnow(),
     )
-    session.add(row)
-    session.flush()
-    assert row.id is not None
-    audit(
-        session=session,
-        actor=by,
-        entity="plan",
-        entity_id=row.id,
-        ref=patient.ref,
-        action=f"plan v{row.version} modified and approved",
-        after={"removed": list(remove_items), "note": note},
+    _add_version(
+        session,
+        patient,
+        row,
+        by,
+        f"plan v{row.version} modified and approved",
+        {"removed": list(remove_items), "note": note},
     )
     return ApprovalResult(row, True, f"plan v{row.version} (modified) approved by {by}")
 
