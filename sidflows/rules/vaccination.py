@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from sidflows.calendar import UnitCalendar, add_months, add_years
 from sidflows.protocol import Protocol
@@ -55,8 +56,7 @@ class VaccinationPlan:
     titres: list[tuple[date, str]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class _Schedule:
+class _Schedule(NamedTuple):
     """What the schedules of one plan share (one argument, so fields can be added)."""
 
     referral: Referral
@@ -387,19 +387,7 @@ def plan_vaccination(
 
 
 def _hsct(schedule: _Schedule) -> None:
-    referral, facts, protocol, calendar = (
-        schedule.referral,
-        schedule.facts,
-        schedule.protocol,
-        schedule.calendar,
-    )
-    start, horizon_end, live_blocks, plan, gap = (
-        schedule.start,
-        schedule.horizon_end,
-        schedule.live_blocks,
-        schedule.plan,
-        schedule.gap,
-    )
+    referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap = schedule
     assert referral.hsct is not None
     h = protocol.vaccination.hsct
     hsct = referral.hsct
@@ -503,19 +491,7 @@ def _hsct(schedule: _Schedule) -> None:
 
 
 def _after_chemotherapy(schedule: _Schedule) -> None:
-    referral, facts, protocol, calendar = (
-        schedule.referral,
-        schedule.facts,
-        schedule.protocol,
-        schedule.calendar,
-    )
-    start, horizon_end, live_blocks, plan, gap = (
-        schedule.start,
-        schedule.horizon_end,
-        schedule.live_blocks,
-        schedule.plan,
-        schedule.gap,
-    )
+    referral, facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap = schedule
     v = protocol.vaccination
     base = tuple(inactivated_blocks(referral, protocol))
     valid_from = facts.chemotherapy_end
@@ -611,14 +587,7 @@ def _after_chemotherapy(schedule: _Schedule) -> None:
 
 
 def _immune_mediated(schedule: _Schedule) -> None:
-    referral, protocol, calendar = schedule.referral, schedule.protocol, schedule.calendar
-    start, horizon_end, live_blocks, plan, gap = (
-        schedule.start,
-        schedule.horizon_end,
-        schedule.live_blocks,
-        schedule.plan,
-        schedule.gap,
-    )
+    referral, _facts, protocol, calendar, start, horizon_end, live_blocks, plan, gap = schedule
     v = protocol.vaccination
     base = tuple(inactivated_blocks(referral, protocol))
     pcv_given = _given(referral, "PCV", None)
