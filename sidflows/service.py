@@ -25,7 +25,10 @@ from sidflows.referral import (
     parse_referral,
     parse_treatment_change,
 )
+from sidflows.settings import get_settings
+from sidflows.staff import Role, load_staff
 from sidflows.store import patients, plans
+from sidflows.store.audit import audit
 from sidflows.store.db import session_scope
 from sidflows.store.models import (
     OPEN_ITEM_STATUSES,
@@ -117,6 +120,29 @@ def propose(
     return result
 
 
+_DECISIONS = {"approve": "approval", "modify": "modification", "reject": "rejection"}
+
+
+def _permitted(ref: str, *, by: str, role: Role | None, refused: str) -> str:
+    """The roster's name for ``by`` when they may act; else the refusal is audited and raised."""
+    try:
+        return load_staff(get_settings().staff).permit(by, role=role).name
+    except InvalidInput as refusal:
+        with session_scope() as session:
+            patient = patients.get_patient(session=session, ref=ref)
+            assert patient.id is not None
+            audit(
+                session=session,
+                actor=by.strip()[:200] or "(no name)",
+                entity="patient",
+                entity_id=patient.id,
+                ref=ref,
+                action=refused,
+                after={"reason": refusal.message},
+            )
+        raise
+
+
 def decide(
     ref: str,
     *,
@@ -125,6 +151,8 @@ def decide(
     note: str | None = None,
     remove_items: tuple[str, ...] = (),
 ) -> plans.ApprovalResult:
+    """A clinician's answer to the proposed plan; anyone else is refused, and that is audited."""
+    by = _permitted(ref, by=by, role="clinician", refused=f"{_DECISIONS[decision]} refused")
     with session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
         return plans.decide(
@@ -138,6 +166,8 @@ def decide(
 
 
 def consent(ref: str, *, by: str) -> bool:
+    """The family's consent to the cost, recorded by anyone on the staff roster."""
+    by = _permitted(ref, by=by, role=None, refused="consent refused")
     with session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
         return patients.record_consent(session=session, patient=patient, by=by)
