@@ -155,5 +155,5 @@ def test_unit_roster_comes_from_sidflows_staff(
     assert config_path("staff.toml", "SIDFLOWS_STAFF") == path
     assert [m.name for m in load_staff().staff] == ["Dr A"]
     monkeypatch.setenv("SIDFLOWS_STAFF", str(tmp_path / "missing.toml"))
-    with pytest.raises(ConfigError, match="missing.toml: file not found"):
+    with pytest.raises(ConfigError, match=r"missing\.toml: file not found"):
         load_staff()
