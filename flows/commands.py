@@ -13,6 +13,8 @@ import datetime as dt
 import getpass
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sidflows import service
@@ -44,7 +46,18 @@ def _day(value: str | None, field: str) -> dt.date | None:
 
 
 def _by(value: str | None) -> str:
-    return value or getpass.getuser()
+    return getpass.getuser() if value is None else value
+
+
+@contextmanager
+def _by_option() -> Iterator[None]:
+    """A refusal by the staff roster names the option the person typed (``--by``)."""
+    try:
+        yield
+    except InvalidInput as refusal:
+        if refusal.field != "by":
+            raise
+        raise InvalidInput("--by", refusal.message) from None
 
 
 def db_command(args: argparse.Namespace) -> int:
@@ -171,7 +184,8 @@ def approve(args: argparse.Namespace) -> int:
 
     ensure_store()
     by = _by(args.by)
-    result = service.decide(args.ref, decision="approve", by=by)
+    with _by_option():
+        result = service.decide(args.ref, decision="approve", by=by)
     _out(f"{args.ref}: {result.message}")
     if result.changed or (result.plan is not None and result.plan.status == "proposed"):
         run_input = {"decision": "approve", "approver": by}
@@ -183,7 +197,8 @@ def consent(args: argparse.Namespace) -> int:
     from flows.runtime import ensure_store
 
     ensure_store()
-    recorded = service.consent(args.ref, by=_by(args.by))
+    with _by_option():
+        recorded = service.consent(args.ref, by=_by(args.by))
     _out(
         f"{args.ref}: family consent to the cost "
         f"{'recorded' if recorded else 'was already recorded'}"
@@ -247,8 +262,11 @@ def serve(args: argparse.Namespace) -> int:
 
     from flows.deployments import deployments
     from flows.runtime import ensure_store
+    from sidflows.settings import get_settings
+    from sidflows.staff import load_staff
 
     ensure_store()
+    load_staff(get_settings().staff)  # a bad roster stops here, not at the first approval
     prefect_serve(*deployments())
     return EXIT_OK
 
