@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import time
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, tags, task
+from prefect import flow, get_client, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
-from prefect.context import get_run_context
+from prefect.context import FlowRunContext, get_run_context
 from prefect.events import emit_event
 from prefect.flow_runs import asuspend_flow_run
 from prefect.input import RunInput
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from flows import runtime, scheduling
 from flows.artifacts import plan_markdown, publish_census, publish_plan
 from sidflows import service
+from sidflows.errors import ConfigError, InvalidInput
+from sidflows.referral import field_path
 from sidflows.store import db
 from sidflows.store.models import PatientState
 from sidflows.store.patients import get_patient
@@ -36,7 +39,11 @@ class PlanDecision(RunInput):
     """The clinician's answer to a proposed plan (the form shown in the Prefect UI)."""
 
     decision: Literal["approve", "modify", "reject"] = "approve"
-    approver: str = Field(min_length=1, max_length=200, description="Your name (staff roster)")
+    approver: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Your name as in the staff roster (clinicians only)",
+    )
     note: str | None = Field(default=None, max_length=2000)
     remove_items: list[str] = Field(default_factory=list, description="modify: item keys to drop")
 
@@ -79,14 +86,21 @@ def publish(document: dict[str, Any] | None) -> None:
 
 
 @task(name="apply-decision", cache_policy=NO_CACHE)
-def apply_decision(ref: str, answer: PlanDecision) -> str:
-    return service.decide(
-        ref,
-        decision=answer.decision,
-        by=answer.approver,
-        note=answer.note,
-        remove_items=tuple(answer.remove_items),
-    ).message
+def apply_decision(ref: str, answer: PlanDecision) -> str | None:
+    """The clinician's answer applied to the plan: None, or why it was refused."""
+    try:
+        service.decide(
+            ref,
+            decision=answer.decision,
+            by=answer.approver,
+            note=answer.note,
+            remove_items=tuple(answer.remove_items),
+        )
+    except InvalidInput as refusal:
+        return f"{'approver' if refusal.field == 'by' else refusal.field}: {refusal.message}"
+    except ConfigError as problem:
+        return f"configuration: {problem}"
+    return None
 
 
 @task(name="activate-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -145,13 +159,52 @@ async def pathway(ref: str, today: dt.date | None = None, wait: bool = True) -> 
     publish(document)
     status = await _activate_and_schedule(ref)
     if status == "awaiting_approval" and wait and _in_deployment() and document is not None:
-        answer = await asuspend_flow_run(
-            wait_for_input=PlanDecision.with_initial_data(description=plan_markdown(document)),
-            timeout=APPROVAL_TIMEOUT_S,
-        )
-        apply_decision(ref, answer)
+        await _clinician_answer(ref, document)
         status = await _activate_and_schedule(ref)
     return status
+
+
+async def _clinician_answer(ref: str, document: dict[str, Any]) -> None:
+    """Wait for the clinician's answer; ask again, saying why, while answers are refused.
+
+    The n-th question is the run's pause key n (Prefect's own default for the
+    first). A resumed run starts the flow again: it reads back only the newest
+    answer, so an answer already refused is neither applied nor audited twice.
+    """
+    asked = await _questions_asked()
+    refused: str | None = None
+    for question in itertools.count(max(asked, 1)):
+        form = PlanDecision.with_initial_data(description=_form_text(document, refused))
+        try:
+            answer = await asuspend_flow_run(
+                wait_for_input=form, timeout=APPROVAL_TIMEOUT_S, key=str(question)
+            )
+        except ValidationError as exc:  # the form's schema let it through, the model did not
+            error = exc.errors(include_url=False)[0]
+            refused = f"{field_path(error['loc'])}: {error['msg']}"
+        else:
+            refused = apply_decision(ref, answer)
+            if refused is None:
+                return
+        get_run_logger().warning("%s: answer refused, asking again: %s", ref, refused)
+
+
+async def _questions_asked() -> int:
+    """How many answers this run has asked for so far (Prefect keeps its pause keys)."""
+    context = FlowRunContext.get()
+    current = context.flow_run if context is not None else None
+    assert current is not None
+    async with get_client() as client:
+        run = await client.read_flow_run(current.id)
+    keys = run.empirical_policy.pause_keys or set()
+    return max((int(key) for key in keys if key.isdigit()), default=0)
+
+
+def _form_text(document: dict[str, Any], refused: str | None) -> str:
+    plan = plan_markdown(document)
+    if refused is None:
+        return plan
+    return f"**The last answer was refused** ({refused}). Please answer again.\n\n{plan}"
 
 
 @flow(name="activate", flow_run_name="activate-{ref}")
