@@ -136,12 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("approve", help="approve the proposed plan")
     p.add_argument("ref", metavar="REF")
-    p.add_argument("--by", metavar="NAME", default=None)
+    p.add_argument(
+        "--by",
+        metavar="NAME",
+        default=None,
+        help="a clinician's name or login in the staff roster (default: your login)",
+    )
     p.set_defaults(handler=_flows_command("approve"))
 
     p = sub.add_parser("consent", help="record the family's consent to the cost")
     p.add_argument("ref", metavar="REF")
-    p.add_argument("--by", metavar="NAME", default=None)
+    p.add_argument(
+        "--by",
+        metavar="NAME",
+        default=None,
+        help="who records it: a name or login in the staff roster (default: your login)",
+    )
     p.set_defaults(handler=_flows_command("consent"))
 
     p = sub.add_parser("treatment-change", help="record a treatment change and re-plan")
