@@ -43,10 +43,6 @@ from sidflows.store.models import (
     utcnow,
 )
 
-# Apprise's own log lines name hosts and addresses: they stay inside this module.
-_APPRISE_LOG = logging.getLogger("apprise")
-_APPRISE_LOG.propagate = False
-_APPRISE_LOG.setLevel(logging.WARNING)
 _captured = threading.local()
 
 
@@ -57,7 +53,22 @@ class _Capture(logging.Handler):
             found.append(record.getMessage())
 
 
-_APPRISE_LOG.addHandler(_Capture(logging.WARNING))
+_CAPTURE = _Capture(logging.WARNING)
+
+
+def _quiet_apprise() -> None:
+    """Apprise's own log lines name hosts and addresses: they stay inside this module.
+
+    Checked before every send, since a logging configuration applied later
+    (Prefect's, a test runner's) may have reset the logger.
+    """
+    log = logging.getLogger("apprise")
+    log.propagate = False
+    if log.level != logging.WARNING:
+        log.setLevel(logging.WARNING)
+    if _CAPTURE not in log.handlers:
+        log.addHandler(_CAPTURE)
+
 
 # A sender takes (URL, subject, body) and answers None when delivered, else a category.
 Sender = Callable[[str, str, str], str | None]
@@ -71,7 +82,7 @@ def _category(text: str) -> str:
     if status:
         return f"HTTP {status.group(1)}"
     if "refused" in lowered or "connection" in lowered:
-        return "connection refused or reset"
+        return "no answer (connection refused, reset or timed out)"
     if "smtp" in lowered or "email" in lowered:
         return "mail server refused the message"
     return "delivery failed"
@@ -79,6 +90,7 @@ def _category(text: str) -> str:
 
 def apprise_send(url: str, subject: str, body: str) -> str | None:
     """Send one message to one Apprise URL; None when delivered, else why not (no URL)."""
+    _quiet_apprise()
     plugin = apprise.Apprise.instantiate(url)
     if plugin is None:
         return "not a valid Apprise URL"
@@ -219,7 +231,7 @@ def _deliver(
 
 def _record(
     outcome: _Outcome, config: NotificationConfig, ui_url: str, result: DispatchResult
-) -> None:
+) -> DispatchResult:
     """Write one message's result (its own short transaction, right after the send)."""
     job, now = outcome.job, utcnow()
     values: dict[str, Any] = {"claim": None, "claimed_until": None, "delivered": outcome.delivered}
@@ -269,6 +281,19 @@ def _record(
         )
         if notices:
             enqueue(session, notices, config=config, ui_url=ui_url)
+    return result
+
+
+def _send_and_record(
+    job: _Job,
+    config: NotificationConfig,
+    ui_url: str,
+    send: Sender,
+    environ: Mapping[str, str] | None,
+) -> DispatchResult:
+    """In the worker: the result is stored right after the send, so at most one message
+    per worker is sent but unrecorded if the process dies."""
+    return _record(_deliver(job, config, send, environ), config, ui_url, DispatchResult())
 
 
 def dispatch_once(
@@ -287,11 +312,11 @@ def dispatch_once(
     if not jobs:
         return result
     with _pool(config.dispatch.workers) as pool:
-        futures: list[Future[_Outcome]] = [
-            pool.submit(_deliver, job, config, send, environ) for job in jobs
+        futures: list[Future[DispatchResult]] = [
+            pool.submit(_send_and_record, job, config, ui_url, send, environ) for job in jobs
         ]
         for future in as_completed(futures):
-            _record(future.result(), config, ui_url, result)
+            result.add(future.result())
     return result
 
 

@@ -192,7 +192,7 @@ def queue_escalations(
     first = steps[0].after_working_days
     found = session.exec(
         _open_items().where(
-            col(PlanItem.due) < on - dt.timedelta(days=first),
+            col(PlanItem.due) <= on - dt.timedelta(days=max(first, 1)),
             col(PlanItem.escalations) < len(steps),
         )
     ).all()

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -100,10 +102,10 @@ class HttpReceiver:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server = _QuietServer(("127.0.0.1", self._port), Handler)
         self._server.daemon_threads = True
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -118,6 +120,11 @@ class HttpReceiver:
             self._server = None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timed out, was killed) is part of the tests, not news."""
+
+
 class SmtpReceiver:
     """A mail server on 127.0.0.1: ``mailto://127.0.0.1:<port>?from=...&to=...``."""
 
@@ -130,14 +137,15 @@ class SmtpReceiver:
         return f"mailto://127.0.0.1:{self.port}?from=sidflows@unit.test&to={to}"
 
     def start(self) -> SmtpReceiver:
-        from email import message_from_bytes, policy
-
-        from aiosmtpd.controller import Controller
+        # aiosmtpd comes with the test extra: imported only when a mail receiver starts.
+        from aiosmtpd.controller import Controller  # noqa: PLC0415
 
         received = self.received
 
         class Handler:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            async def handle_DATA(  # noqa: N802 (the name aiosmtpd calls)
+                self, server: Any, session: Any, envelope: Any
+            ) -> str:
                 message = message_from_bytes(envelope.content, policy=policy.default)
                 part = message.get_body(preferencelist=("plain", "html"))
                 body = part.get_content() if part is not None else ""
@@ -155,8 +163,6 @@ class SmtpReceiver:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
