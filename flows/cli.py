@@ -88,6 +88,79 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_notifications(args: argparse.Namespace) -> int:
+    from sidflows.notify import outbox
+    from sidflows.notify.config import load_notifications
+    from sidflows.notify.dispatch import dispatch
+    from sidflows.settings import get_settings
+    from sidflows.store import db
+
+    config = load_notifications()
+    db.upgrade()
+    if args.action in ("redeliver", "dispatch"):
+        if args.action == "redeliver":
+            with db.session_scope() as session:
+                requeued = outbox.requeue_failed(session=session)
+            print(f"{requeued} failed or unrouted notifications queued again")
+        result = dispatch(config=config, ui_url=get_settings().ui_url)
+        print(
+            f"sent {result.sent}, to retry {result.retrying}, failed {result.failed}, "
+            f"without a route {result.unrouted}"
+        )
+        return EXIT_OK if not result.failed else EXIT_CONFIG
+    with db.session_scope() as session:
+        rows = outbox.listing(session=session, status=args.status, ref=args.ref, limit=args.limit)
+        totals = outbox.counts(session=session)
+    found = [
+        {
+            "id": r.id,
+            "status": r.status,
+            "created_at": r.created_at.isoformat(timespec="seconds") if r.created_at else None,
+            "event": r.event,
+            "ref": r.ref,
+            "item": r.item_key,
+            "plan_version": r.plan_version,
+            "route": r.route,
+            "attempts": r.attempts,
+            "subject": r.subject,
+            "last_error": r.last_error,
+            "sent_at": r.sent_at.isoformat(timespec="seconds") if r.sent_at else None,
+            "key": r.key,
+        }
+        for r in rows
+    ]
+    if args.json:
+        print_json({"notifications": found, "counts": totals})
+        return EXIT_OK
+    for n in found:
+        error = f"  ({n['last_error']})" if n["last_error"] else ""
+        print(
+            f"{n['id']:>7} {n['status']:<9} {n['created_at'] or '':<25} {n['route']:<22} "
+            f"{n['attempts']}  {n['subject']}{error}"
+        )
+    print(" · ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "the outbox is empty")
+    return EXIT_OK
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from sidflows.notify.config import load_notifications
+    from sidflows.notify.dispatch import send_test
+    from sidflows.notify.routes import env_name, route_for
+
+    config = load_notifications()
+    role, _, service = args.role.partition(":")
+    if role not in config.roles:
+        raise InvalidInput("ROLE", f"unknown role {role!r} (roles: {', '.join(config.roles)})")
+    route = route_for(role, service=service or None)
+    results = send_test(route, config=config)
+    if not results:
+        print(f"sidflows: no route for {route}: set {env_name(route)}", file=sys.stderr)
+        return EXIT_CONFIG
+    for label, error in results:
+        print(f"{route} {label}: {'delivered' if error is None else 'FAILED: ' + error}")
+    return EXIT_OK if all(error is None for _, error in results) else EXIT_CONFIG
+
+
 def _flows_command(name: str) -> Callable[[argparse.Namespace], int]:
     """A command implemented in flows/ (it needs Prefect), imported only when run."""
 
@@ -167,6 +240,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="the daily run: due and overdue items, reconciliation")
     p.add_argument("--date", metavar="YYYY-MM-DD", default=None)
     p.set_defaults(handler=_flows_command("sweep"))
+
+    p = sub.add_parser("notifications", help="the outbox: list, redeliver failed, dispatch now")
+    p.add_argument("action", nargs="?", choices=["list", "redeliver", "dispatch"], default="list")
+    p.add_argument(
+        "--status",
+        choices=["queued", "pending", "sending", "sent", "failed", "unrouted", "digested"],
+    )
+    p.add_argument("--ref", metavar="REF", default=None)
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_notifications)
+
+    p = sub.add_parser("notify-test", help="send a test message to a role's routes")
+    p.add_argument("role", metavar="ROLE", help="e.g. pharmacy, or referrers:oncology")
+    p.set_defaults(handler=cmd_notify_test)
 
     p = sub.add_parser("serve", help="serve every deployment (schedules, event triggers)")
     p.set_defaults(handler=_flows_command("serve"))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from prefect.client.schemas.schedules import CronSchedule
+from datetime import timedelta
+
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
+from flows import notifications, runtime
 from flows import pathway as p
-from flows import runtime
 
 SWEEP_CRON = "0 7 * * *"  # 07:00 in the unit's timezone, every day
+DISPATCH_EVERY = timedelta(minutes=1)  # the outbox's dispatcher, whatever else runs
 
 
 def deployments(
@@ -37,6 +40,11 @@ def deployments(
             schedules=[CronSchedule(cron=SWEEP_CRON, timezone=timezone)]
             if with_schedules
             else None,
+        ),
+        notifications.notify.to_deployment(
+            name="dispatch",
+            tags=["sidflows", "step:notify"],
+            schedules=[IntervalSchedule(interval=DISPATCH_EVERY)] if with_schedules else None,
         ),
     ]
     # Called outside an event loop, to_deployment returns the deployment itself.

@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 
 from flows import runtime, scheduling
 from flows.artifacts import plan_markdown, publish_census, publish_plan
+from flows.notifications import dispatch_notifications, queue_daily
 from sidflows import service
 from sidflows.errors import ConfigError, InvalidInput
 from sidflows.referral import field_path
@@ -161,6 +162,7 @@ async def pathway(ref: str, today: dt.date | None = None, wait: bool = True) -> 
     if status == "awaiting_approval" and wait and _in_deployment() and document is not None:
         await _clinician_answer(ref, document)
         status = await _activate_and_schedule(ref)
+    dispatch_notifications()
     return status
 
 
@@ -210,7 +212,9 @@ def _form_text(document: dict[str, Any], refused: str | None) -> str:
 @flow(name="activate", flow_run_name="activate-{ref}")
 async def activate(ref: str) -> str:
     """An approved plan with the family's consent becomes bookings and scheduled runs."""
-    return await _activate_and_schedule(ref)
+    status = await _activate_and_schedule(ref)
+    dispatch_notifications()
+    return status
 
 
 @flow(name="replan", flow_run_name="replan-{ref}")
@@ -227,6 +231,7 @@ async def replan(ref: str, reason: str = "treatment change", today: dt.date | No
     get_run_logger().info(
         "re-plan of %s (%s): v%s %s, %s", ref, reason, proposed.version, proposed.status, status
     )
+    dispatch_notifications()
     return f"v{proposed.version} {status}"
 
 
@@ -303,7 +308,8 @@ async def item(
         else:
             request_replan(ref, reason)
     if follow is not None and follow.escalate:
-        get_run_logger().warning("%s %s missed: flagged for the coordinator", ref, item_key)
+        get_run_logger().warning("%s %s missed: the coordinators are told", ref, item_key)
+    dispatch_notifications()
     return result.status
 
 
@@ -359,14 +365,15 @@ def census(day: dt.date) -> dict[str, Any]:
 
 @flow(name="sweep", flow_run_name="sweep-{day}")
 async def sweep(
-    day: dt.date | None = None, batch: int = 5000, reconcile: bool = True
+    day: dt.date | None = None, batch: int = 5000, reconcile: bool = True, notify: bool = True
 ) -> dict[str, Any]:
-    """The daily run: due and overdue items, reconciliation with Prefect, the unit census.
+    """The daily run: due and overdue items, reconciliation, census, reminders and digests.
 
     Args:
         day: the day swept (default: today in the unit's timezone).
         batch: plans per batch when the reconciliation reads what Prefect should hold.
         reconcile: make Prefect's scheduled runs match the store, both ways.
+        notify: queue reminders, escalations and digests, and send the outbox.
     """
     swept = runtime.today(day)
     summary: dict[str, Any] = {"day": swept.isoformat()}
@@ -380,6 +387,9 @@ async def sweep(
     if reconcile:
         summary["reconciliation"] = reconcile_runs(swept, batch)
     summary["census"] = census(swept)
+    if notify:
+        summary["notifications"] = queue_daily(swept)
+        summary["dispatch"] = dispatch_notifications()
     return summary
 
 
@@ -415,6 +425,8 @@ def run_item(
         return asyncio.run(item(ref, plan_version, item_key, kind, outcome=outcome, today=today))
 
 
-def run_sweep(day: dt.date | None = None, *, reconcile: bool = True) -> dict[str, Any]:
+def run_sweep(
+    day: dt.date | None = None, *, reconcile: bool = True, notify: bool = True
+) -> dict[str, Any]:
     with tags("step:sweep"):
-        return asyncio.run(sweep(day=day, reconcile=reconcile))
+        return asyncio.run(sweep(day=day, reconcile=reconcile, notify=notify))

@@ -16,6 +16,9 @@ from sqlmodel import col, select
 
 from sidflows.calendar import UnitCalendar
 from sidflows.errors import InvalidInput
+from sidflows.notify import outbox
+from sidflows.notify.config import load_notifications
+from sidflows.notify.messages import Notice, activation_facts, item_facts, lines, unfunded
 from sidflows.plan_document import plan_document
 from sidflows.planning import plan_changes, propose_plan
 from sidflows.protocol import Protocol
@@ -32,6 +35,7 @@ from sidflows.store.audit import audit
 from sidflows.store.db import session_scope
 from sidflows.store.models import (
     OPEN_ITEM_STATUSES,
+    Booking,
     CarePlan,
     ItemStatus,
     Patient,
@@ -79,12 +83,31 @@ class Activated:
     bookings: int = 0
 
 
+def _queue(session: Any, *notices: Notice) -> int:
+    """Put the notices' messages in the outbox, in the caller's transaction."""
+    return outbox.enqueue(
+        session, notices, config=load_notifications(), ui_url=get_settings().ui_url
+    )
+
+
 def refer(text: str | bytes, *, actor: str) -> Referred:
     """Validate and store a referral (nothing stored when it is refused)."""
     referral = parse_referral(text)
     document = load_json_document(text)
     with session_scope() as session:
         result = patients.intake(session=session, referral=referral, document=document, actor=actor)
+        if not result.duplicate:
+            received = referral.received.isoformat()
+            _queue(
+                session,
+                Notice(
+                    "referral_received",
+                    result.patient.ref,
+                    {"service": referral.referrer.service, "received": received},
+                    item_key=f"referral:{received}",
+                    service=referral.referrer.service,
+                ),
+            )
         return Referred(result.patient.ref, result.created, result.duplicate)
 
 
@@ -111,9 +134,12 @@ def propose(
                 raise InvalidInput("ref", f"{ref} was discharged")
             referral = patients.referral_for(session=session, patient=patient, today=today)
             plan = propose_plan(referral, today=today, protocol=protocol, calendar=calendar)
+            before = plans.latest_plan(session=session, patient=patient)
             row = plans.propose(
                 session=session, patient=patient, plan=plan, reason=reason, actor=actor
             )
+            if before is None or row.version > before.version:
+                _queue(session, *_proposal_notices(session, patient, row, reason))
             return Proposed(ref, row.version, row.status, reason)
 
     result: Proposed = _retrying(step)
@@ -141,6 +167,36 @@ def _permitted(ref: str, *, by: str, role: Role | None, refused: str) -> str:
                 after={"reason": refusal.message},
             )
         raise
+
+
+def _proposal_notices(session: Any, patient: Patient, row: CarePlan, reason: str) -> list[Notice]:
+    """A new version waits for a clinician; a re-plan also says what changes."""
+    notices = [
+        Notice(
+            "plan_awaiting_approval",
+            patient.ref,
+            {"version": row.version, "reason": reason, "items": len(row.document["items"])},
+            plan_version=row.version,
+        )
+    ]
+    active = plans.latest_plan(session=session, patient=patient, status=PlanStatus.active)
+    if active is not None and reason != "referral":
+        language = load_notifications().language
+        changed = plan_changes(active.document, row.document)
+        notices.append(
+            Notice(
+                "plan_replanned",
+                patient.ref,
+                {
+                    "version": row.version,
+                    "reason": reason,
+                    "changes": lines((f"- {c}" for c in changed), language),
+                },
+                plan_version=row.version,
+                service=patient.referrer_service,
+            )
+        )
+    return notices
 
 
 def decide(
@@ -188,7 +244,23 @@ def activate(ref: str, *, calendar: UnitCalendar, actor: str) -> Activated:
                 result.plan.version if result.plan else None,
                 bookings=len(result.bookings),
             )
+            if result.status == "awaiting_consent" and result.plan is not None:
+                _queue(
+                    session,
+                    Notice(
+                        "plan_awaiting_consent",
+                        ref,
+                        {
+                            "version": result.plan.version,
+                            "unfunded": unfunded(
+                                result.plan.document, load_notifications().language
+                            ),
+                        },
+                        plan_version=result.plan.version,
+                    ),
+                )
             if result.status == "activated" and result.plan is not None:
+                _queue(session, _activation_notice(session, patient, result.plan, result.bookings))
                 cancelled = session.exec(
                     select(PlanItem).where(col(PlanItem.id).in_(result.cancelled_item_ids))
                 ).all()
@@ -202,6 +274,24 @@ def activate(ref: str, *, calendar: UnitCalendar, actor: str) -> Activated:
 
     result: Activated = _retrying(step)
     return result
+
+
+def _activation_notice(
+    session: Any, patient: Patient, plan: CarePlan, bookings: list[Booking]
+) -> Notice:
+    """What the day unit, pharmacy, home care, coordinators and referrer hear of a new plan."""
+    keys = {i.id: i.key for i in session.exec(select(PlanItem).where(PlanItem.plan_id == plan.id))}
+    chairs = {keys[b.item_id]: (b.day.isoformat(), b.chair) for b in bookings if b.item_id in keys}
+    facts = activation_facts(
+        {**plan.document, "plan_version": plan.version}, chairs, load_notifications().language
+    )
+    return Notice(
+        "plan_activated",
+        patient.ref,
+        {**facts, "when": plan.as_of.isoformat()},
+        plan_version=plan.version,
+        service=patient.referrer_service,
+    )
 
 
 def next_runs(*, session: Any, plan: CarePlan, ref: str) -> list[RunSpec]:
@@ -272,6 +362,7 @@ def item_outcome(
             session=session, item=item, outcome=outcome, actor=actor, on=on
         )
         session.flush()
+        _queue(session, *_outcome_notices(session, item, plan, follow, on))
         if (
             follow.replan
             and item.kind in ("reassessment", "ig_trough")
@@ -301,6 +392,61 @@ def item_outcome(
             else None
         )
         return ItemStep(ref, item_key, item.kind, item.status, follow, next_run)
+
+
+def _outcome_notices(
+    session: Any, item: PlanItem, plan: CarePlan, follow: plans.FollowUp, on: dt.date
+) -> list[Notice]:
+    patient = session.get(Patient, item.patient_id)
+    assert patient is not None
+    ref = patient.ref
+    found = []
+    if follow.escalate and item.kind == "ig_session":
+        chair = session.exec(select(Booking.chair).where(Booking.item_id == item.id)).first()
+        facts = item_facts(
+            kind=item.kind,
+            due=item.due.isoformat(),
+            details=item.details,
+            chair=chair,
+            language=load_notifications().language,
+        )
+        found.append(
+            Notice(
+                "ig_session_missed",
+                ref,
+                {**facts, "when": on.isoformat()},
+                item_id=item.id,
+                item_key=item.key,
+                plan_version=plan.version,
+            )
+        )
+    if follow.low_trough is not None:
+        igg, target = follow.low_trough
+        found.append(
+            Notice(
+                "trough_below_target",
+                ref,
+                {"igg": f"{igg:g}", "target": f"{target:g}", "when": on.isoformat()},
+                item_id=item.id,
+                item_key=item.key,
+                plan_version=plan.version,
+            )
+        )
+    return found
+
+
+def notify_day(day: dt.date, *, calendar: UnitCalendar, actor: str) -> dict[str, int]:
+    """The daily part of notifications: reminders, escalations of overdue items, digests."""
+    config, ui = load_notifications(), get_settings().ui_url
+    with session_scope() as session:
+        reminders = outbox.queue_reminders(
+            session=session, on=day, calendar=calendar, config=config, ui_url=ui
+        )
+        escalations = outbox.queue_escalations(
+            session=session, on=day, calendar=calendar, config=config, ui_url=ui, actor=actor
+        )
+        digests = outbox.compose_digests(session=session, on=day, config=config, ui_url=ui)
+    return {"reminders": reminders, "escalations": escalations, "digests": digests}
 
 
 def record_run_ids(run_ids: dict[tuple[str, int, str], str]) -> None:

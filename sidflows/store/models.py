@@ -272,3 +272,55 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=40)
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class NotificationStatus(StrEnum):
+    """A message's way through the outbox."""
+
+    queued = "queued"  # waits for its role's daily digest
+    pending = "pending"  # to be sent (now, or at next_attempt_at after a failure)
+    sending = "sending"  # claimed by a dispatcher until claimed_until
+    sent = "sent"
+    failed = "failed"  # every attempt failed: ops was told
+    unrouted = "unrouted"  # the role has no route configured
+    digested = "digested"  # went out inside a digest (digest_id)
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: one row per message, written in the transaction that causes it.
+
+    ``key`` (event, ref, item, plan version, route) is unique, so a repeated flow
+    run never queues a message twice. Content carries the ref, never identity;
+    a secure route has the identity added at delivery, from the store.
+    """
+
+    __table_args__ = (
+        Index("notification_due", "status", "next_attempt_at"),
+        Index("notification_item_event", "item_id", "event"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300, unique=True)
+    event: str = Field(max_length=40)
+    ref: str | None = Field(default=None, max_length=40, index=True)
+    item_id: int | None = None
+    item_key: str | None = Field(default=None, max_length=80)
+    plan_version: int | None = None
+    route: str = Field(max_length=120)
+    subject: str = Field(max_length=300)
+    body: str
+    status: str = Field(default=NotificationStatus.pending, max_length=12)
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    claimed_until: dt.datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    claim: str | None = Field(default=None, max_length=40)
+    # Digests of the URLs that already have it: a retry goes only to the others.
+    delivered: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    last_error: str | None = Field(default=None, max_length=300)
+    digest_id: int | None = None
+    created_at: dt.datetime = _ts()
+    sent_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

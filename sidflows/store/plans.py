@@ -463,6 +463,7 @@ class FollowUp:
     replan: bool = False
     escalate: bool = False
     review_reason: str | None = None
+    low_trough: tuple[float, float] | None = None  # (IgG, target) in g/L
     notes: list[str] = field(default_factory=list)
 
 
@@ -520,6 +521,7 @@ def record_outcome(
         target = item.details.get("target_g_l")
         if item.kind == "ig_trough" and igg is not None and target is not None and igg < target:
             follow.review_reason = f"trough IgG {igg:g} g/L below target {target:g}"
+            follow.low_trough = (float(igg), float(target))
             follow.notes.append(follow.review_reason)
     elif item.kind == "plan_review":
         if outcome.get("result") == "discharge":

@@ -1,0 +1,64 @@
+"""Notifications in the flows: the daily part of the sweep, and the dispatcher.
+
+The outbox is filled by the store transactions themselves (sidflows.service);
+these tasks only send what is there. A delivery problem never fails the
+clinical flow that ran it: the messages stay in the outbox for the next pass.
+Logs carry counts, never a URL, a body or an identity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import runtime
+from sidflows import service
+from sidflows.notify.config import load_notifications
+from sidflows.notify.dispatch import DispatchResult, dispatch
+from sidflows.settings import get_settings
+
+
+@task(name="queue-daily-notifications", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def queue_daily(day: dt.date) -> dict[str, int]:
+    """Reminders before items, escalations of overdue items, the roles' digests."""
+    return service.notify_day(day, calendar=runtime.calendar(), actor=runtime.ACTOR)
+
+
+def send_outbox() -> DispatchResult:
+    """Send what the outbox holds now (also ``sidflows notifications dispatch``)."""
+    return dispatch(config=load_notifications(), ui_url=get_settings().ui_url)
+
+
+@task(name="dispatch-notifications", cache_policy=NO_CACHE)
+def dispatch_notifications() -> dict[str, Any]:
+    logger = get_run_logger()
+    try:
+        result = send_outbox()
+    except Exception as exc:  # the store is down, say: the next pass sends them
+        logger.warning("notifications not dispatched this time: %s", type(exc).__name__)
+        return {"error": type(exc).__name__}
+    if result.claimed:
+        logger.info(
+            "notifications: %d sent, %d to retry, %d failed, %d without a route",
+            result.sent,
+            result.retrying,
+            result.failed,
+            result.unrouted,
+        )
+    if result.failed:
+        logger.error("%d notifications failed after every attempt: ops was told", result.failed)
+    return {
+        "sent": result.sent,
+        "retrying": result.retrying,
+        "failed": result.failed,
+        "unrouted": result.unrouted,
+    }
+
+
+@flow(name="notify", flow_run_name="notify")
+async def notify() -> dict[str, Any]:
+    """Send the notifications waiting in the outbox (every minute when served)."""
+    return dispatch_notifications()

@@ -1,0 +1,1 @@
+"""Staff notifications: the outbox in the store, routes and templates, the dispatcher."""

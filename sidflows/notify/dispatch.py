@@ -1,0 +1,375 @@
+"""The dispatcher: sends what the outbox holds through Apprise, with retries and backoff.
+
+Each pass claims a batch (status ``sending`` with a lease, committed before
+anything is sent), sends it with a few workers, and records each message's
+result as soon as it is known. A dispatcher that dies leaves its claim to run
+out; the next pass sends the unfinished messages again, only to the URLs that
+had not taken them. Delivery is therefore at least once: a message in flight
+when the process died may arrive twice, and every message carries its outbox
+key so that a receiver can tell. A message is marked sent exactly once.
+
+After the configured attempts a message is marked failed and ops is told
+(unless the failed message was ops' own). URLs are never logged or stored:
+errors are kept as the route's label (``json#3f2a9c``) and a category.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import apprise
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from sidflows.notify.config import NotificationConfig
+from sidflows.notify.messages import Notice, render
+from sidflows.notify.outbox import claimable, enqueue
+from sidflows.notify.routes import Url, resolve
+from sidflows.store.db import session_scope
+from sidflows.store.models import (
+    Identity,
+    Notification,
+    NotificationStatus,
+    Patient,
+    utcnow,
+)
+
+_captured = threading.local()
+
+
+class _Capture(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        found = getattr(_captured, "lines", None)
+        if found is not None:
+            found.append(record.getMessage())
+
+
+_CAPTURE = _Capture(logging.WARNING)
+
+
+def _quiet_apprise() -> None:
+    """Apprise's own log lines name hosts and addresses: they stay inside this module.
+
+    Checked before every send, since a logging configuration applied later
+    (Prefect's, a test runner's) may have reset the logger.
+    """
+    log = logging.getLogger("apprise")
+    log.propagate = False
+    if log.level != logging.WARNING:
+        log.setLevel(logging.WARNING)
+    if _CAPTURE not in log.handlers:
+        log.addHandler(_CAPTURE)
+
+
+# A sender takes (URL, subject, body) and answers None when delivered, else a category.
+Sender = Callable[[str, str, str], str | None]
+
+
+def _category(text: str) -> str:
+    status = re.search(r"\b([45]\d\d)\b", text)
+    lowered = text.lower()
+    if "timed out" in lowered or "timeout" in lowered:
+        return "timed out"
+    if status:
+        return f"HTTP {status.group(1)}"
+    if "refused" in lowered or "connection" in lowered:
+        return "no answer (connection refused, reset or timed out)"
+    if "smtp" in lowered or "email" in lowered:
+        return "mail server refused the message"
+    return "delivery failed"
+
+
+def apprise_send(url: str, subject: str, body: str) -> str | None:
+    """Send one message to one Apprise URL; None when delivered, else why not (no URL)."""
+    _quiet_apprise()
+    plugin = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        return "not a valid Apprise URL"
+    _captured.lines = []
+    try:
+        delivered = plugin.notify(body=body, title=subject)
+    except Exception as exc:  # a plugin bug must not stop the dispatcher
+        return _category(type(exc).__name__)
+    finally:
+        found, _captured.lines = _captured.lines, None
+    return None if delivered else _category(" ".join(found))
+
+
+@dataclass
+class DispatchResult:
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    unrouted: int = 0
+    passes: int = 0
+    by_route: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: DispatchResult) -> None:
+        for name in ("claimed", "sent", "retrying", "failed", "unrouted", "passes"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for route, n in other.by_route.items():
+            self.by_route[route] = self.by_route.get(route, 0) + n
+
+
+@dataclass(frozen=True)
+class _Job:
+    id: int
+    key: str
+    ref: str | None
+    route: str
+    subject: str
+    body: str
+    attempts: int
+    delivered: tuple[str, ...]
+    claim: str
+
+
+def claim(*, config: NotificationConfig, now: dt.datetime, limit: int) -> list[_Job]:
+    """Take up to ``limit`` messages for this dispatcher (one committed transaction)."""
+    token = uuid.uuid4().hex
+    until = now + dt.timedelta(seconds=config.dispatch.lease_seconds)
+    with session_scope() as session:
+        ids = list(
+            session.exec(
+                select(Notification.id)
+                .where(claimable(now))
+                .order_by(col(Notification.id))
+                .limit(limit)
+            )
+        )
+        if not ids:
+            return []
+        # The condition is checked again row by row: a concurrent dispatcher's claim wins.
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id).in_(ids), claimable(now))
+            .values(status=NotificationStatus.sending, claim=token, claimed_until=until)
+        )
+    with session_scope() as session:
+        rows = session.exec(
+            select(Notification).where(Notification.claim == token).order_by(col(Notification.id))
+        ).all()
+        return [
+            _Job(
+                r.id or 0,
+                r.key,
+                r.ref,
+                r.route,
+                r.subject,
+                r.body,
+                r.attempts,
+                tuple(r.delivered or ()),
+                token,
+            )
+            for r in rows
+        ]
+
+
+def _identity_line(ref: str | None) -> str | None:
+    if ref is None:
+        return None
+    with session_scope() as session:
+        found = session.exec(
+            select(Identity.name, Identity.mrn)
+            .join(Patient, col(Patient.id) == Identity.patient_id)
+            .where(Patient.ref == ref)
+        ).first()
+    if found is None or not any(found):
+        return None
+    name, mrn = found
+    return " · ".join(p for p in (name, f"MRN {mrn}" if mrn else None) if p)
+
+
+def _body(job: _Job, url: Url, config: NotificationConfig) -> str:
+    body = f"{job.body}\n\n[sidflows {job.key}]"
+    role = config.roles.get(job.route.split(":", 1)[0])
+    if role is not None and role.secure and url.scheme in config.secure_schemes:
+        identity = _identity_line(job.ref)
+        if identity:
+            body = f"{identity}\n{body}"
+    return body
+
+
+@dataclass
+class _Outcome:
+    job: _Job
+    delivered: list[str]
+    errors: list[str]
+    unrouted: bool = False
+
+
+def _deliver(
+    job: _Job, config: NotificationConfig, send: Sender, environ: Mapping[str, str] | None
+) -> _Outcome:
+    urls = resolve(job.route, environ)
+    if not urls:
+        return _Outcome(job, list(job.delivered), [], unrouted=True)
+    delivered, errors = list(job.delivered), []
+    for url in urls:
+        if url.digest in delivered:
+            continue
+        error = send(
+            url.with_timeout(config.dispatch.timeout_seconds), job.subject, _body(job, url, config)
+        )
+        if error is None:
+            delivered.append(url.digest)
+        else:
+            errors.append(f"{url.label}: {error}")
+    pending = [u for u in urls if u.digest not in delivered]
+    return _Outcome(job, delivered, errors if pending else [])
+
+
+def _record(
+    outcome: _Outcome, config: NotificationConfig, ui_url: str, result: DispatchResult
+) -> DispatchResult:
+    """Write one message's result (its own short transaction, right after the send)."""
+    job, now = outcome.job, utcnow()
+    values: dict[str, Any] = {"claim": None, "claimed_until": None, "delivered": outcome.delivered}
+    notices: list[Notice] = []
+    if outcome.unrouted:
+        values.update(status=NotificationStatus.unrouted, last_error=f"no route for {job.route}")
+        result.unrouted += 1
+    elif not outcome.errors:
+        values.update(status=NotificationStatus.sent, sent_at=now, last_error=None)
+        result.sent += 1
+        result.by_route[job.route] = result.by_route.get(job.route, 0) + 1
+    else:
+        attempts = job.attempts + 1
+        error = "; ".join(outcome.errors)[:300]
+        values.update(attempts=attempts, last_error=error)
+        if attempts >= config.dispatch.attempts:
+            values["status"] = NotificationStatus.failed
+            result.failed += 1
+            if not job.route.startswith("ops"):
+                event, ref = job.key.split("|", 2)[:2]
+                notices.append(
+                    Notice(
+                        "delivery_failed",
+                        None,
+                        {
+                            "failed_id": job.id,
+                            "failed_event": event,
+                            "failed_ref": ref,
+                            "failed_role": job.route,
+                            "attempts": attempts,
+                            "error": error,
+                        },
+                        suffix=f"n{job.id}",
+                    )
+                )
+        else:
+            values["status"] = NotificationStatus.pending
+            values["next_attempt_at"] = now + dt.timedelta(
+                seconds=config.dispatch.backoff(attempts)
+            )
+            result.retrying += 1
+    with session_scope() as session:
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id) == job.id, col(Notification.claim) == job.claim)
+            .values(**values)
+        )
+        if notices:
+            enqueue(session, notices, config=config, ui_url=ui_url)
+    return result
+
+
+def _send_and_record(
+    job: _Job,
+    config: NotificationConfig,
+    ui_url: str,
+    send: Sender,
+    environ: Mapping[str, str] | None,
+) -> DispatchResult:
+    """In the worker: the result is stored right after the send, so at most one message
+    per worker is sent but unrecorded if the process dies."""
+    return _record(_deliver(job, config, send, environ), config, ui_url, DispatchResult())
+
+
+def dispatch_once(
+    *,
+    config: NotificationConfig,
+    ui_url: str,
+    send: Sender = apprise_send,
+    environ: Mapping[str, str] | None = None,
+    now: dt.datetime | None = None,
+    limit: int | None = None,
+) -> DispatchResult:
+    """One pass: claim a batch, send it with the configured workers, record each result."""
+    result = DispatchResult(passes=1)
+    jobs = claim(config=config, now=now or utcnow(), limit=limit or config.dispatch.batch)
+    result.claimed = len(jobs)
+    if not jobs:
+        return result
+    with _pool(config.dispatch.workers) as pool:
+        futures: list[Future[DispatchResult]] = [
+            pool.submit(_send_and_record, job, config, ui_url, send, environ) for job in jobs
+        ]
+        for future in as_completed(futures):
+            result.add(future.result())
+    return result
+
+
+def dispatch(
+    *,
+    config: NotificationConfig,
+    ui_url: str,
+    send: Sender = apprise_send,
+    environ: Mapping[str, str] | None = None,
+    max_passes: int = 1000,
+) -> DispatchResult:
+    """Send everything that is due now, pass after pass, until nothing is left to claim."""
+    total = DispatchResult()
+    for _ in range(max_passes):
+        step = dispatch_once(config=config, ui_url=ui_url, send=send, environ=environ)
+        total.add(step)
+        if step.claimed == 0:
+            break
+    return total
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sidflows-notify")
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def send_test(
+    route: str, *, config: NotificationConfig, send: Sender = apprise_send
+) -> list[tuple[str, str | None]]:
+    """A test message to each URL of a route: (label, None or why it failed)."""
+    notice = Notice("test", None, {})
+    now = utcnow().isoformat(timespec="seconds")
+    subject, body = render(config, notice, route.split(":", 1)[0], {"ui": "", "when": now})
+    return [
+        (url.label, send(url.with_timeout(config.dispatch.timeout_seconds), subject, body))
+        for url in resolve(route)
+    ]
+
+
+def pending_count(session: Session) -> int:
+
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(Notification)
+            .where(
+                col(Notification.status).in_(
+                    [NotificationStatus.pending, NotificationStatus.sending]
+                )
+            )
+        ).one()
+    )
