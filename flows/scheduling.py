@@ -26,7 +26,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Scheduled
 
@@ -41,6 +41,7 @@ from flows.runtime import (
 from sidflows.service import RunSpec
 
 WAITING_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED]
+LIVE_STATES = (StateType.RUNNING, StateType.CANCELLING)  # a process is executing the run
 PAGE = 200
 
 
@@ -76,10 +77,14 @@ def _ensure_deployments() -> None:
 _DEPLOYMENT_IDS: dict[str, UUID] = {}
 
 
-def item_deployment_id() -> UUID:
-    """The item deployment's id (looked up once per process and API)."""
+def item_deployment_id(*, refresh: bool = False) -> UUID:
+    """The item deployment's id (looked up once per process and API, or again on ``refresh``).
+
+    A deployment deleted and re-created, or a server started on a new database,
+    has another id: the reconciliation always looks it up again.
+    """
     api = str(PREFECT_API_URL.value())
-    if api in _DEPLOYMENT_IDS:
+    if api in _DEPLOYMENT_IDS and not refresh:
         return _DEPLOYMENT_IDS[api]
     _DEPLOYMENT_IDS[api] = _read_item_deployment_id()
     return _DEPLOYMENT_IDS[api]
@@ -106,18 +111,38 @@ def _run_fields(spec: RunSpec) -> dict[str, Any]:
     }
 
 
+def _create_run(client: SyncPrefectClient, deployment_id: UUID, spec: RunSpec) -> FlowRun:
+    fields = _run_fields(spec)
+    run = client.create_flow_run_from_deployment(deployment_id, **fields)
+    if run.deployment_id != deployment_id and run.state_type not in LIVE_STATES:
+        # The key is held by a run of a deleted deployment (deleting a deployment keeps
+        # its suspended runs): that run can never resume, so it gives its key back.
+        client.delete_flow_run(run.id)
+        run = client.create_flow_run_from_deployment(deployment_id, **fields)
+    return run
+
+
 def schedule_runs(specs: Iterable[RunSpec]) -> dict[tuple[str, int, str], str]:
     """One scheduled run per spec (idempotent). Returns (ref, version, key) -> run id."""
     specs = list(specs)
     if not specs:
         return {}
-    deployment_id = item_deployment_id()
-    created: dict[tuple[str, int, str], str] = {}
+    try:
+        return _create_runs(item_deployment_id(), specs)
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 404:
+            raise
+        return _create_runs(item_deployment_id(refresh=True), specs)  # deployment re-created
+
+
+def _create_runs(deployment_id: UUID, specs: list[RunSpec]) -> dict[tuple[str, int, str], str]:
     with get_client(sync_client=True) as client:
-        for spec in specs:
-            run = client.create_flow_run_from_deployment(deployment_id, **_run_fields(spec))
-            created[(spec.ref, spec.plan_version, spec.item_key)] = str(run.id)
-    return created
+        return {
+            (spec.ref, spec.plan_version, spec.item_key): str(
+                _create_run(client, deployment_id, spec).id
+            )
+            for spec in specs
+        }
 
 
 def waiting_item_runs(client: SyncPrefectClient, *, ref: str | None = None) -> list[FlowRun]:
@@ -167,6 +192,7 @@ def cancel_superseded(ref: str, keys: Iterable[str]) -> int:
 def reconcile(expected: list[RunSpec]) -> tuple[Reconciled, dict[tuple[str, int, str], str]]:
     """Make Prefect's waiting runs match the store, both ways. Returns the runs created."""
     wanted = {idempotency_key(s.ref, s.plan_version, s.item_key): s for s in expected}
+    item_deployment_id(refresh=True)
     with get_client(sync_client=True) as client:
         runs = waiting_item_runs(client)
         existing = {r.idempotency_key: r for r in runs if r.idempotency_key}

@@ -456,13 +456,7 @@ def record_run_ids(run_ids: dict[tuple[str, int, str], str]) -> None:
     with session_scope() as session:
         for (ref, version, key), run_id in run_ids.items():
             item = plans.get_item(session=session, ref=ref, key=key, version=version)
-            if item.flow_run_id != run_id:
-                item.flow_run_id = run_id
-                if item.status == ItemStatus.planned:
-                    plans.set_item_status(
-                        session=session, item=item, status=ItemStatus.scheduled, actor="scheduler"
-                    )
-                session.add(item)
+            plans.record_run(session=session, item=item, run_id=run_id, actor="scheduler")
 
 
 def active_refs(*, limit: int | None = None) -> list[str]:

@@ -319,7 +319,9 @@ def activate(
     session.flush()
     for item in items:
         if item.kind == "ig_session" and item.details.get("route") == "iv":
-            result.bookings.append(book_session(session=session, item=item, calendar=calendar))
+            result.bookings.append(
+                book_session(session=session, item=item, calendar=calendar, actor=actor)
+            )
     audit(
         session=session,
         actor=actor,
@@ -327,8 +329,8 @@ def activate(
         entity_id=proposed.id,
         ref=patient.ref,
         action=f"plan v{proposed.version} active",
-        before=None,
-        after={"items": len(items), "bookings": len(result.bookings)},
+        before={"status": PlanStatus.proposed},
+        after={"status": PlanStatus.active, "items": len(items), "bookings": len(result.bookings)},
     )
     _set_state(session, patient, PatientState.active, actor)
     return result
@@ -343,6 +345,8 @@ def cancel_open_items(*, session: Session, plan: CarePlan, actor: str, why: str)
     ids = [i.id for i in items if i.id is not None]
     if not ids:
         return []
+    # Read before the bulk update: it also sets the status of the items in the session.
+    was = {i.id: str(i.status) for i in items}
     session.execute(delete(Booking).where(col(Booking.item_id).in_(ids)))
     session.execute(
         update(PlanItem)
@@ -358,7 +362,7 @@ def cancel_open_items(*, session: Session, plan: CarePlan, actor: str, why: str)
                 entity_id=i.id,
                 patient_ref=ref.ref if ref else "",
                 action="cancelled",
-                before={"status": i.status},
+                before={"status": was[i.id]},
                 after={"status": "cancelled", "why": why},
             )
             for i in items
@@ -383,8 +387,13 @@ def _lock_day_unit(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DAY_UNIT_LOCK})
 
 
-def book_session(*, session: Session, item: PlanItem, calendar: UnitCalendar) -> Booking:
-    """A day-unit chair inside the session's window; never two sessions on one chair."""
+def book_session(
+    *, session: Session, item: PlanItem, calendar: UnitCalendar, actor: str
+) -> Booking:
+    """A day-unit chair inside the session's window; never two sessions on one chair.
+
+    A session that cannot have a chair on its due day moves, and the move is audited.
+    """
     _lock_day_unit(session)
     chairs = calendar.config.day_unit.chairs_per_day
     earliest = dt.date.fromisoformat(item.details.get("earliest", item.due.isoformat()))
@@ -411,6 +420,7 @@ def book_session(*, session: Session, item: PlanItem, calendar: UnitCalendar) ->
                 session.add(booking)
                 session.flush()
                 if day != item.due:
+                    _audit_move(session, item, day, day > latest, actor)
                     item.details = {
                         **item.details,
                         "booked_day": day.isoformat(),
@@ -420,6 +430,47 @@ def book_session(*, session: Session, item: PlanItem, calendar: UnitCalendar) ->
                     session.add(item)
                 return booking
     raise InvalidInput("day_unit", f"no chair free for {item.key} within 3 weeks of {latest}")
+
+
+def _audit_move(
+    session: Session, item: PlanItem, day: dt.date, outside_window: bool, actor: str
+) -> None:
+    patient = session.get(Patient, item.patient_id)
+    assert item.id is not None and patient is not None
+    audit(
+        session=session,
+        actor=actor,
+        entity="item",
+        entity_id=item.id,
+        ref=patient.ref,
+        action="moved: day unit full",
+        before={"due": item.due.isoformat()},
+        after={"due": day.isoformat(), "outside_window": outside_window},
+    )
+
+
+def record_run(*, session: Session, item: PlanItem, run_id: str, actor: str) -> None:
+    """The Prefect run that stands for the item: the first schedules it, a new one is audited."""
+    if item.flow_run_id == run_id:
+        return
+    before = item.flow_run_id
+    item.flow_run_id = run_id
+    if item.status == ItemStatus.planned:
+        set_item_status(session=session, item=item, status=ItemStatus.scheduled, actor=actor)
+    else:
+        patient = session.get(Patient, item.patient_id)
+        assert item.id is not None and patient is not None
+        audit(
+            session=session,
+            actor=actor,
+            entity="item",
+            entity_id=item.id,
+            ref=patient.ref,
+            action="run replaced" if before else "run recorded",
+            before={"flow_run_id": before},
+            after={"flow_run_id": run_id},
+        )
+    session.add(item)
 
 
 def set_item_status(

@@ -66,3 +66,10 @@ def dump_table(url: str, table: str) -> str:
     with db.get_engine(url).connect() as conn:
         rows = conn.execute(text(f'SELECT * FROM "{table}"')).all()
     return "\n".join(json.dumps(list(row), default=str) for row in rows)
+
+
+def snapshot(url: str) -> dict[str, list[str]]:
+    """Every row of every table of the store, as sorted text: equal snapshots, equal stores."""
+    return {
+        table: sorted(dump_table(url, table).splitlines()) for table in SQLModel.metadata.tables
+    }

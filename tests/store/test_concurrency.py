@@ -8,19 +8,35 @@ state loses on a unique index and is retried.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, func, select
 
 from sidflows import service
 from sidflows.store import db
-from sidflows.store.models import Booking, CarePlan, ItemStatus, PlanItem, PlanStatus
+from sidflows.store.models import (
+    OPEN_ITEM_STATUSES,
+    AuditEntry,
+    Booking,
+    CarePlan,
+    ItemStatus,
+    PlanItem,
+    PlanStatus,
+)
 
 from .support import CALENDAR, PROTOCOL, TODAY, example, iv_child, refer_and_activate
 
 THREADS = 4
+MANY_THREADS = 16  # more than the engine's pool (5 + 5 overflow): some wait for a connection
+PROCESSES = 4
+ROUNDS = 4  # re-plans per process, each from another day (so each proposes a new version)
 CHILDREN = 8  # more children than chairs, all activated at once
 RELAPSE = json.dumps(
     {
@@ -127,3 +143,97 @@ def test_concurrent_activations_of_different_children_share_the_chairs(database_
         slots = session.exec(select(Booking.day, Booking.chair)).all()
     assert max(n for _day, n in per_day) <= chairs
     assert len(slots) == len(set(slots)) == sum(r.bookings for r in results)
+
+
+def _one_active_version_and_a_consistent_store() -> list[CarePlan]:
+    """The invariants of a child's versions, whatever interleaving produced them."""
+    with db.session_scope() as session:
+        versions = list(session.exec(select(CarePlan).order_by(col(CarePlan.version))))
+        items = list(session.exec(select(PlanItem)))
+        bookings = list(session.exec(select(Booking)))
+        actions = list(session.exec(select(AuditEntry.action)))
+    assert [p.version for p in versions] == list(range(1, len(versions) + 1))
+    statuses = [p.status for p in versions]
+    assert statuses.count(PlanStatus.active) == 1
+    assert statuses.count(PlanStatus.proposed) <= 1
+    assert set(statuses) <= {PlanStatus.active, PlanStatus.proposed, PlanStatus.superseded}
+    (active,) = [p for p in versions if p.status == PlanStatus.active]
+    for plan in versions:
+        keys = sorted(i.key for i in items if i.plan_id == plan.id)
+        if plan.activated_at is None:
+            assert keys == [], f"v{plan.version} was never activated but has items"
+            assert f"plan v{plan.version} active" not in actions
+        else:
+            assert keys == sorted(i["key"] for i in plan.document["items"])
+            assert actions.count(f"plan v{plan.version} active") == 1
+    open_items = {i.id for i in items if i.status in OPEN_ITEM_STATUSES}
+    assert open_items == {i.id for i in items if i.plan_id == active.id}
+    iv = [i for i in items if i.plan_id == active.id and i.details.get("route") == "iv"]
+    assert sorted(b.item_id for b in bookings) == sorted(i.id for i in iv)
+    return versions
+
+
+def test_many_threads_replanning_one_child_leave_one_active_version(database_url: str) -> None:
+    """Sixteen threads re-plan one child at once: v2 is made once and activated once."""
+    ref = refer_and_activate(example("all-after-maintenance"))
+    service.record_treatment_change(ref, RELAPSE, actor="dr.oncology")
+    statuses = _together(lambda _i: _replan(ref), threads=MANY_THREADS)
+    assert sorted(statuses) == ["activated"] + ["already_active"] * (MANY_THREADS - 1)
+    assert _plans() == [(1, PlanStatus.superseded), (2, PlanStatus.active)]
+    _one_active_version_and_a_consistent_store()
+
+
+REPLAN_ROUNDS = """
+    import datetime as dt
+    import sys
+
+    from sidflows import service
+    from sidflows.calendar import load_calendar
+    from sidflows.protocol import load_protocol
+
+    worker, rounds, ref = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    protocol, calendar = load_protocol(), load_calendar()
+    print("ready", flush=True)
+    sys.stdin.readline()  # every process starts at once
+    for r in range(rounds):
+        day = dt.date(2026, 11, 24) + dt.timedelta(days=1 + worker + r)
+        service.propose(
+            ref, today=day, protocol=protocol, calendar=calendar, reason="review", actor="w"
+        )
+        service.decide(ref, decision="approve", by=f"dr.worker-{worker}")
+        print(service.activate(ref, calendar=calendar, actor="w").status, flush=True)
+"""
+
+
+def test_replans_from_several_processes_leave_one_active_version(database_url: str) -> None:
+    """Four processes re-plan one child four times each: one active version, nothing doubled."""
+    ref = refer_and_activate(example("all-after-maintenance"))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(REPLAN_ROUNDS), str(w), str(ROUNDS), ref],
+            env={**os.environ, "SIDFLOWS_DATABASE_URL": database_url},
+            cwd=Path(__file__).resolve().parents[2],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(PROCESSES)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "ready"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    outputs = [worker.communicate(timeout=120) for worker in workers]
+    for worker, (_out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err
+    statuses = [s for out, _err in outputs for s in out.split()]
+    assert len(statuses) == PROCESSES * ROUNDS
+    assert set(statuses) <= {"activated", "already_active", "awaiting_approval"}
+    versions = _one_active_version_and_a_consistent_store()
+    activated = [p for p in versions if p.activated_at is not None]
+    assert statuses.count("activated") == len(activated) - 1  # v1 was activated before
+    assert len(activated) > 2, "the processes did re-plan the child several times"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
@@ -11,6 +13,7 @@ from sidflows import service
 from sidflows.errors import InvalidInput
 from sidflows.store import db, patients, plans
 from sidflows.store.models import (
+    ITEM_TRANSITIONS,
     AuditEntry,
     Booking,
     CarePlan,
@@ -20,7 +23,7 @@ from sidflows.store.models import (
     PlanStatus,
 )
 
-from .support import CALENDAR, PROTOCOL, TODAY, example, refer_and_activate
+from .support import CALENDAR, PROTOCOL, TODAY, example, iv_child, refer_and_activate
 
 RELAPSE = json.dumps(
     {
@@ -280,3 +283,190 @@ def test_a_new_referral_reopens_a_discharged_pathway(database_url: str) -> None:
     assert _state(ref) == PatientState.referred
     assert _propose(ref).version == 2
     assert _plans(ref) == {1: PlanStatus.closed, 2: PlanStatus.proposed}
+
+
+class AuditedSteps:
+    """Runs service steps and checks that each row a step changed has its audit entry.
+
+    Before and after each step every careplan and planitem row is read in full:
+    a plan created or changed needs an entry for that plan in the step, an item
+    changed needs one for that item, and new items need their plan's activation
+    entry. Every entry of the step names who (a non-empty actor) and when.
+    """
+
+    def __init__(self) -> None:
+        self.rows = self._rows()
+        self.last_entry = 0
+        self.steps = 0
+
+    @staticmethod
+    def _rows() -> dict[tuple[str, int | None], dict[str, Any]]:
+        with db.session_scope() as session:
+            rows = {
+                ("plan", p.id): p.model_dump(mode="json") for p in session.exec(select(CarePlan))
+            }
+            items = session.exec(select(PlanItem))
+            return rows | {("item", i.id): i.model_dump(mode="json") for i in items}
+
+    def __call__(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        result = call(*args, **kwargs)
+        self.steps += 1
+        rows = self._rows()
+        with db.session_scope() as session:
+            entries = session.exec(
+                select(AuditEntry).where(col(AuditEntry.id) > self.last_entry)
+            ).all()
+        self.last_entry = max([self.last_entry, *(e.id or 0 for e in entries)])
+        audited = {(e.entity, e.entity_id): e for e in entries}
+        assert set(self.rows) <= set(rows), "a plan or an item was deleted"
+        for key, row in rows.items():
+            if self.rows.get(key) == row:
+                continue
+            if key[0] == "item" and key not in self.rows:
+                activation = audited.get(("plan", row["plan_id"]))
+                assert activation is not None, f"{call.__name__}: item {key} made without audit"
+                assert activation.action.endswith(" active"), activation.action
+                continue
+            changed = {k for k, v in row.items() if (self.rows.get(key) or {}).get(k) != v}
+            assert key in audited, f"{call.__name__}: {key} changed ({sorted(changed)}), no audit"
+        for entry in entries:
+            assert entry.actor.strip(), f"{entry.action}: no actor"
+            assert entry.at is not None, f"{entry.action}: no time"
+        self.rows = rows
+        return result
+
+
+def _replay_the_trail() -> tuple[int, int]:
+    """Rebuild every plan's and item's status (and item due day, outcome) from the trail alone.
+
+    Plans start proposed, items planned at their plan document's day; each entry
+    carrying a status (or a due day) must start from where the last one left off
+    and make a legal move. The result must be the rows as they are. Returns how
+    many status moves and due-day moves were replayed.
+    """
+    with db.session_scope() as session:
+        plans_ = {p.id: p for p in session.exec(select(CarePlan))}
+        items = {i.id: i for i in session.exec(select(PlanItem))}
+        entries = session.exec(select(AuditEntry).order_by(col(AuditEntry.id))).all()
+    status: dict[tuple[str, int], str] = {}
+    due: dict[int, str] = {}
+    outcome: dict[int, Any] = {}
+    approvers: dict[int, set[str]] = {}
+    activations: dict[int, AuditEntry] = {}
+    moves = days = 0
+    for entry in entries:
+        key = (entry.entity, entry.entity_id)
+        if entry.entity == "plan":
+            status.setdefault(key, PlanStatus.proposed)  # the first entry is the proposal
+            if "approved" in entry.action:
+                approvers.setdefault(entry.entity_id, set()).add(entry.actor)
+        elif entry.entity == "item":
+            item = items[entry.entity_id]
+            status.setdefault(key, ItemStatus.planned)
+            due.setdefault(entry.entity_id, item.details["due"])
+        else:
+            continue
+        before, after = entry.before or {}, entry.after or {}
+        if "status" in after:
+            assert before.get("status") == status[key], f"{key} {entry.action}: not from {before}"
+            if entry.entity == "item":
+                assert ItemStatus(after["status"]) in ITEM_TRANSITIONS[ItemStatus(status[key])]
+            status[key] = after["status"]
+            moves += 1
+            if after["status"] == PlanStatus.active and entry.entity == "plan":
+                activations[entry.entity_id] = entry
+        if after.get("outcome") is not None:
+            outcome[entry.entity_id] = after["outcome"]
+        if "due" in after:
+            assert before.get("due") == due[entry.entity_id], f"{key}: moved from {before}"
+            due[entry.entity_id] = after["due"]
+            days += 1
+    for plan in plans_.values():
+        assert plan.id is not None
+        assert status[("plan", plan.id)] == plan.status, f"v{plan.version}"
+        assert (plan.activated_at is not None) == (plan.id in activations), f"v{plan.version}"
+        if plan.approved_by is not None:
+            assert plan.approved_by in approvers.get(plan.id, set()), f"v{plan.version}"
+        made = [i for i in items.values() if i.plan_id == plan.id]
+        if made:
+            assert (activations[plan.id].after or {})["items"] == len(made)
+    for item in items.values():
+        assert item.id is not None
+        assert status.get(("item", item.id), ItemStatus.planned) == item.status, item.key
+        assert due.get(item.id, item.details["due"]) == item.due.isoformat(), item.key
+        assert outcome.get(item.id) == item.outcome, item.key
+    return moves, days
+
+
+def test_a_whole_lifecycle_is_audited_row_by_row(database_url: str) -> None:
+    """Every change of a plan or item, from referral to discharge, has its entry: who and when."""
+    step = AuditedSteps()
+    chairs = CALENDAR.config.day_unit.chairs_per_day
+
+    def referred_and_activated(text: str) -> service.Activated:
+        ref = step(service.refer, text, actor="dr.intake").ref
+        step(_propose, ref)
+        step(service.decide, ref, decision="approve", by="dr.approver")
+        activated: service.Activated = step(_activate, ref)
+        assert activated.status == "activated"
+        return activated
+
+    for i in range(chairs):  # the day unit is full on the child's days: sessions move
+        referred_and_activated(iv_child(f"FULL-{i}"))
+    v1 = referred_and_activated(iv_child("AU-1"))
+    ref = v1.ref
+    # The scheduler records each run; a reconciliation that recreates a lost run records again.
+    step(service.record_run_ids, {(ref, 1, r.item_key): f"run-{r.item_key}" for r in v1.runs})
+    step(service.record_run_ids, {(ref, 1, r.item_key): f"again-{r.item_key}" for r in v1.runs})
+
+    def outcome(key: str, version: int, result: dict[str, Any]) -> service.ItemStep:
+        return step(
+            service.item_outcome,
+            ref,
+            plan_version=version,
+            item_key=key,
+            outcome=result,
+            actor="nurse.day-unit",
+            on=TODAY,
+            protocol=PROTOCOL,
+            calendar=CALENDAR,
+        )
+
+    step(service.item_due, ref, plan_version=1, item_key="ig_session:2026-12-01", actor="runner")
+    outcome("ig_session:2026-12-01", 1, {"result": "given", "dose_g": 10.0, "lot": "L-1"})
+    step(service.item_due, ref, plan_version=1, item_key="vaccine_dose:IIV:2026:1", actor="runner")
+    outcome("vaccine_dose:IIV:2026:1", 1, {"result": "missed"})
+    outcome("ig_trough:2027-03-23", 1, {"result": "done", "values": {"igg_g_l": 5.2}})
+
+    step(service.record_treatment_change, ref, RELAPSE, actor="dr.oncology")
+    assert step(_propose, ref, "treatment change").version == 2
+    modified = step(
+        service.decide,
+        ref,
+        decision="modify",
+        by="dr.modifier",
+        note="no azithromycin",
+        remove_items=("prophylaxis:azithromycin",),
+    )
+    assert modified.plan is not None
+    assert modified.plan.version == 3
+    activated = step(_activate, ref)
+    assert (activated.status, activated.version) == ("activated", 3)
+    step(service.record_run_ids, {(ref, 3, r.item_key): f"v3-{r.item_key}" for r in activated.runs})
+    outcome("plan_review:2027-03-01", 3, {"result": "discharge"})
+    assert _state(ref) == PatientState.discharged
+
+    lupus = step(service.refer, example("lupus-on-rituximab"), actor="dr.intake").ref
+    step(_propose, lupus)
+    step(service.decide, lupus, decision="approve", by="dr.approver")
+    assert step(_activate, lupus).status == "awaiting_consent"
+    step(service.consent, lupus, by="family liaison")
+    assert step(_activate, lupus).status == "activated"
+    step(service.record_treatment_change, lupus, RELAPSE, actor="dr.oncology")
+    step(_propose, lupus, "treatment change")
+    step(service.decide, lupus, decision="reject", by="dr.approver", note="not yet")
+
+    assert step.steps > 40
+    moves, days = _replay_the_trail()
+    assert moves > 80, "status moves replayed from the trail"
+    assert days > 0, "sessions moved to another day were replayed from the trail"
