@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from sidflows import service
-from sidflows.errors import InvalidInput
+from sidflows.referral import iso_day
 from sidflows.store import db
 
 EXIT_OK = 0
@@ -33,14 +33,7 @@ def _server_configured() -> bool:
 
 
 def _day(value: str | None, field: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        if len(value) != 10:
-            raise ValueError
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(field, f"not a date (expected YYYY-MM-DD): {value!r}") from None
+    return None if value is None else iso_day(value, field)
 
 
 def _by(value: str | None) -> str:
