@@ -3,6 +3,10 @@
 With PREFECT_API_URL set (a unit's ``prefect server start`` + ``sidflows serve``)
 events go to the server and its triggers run the flows; without it the flows
 run here, on Prefect's temporary local server.
+
+A command that reads a document validates it before it loads the store or
+Prefect (each imported where it is used): bad input is refused fast, and
+nothing of the store is touched.
 """
 
 from __future__ import annotations
@@ -13,11 +17,10 @@ import datetime as dt
 import getpass
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from sidflows import service
 from sidflows.referral import iso_day
-from sidflows.store import db
 
 EXIT_OK = 0
 
@@ -40,18 +43,34 @@ def _by(value: str | None) -> str:
     return value or getpass.getuser()
 
 
+def _checked(path: str, parse: Callable[[bytes], object]) -> bytes:
+    """The document at FILE, refused (InvalidInput, exit 2) before the store is even loaded."""
+    from flows.cli import read_document
+
+    text = read_document(path)
+    parse(text)
+    return text
+
+
 def db_command(args: argparse.Namespace) -> int:
+    from sidflows.store import db
+
     revision = db.upgrade()
     _out(f"store at revision {revision}")
     return EXIT_OK
 
 
 def refer(args: argparse.Namespace) -> int:
-    from flows.cli import read_document
-    from flows.pathway import run_pathway
-    from flows.runtime import ensure_store
+    from sidflows.referral import parse_referral
 
-    text = read_document(args.file)
+    today = _day(args.today, "--today")
+    return _refer(_checked(args.file, parse_referral), today)
+
+
+def _refer(text: bytes, today: dt.date | None) -> int:
+    from flows.runtime import ensure_store
+    from sidflows import service
+
     ensure_store()
     referred = service.refer(text, actor=_by(None))
     if referred.duplicate:
@@ -61,7 +80,6 @@ def refer(args: argparse.Namespace) -> int:
             f"{referred.ref}: referral stored "
             f"({'new child' if referred.created else 'known child, record updated'})"
         )
-    today = _day(args.today, "--today")
     if _server_configured():
         from prefect.deployments import run_deployment
 
@@ -81,6 +99,8 @@ def refer(args: argparse.Namespace) -> int:
             "(Prefect UI form, or sidflows approve)"
         )
         return EXIT_OK
+    from flows.pathway import run_pathway
+
     status = run_pathway(referred.ref, today=today)
     _out(f"{referred.ref}: {str(status).replace('_', ' ')}")
     return EXIT_OK
@@ -89,6 +109,7 @@ def refer(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     from flows.cli import print_json
     from flows.runtime import ensure_store
+    from sidflows.store import db
     from sidflows.store.patients import get_patient
     from sidflows.store.plans import show_document
 
@@ -161,6 +182,7 @@ def _activate_here_or_there(ref: str, run_input: dict[str, Any] | None) -> str:
 
 def approve(args: argparse.Namespace) -> int:
     from flows.runtime import ensure_store
+    from sidflows import service
 
     ensure_store()
     by = _by(args.by)
@@ -174,6 +196,7 @@ def approve(args: argparse.Namespace) -> int:
 
 def consent(args: argparse.Namespace) -> int:
     from flows.runtime import ensure_store
+    from sidflows import service
 
     ensure_store()
     recorded = service.consent(args.ref, by=_by(args.by))
@@ -201,27 +224,37 @@ def _replan_after(ref: str, reason: str) -> str:
 
 
 def treatment_change(args: argparse.Namespace) -> int:
-    from flows.cli import read_document
-    from flows.runtime import ensure_store
+    from sidflows.referral import parse_treatment_change
 
-    text = read_document(args.file)
+    return _treatment_change(args.ref, _checked(args.file, parse_treatment_change))
+
+
+def _treatment_change(ref: str, text: bytes) -> int:
+    from flows.runtime import ensure_store
+    from sidflows import service
+
     ensure_store()
-    changes = service.record_treatment_change(args.ref, text, actor=_by(None))
+    changes = service.record_treatment_change(ref, text, actor=_by(None))
     for change in changes:
-        _out(f"{args.ref}: {change['drug']} {change['action']}")
-    _out(f"{args.ref}: {_replan_after(args.ref, 'treatment change')}")
+        _out(f"{ref}: {change['drug']} {change['action']}")
+    _out(f"{ref}: {_replan_after(ref, 'treatment change')}")
     return EXIT_OK
 
 
 def lab_result(args: argparse.Namespace) -> int:
-    from flows.cli import read_document
-    from flows.runtime import ensure_store
+    from sidflows.referral import parse_lab_report
 
-    text = read_document(args.file)
+    return _lab_result(args.ref, _checked(args.file, parse_lab_report))
+
+
+def _lab_result(ref: str, text: bytes) -> int:
+    from flows.runtime import ensure_store
+    from sidflows import service
+
     ensure_store()
-    count = service.record_lab_result(args.ref, text, actor=_by(None))
-    _out(f"{args.ref}: {count} result(s) recorded")
-    _out(f"{args.ref}: {_replan_after(args.ref, 'new lab result')}")
+    count = service.record_lab_result(ref, text, actor=_by(None))
+    _out(f"{ref}: {count} result(s) recorded")
+    _out(f"{ref}: {_replan_after(ref, 'new lab result')}")
     return EXIT_OK
 
 
@@ -229,8 +262,9 @@ def sweep(args: argparse.Namespace) -> int:
     from flows.pathway import run_sweep
     from flows.runtime import ensure_store
 
+    day = _day(args.date, "--date")
     ensure_store()
-    summary = run_sweep(_day(args.date, "--date"), reconcile=_server_configured())
+    summary = run_sweep(day, reconcile=_server_configured())
     _out(json.dumps(summary, indent=2, default=str))
     return EXIT_OK
 
