@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def prefect_server() -> Iterator[str]:
         yield str(PREFECT_API_URL.value())
 
 
-def _clear_caches() -> None:
+def clear_store_caches() -> None:
+    """Forget the settings and the store prepared for an earlier SIDFLOWS_DATABASE_URL."""
     from flows import runtime
     from sidflows.settings import get_settings
 
@@ -39,7 +41,28 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("SIDFLOWS_DATABASE_URL", url)
-    _clear_caches()
+    clear_store_caches()
     db.upgrade(url)
     yield url
-    _clear_caches()
+    clear_store_caches()
+
+
+# ----------------------------------------------------------------------------- bad-input tally
+
+BAD_INPUT_TALLY = pytest.StashKey[Counter[str]]()
+
+
+@pytest.fixture(scope="session")
+def bad_input_tally(request: pytest.FixtureRequest) -> Counter[str]:
+    """Mangled documents refused, by command: printed at the end of the run."""
+    return request.config.stash.setdefault(BAD_INPUT_TALLY, Counter())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    tally = terminalreporter.config.stash.get(BAD_INPUT_TALLY, Counter())
+    if not tally:
+        return
+    terminalreporter.write_sep("-", "mangled documents refused (exit 2, one line, store unchanged)")
+    for command, count in sorted(tally.items()):
+        terminalreporter.write_line(f"{command:<40} {count:>7,}")
+    terminalreporter.write_line(f"{'total':<40} {sum(tally.values()):>7,}")
