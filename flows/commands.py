@@ -237,6 +237,8 @@ def _treatment_change(ref: str, text: bytes) -> int:
     changes = service.record_treatment_change(ref, text, actor=_by(None))
     for change in changes:
         _out(f"{ref}: {change['drug']} {change['action']}")
+    if not changes:
+        _out(f"{ref}: this treatment change is already recorded (nothing changed)")
     _out(f"{ref}: {_replan_after(ref, 'treatment change')}")
     return EXIT_OK
 
@@ -253,7 +255,7 @@ def _lab_result(ref: str, text: bytes) -> int:
 
     ensure_store()
     count = service.record_lab_result(ref, text, actor=_by(None))
-    _out(f"{ref}: {count} result(s) recorded")
+    _out(f"{ref}: {count} new result(s) recorded")
     _out(f"{ref}: {_replan_after(ref, 'new lab result')}")
     return EXIT_OK
 

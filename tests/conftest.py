@@ -6,6 +6,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,37 @@ def clear_store_caches() -> None:
 
     get_settings.cache_clear()
     runtime.ensure_store.cache_clear()
+
+
+Snapshot = dict[str, list[tuple[Any, ...]]]
+
+
+def store_snapshot(url: str | None = None) -> Snapshot:
+    """Every row of every table of the store, every column (timestamps too), in id order."""
+    from sqlalchemy import text
+    from sqlmodel import SQLModel
+
+    from sidflows.store import db
+
+    with db.get_engine(url).connect() as conn:
+        return {
+            table: [
+                tuple(row) for row in conn.execute(text(f'SELECT * FROM "{table}" ORDER BY id'))
+            ]
+            for table in sorted(SQLModel.metadata.tables)
+        }
+
+
+def store_changes(before: Snapshot, after: Snapshot) -> dict[str, dict[str, list[Any]]]:
+    """What differs between two snapshots, table by table: rows gone and rows new or changed."""
+    return {
+        table: {
+            "gone": [r for r in before[table] if r not in after[table]],
+            "new or changed": [r for r in after[table] if r not in before[table]],
+        }
+        for table in before
+        if before[table] != after[table]
+    }
 
 
 @pytest.fixture
