@@ -70,11 +70,15 @@ def refer(args: argparse.Namespace) -> int:
 def _refer(text: bytes, today: dt.date | None) -> int:
     from flows.runtime import ensure_store
     from sidflows import service
+    from sidflows.store.models import PatientState
 
     ensure_store()
     referred = service.refer(text, actor=_by(None))
     if referred.duplicate:
         _out(f"{referred.ref}: this referral is already stored (nothing changed)")
+        if referred.state != PatientState.referred:
+            _out(f"{referred.ref}: its pathway has already run ({referred.state}); no new run")
+            return EXIT_OK
     else:
         _out(
             f"{referred.ref}: referral stored "
@@ -90,12 +94,14 @@ def _refer(text: bytes, today: dt.date | None) -> int:
             parameters={"ref": referred.ref, "today": today},
             flow_run_name=run_name("pathway", referred.ref),
             tags=tags("pathway", referred.ref),
+            # The same referral sent again finds the run it started (Prefect keeps one per key).
+            idempotency_key=f"pathway:{referred.ref}:{referred.sha256}",
             timeout=0,
             as_subflow=False,
         )
         run_id = getattr(run, "id", "?")  # run_deployment returns the run outside an event loop
         _out(
-            f"{referred.ref}: pathway run {run_id} started; the plan waits for approval "
+            f"{referred.ref}: pathway run {run_id}; the plan waits for approval "
             "(Prefect UI form, or sidflows approve)"
         )
         return EXIT_OK
