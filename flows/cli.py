@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,9 @@ from sidflows.errors import ConfigError, InvalidInput, UnknownPatient
 EXIT_OK, EXIT_CONFIG, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2, 3
 
 
-def _iso_day(value: str) -> date:
-    try:
-        if len(value) != 10:
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput("--today", f"not a date (expected YYYY-MM-DD): {value!r}") from None
+def _one_line(message: str) -> str:
+    """What the command line prints: one line, whatever a document put in it."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
 
 
 def read_document(path: str, *, what: str = "FILE") -> bytes:
@@ -58,12 +54,12 @@ def cmd_propose(args: argparse.Namespace) -> int:
     from sidflows.plan_document import plan_document
     from sidflows.planning import propose_plan
     from sidflows.protocol import load_protocol
-    from sidflows.referral import parse_referral
+    from sidflows.referral import iso_day, parse_referral
 
     referral = parse_referral(read_document(args.file))
     protocol = load_protocol()
     calendar = load_calendar()
-    today = _iso_day(args.today) if args.today else calendar.today()
+    today = iso_day(args.today, "--today") if args.today else calendar.today()
     plan = propose_plan(referral, today=today, protocol=protocol, calendar=calendar)
     print_json(plan_document(plan))
     return EXIT_OK
@@ -176,7 +172,9 @@ def _flows_command(name: str) -> Callable[[argparse.Namespace], int]:
 # ----------------------------------------------------------------------------- parser
 
 
+@cache
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, built once per process (tests call main thousands of times)."""
     parser = argparse.ArgumentParser(
         prog="sidflows",
         description="Care-plan orchestrator for children with secondary immunodeficiency.",
@@ -281,10 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except InvalidInput as exc:
-        print(f"sidflows: invalid input: {exc}", file=sys.stderr)
+        print(f"sidflows: invalid input: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_INVALID
     except UnknownPatient as exc:
-        print(f"sidflows: {exc}", file=sys.stderr)
+        print(f"sidflows: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_UNKNOWN
     except ConfigError as exc:
         print(f"sidflows: configuration: {exc}", file=sys.stderr)

@@ -3,6 +3,10 @@
 With PREFECT_API_URL set (a unit's ``prefect server start`` + ``sidflows serve``)
 events go to the server and its triggers run the flows; without it the flows
 run here, on Prefect's temporary local server.
+
+A command that reads a document validates it before it loads the store or
+Prefect (each imported where it is used): bad input is refused fast, and
+nothing of the store is touched.
 """
 
 from __future__ import annotations
@@ -13,13 +17,12 @@ import datetime as dt
 import getpass
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sidflows import service
 from sidflows.errors import InvalidInput
-from sidflows.store import db
+from sidflows.referral import iso_day
 
 EXIT_OK = 0
 
@@ -35,14 +38,7 @@ def _server_configured() -> bool:
 
 
 def _day(value: str | None, field: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        if len(value) != 10:
-            raise ValueError
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(field, f"not a date (expected YYYY-MM-DD): {value!r}") from None
+    return None if value is None else iso_day(value, field)
 
 
 def _by(value: str | None) -> str:
@@ -60,28 +56,47 @@ def _by_option() -> Iterator[None]:
         raise InvalidInput("--by", refusal.message) from None
 
 
+def _checked(path: str, parse: Callable[[bytes], object]) -> bytes:
+    """The document at FILE, refused (InvalidInput, exit 2) before the store is even loaded."""
+    from flows.cli import read_document
+
+    text = read_document(path)
+    parse(text)
+    return text
+
+
 def db_command(args: argparse.Namespace) -> int:
+    from sidflows.store import db
+
     revision = db.upgrade()
     _out(f"store at revision {revision}")
     return EXIT_OK
 
 
 def refer(args: argparse.Namespace) -> int:
-    from flows.cli import read_document
-    from flows.pathway import run_pathway
-    from flows.runtime import ensure_store
+    from sidflows.referral import parse_referral
 
-    text = read_document(args.file)
+    today = _day(args.today, "--today")
+    return _refer(_checked(args.file, parse_referral), today)
+
+
+def _refer(text: bytes, today: dt.date | None) -> int:
+    from flows.runtime import ensure_store
+    from sidflows import service
+    from sidflows.store.models import PatientState
+
     ensure_store()
     referred = service.refer(text, actor=_by(None))
     if referred.duplicate:
         _out(f"{referred.ref}: this referral is already stored (nothing changed)")
+        if referred.state != PatientState.referred:
+            _out(f"{referred.ref}: its pathway has already run ({referred.state}); no new run")
+            return EXIT_OK
     else:
         _out(
             f"{referred.ref}: referral stored "
             f"({'new child' if referred.created else 'known child, record updated'})"
         )
-    today = _day(args.today, "--today")
     if _server_configured():
         from prefect.deployments import run_deployment
 
@@ -92,15 +107,19 @@ def refer(args: argparse.Namespace) -> int:
             parameters={"ref": referred.ref, "today": today},
             flow_run_name=run_name("pathway", referred.ref),
             tags=tags("pathway", referred.ref),
+            # The same referral sent again finds the run it started (Prefect keeps one per key).
+            idempotency_key=f"pathway:{referred.ref}:{referred.sha256}",
             timeout=0,
             as_subflow=False,
         )
         run_id = getattr(run, "id", "?")  # run_deployment returns the run outside an event loop
         _out(
-            f"{referred.ref}: pathway run {run_id} started; the plan waits for approval "
+            f"{referred.ref}: pathway run {run_id}; the plan waits for approval "
             "(Prefect UI form, or sidflows approve)"
         )
         return EXIT_OK
+    from flows.pathway import run_pathway
+
     status = run_pathway(referred.ref, today=today)
     _out(f"{referred.ref}: {str(status).replace('_', ' ')}")
     return EXIT_OK
@@ -109,6 +128,7 @@ def refer(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     from flows.cli import print_json
     from flows.runtime import ensure_store
+    from sidflows.store import db
     from sidflows.store.patients import get_patient
     from sidflows.store.plans import show_document
 
@@ -181,6 +201,7 @@ def _activate_here_or_there(ref: str, run_input: dict[str, Any] | None) -> str:
 
 def approve(args: argparse.Namespace) -> int:
     from flows.runtime import ensure_store
+    from sidflows import service
 
     ensure_store()
     by = _by(args.by)
@@ -195,6 +216,7 @@ def approve(args: argparse.Namespace) -> int:
 
 def consent(args: argparse.Namespace) -> int:
     from flows.runtime import ensure_store
+    from sidflows import service
 
     ensure_store()
     with _by_option():
@@ -223,27 +245,39 @@ def _replan_after(ref: str, reason: str) -> str:
 
 
 def treatment_change(args: argparse.Namespace) -> int:
-    from flows.cli import read_document
-    from flows.runtime import ensure_store
+    from sidflows.referral import parse_treatment_change
 
-    text = read_document(args.file)
+    return _treatment_change(args.ref, _checked(args.file, parse_treatment_change))
+
+
+def _treatment_change(ref: str, text: bytes) -> int:
+    from flows.runtime import ensure_store
+    from sidflows import service
+
     ensure_store()
-    changes = service.record_treatment_change(args.ref, text, actor=_by(None))
+    changes = service.record_treatment_change(ref, text, actor=_by(None))
     for change in changes:
-        _out(f"{args.ref}: {change['drug']} {change['action']}")
-    _out(f"{args.ref}: {_replan_after(args.ref, 'treatment change')}")
+        _out(f"{ref}: {change['drug']} {change['action']}")
+    if not changes:
+        _out(f"{ref}: this treatment change is already recorded (nothing changed)")
+    _out(f"{ref}: {_replan_after(ref, 'treatment change')}")
     return EXIT_OK
 
 
 def lab_result(args: argparse.Namespace) -> int:
-    from flows.cli import read_document
-    from flows.runtime import ensure_store
+    from sidflows.referral import parse_lab_report
 
-    text = read_document(args.file)
+    return _lab_result(args.ref, _checked(args.file, parse_lab_report))
+
+
+def _lab_result(ref: str, text: bytes) -> int:
+    from flows.runtime import ensure_store
+    from sidflows import service
+
     ensure_store()
-    count = service.record_lab_result(args.ref, text, actor=_by(None))
-    _out(f"{args.ref}: {count} result(s) recorded")
-    _out(f"{args.ref}: {_replan_after(args.ref, 'new lab result')}")
+    count = service.record_lab_result(ref, text, actor=_by(None))
+    _out(f"{ref}: {count} new result(s) recorded")
+    _out(f"{ref}: {_replan_after(ref, 'new lab result')}")
     return EXIT_OK
 
 
@@ -251,8 +285,9 @@ def sweep(args: argparse.Namespace) -> int:
     from flows.pathway import run_sweep
     from flows.runtime import ensure_store
 
+    day = _day(args.date, "--date")
     ensure_store()
-    summary = run_sweep(_day(args.date, "--date"), reconcile=_server_configured())
+    summary = run_sweep(day, reconcile=_server_configured())
     _out(json.dumps(summary, indent=2, default=str))
     return EXIT_OK
 

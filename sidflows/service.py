@@ -52,6 +52,8 @@ class Referred:
     ref: str
     created: bool
     duplicate: bool
+    sha256: str = ""  # the referral's digest (identity aside): the same document, the same digest
+    state: str = PatientState.referred  # the child's state after intake
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,13 @@ def refer(text: str | bytes, *, actor: str) -> Referred:
                     service=referral.referrer.service,
                 ),
             )
-        return Referred(result.patient.ref, result.created, result.duplicate)
+        return Referred(
+            result.patient.ref,
+            result.created,
+            result.duplicate,
+            patients.document_digest(document),
+            result.patient.state,
+        )
 
 
 def _retrying(step: Any) -> Any:
@@ -311,14 +319,15 @@ def record_treatment_change(ref: str, text: str | bytes, *, actor: str) -> list[
 
 
 def record_lab_result(ref: str, text: str | bytes, *, actor: str) -> int:
-    """Store new results (``{"labs": [...]}``, shaped as a referral's labs)."""
+    """Store new results (``{"labs": [...]}``, shaped as a referral's labs); how many were new."""
     report = parse_lab_report(text)
     with session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
         if patient.state == PatientState.discharged:
             raise InvalidInput("ref", f"{ref} was discharged: refer the child again first")
-        patients.record_lab_report(session=session, patient=patient, report=report, actor=actor)
-        return len(report.labs)
+        return patients.record_lab_report(
+            session=session, patient=patient, report=report, actor=actor
+        )
 
 
 @dataclass

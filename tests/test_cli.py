@@ -69,7 +69,7 @@ def test_propose_reads_standard_input() -> None:
         (
             ("propose", str(EXAMPLES / "lupus-on-rituximab.json"), "--today", "2026-02-30"),
             None,
-            "--today: not a date",
+            "--today: impossible date",
         ),
     ],
     ids=["malformed", "not an object", "missing file", "impossible --today"],

@@ -98,7 +98,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any] | str | bytes, str, str]] = [
     ("malformed JSON: empty", "", "document", "malformed JSON"),
     ("malformed JSON: trailing comma", '{"received": "2026-11-20",}', "document", "malformed JSON"),
     ("malformed JSON: not UTF-8", b'{"a": "\xff"}', "document", "not UTF-8"),
-    ("malformed JSON: NaN", '{"labs": [{"igg_g_l": NaN}]}', "document", "NaN is not a number"),
+    ("NaN, named where it is", '{"labs": [{"igg_g_l": NaN}]}', "labs[0].igg_g_l", "not a number"),
     ("not an object: a list", "[]", "document", "must be a JSON object"),
     (
         "duplicate key",

@@ -239,7 +239,11 @@ def _upsert_treatment(
 def record_treatment_change(
     *, session: Session, patient: Patient, change: TreatmentChange, actor: str
 ) -> list[dict[str, Any]]:
-    """Apply a treatment change; returns what changed (for the re-plan and the audit)."""
+    """Apply a treatment change; returns what changed (for the re-plan and the audit).
+
+    An entry the record already holds as it is changes nothing: the same change
+    sent twice is recorded (and audited) once.
+    """
     if patient.state == PatientState.discharged:
         raise InvalidInput("ref", f"{patient.ref} was discharged: refer the child again first")
     assert patient.id is not None
@@ -249,6 +253,8 @@ def record_treatment_change(
             raise InvalidInput(f"treatments[{i}].start", "before birth_date")
         _row, before = _upsert_treatment(session, patient.id, t)
         after = _treatment_row(patient.id, t).model_dump(mode="json", exclude={"id", "patient_id"})
+        if before == after:
+            continue
         changes.append(
             {
                 "drug": t.drug,
@@ -257,6 +263,8 @@ def record_treatment_change(
                 "after": after,
             }
         )
+    if not changes:
+        return changes
     session.flush()
     audit(
         session=session,
@@ -272,23 +280,36 @@ def record_treatment_change(
 
 def record_lab_report(
     *, session: Session, patient: Patient, report: LabReport, actor: str, item_id: int | None = None
-) -> None:
+) -> int:
+    """Add the report's results the record does not hold yet (same day, same values).
+
+    Returns how many were new: the same report sent twice is recorded (and audited) once.
+    """
     assert patient.id is not None
+    known = {
+        (lab.date, json.dumps(lab.values, sort_keys=True))
+        for lab in session.exec(select(Lab).where(Lab.patient_id == patient.id))
+    }
+    new = []
     for i, lab in enumerate(report.labs):
         if lab.date < patient.birth_date:
             raise InvalidInput(f"labs[{i}].date", "before birth_date")
-        session.add(
-            Lab(patient_id=patient.id, date=lab.date, values=_lab_values(lab), item_id=item_id)
+        values = _lab_values(lab)
+        if (lab.date, json.dumps(values, sort_keys=True)) not in known:
+            known.add((lab.date, json.dumps(values, sort_keys=True)))
+            session.add(Lab(patient_id=patient.id, date=lab.date, values=values, item_id=item_id))
+            new.append(lab)
+    if new:
+        audit(
+            session=session,
+            actor=actor,
+            entity="patient",
+            entity_id=patient.id,
+            ref=patient.ref,
+            action="lab result",
+            after={"labs": [lab.model_dump(mode="json", exclude_none=True) for lab in new]},
         )
-    audit(
-        session=session,
-        actor=actor,
-        entity="patient",
-        entity_id=patient.id,
-        ref=patient.ref,
-        action="lab result",
-        after={"labs": [lab.model_dump(mode="json", exclude_none=True) for lab in report.labs]},
-    )
+    return len(new)
 
 
 def record_consent(
