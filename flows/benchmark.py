@@ -26,10 +26,9 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from sidflows.benchmark import BENCH_TODAY, peak_rss_mib
+from sidflows.benchmark import BENCH_TODAY, fresh_store, peak_rss_mib
 from sidflows.calendar import load_calendar
 from sidflows.cohort import synthetic_referrals
-from sidflows.errors import InvalidInput
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
 from sidflows.protocol import load_protocol
@@ -54,22 +53,7 @@ def _plans(count: int, seed: int) -> list[tuple[dict[str, Any], dict[str, Any]]]
 
 def build_registry(url: str, children: int, seed: int) -> int:
     """A fresh store holding ``children`` active plans. Returns the number of items."""
-    if url.startswith("postgresql"):
-        if "bench" not in url.rsplit("/", 1)[-1]:
-            raise InvalidInput(
-                "--database-url", "the benchmark wipes its database: name it *bench*"
-            )
-        engine = db.get_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    else:
-        path = url.removeprefix("sqlite:///")
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
-    db.dispose_engines()
-    db.upgrade(url)
+    fresh_store(url)
     engine = db.get_engine(url)
     pool = _plans(min(children, DISTINCT_PLANS), seed)
     items_total = 0

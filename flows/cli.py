@@ -28,6 +28,16 @@ def _one_line(message: str) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
 
 
+def _worker_counts(value: str) -> list[int]:
+    try:
+        counts = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        counts = []
+    if not counts or not all(1 <= c <= 64 for c in counts):
+        raise argparse.ArgumentTypeError(f"worker counts from 1 to 64, comma-separated: {value!r}")
+    return counts
+
+
 def read_document(path: str, *, what: str = "FILE") -> bytes:
     """A document from a file, or standard input for ``-``."""
     if path == "-":
@@ -78,6 +88,17 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.what == "propose":
         benchmark_propose(children=args.children, seed=args.seed)
         return EXIT_OK
+    if args.what == "notifications":
+        from sidflows.notify.benchmark import benchmark_notifications
+
+        runs = benchmark_notifications(
+            messages=args.messages, workers=args.workers or (), database_url=args.database_url
+        )
+        return (
+            EXIT_OK
+            if all(r.duplicates == 0 and r.sent == r.messages for r in runs)
+            else EXIT_CONFIG
+        )
     from flows.benchmark import benchmark_sweep
 
     benchmark_sweep(children=args.children, seed=args.seed, database_url=args.database_url)
@@ -193,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--children", type=int, default=25)
     p.add_argument("--months", type=int, default=12)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--local-receivers",
+        action="store_true",
+        help="deliver the notifications to receivers on loopback (webhook and mail), check them",
+    )
     p.set_defaults(handler=_flows_command("demo"))
 
     p = sub.add_parser("refer", help="store a referral and start the child's pathway")
@@ -262,10 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_flows_command("db_command"))
 
     p = sub.add_parser("benchmark", help="print speed and memory figures")
-    p.add_argument("what", choices=["propose", "sweep"])
+    p.add_argument("what", choices=["propose", "sweep", "notifications"])
     p.add_argument("--children", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--database-url", default=None, help="sweep only: the store to fill")
+    p.add_argument(
+        "--database-url", default=None, help="sweep, notifications: the store to fill (*bench*)"
+    )
+    p.add_argument("--messages", type=int, default=10_000, help="notifications: outbox size")
+    p.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=None,
+        metavar="N[,N...]",
+        help="notifications: dispatcher workers, one run each (default: the configured count)",
+    )
     p.set_defaults(handler=cmd_benchmark)
     return parser
 

@@ -309,4 +309,9 @@ def serve(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
-    return run_demo(children=args.children, months=args.months, seed=args.seed)
+    return run_demo(
+        children=args.children,
+        months=args.months,
+        seed=args.seed,
+        local_receivers=args.local_receivers,
+    )

@@ -81,21 +81,48 @@ def _loopback_ca_file(base: Path) -> Path:
     return path
 
 
-def run_demo(*, children: int, months: int, seed: int) -> int:
+def run_demo(*, children: int, months: int, seed: int, local_receivers: bool = False) -> int:
     base = _prepare_environment()
     started = time.perf_counter()
     from rich.console import Console
 
-    from flows.simulation import Simulation
+    from flows import demo_notifications as notes
+    from sidflows.notify.config import load_notifications
+    from sidflows.notify.routes import configured
 
     console = Console()
     console.print(
         f"[bold]sidflows demo[/]: {children} synthetic children, {months} months, seed {seed}"
     )
-    simulation = Simulation(children=children, months=months, seed=seed, console=console)
-    summary = simulation.run()
+    config = load_notifications()
+    receivers = None
+    if local_receivers:
+        notes.route_environment_aside()
+        receivers = notes.start_local_receivers(config)
+        os.environ.update(receivers.routes)
+        console.print(
+            f"notifications: local receivers on 127.0.0.1 (webhook :{receivers.http.port}"
+            + (f", mail :{receivers.smtp.port}" if receivers.smtp else "")
+            + ") for every role"
+        )
+    elif configured():
+        console.print(f"notifications go to the routes configured for: {', '.join(configured())}")
+    try:
+        from flows.notifications import send_outbox
+        from flows.simulation import Simulation
+
+        simulation = Simulation(children=children, months=months, seed=seed, console=console)
+        summary = simulation.run()
+        send_outbox()  # anything still waiting (a retry) before the outbox is read
+        report = notes.notification_report(config, receivers)
+    finally:
+        if receivers is not None:
+            receivers.stop()
     elapsed = time.perf_counter() - started
     _print_summary(console, summary, elapsed, base)
+    notes.print_report(
+        console, report, store_hint=f"SIDFLOWS_DATABASE_URL=sqlite:///{base / 'sidflows.db'}"
+    )
     return 0
 
 
@@ -118,6 +145,7 @@ def _print_summary(console: Any, summary: dict[str, Any], elapsed: float, base: 
         "plan reviews",
         "re-plans",
         "treatment changes",
+        "outcomes recorded late",
         "item runs executed",
         "plan versions",
     ):

@@ -26,6 +26,7 @@ from sqlmodel import col, select
 from flows import pathway as p
 from flows import runtime
 from flows.deployments import register
+from flows.notifications import send_outbox
 from sidflows import service
 from sidflows.calendar import add_months
 from sidflows.cohort import synthetic_referrals
@@ -43,15 +44,30 @@ from sidflows.store.models import (
 CLINICIAN = "Dr Demo Clinician"
 COORDINATOR = "Demo Coordinator"
 WORKERS = 1  # the temporary server keeps its state in SQLite: one writer at a time
+# Outcomes a nurse records some days late: the items are overdue meanwhile, and the
+# daily notification part escalates them (coordinators, then clinicians).
+LATE_SHARE = 0.04
+LATE_KINDS = frozenset({"ig_session", "vaccine_dose", "ig_trough", "reassessment"})
 
 
 class Simulation:
-    def __init__(self, *, children: int, months: int, seed: int, console: Console) -> None:
+    def __init__(
+        self,
+        *,
+        children: int,
+        months: int,
+        seed: int,
+        console: Console,
+        late_share: float = LATE_SHARE,
+        start: dt.date | None = None,
+    ) -> None:
         self.children, self.months = children, months
+        self.late_share = late_share
+        self.record_on: dict[int, dt.date] = {}  # item id -> the day its outcome is recorded
         self.rng = random.Random(seed)
         self.seed = seed
         self.console = console
-        self.start = runtime.calendar().today()
+        self.start = start or runtime.calendar().today()
         self.end = add_months(self.start, months)
         self.counts: Counter[str] = Counter()
         self.change_days = {add_months(self.start, 3), add_months(self.start, 7)}
@@ -87,17 +103,27 @@ class Simulation:
         return refs
 
     def one_day(self, day: dt.date, refs: list[str]) -> None:
+        # 07:00, before the day's items: the sweep (every day in a unit). Here the whole
+        # sweep flow runs on Mondays; the other days only its notification part, in
+        # process (reminders, escalations, digests, then the outbox is sent).
+        if day.isoweekday() == 1:
+            p.run_sweep(day, reconcile=True)
+        else:
+            self.notify(day)
         if day in self.change_days:
             self.treatment_changes(day, refs)
         for _ in range(3):  # items whose run was scheduled today by an earlier item of the stream
-            due = self.due_items(day)
+            due = [item for item in self.due_items(day) if self.recorded_by(item, day)]
             if not due:
                 break
             with ThreadPoolExecutor(WORKERS) as pool:
                 list(pool.map(lambda item: self.execute(item, day), due))
         self.approve_waiting(day)
-        if day.isoweekday() == 1:
-            p.run_sweep(day, reconcile=True)
+
+    def notify(self, day: dt.date) -> None:
+        """The sweep's notification part: what service.notify_day queues, then sent."""
+        service.notify_day(day, calendar=runtime.calendar(), actor=runtime.ACTOR)
+        send_outbox()
 
     # ------------------------------------------------------------------ the unit's people
 
@@ -142,6 +168,18 @@ class Simulation:
             service.record_treatment_change(ref, json.dumps(change), actor=CLINICIAN)
             p.run_replan(ref, "treatment change", day)
             self.counts["treatment changes"] += 1
+
+    def recorded_by(self, item: PlanItem, day: dt.date) -> bool:
+        """Whether the item's outcome is recorded by ``day`` (a few come days late)."""
+        assert item.id is not None
+        when = self.record_on.get(item.id)
+        if when is None:
+            late = item.kind in LATE_KINDS and self.rng.random() < self.late_share
+            when = day + dt.timedelta(days=self.rng.randint(2, 10)) if late else day
+            self.record_on[item.id] = when
+            if late:
+                self.counts["outcomes recorded late"] += 1
+        return when <= day
 
     def due_items(self, day: dt.date) -> list[PlanItem]:
         with db.session_scope() as session:

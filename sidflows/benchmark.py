@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from datetime import date
 from pathlib import Path
 
+from sqlalchemy import text as sql
+
 from sidflows.calendar import load_calendar
 from sidflows.cohort import synthetic_referrals
+from sidflows.errors import InvalidInput
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
 from sidflows.protocol import load_protocol
 from sidflows.referral import parse_referral
+from sidflows.store import db
 
 BENCH_TODAY = date(2026, 11, 24)
 
@@ -31,6 +36,27 @@ def peak_rss_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fresh_store(url: str, *, option: str = "--database-url") -> None:
+    """Wipe the store at ``url`` and bring it to the newest schema.
+
+    A PostgreSQL database is wiped only if its name says it is a benchmark's
+    (``*bench*``): a mistyped URL must not empty a unit's store.
+    """
+    if url.startswith("postgresql"):
+        if "bench" not in url.rsplit("/", 1)[-1].split("?", 1)[0]:
+            raise InvalidInput(option, "the benchmark wipes its database: name it *bench*")
+        with db.get_engine(url).begin() as conn:
+            conn.execute(sql("DROP SCHEMA public CASCADE"))
+            conn.execute(sql("CREATE SCHEMA public"))
+    else:
+        path = url.removeprefix("sqlite:///")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    db.dispose_engines()
+    db.upgrade(url)
 
 
 def benchmark_propose(*, children: int, seed: int) -> dict[str, float]:

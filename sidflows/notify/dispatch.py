@@ -229,27 +229,21 @@ def _deliver(
     return _Outcome(job, delivered, errors if pending else [])
 
 
-def _record(
-    outcome: _Outcome, config: NotificationConfig, ui_url: str, result: DispatchResult
-) -> DispatchResult:
-    """Write one message's result (its own short transaction, right after the send)."""
+def _changes(outcome: _Outcome, config: NotificationConfig) -> tuple[dict[str, Any], list[Notice]]:
+    """What one message's result writes: its row's new values, and ops' notice if it failed."""
     job, now = outcome.job, utcnow()
     values: dict[str, Any] = {"claim": None, "claimed_until": None, "delivered": outcome.delivered}
     notices: list[Notice] = []
     if outcome.unrouted:
         values.update(status=NotificationStatus.unrouted, last_error=f"no route for {job.route}")
-        result.unrouted += 1
     elif not outcome.errors:
         values.update(status=NotificationStatus.sent, sent_at=now, last_error=None)
-        result.sent += 1
-        result.by_route[job.route] = result.by_route.get(job.route, 0) + 1
     else:
         attempts = job.attempts + 1
         error = "; ".join(outcome.errors)[:300]
         values.update(attempts=attempts, last_error=error)
         if attempts >= config.dispatch.attempts:
             values["status"] = NotificationStatus.failed
-            result.failed += 1
             if not job.route.startswith("ops"):
                 event, ref = job.key.split("|", 2)[:2]
                 notices.append(
@@ -272,28 +266,136 @@ def _record(
             values["next_attempt_at"] = now + dt.timedelta(
                 seconds=config.dispatch.backoff(attempts)
             )
-            result.retrying += 1
-    with session_scope() as session:
-        session.execute(
-            update(Notification)
-            .where(col(Notification.id) == job.id, col(Notification.claim) == job.claim)
-            .values(**values)
-        )
-        if notices:
-            enqueue(session, notices, config=config, ui_url=ui_url)
+    return values, notices
+
+
+def _count(outcome: _Outcome, values: dict[str, Any], result: DispatchResult) -> DispatchResult:
+    status = values.get("status")
+    if status == NotificationStatus.unrouted:
+        result.unrouted += 1
+    elif status == NotificationStatus.sent:
+        result.sent += 1
+        route = outcome.job.route
+        result.by_route[route] = result.by_route.get(route, 0) + 1
+    elif status == NotificationStatus.failed:
+        result.failed += 1
+    else:
+        result.retrying += 1
     return result
+
+
+def _write(
+    session: Session,
+    outcome: _Outcome,
+    config: NotificationConfig,
+    ui_url: str,
+) -> dict[str, Any]:
+    """One message's result in the caller's transaction (only while its claim holds)."""
+    values, notices = _changes(outcome, config)
+    job = outcome.job
+    session.execute(
+        update(Notification)
+        .where(col(Notification.id) == job.id, col(Notification.claim) == job.claim)
+        .values(**values)
+        # No Notification object lives in this session: nothing to synchronise.
+        .execution_options(synchronize_session=False)
+    )
+    if notices:
+        enqueue(session, notices, config=config, ui_url=ui_url)
+    return values
+
+
+def _record(
+    outcome: _Outcome, config: NotificationConfig, ui_url: str, result: DispatchResult
+) -> DispatchResult:
+    """Write one message's result in its own short transaction."""
+    with session_scope() as session:
+        values = _write(session, outcome, config, ui_url)
+    return _count(outcome, values, result)
+
+
+@dataclass
+class _Ticket:
+    outcome: _Outcome
+    done: bool = False
+    result: DispatchResult | None = None
+    error: BaseException | None = None
+
+
+class _Recorder:
+    """Group commit of the results of one pass.
+
+    A worker hands over its message's result and waits until it is committed,
+    so each worker has at most one message sent but unrecorded, as when each
+    wrote its own transaction. The worker that finds no transaction under way
+    writes every result waiting at that moment in one; the others wait for it.
+    A result never waits for another send, only for the transaction ahead of
+    it; a commit (a flush to disk) serves many results instead of one.
+    """
+
+    def __init__(self, config: NotificationConfig, ui_url: str) -> None:
+        self.config, self.ui_url = config, ui_url
+        self._turn = threading.Condition()
+        self._waiting: list[_Ticket] = []
+        self._writing = False
+
+    def record(self, outcome: _Outcome) -> DispatchResult:
+        ticket = _Ticket(outcome)
+        with self._turn:
+            self._waiting.append(ticket)
+            while self._writing and not ticket.done:
+                self._turn.wait()
+            if not ticket.done:  # nobody is writing: this worker writes what waits
+                self._writing = True
+                group, self._waiting = self._waiting, []
+            else:
+                group = []
+        if group:
+            try:
+                self._write(group)
+            finally:
+                with self._turn:
+                    self._writing = False
+                    self._turn.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.result is not None
+        return ticket.result
+
+    def _write(self, group: list[_Ticket]) -> None:
+        try:
+            with session_scope() as session:
+                written = [_write(session, t.outcome, self.config, self.ui_url) for t in group]
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].error, group[0].done = exc, True
+                return
+            # One result's problem must not lose the others: each in a transaction of its own.
+            for ticket in group:
+                try:
+                    ticket.result = _record(
+                        ticket.outcome, self.config, self.ui_url, DispatchResult()
+                    )
+                except Exception as own:
+                    ticket.error = own
+                ticket.done = True
+            return
+        for ticket, values in zip(group, written, strict=True):
+            ticket.result = _count(ticket.outcome, values, DispatchResult())
+            ticket.done = True
 
 
 def _send_and_record(
     job: _Job,
     config: NotificationConfig,
-    ui_url: str,
     send: Sender,
     environ: Mapping[str, str] | None,
+    recorder: _Recorder,
 ) -> DispatchResult:
-    """In the worker: the result is stored right after the send, so at most one message
-    per worker is sent but unrecorded if the process dies."""
-    return _record(_deliver(job, config, send, environ), config, ui_url, DispatchResult())
+    """In the worker: the result is committed right after the send (grouped with the results
+    other workers have at that moment), so at most one message per worker is sent but
+    unrecorded if the process dies."""
+    return recorder.record(_deliver(job, config, send, environ))
 
 
 def dispatch_once(
@@ -311,9 +413,10 @@ def dispatch_once(
     result.claimed = len(jobs)
     if not jobs:
         return result
+    recorder = _Recorder(config, ui_url)
     with _pool(config.dispatch.workers) as pool:
         futures: list[Future[DispatchResult]] = [
-            pool.submit(_send_and_record, job, config, ui_url, send, environ) for job in jobs
+            pool.submit(_send_and_record, job, config, send, environ, recorder) for job in jobs
         ]
         for future in as_completed(futures):
             result.add(future.result())
