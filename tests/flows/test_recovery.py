@@ -54,11 +54,17 @@ SAMPLES = ("all-after-maintenance", "lupus-on-rituximab", "after-autologous-tran
 
 
 def children_on_active_plans() -> list[str]:
-    """The three sample children on active plans; each stream's next item has its run."""
+    """The three sample children on active plans; each stream's next item has its run.
+
+    Under refs of their own: the session's server keeps other tests' runs, and an
+    idempotency key once used (ref, version, item) returns that run again.
+    """
     refs = []
     protocol, calendar = runtime.unit()
-    for name in SAMPLES:
-        ref = service.refer((EXAMPLES / f"{name}.json").read_bytes(), actor="test").ref
+    for n, name in enumerate(SAMPLES, start=1):
+        document = json.loads((EXAMPLES / f"{name}.json").read_text())
+        document["patient"]["ref"] = f"REC-{n}"
+        ref = service.refer(json.dumps(document), actor="test").ref
         service.propose(
             ref, today=TODAY, protocol=protocol, calendar=calendar, reason="referral", actor="t"
         )
