@@ -348,7 +348,7 @@ def reconcile_runs(day: dt.date, batch: int) -> dict[str, int]:
             for _, ref, version, key, kind, due in rows
         ]
         after = rows[-1][0]
-    result, created = scheduling.reconcile(expected)
+    result, created = scheduling.reconcile(expected, until=scheduling.lookahead(day))
     service.record_run_ids(created)
     return vars(result)
 

@@ -189,15 +189,28 @@ def cancel_superseded(ref: str, keys: Iterable[str]) -> int:
         )
 
 
-def reconcile(expected: list[RunSpec]) -> tuple[Reconciled, dict[tuple[str, int, str], str]]:
-    """Make Prefect's waiting runs match the store, both ways. Returns the runs created."""
+def reconcile(
+    expected: list[RunSpec], *, until: dt.date | None = None
+) -> tuple[Reconciled, dict[tuple[str, int, str], str]]:
+    """Make Prefect's waiting runs match the store, both ways. Returns the runs created.
+
+    ``expected`` holds the items due by ``until`` (the look-ahead). A run due after
+    it is left alone: it may stand for an open item not yet in reach, and a
+    cancelled run keeps its idempotency key, so that item could never have a run.
+    """
     wanted = {idempotency_key(s.ref, s.plan_version, s.item_key): s for s in expected}
+    horizon = scheduled_time(until) if until is not None else None
     item_deployment_id(refresh=True)
     with get_client(sync_client=True) as client:
         runs = waiting_item_runs(client)
         existing = {r.idempotency_key: r for r in runs if r.idempotency_key}
         missing = [s for key, s in wanted.items() if key not in existing]
-        extra = [r for key, r in existing.items() if key not in wanted]
+        extra = [
+            r
+            for key, r in existing.items()
+            if key not in wanted
+            and not (horizon and r.expected_start_time and r.expected_start_time > horizon)
+        ]
         extra += [r for r in runs if not r.idempotency_key]
         cancelled = _cancel(client, extra, "no open item in the store for this run")
     created = schedule_runs(missing)

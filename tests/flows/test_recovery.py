@@ -44,6 +44,7 @@ from flows import pathway as p
 from flows import runtime, scheduling
 from flows.deployments import register
 from sidflows import service
+from sidflows.settings import get_settings
 from sidflows.store import db
 from sidflows.store.models import ItemStatus, PlanItem
 from sidflows.store.sweep import expected_runs
@@ -53,12 +54,18 @@ TODAY = dt.date(2026, 11, 24)
 SAMPLES = ("all-after-maintenance", "lupus-on-rituximab", "after-autologous-transplant")
 
 
-def children_on_active_plans() -> list[str]:
-    """The three sample children on active plans; each stream's next item has its run."""
+def children_on_active_plans(prefix: str = "REC") -> list[str]:
+    """The three sample children on active plans; each stream's next item has its run.
+
+    Under refs of their own: the session's server keeps other tests' runs, and an
+    idempotency key once used (ref, version, item) returns that run again.
+    """
     refs = []
     protocol, calendar = runtime.unit()
-    for name in SAMPLES:
-        ref = service.refer((EXAMPLES / f"{name}.json").read_bytes(), actor="test").ref
+    for n, name in enumerate(SAMPLES, start=1):
+        document = json.loads((EXAMPLES / f"{name}.json").read_text())
+        document["patient"]["ref"] = f"{prefix}-{n}"
+        ref = service.refer(json.dumps(document), actor="test").ref
         service.propose(
             ref, today=TODAY, protocol=protocol, calendar=calendar, reason="referral", actor="t"
         )
@@ -71,11 +78,17 @@ def children_on_active_plans() -> list[str]:
     return refs
 
 
-def expected_keys() -> set[str]:
-    """The idempotency keys of the runs the store says Prefect must hold."""
+def expected_keys(day: dt.date = TODAY, *, until: dt.date | None = None) -> set[str]:
+    """The keys of the runs the store says Prefect must hold on ``day`` (its look-ahead).
+
+    With ``until``, every open item next in its stream and due by then.
+    """
     with db.session_scope() as session:
         rows = expected_runs(
-            session=session, until=scheduling.lookahead(TODAY), after_plan_id=0, limit=100_000
+            session=session,
+            until=until or scheduling.lookahead(day),
+            after_plan_id=0,
+            limit=100_000,
         )
     return {runtime.idempotency_key(ref, version, key) for _, ref, version, key, _, _ in rows}
 
@@ -113,15 +126,23 @@ def waiting_item_runs(*, of_deployment: bool = True) -> list[FlowRun]:
                 return found
 
 
-def assert_one_run_per_open_item(refs: list[str]) -> None:
-    """Each expected key has exactly one waiting run of the current deployment, and no other."""
-    wanted = expected_keys()
+def assert_one_run_per_open_item(refs: list[str], day: dt.date = TODAY) -> None:
+    """Each expected key has exactly one waiting run of the current deployment, and no other.
+
+    Runs beyond the look-ahead may wait too, for items next in their stream only.
+    """
+    wanted = expected_keys(day)
     assert {k.split(":v")[0] for k in wanted} == set(refs), "every child has runs to expect"
-    runs = waiting_item_runs()
+    runs = [r for r in waiting_item_runs() if r.parameters["ref"] in refs]
     keys = Counter(r.idempotency_key for r in runs)
-    assert set(keys) == wanted, "a run is missing, or a run has no open item"
+    assert wanted <= set(keys), "an open item has no waiting run"
+    assert set(keys) <= expected_keys(until=dt.date.max), "a run waits for no open item"
     assert set(keys.values()) == {1}, "an item has two waiting runs"
-    anywhere = Counter(r.idempotency_key for r in waiting_item_runs(of_deployment=False))
+    anywhere = Counter(
+        r.idempotency_key
+        for r in waiting_item_runs(of_deployment=False)
+        if r.parameters["ref"] in refs
+    )
     assert anywhere == keys, "a waiting run of a deleted deployment still holds an item's key"
     with db.session_scope() as session:
         recorded = {i.flow_run_id for i in session.exec(select(PlanItem)) if i.flow_run_id}
@@ -157,6 +178,42 @@ def test_a_deleted_and_recreated_item_deployment_loses_no_item(
     assert [i.key for i in due] == [key], "the item under way is still due in the store"
     again = p.run_sweep(TODAY)["reconciliation"]
     assert (again["created"], again["cancelled"]) == (0, 0), "a second sweep changes nothing"
+
+
+@pytest.fixture
+def short_lookahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """The unit's calendar with runs made only for items due within 30 days."""
+    days = 30
+    calendar = tmp_path / "calendar.toml"
+    text = (Path(runtime.__file__).parents[1] / "config" / "calendar.toml").read_text()
+    calendar.write_text(
+        text.replace("prefect_lookahead_days = 366", f"prefect_lookahead_days = {days}")
+    )
+    monkeypatch.setenv("SIDFLOWS_CALENDAR", str(calendar))
+    get_settings.cache_clear()
+    runtime.unit.cache_clear()
+    assert scheduling.lookahead(TODAY) == TODAY + dt.timedelta(days=days)
+    yield days
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    runtime.unit.cache_clear()
+
+
+def test_a_shorter_lookahead_loses_no_item(
+    prefect_server: str, store: str, short_lookahead: int
+) -> None:
+    """Runs beyond the look-ahead are left waiting; each item has its run when it comes in reach."""
+    refs = children_on_active_plans("AHEAD")
+    beyond = expected_keys(until=dt.date.max) - expected_keys(TODAY)
+    assert beyond, "some items are due beyond the look-ahead"
+    p.run_sweep(TODAY)
+    assert_one_run_per_open_item(refs)
+    mine = {r.idempotency_key for r in waiting_item_runs() if r.parameters["ref"] in refs}
+    assert beyond <= mine, "the sweep cancelled runs of open items beyond the look-ahead"
+    later = TODAY + dt.timedelta(days=3 * short_lookahead)
+    assert expected_keys(later) & beyond, "items came within reach"
+    p.run_sweep(later)
+    assert_one_run_per_open_item(refs, later)
 
 
 class PrefectServer:
