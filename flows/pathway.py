@@ -313,6 +313,12 @@ async def item(
     return result.status
 
 
+@task(name="unfinished-activations", cache_policy=NO_CACHE)
+def unfinished_activations() -> list[str]:
+    """Approved plans left inactive by a run that died before its activation committed."""
+    return service.unfinished_activations()
+
+
 @task(name="due-items", cache_policy=NO_CACHE)
 def due_items(day: dt.date) -> dict[str, Any]:
     """Count the open items whose day has come, and read the oldest overdue."""
@@ -367,7 +373,8 @@ def census(day: dt.date) -> dict[str, Any]:
 async def sweep(
     day: dt.date | None = None, batch: int = 5000, reconcile: bool = True, notify: bool = True
 ) -> dict[str, Any]:
-    """The daily run: due and overdue items, reconciliation, census, reminders and digests.
+    """The daily run: unfinished activations, due and overdue items, reconciliation, census,
+    reminders and digests.
 
     Args:
         day: the day swept (default: today in the unit's timezone).
@@ -377,6 +384,11 @@ async def sweep(
     """
     swept = runtime.today(day)
     summary: dict[str, Any] = {"day": swept.isoformat()}
+    unfinished = unfinished_activations()
+    for ref in unfinished:
+        get_run_logger().warning("%s: plan approved but never activated: activating it now", ref)
+        await _activate_and_schedule(ref)
+    summary["activations_finished"] = len(unfinished)
     found = due_items(swept)
     late = found.pop("oldest_overdue")
     summary.update(found)

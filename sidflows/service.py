@@ -284,6 +284,12 @@ def activate(ref: str, *, calendar: UnitCalendar, actor: str) -> Activated:
     return result
 
 
+def unfinished_activations() -> list[str]:
+    """Approved plans that wait for nothing but were never activated (a crash mid-way)."""
+    with session_scope() as session:
+        return plans.unfinished_activations(session=session)
+
+
 def _activation_notice(
     session: Any, patient: Patient, plan: CarePlan, bookings: list[Booking]
 ) -> Notice:

@@ -336,6 +336,22 @@ def activate(
     return result
 
 
+def unfinished_activations(*, session: Session) -> list[str]:
+    """Refs whose proposed plan is approved, with the family's consent where it needs it,
+    yet not active: an activation that died before its commit (the sweep finishes it)."""
+    rows = session.exec(
+        select(CarePlan, Patient)
+        .join(Patient, col(Patient.id) == CarePlan.patient_id)
+        .where(CarePlan.status == PlanStatus.proposed, col(CarePlan.approved_by).is_not(None))
+        .order_by(col(Patient.ref))
+    ).all()
+    return [
+        patient.ref
+        for plan, patient in rows
+        if not needs_consent(plan.document) or has_consent(session=session, patient=patient)
+    ]
+
+
 def cancel_open_items(*, session: Session, plan: CarePlan, actor: str, why: str) -> list[int]:
     items = session.exec(
         select(PlanItem).where(

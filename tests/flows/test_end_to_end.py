@@ -3,97 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import EXAMPLES
+from processes import BIN, running_unit, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-        except Exception:
-            found = None
-        if found:
-            return found
-        time.sleep(1.0)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
 def unit(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A Prefect server and `sidflows serve`, each its own process, on free loopback ports."""
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": api,
-        "PREFECT_UI_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "SIDFLOWS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
-    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("server", "serve")}
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=logs["server"],
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    processes = [server]
-    try:
-        wait_for(
-            "the Prefect server", lambda: httpx.get(f"{api}/health", timeout=5).status_code == 200
-        )
-        subprocess.run([str(BIN / "sidflows"), "db", "upgrade"], env=env, check=True, cwd=tmp_path)
-        serve = subprocess.Popen(
-            [str(BIN / "sidflows"), "serve"],
-            env=env,
-            stdout=logs["serve"],
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-        processes.append(serve)
-        wait_for(
-            "the served deployments",
-            lambda: (
-                httpx.get(f"{api}/deployments/name/replan/replan", timeout=5).status_code == 200
-            ),
-        )
-        yield {**env, "TMP": str(tmp_path)}
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs.values():
-            log.close()
+    with running_unit(tmp_path) as running:
+        yield running.env
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

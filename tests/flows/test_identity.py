@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from typing import Any
 
-import httpx
 import pytest
+from processes import everything_prefect_holds
 
 from flows import pathway as p
 from sidflows import service
@@ -19,40 +18,6 @@ from sidflows.store.plans import show_document
 
 pytestmark = pytest.mark.prefect
 TODAY = dt.date(2026, 11, 24)
-
-
-def everything_prefect_holds(base: str) -> str:
-    """Runs, task runs, logs, artifacts, events, deployments: all of it, as text."""
-    dumps: list[Any] = []
-    for path, body in (
-        ("/flow_runs/filter", {"sort": "ID_DESC"}),
-        ("/task_runs/filter", {"sort": "ID_DESC"}),
-        ("/logs/filter", {"sort": "TIMESTAMP_ASC"}),
-        ("/artifacts/filter", {"sort": "ID_DESC"}),
-        ("/deployments/filter", {"sort": "NAME_ASC"}),
-        ("/automations/filter", {}),
-    ):
-        offset = 0
-        while True:
-            response = httpx.post(
-                f"{base}{path}", json={"limit": 200, "offset": offset, **body}, timeout=30
-            )
-            response.raise_for_status()
-            page = response.json()
-            dumps.append(page)
-            if len(page) < 200:
-                break
-            offset += 200
-    response = httpx.post(f"{base}/events/filter", json={"limit": 50}, timeout=30)
-    response.raise_for_status()
-    page = response.json()
-    dumps.append(page["events"])
-    while page.get("next_page"):
-        response = httpx.get(page["next_page"], timeout=30)
-        response.raise_for_status()
-        page = response.json()
-        dumps.append(page["events"])
-    return json.dumps(dumps)
 
 
 def test_no_identity_anywhere_in_prefect(prefect_server: str, store: str) -> None:

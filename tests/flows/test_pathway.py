@@ -178,3 +178,16 @@ def test_sweep_reconciles_prefect_with_the_store(prefect_server: str, store: str
     assert second["due"] == summary["due"]  # the sweep reads; running it twice changes nothing
     with db.session_scope() as session:
         assert session.exec(select(PlanItem)).first() is not None
+
+
+def test_sweep_activates_a_plan_approved_but_left_inactive(prefect_server: str, store: str) -> None:
+    """An approval whose activation died: the sweep activates it once and schedules its runs."""
+    ref = refer_sample("all-after-maintenance.json")  # consent carried by the referral
+    p.run_pathway(ref, today=TODAY)
+    service.decide(ref, decision="approve", by="Dr Test")  # the run that would activate dies
+    summary = p.run_sweep(TODAY)
+    assert summary["activations_finished"] == 1
+    assert document(ref)["plan_status"] == "active"
+    scheduled = [r for r in runs_of(ref, "step:item") if r.state_type == StateType.SCHEDULED]
+    assert len(scheduled) == summary["reconciliation"]["expected"]
+    assert p.run_sweep(TODAY)["activations_finished"] == 0

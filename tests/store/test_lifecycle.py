@@ -135,6 +135,22 @@ def test_approving_twice_activates_once(database_url: str) -> None:
     assert len(_bookings(items)) == len(iv_sessions) == first.bookings
 
 
+def test_an_approved_plan_left_inactive_is_found_until_activated(database_url: str) -> None:
+    """Approved (consent given or not needed) yet not active: the sweep's to finish, once."""
+    waiting = service.refer(example("lupus-on-rituximab"), actor="intake").ref  # no consent
+    ready = service.refer(example("all-after-maintenance"), actor="intake").ref  # consent given
+    _propose(waiting)
+    _propose(ready)
+    assert service.unfinished_activations() == []  # nobody approved yet
+    service.decide(waiting, decision="approve", by="dr.approver")
+    service.decide(ready, decision="approve", by="dr.approver")
+    assert service.unfinished_activations() == [ready]  # the other waits for the family
+    service.consent(waiting, by="family liaison")
+    assert service.unfinished_activations() == sorted([ready, waiting])
+    assert _activate(ready).status == "activated"
+    assert service.unfinished_activations() == [waiting]
+
+
 def test_reject_closes_the_proposal(database_url: str) -> None:
     """A rejected proposal is closed, the child is back to referred and nothing activates."""
     ref = service.refer(example("all-after-maintenance"), actor="intake").ref

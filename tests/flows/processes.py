@@ -1,0 +1,309 @@
+"""A unit as processes: `prefect server start` and `sidflows serve`, on free loopback ports.
+
+Shared by the end-to-end and crash tests. `serve` can be killed with SIGKILL
+(with every flow-run process it started, as when its machine dies) and started
+again. Logs go to files (``server.log``, ``serve.log``), so a test can read them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import make_url
+
+BIN = Path(sys.executable).parent
+POSTGRES_URL = os.environ.get(
+    "SIDFLOWS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = 180.0, every: float = 1.0
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except Exception:
+            found = None
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError):
+            # pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: list[int] = []
+    wanted = [pid]
+    while wanted:
+        children = [p for p, parent in parents.items() if parent == wanted[-1]]
+        wanted.pop()
+        found += children
+        wanted += children
+    return found
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
+class PrefectServer:
+    """`prefect server start` with its own home (SQLite) on a free port."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.api = f"http://127.0.0.1:{self.port}/api"
+        self.env = {
+            "PREFECT_HOME": str(tmp / "prefect"),
+            "PREFECT_API_URL": self.api,
+            "PREFECT_UI_API_URL": self.api,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",  # serve picks runs up within 2 s
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = tmp / "server.log"
+
+    def start(self) -> PrefectServer:
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(BIN / "prefect"),
+                    *("server", "start", "--host", "127.0.0.1", "--port", str(self.port)),
+                ],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.tmp,
+            )
+        wait_for(
+            "the Prefect server",
+            lambda: httpx.get(f"{self.api}/health", timeout=5).status_code == 200,
+            every=0.5,
+        )
+        return self
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+class Unit:
+    """`sidflows serve` and the CLI against a Prefect server; store and routes from ``env``."""
+
+    def __init__(self, tmp: Path, server: PrefectServer, env: Mapping[str, str]) -> None:
+        self.tmp = tmp
+        self.server = server
+        self.api = server.api
+        self.env = {
+            **os.environ,
+            **server.env,
+            "SIDFLOWS_DATABASE_URL": f"sqlite:///{tmp / 'store.db'}",
+            **env,
+            "TMP": str(tmp),
+        }
+        self.serve: subprocess.Popen[bytes] | None = None
+        self.serve_started = dt.datetime.now(dt.UTC)
+        self._logs: list[IO[str]] = []
+
+    def upgrade_store(self) -> None:
+        done = self.cli("db", "upgrade")
+        assert done.returncode == 0, done.stderr
+
+    def start_serve(self) -> None:
+        """`sidflows serve` in a session of its own; back once it polls for runs."""
+        assert self.serve is None or self.serve.poll() is not None
+        self.serve_started = dt.datetime.now(dt.UTC)
+        log = (self.tmp / "serve.log").open("a")
+        self._logs.append(log)
+        self.serve = subprocess.Popen(
+            [str(BIN / "sidflows"), "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+            start_new_session=True,
+        )
+        wait_for("serve polling for runs", self.serve_polling, every=0.5)
+
+    def serve_polling(self) -> bool:
+        """This `serve` has polled the server for its deployments' runs since it started."""
+        if self.serve is None or self.serve.poll() is not None:
+            raise AssertionError(f"serve exited: see {self.tmp / 'serve.log'}")
+        response = httpx.get(f"{self.api}/deployments/name/replan/replan", timeout=5)
+        polled = response.json().get("last_polled") if response.status_code == 200 else None
+        return bool(polled) and dt.datetime.fromisoformat(polled) >= self.serve_started
+
+    def kill_serve(self) -> list[int]:
+        """SIGKILL `serve` and every process it started (flow runs): nothing runs on."""
+        assert self.serve is not None
+        doomed = [self.serve.pid, *descendants(self.serve.pid)]
+        for pid in doomed:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.serve.wait(timeout=30)
+        for pid in doomed[1:]:
+            wait_for(f"process {pid} gone", lambda pid=pid: not Path(f"/proc/{pid}").exists())
+        return doomed
+
+    def stop(self) -> None:
+        if self.serve is not None:
+            children = descendants(self.serve.pid)
+            _stop(self.serve)
+            for pid in children:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for log in self._logs:
+            log.close()
+
+    # ------------------------------------------------------------------------- driving it
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # the caller checks the exit code
+            [str(BIN / "sidflows"), *args],
+            check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.tmp,
+        )
+
+    def show(self, ref: str) -> dict[str, Any]:
+        done = self.cli("show", ref, "--json")
+        assert done.returncode == 0, done.stderr
+        document: dict[str, Any] = json.loads(done.stdout)
+        return document
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = httpx.post(f"{self.api}{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def runs(self, *tags: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Flow runs carrying every one of ``tags``, newest first."""
+        found: list[dict[str, Any]] = self.post(
+            "/flow_runs/filter",
+            {"flow_runs": {"tags": {"all_": list(tags)}}, "sort": "ID_DESC", "limit": limit},
+        )
+        return found
+
+    def paused(self, ref: str) -> bool:
+        """The child's pathway run is suspended, waiting for the clinician."""
+        return any(r["state"]["type"] == "PAUSED" for r in self.runs(f"ref:{ref}", "step:pathway"))
+
+
+def everything_prefect_holds(base: str) -> str:
+    """Runs, task runs, logs, artifacts, events, deployments: all of it, as text."""
+    dumps: list[Any] = []
+    for path, body in (
+        ("/flow_runs/filter", {"sort": "ID_DESC"}),
+        ("/task_runs/filter", {"sort": "ID_DESC"}),
+        ("/logs/filter", {"sort": "TIMESTAMP_ASC"}),
+        ("/artifacts/filter", {"sort": "ID_DESC"}),
+        ("/deployments/filter", {"sort": "NAME_ASC"}),
+        ("/automations/filter", {}),
+    ):
+        offset = 0
+        while True:
+            response = httpx.post(
+                f"{base}{path}", json={"limit": 200, "offset": offset, **body}, timeout=30
+            )
+            response.raise_for_status()
+            page = response.json()
+            dumps.append(page)
+            if len(page) < 200:
+                break
+            offset += 200
+    response = httpx.post(f"{base}/events/filter", json={"limit": 50}, timeout=30)
+    response.raise_for_status()
+    page = response.json()
+    dumps.append(page["events"])
+    while page.get("next_page"):
+        response = httpx.get(page["next_page"], timeout=30)
+        response.raise_for_status()
+        page = response.json()
+        dumps.append(page["events"])
+    return json.dumps(dumps)
+
+
+@contextmanager
+def running_unit(tmp: Path, env: Mapping[str, str] | None = None) -> Iterator[Unit]:
+    """A Prefect server and `sidflows serve`, each its own process, stopped afterwards."""
+    server = PrefectServer(tmp)
+    unit = Unit(tmp, server, env or {})
+    try:
+        server.start()
+        unit.upgrade_store()
+        unit.start_serve()
+        yield unit
+    finally:
+        unit.stop()
+        server.stop()
+
+
+def _admin(statement: str) -> None:
+    conninfo = make_url(POSTGRES_URL).set(drivername="postgresql")
+    with psycopg.connect(
+        conninfo.render_as_string(hide_password=False), autocommit=True, connect_timeout=3
+    ) as conn:
+        conn.execute(statement)
+
+
+@contextmanager
+def postgres_database(password: str | None = None) -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL (skipped when it cannot be reached).
+
+    ``password`` goes into the URL only (the test server trusts loopback).
+    """
+    name = f"sidflows_c_{uuid.uuid4().hex}"
+    try:
+        _admin(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL at {make_url(POSTGRES_URL)!r} is unreachable: {exc}")
+    url = make_url(POSTGRES_URL).set(database=name)
+    if password is not None:
+        url = url.set(password=password)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
