@@ -120,7 +120,9 @@ def test_a_faulty_receiver_that_comes_back_gets_every_message_once(
     with db.session_scope() as session:
         errors = {n.last_error for n in session.exec(select(Notification))}
     expected = {"refused": "no answer", "error": "HTTP 500", "hang": "no answer"}[fault]
-    assert all(e and expected in e for e in errors), errors
+    # A kept-alive connection the receiver drops after its 500 reads as "no answer".
+    assert all(e and (expected in e or "no answer" in e) for e in errors), errors
+    assert any(expected in (e or "") for e in errors), errors
     assert all(str(http.port) not in (e or "") for e in errors)
     if fault == "refused":
         http.start()  # the same port again
