@@ -63,6 +63,8 @@ class Simulation:
     ) -> None:
         self.children, self.months = children, months
         self.late_share = late_share
+        # Its own draws: the year's other outcomes stay those of the seed without it.
+        self.late_rng = random.Random(seed + 1_000_003)
         self.record_on: dict[int, dt.date] = {}  # item id -> the day its outcome is recorded
         self.rng = random.Random(seed)
         self.seed = seed
@@ -174,8 +176,8 @@ class Simulation:
         assert item.id is not None
         when = self.record_on.get(item.id)
         if when is None:
-            late = item.kind in LATE_KINDS and self.rng.random() < self.late_share
-            when = day + dt.timedelta(days=self.rng.randint(2, 10)) if late else day
+            late = item.kind in LATE_KINDS and self.late_rng.random() < self.late_share
+            when = day + dt.timedelta(days=self.late_rng.randint(2, 10)) if late else day
             self.record_on[item.id] = when
             if late:
                 self.counts["outcomes recorded late"] += 1
