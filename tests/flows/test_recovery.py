@@ -37,8 +37,8 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Suspended
+from processes import free_port, wait_for
 from sqlmodel import select
-from test_end_to_end import free_port, wait_for
 
 from flows import pathway as p
 from flows import runtime, scheduling
