@@ -88,10 +88,26 @@ def _category(text: str) -> str:
     return "delivery failed"
 
 
+_plugins = threading.local()
+PLUGINS_PER_THREAD = 64
+
+
+def _plugin(url: str) -> Any:
+    """The Apprise plugin of a URL, made once per worker thread and reused as Apprise does
+    (parsing the URL costs more than a send to a local receiver). Never shared between
+    threads; a pool's threads, and their plugins, end with its pass."""
+    made: dict[str, Any] | None = getattr(_plugins, "by_url", None)
+    if made is None or len(made) >= PLUGINS_PER_THREAD:
+        made = _plugins.by_url = {}
+    if url not in made:
+        made[url] = apprise.Apprise.instantiate(url)
+    return made[url]
+
+
 def apprise_send(url: str, subject: str, body: str) -> str | None:
     """Send one message to one Apprise URL; None when delivered, else why not (no URL)."""
     _quiet_apprise()
-    plugin = apprise.Apprise.instantiate(url)
+    plugin = _plugin(url)
     if plugin is None:
         return "not a valid Apprise URL"
     _captured.lines = []
@@ -293,12 +309,11 @@ def _write(
     """One message's result in the caller's transaction (only while its claim holds)."""
     values, notices = _changes(outcome, config)
     job = outcome.job
-    session.execute(
+    # A Core statement on the session's connection: no ORM object to synchronise here.
+    session.connection().execute(
         update(Notification)
         .where(col(Notification.id) == job.id, col(Notification.claim) == job.claim)
         .values(**values)
-        # No Notification object lives in this session: nothing to synchronise.
-        .execution_options(synchronize_session=False)
     )
     if notices:
         enqueue(session, notices, config=config, ui_url=ui_url)
