@@ -38,15 +38,21 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def refuse_unless_bench(url: str, *, option: str = "--database-url") -> None:
+    """A benchmark wipes its PostgreSQL database: only one whose name says *bench*."""
+    name = url.rsplit("/", 1)[-1].partition("?")[0]
+    if url.startswith("postgresql") and "bench" not in name:
+        raise InvalidInput(option, "the benchmark wipes its database: name it *bench*")
+
+
 def fresh_store(url: str, *, option: str = "--database-url") -> None:
     """Wipe the store at ``url`` and bring it to the newest schema.
 
     A PostgreSQL database is wiped only if its name says it is a benchmark's
     (``*bench*``): a mistyped URL must not empty a unit's store.
     """
+    refuse_unless_bench(url, option=option)
     if url.startswith("postgresql"):
-        if "bench" not in url.rsplit("/", 1)[-1].split("?", 1)[0]:
-            raise InvalidInput(option, "the benchmark wipes its database: name it *bench*")
         with db.get_engine(url).begin() as conn:
             conn.execute(sql("DROP SCHEMA public CASCADE"))
             conn.execute(sql("CREATE SCHEMA public"))

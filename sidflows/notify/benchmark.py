@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from sidflows.benchmark import fresh_store, peak_rss_mib
+from sidflows.benchmark import fresh_store, peak_rss_mib, refuse_unless_bench
 from sidflows.notify.config import NotificationConfig, load_notifications
 from sidflows.notify.dispatch import dispatch
 from sidflows.notify.messages import Notice
@@ -98,9 +98,23 @@ def routes_environ(port: int) -> dict[str, str]:
     return {env_name(r): f"json://127.0.0.1:{port}/{r.replace(':', '-')}" for r in routes}
 
 
+@dataclass
+class Receiver:
+    port: int
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User and system time of the receiver's process so far (Linux; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def receiver_process() -> Iterator[int]:
-    """``python -m sidflows.notify.receivers http`` in its own process; yields its port."""
+def receiver_process() -> Iterator[Receiver]:
+    """``python -m sidflows.notify.receivers http`` in its own process (port and pid)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "sidflows.notify.receivers", "http"],
         stdout=subprocess.PIPE,
@@ -112,7 +126,7 @@ def receiver_process() -> Iterator[int]:
         line = process.stdout.readline().strip()
         if not line.isdigit():
             raise RuntimeError("the receiver process did not print its port")
-        yield int(line)
+        yield Receiver(int(line), process.pid)
     finally:
         process.terminate()
         try:
@@ -127,14 +141,24 @@ def received_count(port: int) -> int:
         return int(json.load(response)["count"])
 
 
-def store_counts(url: str) -> dict[str, int]:
+def store_counts(url: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Messages per status, and the last errors of those not sent."""
     with db.session_scope(url) as session:
-        return {
+        statuses = {
             str(status): int(n)
             for status, n in session.exec(
                 select(Notification.status, func.count()).group_by(col(Notification.status))
             )
         }
+        errors = {
+            str(error): int(n)
+            for error, n in session.exec(
+                select(Notification.last_error, func.count())
+                .where(col(Notification.status) != NotificationStatus.sent)
+                .group_by(col(Notification.last_error))
+            )
+        }
+    return statuses, errors
 
 
 def measure(url: str, workers: int, port: int) -> dict[str, Any]:
@@ -184,9 +208,11 @@ class Run:
     seconds: float
     cpu_seconds: float
     peak_rss_mib: float
+    receiver_cpu_seconds: float
     received: int
     sent: int
     left: dict[str, int]
+    errors: dict[str, int]
 
     @property
     def per_second(self) -> float:
@@ -203,19 +229,23 @@ def run_once(url: str, count: int, workers: int, config: NotificationConfig) -> 
     if filled != count:
         raise RuntimeError(f"the outbox holds {filled} new messages, not {count}")
     db.dispose_engines()
-    with receiver_process() as port:
-        figures = _measure_in_fresh_process(url, workers, port)
-        received = received_count(port)
-    statuses = store_counts(url)
+    with receiver_process() as receiver:
+        idle = receiver.cpu_seconds()
+        figures = _measure_in_fresh_process(url, workers, receiver.port)
+        receiver_cpu = receiver.cpu_seconds() - idle
+        received = received_count(receiver.port)
+    statuses, errors = store_counts(url)
     return Run(
         workers=workers,
         messages=count,
         seconds=figures["seconds"],
         cpu_seconds=figures["cpu_seconds"],
         peak_rss_mib=figures["peak_rss_mib"],
+        receiver_cpu_seconds=receiver_cpu,
         received=received,
         sent=statuses.get(NotificationStatus.sent, 0),
         left={k: v for k, v in statuses.items() if k != NotificationStatus.sent},
+        errors=errors,
     )
 
 
@@ -223,17 +253,22 @@ def benchmark_notifications(
     *, messages: int, workers: Sequence[int] = (), database_url: str | None = None
 ) -> list[Run]:
     """Print the figures of one run per worker count (default: the configured workers)."""
+    if database_url is not None:
+        refuse_unless_bench(database_url)
     config = load_notifications()
     counts = list(workers) or [config.dispatch.workers]
     with tempfile.TemporaryDirectory(prefix="sidflows-bench-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'notifications.db'}"
         where = "SQLite temporary file" if database_url is None else url.split("@")[-1]
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
             f"notifications benchmark: {messages} messages, {len(SHAPES)} routes, "
-            f"store {where}, receiver: local HTTP process (json://)"
+            f"store {where}, receiver: local HTTP process (json://); "
+            f"{os.cpu_count()} cores, load average {load}"
         )
         print(
-            "  workers   seconds   msgs/s   cpu s  peak MiB  received      sent  duplicates  left"
+            "  workers   seconds   msgs/s  cpu ms/msg  receiver ms/msg  peak MiB  received"
+            "      sent  duplicates  left"
         )
         runs = []
         for count in counts:
@@ -242,15 +277,20 @@ def benchmark_notifications(
             left = ", ".join(f"{k} {v}" for k, v in sorted(run.left.items())) or "-"
             print(
                 f"  {run.workers:7d} {run.seconds:9.2f} {run.per_second:8.0f} "
-                f"{run.cpu_seconds:7.2f} {run.peak_rss_mib:9.1f} {run.received:9d} "
+                f"{1000 * run.cpu_seconds / messages:11.2f} "
+                f"{1000 * run.receiver_cpu_seconds / messages:16.2f} "
+                f"{run.peak_rss_mib:9.1f} {run.received:9d} "
                 f"{run.sent:9d} {run.duplicates:11d}  {left}",
                 flush=True,
             )
+            for error, n in sorted(run.errors.items()):
+                print(f"          not sent ({n}): {error}")
         db.dispose_engines()
     best = max(runs, key=lambda r: r.per_second)
     print(
         f"  best: {best.per_second:.0f} messages/s with {best.workers} workers "
-        f"(dispatcher's peak RSS {best.peak_rss_mib:.1f} MiB, its own process)"
+        f"(dispatcher's peak RSS {best.peak_rss_mib:.1f} MiB, its own process). "
+        "cpu ms/msg: the dispatcher's process; receiver ms/msg: the receiver's"
     )
     return runs
 
