@@ -4,7 +4,7 @@
     python3 dev.py demo      the main job: a synthetic cohort through the real flows
     python3 dev.py test      the test suite (extra arguments go to pytest)
     python3 dev.py lint      ruff and mypy (strict on sidflows/ and flows/)
-    python3 dev.py bench     the benchmarks, printing their figures
+    python3 dev.py bench     the benchmarks (planning, notifications), printing their figures
     python3 dev.py lock      regenerate requirements.lock from pyproject.toml
 
 The first run creates .venv/ from requirements.lock (pinned versions, so a fresh
@@ -95,6 +95,8 @@ def main(argv: list[str]) -> None:
         _run(BIN / "mypy")
     elif command == "bench":
         _run(BIN / "sidflows", "benchmark", "propose", *rest)
+        # A short run, so CI stays fast; `sidflows benchmark notifications` alone sends 10,000.
+        _run(BIN / "sidflows", "benchmark", "notifications", "--messages", "2000")
     else:
         sys.exit(f"dev.py: unknown command {command!r} (try: demo, test, lint, bench, lock)")
 
