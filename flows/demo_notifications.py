@@ -208,10 +208,14 @@ def print_report(console: Any, report: NotificationReport, *, store_hint: str) -
         f"{status} {report.statuses.get(status, 0)}"
         for status in ("pending", "sending", "failed", "queued", "unrouted")
     )
-    console.print(
-        f"outbox at the end: {left} -> "
-        + ("nothing left to send" if not report.unfinished else "[bold red]messages left[/]")
-    )
+    unrouted = report.statuses.get(NotificationStatus.unrouted, 0)
+    if report.unfinished:
+        verdict = "[bold red]messages left to send[/]"
+    elif unrouted:
+        verdict = "the rest held for lack of a route"
+    else:
+        verdict = "nothing left to send"
+    console.print(f"outbox at the end: {left} -> {verdict}")
     if report.local:
         by_role = ", ".join(f"{r} {n}" for r, n in sorted(report.arrived_by_route.items()))
         console.print(
@@ -224,7 +228,6 @@ def print_report(console: Any, report: NotificationReport, *, store_hint: str) -
             f"value on an ordinary route: {report.identity_leaks}"
         )
         return
-    unrouted = report.statuses.get(NotificationStatus.unrouted, 0)
     if unrouted:
         console.print(
             f"{unrouted} messages held without a route (status unrouted): no "
