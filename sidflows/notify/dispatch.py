@@ -1,8 +1,10 @@
 """The dispatcher: sends what the outbox holds through Apprise, with retries and backoff.
 
 Each pass claims a batch (status ``sending`` with a lease, committed before
-anything is sent), sends it with a few workers, and records each message's
-result as soon as it is known. A dispatcher that dies leaves its claim to run
+anything is sent), sends it with a few workers, renews each message's lease
+right before its send (a message whose lease ran out and that another pass
+claimed meanwhile is left to that pass), and records each message's result as
+soon as it is known. A dispatcher that dies leaves its claim to run
 out; the next pass sends the unfinished messages again, only to the URLs that
 had not taken them. Delivery is therefore at least once: a message in flight
 when the process died may arrive twice, and every message carries its outbox
@@ -284,6 +286,23 @@ def _record(
     return result
 
 
+def _renew(job: _Job, config: NotificationConfig) -> bool:
+    """Right before a send: a fresh lease on this message, unless it is no longer ours.
+
+    A batch may take longer than the lease (a slow route, a long queue behind few
+    workers); once the lease has run out another dispatcher may have claimed the
+    message, and then it is that dispatcher's to send, not this one's.
+    """
+    until = utcnow() + dt.timedelta(seconds=config.dispatch.lease_seconds)
+    with session_scope() as session:
+        renewed = session.execute(
+            update(Notification)
+            .where(col(Notification.id) == job.id, col(Notification.claim) == job.claim)
+            .values(claimed_until=until)
+        )
+    return bool(getattr(renewed, "rowcount", 0))
+
+
 def _send_and_record(
     job: _Job,
     config: NotificationConfig,
@@ -291,8 +310,11 @@ def _send_and_record(
     send: Sender,
     environ: Mapping[str, str] | None,
 ) -> DispatchResult:
-    """In the worker: the result is stored right after the send, so at most one message
-    per worker is sent but unrecorded if the process dies."""
+    """In the worker: the lease is renewed right before the send and the result stored
+    right after it, so at most one message per worker is sent but unrecorded if the
+    process dies, and a message another dispatcher took over is not sent again."""
+    if not _renew(job, config):
+        return DispatchResult()
     return _record(_deliver(job, config, send, environ), config, ui_url, DispatchResult())
 
 
