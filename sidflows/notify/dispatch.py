@@ -1,8 +1,10 @@
 """The dispatcher: sends what the outbox holds through Apprise, with retries and backoff.
 
 Each pass claims a batch (status ``sending`` with a lease, committed before
-anything is sent), sends it with a few workers, and records each message's
-result as soon as it is known. A dispatcher that dies leaves its claim to run
+anything is sent), sends it with a few workers, renews each message's lease
+right before its send (a message whose lease ran out and that another pass
+claimed meanwhile is left to that pass), and records each message's result as
+soon as it is known. A dispatcher that dies leaves its claim to run
 out; the next pass sends the unfinished messages again, only to the URLs that
 had not taken them. Delivery is therefore at least once: a message in flight
 when the process died may arrive twice, and every message carries its outbox
@@ -19,6 +21,7 @@ import datetime as dt
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -148,6 +151,7 @@ class _Job:
     attempts: int
     delivered: tuple[str, ...]
     claim: str
+    taken: float = field(default_factory=time.monotonic)  # when the claim was made
 
 
 def claim(*, config: NotificationConfig, now: dt.datetime, limit: int) -> list[_Job]:
@@ -400,6 +404,23 @@ class _Recorder:
             ticket.done = True
 
 
+def _renew(job: _Job, config: NotificationConfig) -> bool:
+    """Right before a send: a fresh lease on this message, unless it is no longer ours.
+
+    A batch may take longer than the lease (a slow route, a long queue behind few
+    workers); once the lease has run out another dispatcher may have claimed the
+    message, and then it is that dispatcher's to send, not this one's.
+    """
+    until = utcnow() + dt.timedelta(seconds=config.dispatch.lease_seconds)
+    with session_scope() as session:
+        renewed = session.execute(
+            update(Notification)
+            .where(col(Notification.id) == job.id, col(Notification.claim) == job.claim)
+            .values(claimed_until=until)
+        )
+    return bool(getattr(renewed, "rowcount", 0))
+
+
 def _send_and_record(
     job: _Job,
     config: NotificationConfig,
@@ -407,9 +428,12 @@ def _send_and_record(
     environ: Mapping[str, str] | None,
     recorder: _Recorder,
 ) -> DispatchResult:
-    """In the worker: the result is committed right after the send (grouped with the results
-    other workers have at that moment), so at most one message per worker is sent but
-    unrecorded if the process dies."""
+    """In the worker: the lease is renewed before the send when half of it has gone (a
+    message another dispatcher took over is not sent again), and the result is committed
+    right after the send, grouped with the results other workers have at that moment: at
+    most one message per worker is sent but unrecorded if the process dies."""
+    if time.monotonic() - job.taken > config.dispatch.lease_seconds / 2 and not _renew(job, config):
+        return DispatchResult()
     return recorder.record(_deliver(job, config, send, environ))
 
 

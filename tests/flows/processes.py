@@ -123,7 +123,20 @@ class PrefectServer:
         )
         return self
 
+    def pause(self) -> None:
+        """SIGSTOP the server and its processes: calls to its API wait (a hung server)."""
+        assert self.process is not None
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            os.kill(pid, signal.SIGCONT)
+
     def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.resume()
         _stop(self.process)
 
 
@@ -226,6 +239,11 @@ class Unit:
             {"flow_runs": {"tags": {"all_": list(tags)}}, "sort": "ID_DESC", "limit": limit},
         )
         return found
+
+    def log_files(self) -> str:
+        """What serve and the Prefect server wrote to their logs."""
+        paths = [self.tmp / "serve.log", self.server.log_path]
+        return "\n".join(p.read_text(errors="replace") for p in paths if p.exists())
 
     def paused(self, ref: str) -> bool:
         """The child's pathway run is suspended, waiting for the clinician."""

@@ -22,8 +22,11 @@ sweep the same invariants hold every time:
   answered (it records nothing), so not a single duplicate is accepted.
 
 The killed runs themselves stay Running in Prefect (nothing marks a run whose
-process died; only refs show there): the store, not the run, is what the
-sweep finishes from.
+process died): the store, not the run, is what the sweep finishes from.
+
+The last test runs the same unit with a password in the store's URL and a route
+that fails, at DEBUG level, and finds neither the password nor any route's URL
+in the logs, the command output, Prefect's API or the store.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,8 +45,9 @@ import httpx
 import psycopg
 import pytest
 from conftest import EXAMPLES
-from processes import PrefectServer, Unit, postgres_database, wait_for
-from sqlmodel import col, select
+from processes import PrefectServer, Unit, everything_prefect_holds, postgres_database, wait_for
+from sqlalchemy import text
+from sqlmodel import SQLModel, col, select
 
 from sidflows.notify.receivers import HttpReceiver
 from sidflows.store import db
@@ -65,7 +70,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.postgres]
 ROLES = ("coordinators", "clinicians", "day_unit", "pharmacy", "home_care", "referrers", "ops")
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "notifications.toml"
 LOOKAHEAD_DAYS = 366  # config/calendar.toml: prefect_lookahead_days
-WAITING = ["SCHEDULED", "PENDING", "PAUSED", "RUNNING"]
+WAITING = ["SCHEDULED", "PENDING", "PAUSED"]  # flows/scheduling.py WAITING_STATES
 DONE = {NotificationStatus.sent, NotificationStatus.digested}
 # One worker sends the batch in id order; a lease that outlives the delivery timeout.
 DISPATCH = {"workers": 1, "timeout_seconds": 4, "lease_seconds": 5, "backoff_seconds": 1}
@@ -102,6 +107,8 @@ class Crash:
     ref: str
     ok: HttpReceiver
     hang: HttpReceiver
+    failing: HttpReceiver
+    path: str  # the receivers' URL path
     kills: list[str] = field(default_factory=list)
 
     @property
@@ -155,6 +162,10 @@ class Crash:
         with db.session_scope(self.url) as session:
             return list(session.exec(select(Notification).order_by(col(Notification.id))))
 
+    def plan_status(self) -> str:
+        with db.session_scope(self.url) as session:
+            return str(session.exec(select(CarePlan.status)).one())
+
     def statuses(self) -> dict[str, str]:
         return {n.key: n.status for n in self.notifications()}
 
@@ -163,10 +174,11 @@ class Crash:
         return bool(found) and set(found.values()) <= DONE
 
     def received(self) -> Counter[str]:
-        return self.ok.received.keys() + self.hang.received.keys()
+        """Copies of each outbox key that reached a receiver."""
+        return self.ok.received.keys() + self.hang.received.keys() + self.failing.received.keys()
 
     def item_runs(self) -> list[dict[str, Any]]:
-        """The child's item runs that have not finished (scheduled, pending, paused, running)."""
+        """The child's item runs waiting for their day or their outcome (not yet run)."""
         found: list[dict[str, Any]] = self.unit.post(
             "/flow_runs/filter",
             {
@@ -190,34 +202,51 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         server.stop()
 
 
+@dataclass(frozen=True)
+class Setup:
+    """How a test's unit is set up (``indirect`` parameter of the ``crash`` fixture)."""
+
+    hanging: tuple[str, ...] = ()  # roles routed to the receiver that never answers
+    failing: tuple[str, ...] = ()  # roles routed to the receiver that answers HTTP 500
+    password: str | None = None  # in the store's URL (the test server trusts loopback)
+    env: tuple[tuple[str, str], ...] = ()
+    dispatch: tuple[tuple[str, float], ...] = ()
+
+
 @pytest.fixture
 def crash(
     prefect_server: PrefectServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Crash]:
     """`sidflows serve` on the module's server; the store on a fresh PostgreSQL database."""
-    ok, hang = HttpReceiver().start(), HttpReceiver(hang_seconds=300).start()
-    hang.mode = "hang"
-    hanging = getattr(request, "param", ())  # roles routed to the receiver that never answers
-    env = {
-        f"SIDFLOWS_NOTIFY_{r.upper()}": (hang if r in hanging else ok).url(f"unit/{r}")
-        for r in ROLES
-    }
-    env["SIDFLOWS_NOTIFICATIONS"] = str(
-        notifications_config(tmp_path / "notifications.toml", **DISPATCH)
+    setup: Setup = getattr(request, "param", Setup())
+    ok, hang, failing = HttpReceiver(), HttpReceiver(hang_seconds=300), HttpReceiver()
+    receivers = {"ok": ok.start(), "hang": hang.start(), "failing": failing.start()}
+    hang.mode, failing.mode = "hang", "error"
+    path = f"hook-{uuid.uuid4().hex}"  # a route's URL is a secret: this path must show nowhere
+
+    def route(role: str) -> str:
+        receiver = hang if role in setup.hanging else failing if role in setup.failing else ok
+        return receiver.url(f"{path}/{role}")
+
+    env = {f"SIDFLOWS_NOTIFY_{r.upper()}": route(r) for r in ROLES}
+    config = notifications_config(
+        tmp_path / "notifications.toml", **{**DISPATCH, **dict(setup.dispatch)}
     )
-    with postgres_database() as url:
+    env["SIDFLOWS_NOTIFICATIONS"] = str(config)
+    env.update(setup.env)
+    with postgres_database(password=setup.password) as url:
         env["SIDFLOWS_DATABASE_URL"] = url
         unit = Unit(tmp_path, prefect_server, env)
-        ref = "CR-" + re.sub(r"\W", "", request.node.name.removeprefix("test_"))[:20].upper()
+        ref = f"CR-{uuid.uuid4().hex[:8].upper()}"  # the module's tests share one server
         try:
             unit.upgrade_store()
             unit.start_serve()
-            yield Crash(unit, url, ref, ok, hang)
+            yield Crash(unit, url, ref, ok, hang, failing, path)
         finally:
             unit.stop()
             db.dispose_engines()
-            ok.stop()
-            hang.stop()
+            for receiver in receivers.values():
+                receiver.stop()
 
 
 # ----------------------------------------------------------------------------- invariants
@@ -273,8 +302,11 @@ def assert_whole(crash: Crash) -> dict[str, int]:
 # ----------------------------------------------------------------------------- the crashes
 
 
-def test_killed_during_activation_the_next_sweep_activates_once(crash: Crash) -> None:
-    """kill -9 mid-activation (items written, chairs being booked): the next sweep activates."""
+@pytest.mark.parametrize("moment", ["before-commit", "before-runs"])
+def test_killed_during_activation_the_next_sweep_finishes_it_once(
+    crash: Crash, moment: str
+) -> None:
+    """kill -9 mid-activation, before its commit or before its runs: the next sweep finishes."""
     crash.refer_and_wait_for_the_clinician()
     with psycopg.connect(crash.conninfo, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (DAY_UNIT_LOCK,))
@@ -286,25 +318,34 @@ def test_killed_during_activation_the_next_sweep_activates_once(crash: Crash) ->
             0.2,
         )
         assert "pg_advisory_xact_lock" in query
-        crash.kill("activation: plan marked active, items inserted, booking a chair")
-    wait_for("the killed activation rolled back", crash.writers_gone, 30, 0.2)
-    with db.session_scope(crash.url) as session:
-        plan = session.exec(select(CarePlan)).one()
-        assert (plan.status, plan.approved_by) == (PlanStatus.proposed, "Dr Crash")
-        assert session.exec(select(PlanItem)).first() is None
-        assert session.exec(select(Booking)).first() is None
-    assert not [n for n in crash.notifications() if n.event == "plan_activated"]
+        if moment == "before-commit":
+            crash.kill("activation: plan marked active, items inserted, booking a chair")
+        else:
+            crash.unit.server.pause()  # serve's next call to Prefect (its runs) waits
+    if moment == "before-runs":
+        wait_for("the activation committed", lambda: crash.plan_status() == "active", 30, 0.2)
+        crash.kill("activation committed, its runs not yet created in Prefect")
+        crash.unit.server.resume()
+    wait_for("no transaction of the killed serve left", crash.writers_gone, 30, 0.2)
+    assert len(crash.item_runs()) <= 1  # at most one request was on its way when serve died
+    if moment == "before-commit":
+        assert crash.plan_status() == PlanStatus.proposed
+        with db.session_scope(crash.url) as session:
+            assert session.exec(select(PlanItem)).first() is None
+            assert session.exec(select(Booking)).first() is None
+        assert not [n for n in crash.notifications() if n.event == "plan_activated"]
     crash.unit.start_serve()
     summary = crash.sweep()
-    assert summary["activations_finished"] == 1
+    reconciled = summary["reconciliation"]
+    if moment == "before-commit":
+        assert summary["activations_finished"] == 1
+        assert reconciled["created"] == 0  # the finished activation scheduled its runs
+    else:
+        assert summary["activations_finished"] == 0
+        assert reconciled["created"] >= reconciled["expected"] - 1 > 0
     wait_for("the outbox sent", crash.all_sent, 60, 0.5)
     found = assert_whole(crash)
-    assert found["runs"] == summary["reconciliation"]["expected"]
-    assert summary["reconciliation"]["created"] == 0  # the finished activation scheduled them
-    again = crash.sweep()
-    assert again["activations_finished"] == 0
-    assert (again["reconciliation"]["created"], again["reconciliation"]["cancelled"]) == (0, 0)
-    assert assert_whole(crash) == found
+    assert found["runs"] == reconciled["expected"]
 
 
 def _active(crash: Crash) -> None:
@@ -381,7 +422,7 @@ def test_killed_during_a_sweep_the_next_sweep_does_its_work_once(crash: Crash) -
     assert again == {"reminders": 0, "escalations": 0, "digests": 0}
 
 
-@pytest.mark.parametrize("crash", [("day_unit",)], indirect=True, ids=["day-unit-hangs"])
+@pytest.mark.parametrize("crash", [Setup(hanging=("day_unit",))], indirect=True, ids=["day-unit"])
 def test_killed_during_dispatch_each_message_arrives_once(crash: Crash) -> None:
     """kill -9 mid-dispatch (some sent, one on the wire, one claimed): each arrives once."""
     crash.refer_and_wait_for_the_clinician()
@@ -404,3 +445,73 @@ def test_killed_during_dispatch_each_message_arrives_once(crash: Crash) -> None:
     wait_for("the outbox sent", crash.all_sent, 60, 0.5)
     assert_whole(crash)
     assert set(crash.hang.received.keys()) == on_the_wire
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+PASSWORD = "s3cretPW"
+PREFECT = "Prefect's API (logs, runs, task runs, artifacts, events)"
+
+
+def dump_table(url: str, table: str) -> str:
+    """Every row of a store table as text."""
+    with db.get_engine(url).connect() as conn:
+        rows = conn.execute(text(f'SELECT * FROM "{table}"')).all()
+    return "\n".join(json.dumps(list(row), default=str) for row in rows)
+
+
+@pytest.mark.parametrize(
+    "crash",
+    [
+        Setup(
+            failing=("clinicians",),
+            password=PASSWORD,
+            env=(("PREFECT_LOGGING_LEVEL", "DEBUG"),),  # the most it ever logs
+            dispatch=(("attempts", 1),),
+        )
+    ],
+    indirect=True,
+    ids=["clinicians-fail"],
+)
+def test_no_route_url_or_database_password_in_any_log(crash: Crash) -> None:
+    """Routes' URLs and the store's password show in no log, no Prefect record, no table."""
+    crash.refer_and_wait_for_the_clinician()
+    crash.approve()
+    wait_for("plan v1 active", lambda: crash.unit.show(crash.ref)["plan_status"] == "active", 90)
+
+    def settled() -> bool:
+        statuses = crash.statuses()
+        return bool(statuses) and set(statuses.values()) <= {*DONE, NotificationStatus.failed}
+
+    wait_for("every message sent or failed", settled, 60, 0.5)
+    outputs = [
+        crash.unit.cli("sweep"),
+        crash.unit.cli("notifications", "--json"),
+        crash.unit.cli("notify-test", "clinicians"),
+        crash.unit.cli("notify-test", "pharmacy"),
+    ]
+    assert [o.returncode for o in outputs] == [0, 0, 1, 0]
+    failed = [n for n in crash.notifications() if n.status == NotificationStatus.failed]
+    assert [n.route for n in failed] == ["clinicians"]
+    assert "HTTP 500" in (failed[0].last_error or "")
+    told = [n for n in crash.notifications() if n.event == "delivery_failed"]
+    assert [(n.route, n.status) for n in told] == [("ops", NotificationStatus.sent)]
+    api = crash.unit.api
+    held = {
+        "logs of serve and the server": crash.unit.log_files(),
+        "command output": "\n".join(o.stdout + o.stderr for o in outputs),
+        PREFECT: everything_prefect_holds(api),
+        "the store's notification table": dump_table(crash.url, "notification"),
+        "the whole store": "\n".join(dump_table(crash.url, t) for t in SQLModel.metadata.tables),
+    }
+    # The checks see the data: the password in use, the failure logged, routes by label.
+    assert PASSWORD in crash.unit.env["SIDFLOWS_DATABASE_URL"]
+    assert crash.ref in held[PREFECT]
+    assert "failed after every attempt" in held[PREFECT]
+    assert "json#" in held["the store's notification table"]
+    assert "clinicians json#" in held["command output"]
+    ports = (crash.ok.port, crash.hang.port, crash.failing.port)
+    secrets = [PASSWORD, crash.path, *(f"127.0.0.1:{port}" for port in ports)]
+    leaked = {where: [s for s in secrets if s in text] for where, text in held.items()}
+    assert leaked == {where: [] for where in held}

@@ -182,7 +182,9 @@ def test_sweep_reconciles_prefect_with_the_store(prefect_server: str, store: str
 
 def test_sweep_activates_a_plan_approved_but_left_inactive(prefect_server: str, store: str) -> None:
     """An approval whose activation died: the sweep activates it once and schedules its runs."""
-    ref = refer_sample("all-after-maintenance.json")  # consent carried by the referral
+    sample = json.loads((EXAMPLES / "all-after-maintenance.json").read_text())  # consent given
+    sample["patient"]["ref"] = "EX-LEFT-1"  # keys of its own on the session's server
+    ref = service.refer(json.dumps(sample), actor="test").ref
     p.run_pathway(ref, today=TODAY)
     service.decide(ref, decision="approve", by="Dr Test")  # the run that would activate dies
     summary = p.run_sweep(TODAY)

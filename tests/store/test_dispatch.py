@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlmodel import col, select
 
 from sidflows import service
 from sidflows.notify.config import NotificationConfig, load_notifications, parse_notifications
-from sidflows.notify.dispatch import dispatch, dispatch_once
+from sidflows.notify.dispatch import apprise_send, dispatch, dispatch_once
 from sidflows.notify.receivers import HttpReceiver, SmtpReceiver
 from sidflows.protocol import read_toml
 from sidflows.store import db
@@ -285,6 +286,34 @@ def test_a_dispatcher_killed_while_delivering_loses_none_and_repeats_only_in_fli
     assert set(arrived) == keys
     repeated = [k for k, n in arrived.items() if n > 1]
     assert len(repeated) <= 2  # at most one in flight per worker when it was killed
+
+
+def test_a_batch_that_outlasts_its_lease_sends_each_message_once(
+    database_url: str, http: HttpReceiver
+) -> None:
+    """A slow dispatcher's lease runs out mid-batch: another takes the rest, none goes twice."""
+    _fill(1)
+    keys = set(_statuses())
+    config = _config(lease_seconds=1, workers=1)
+    env = _routes(http)
+
+    def slow(url: str, subject: str, body: str) -> str | None:
+        time.sleep(0.4)  # a slow mail server: the batch takes longer than the lease
+        return apprise_send(url, subject, body)
+
+    first = threading.Thread(
+        target=dispatch_once, kwargs={"config": config, "ui_url": "u", "send": slow, "environ": env}
+    )
+    first.start()
+    time.sleep(1.3)  # the first claim's lease is over; the first dispatcher is still sending
+    second = dispatch_once(config=config, ui_url="u", send=slow, environ=env)
+    first.join()
+    assert second.claimed > 0  # the messages the first had not reached
+    _drain(config, env)
+    assert set(_statuses().values()) == {NotificationStatus.sent}
+    arrived = http.received.keys()
+    assert set(arrived) == keys
+    assert max(arrived.values()) == 1
 
 
 def test_the_shipped_configuration_is_what_the_dispatcher_uses() -> None:
