@@ -460,7 +460,7 @@ def test_a_whole_lifecycle_is_audited_row_by_row(database_url: str) -> None:
         service.decide,
         ref,
         decision="modify",
-        by="dr.modifier",
+        by="dr.two",
         note="no azithromycin",
         remove_items=("prophylaxis:azithromycin",),
     )
