@@ -41,7 +41,7 @@ def test_a_small_year_delivers_each_message_once_without_identity(
             monkeypatch.setenv(name, url)
         # A third of the outcomes recorded late: overdue items escalate.
         simulation = Simulation(
-            children=3,
+            children=2,
             months=2,
             seed=3,
             console=Console(file=io.StringIO()),
