@@ -88,7 +88,7 @@ def main(argv: list[str]) -> None:
     if command == "demo":
         _run(BIN / "sidflows", "demo", *rest)
     elif command == "test":
-        _run(BIN / "python", "-m", "pytest", *rest)
+        _run(BIN / "python", "-m", "pytest", "--durations=15", *rest)
     elif command == "lint":
         _run(BIN / "ruff", "check", ".")
         _run(BIN / "ruff", "format", "--check", ".")

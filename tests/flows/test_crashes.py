@@ -123,7 +123,7 @@ class Crash:
 
     def approve(self) -> None:
         """`sidflows approve`: the approval commits here; the suspended run resumes in serve."""
-        approved = self.unit.cli("approve", self.ref, "--by", "Dr Crash")
+        approved = self.unit.cli("approve", self.ref, "--by", "Dr Test")
         assert approved.returncode == 0, approved.stderr
         assert "resumes" in approved.stdout, approved.stdout
 
