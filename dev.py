@@ -2,7 +2,7 @@
 """Bootstrap and run sidflows with nothing but Python 3.11+ and pip.
 
     python3 dev.py demo      the main job: a synthetic cohort through the real flows
-    python3 dev.py test      the test suite (extra arguments go to pytest)
+    python3 dev.py test      the test suite on both cores (extra arguments: one pytest with them)
     python3 dev.py lint      ruff and mypy (strict on sidflows/ and flows/)
     python3 dev.py bench     the benchmarks (planning, notifications), printing their figures
     python3 dev.py lock      regenerate requirements.lock from pyproject.toml
@@ -75,6 +75,26 @@ def lock() -> None:
     print(f"dev.py: wrote {LOCK.name} ({len(frozen.splitlines())} packages)")
 
 
+def test(rest: list[str]) -> None:
+    """The whole suite on both cores: the slow tests (processes started and killed) in
+    one pytest, everything else in another, at the same time. With arguments, one
+    pytest with those arguments."""
+    pytest = [str(BIN / "python"), "-m", "pytest", "--durations=15"]
+    if rest:
+        _run(*pytest, *rest)
+        return
+    log = ROOT / ".pytest-slow.log"
+    with log.open("w") as out:
+        slow = subprocess.Popen([*pytest, "-m", "slow"], stdout=out, stderr=subprocess.STDOUT)
+        print("dev.py test: the slow tests run beside these (output follows)", flush=True)
+        fast = subprocess.run([*pytest, "-m", "not slow"], check=False).returncode
+        slow_code = slow.wait()
+    print("\n----- the slow tests -----", flush=True)
+    print(log.read_text(), flush=True)
+    if fast or slow_code:
+        sys.exit(f"dev.py test: failed (tests {fast}, slow tests {slow_code})")
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
@@ -88,7 +108,7 @@ def main(argv: list[str]) -> None:
     if command == "demo":
         _run(BIN / "sidflows", "demo", *rest)
     elif command == "test":
-        _run(BIN / "python", "-m", "pytest", "--durations=15", *rest)
+        test(rest)
     elif command == "lint":
         _run(BIN / "ruff", "check", ".")
         _run(BIN / "ruff", "format", "--check", ".")
