@@ -308,7 +308,10 @@ async def item(
         else:
             request_replan(ref, reason)
     if follow is not None and follow.escalate:
-        get_run_logger().warning("%s %s missed: the coordinators are told", ref, item_key)
+        told = "; the missed-session alert is queued" if kind == "ig_session" else ""
+        get_run_logger().warning(
+            "%s %s missed, re-planned from what was done%s", ref, item_key, told
+        )
     dispatch_notifications()
     return result.status
 
