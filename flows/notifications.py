@@ -32,8 +32,18 @@ def send_outbox() -> DispatchResult:
     return dispatch(config=load_notifications(), ui_url=get_settings().ui_url)
 
 
+def send_queued() -> dict[str, Any]:
+    """A flow's last step: send what it queued, in the flow itself (no task run, since
+    most item runs queue nothing and a task run costs more than the empty claim)."""
+    return _dispatch_and_log()
+
+
 @task(name="dispatch-notifications", cache_policy=NO_CACHE)
 def dispatch_notifications() -> dict[str, Any]:
+    return _dispatch_and_log()
+
+
+def _dispatch_and_log() -> dict[str, Any]:
     logger = get_run_logger()
     try:
         result = send_outbox()

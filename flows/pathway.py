@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError
 
 from flows import runtime, scheduling
 from flows.artifacts import plan_markdown, publish_census, publish_plan
-from flows.notifications import dispatch_notifications, queue_daily
+from flows.notifications import dispatch_notifications, queue_daily, send_queued
 from sidflows import service
 from sidflows.errors import ConfigError, InvalidInput
 from sidflows.referral import field_path
@@ -162,7 +162,7 @@ async def pathway(ref: str, today: dt.date | None = None, wait: bool = True) -> 
     if status == "awaiting_approval" and wait and _in_deployment() and document is not None:
         await _clinician_answer(ref, document)
         status = await _activate_and_schedule(ref)
-    dispatch_notifications()
+    send_queued()
     return status
 
 
@@ -213,7 +213,7 @@ def _form_text(document: dict[str, Any], refused: str | None) -> str:
 async def activate(ref: str) -> str:
     """An approved plan with the family's consent becomes bookings and scheduled runs."""
     status = await _activate_and_schedule(ref)
-    dispatch_notifications()
+    send_queued()
     return status
 
 
@@ -231,7 +231,7 @@ async def replan(ref: str, reason: str = "treatment change", today: dt.date | No
     get_run_logger().info(
         "re-plan of %s (%s): v%s %s, %s", ref, reason, proposed.version, proposed.status, status
     )
-    dispatch_notifications()
+    send_queued()
     return f"v{proposed.version} {status}"
 
 
@@ -312,7 +312,7 @@ async def item(
         get_run_logger().warning(
             "%s %s missed, re-planned from what was done%s", ref, item_key, told
         )
-    dispatch_notifications()
+    send_queued()
     return result.status
 
 
