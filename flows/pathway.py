@@ -309,9 +309,7 @@ async def item(
             request_replan(ref, reason)
     if follow is not None and follow.escalate:
         told = "; the missed-session alert is queued" if kind == "ig_session" else ""
-        get_run_logger().warning(
-            "%s %s missed, re-planned from what was done%s", ref, item_key, told
-        )
+        get_run_logger().warning("%s %s missed%s", ref, item_key, told)
     send_queued()
     return result.status
 
