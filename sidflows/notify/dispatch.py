@@ -437,6 +437,29 @@ def _send_and_record(
     return recorder.record(_deliver(job, config, send, environ))
 
 
+def hold_unrouted(*, now: dt.datetime, environ: Mapping[str, str] | None) -> int:
+    """Messages of a route with no URL are held as unrouted in one statement per route,
+    not claimed and handled one by one (a unit that has not configured a role yet)."""
+    held = 0
+    with session_scope() as session:
+        routes = session.exec(select(Notification.route).where(claimable(now)).distinct()).all()
+        for route in routes:
+            if resolve(route, environ):
+                continue
+            done = session.execute(
+                update(Notification)
+                .where(col(Notification.route) == route, claimable(now))
+                .values(
+                    status=NotificationStatus.unrouted,
+                    last_error=f"no route for {route}",
+                    claim=None,
+                    claimed_until=None,
+                )
+            )
+            held += int(getattr(done, "rowcount", 0) or 0)
+    return held
+
+
 def dispatch_once(
     *,
     config: NotificationConfig,
@@ -448,7 +471,9 @@ def dispatch_once(
 ) -> DispatchResult:
     """One pass: claim a batch, send it with the configured workers, record each result."""
     result = DispatchResult(passes=1)
-    jobs = claim(config=config, now=now or utcnow(), limit=limit or config.dispatch.batch)
+    at = now or utcnow()
+    result.unrouted += hold_unrouted(now=at, environ=environ)
+    jobs = claim(config=config, now=at, limit=limit or config.dispatch.batch)
     result.claimed = len(jobs)
     if not jobs:
         return result
