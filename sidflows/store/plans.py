@@ -448,9 +448,15 @@ def book_session(
     raise InvalidInput("day_unit", f"no chair free for {item.key} within 3 weeks of {latest}")
 
 
-def _audit_move(
-    session: Session, item: PlanItem, day: dt.date, outside_window: bool, actor: str
+def _audit_item(
+    session: Session,
+    item: PlanItem,
+    actor: str,
+    action: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
 ) -> None:
+    """One audit entry for a change to an item, under its child's ref."""
     patient = session.get(Patient, item.patient_id)
     assert item.id is not None and patient is not None
     audit(
@@ -459,9 +465,22 @@ def _audit_move(
         entity="item",
         entity_id=item.id,
         ref=patient.ref,
-        action="moved: day unit full",
-        before={"due": item.due.isoformat()},
-        after={"due": day.isoformat(), "outside_window": outside_window},
+        action=action,
+        before=before,
+        after=after,
+    )
+
+
+def _audit_move(
+    session: Session, item: PlanItem, day: dt.date, outside_window: bool, actor: str
+) -> None:
+    _audit_item(
+        session,
+        item,
+        actor,
+        "moved: day unit full",
+        {"due": item.due.isoformat()},
+        {"due": day.isoformat(), "outside_window": outside_window},
     )
 
 
@@ -474,17 +493,13 @@ def record_run(*, session: Session, item: PlanItem, run_id: str, actor: str) -> 
     if item.status == ItemStatus.planned:
         set_item_status(session=session, item=item, status=ItemStatus.scheduled, actor=actor)
     else:
-        patient = session.get(Patient, item.patient_id)
-        assert item.id is not None and patient is not None
-        audit(
-            session=session,
-            actor=actor,
-            entity="item",
-            entity_id=item.id,
-            ref=patient.ref,
-            action="run replaced" if before else "run recorded",
-            before={"flow_run_id": before},
-            after={"flow_run_id": run_id},
+        _audit_item(
+            session,
+            item,
+            actor,
+            "run replaced" if before else "run recorded",
+            {"flow_run_id": before},
+            {"flow_run_id": run_id},
         )
     session.add(item)
 
@@ -503,17 +518,13 @@ def set_item_status(
         return False
     if status not in ITEM_TRANSITIONS[current]:
         raise InvalidInput("status", f"{item.key} cannot go from {current} to {status}")
-    patient = session.get(Patient, item.patient_id)
-    assert item.id is not None and patient is not None
-    audit(
-        session=session,
-        actor=actor,
-        entity="item",
-        entity_id=item.id,
-        ref=patient.ref,
-        action=str(status),
-        before={"status": current},
-        after={"status": status, "outcome": outcome},
+    _audit_item(
+        session,
+        item,
+        actor,
+        str(status),
+        {"status": current},
+        {"status": status, "outcome": outcome},
     )
     item.status = status
     if outcome is not None:
