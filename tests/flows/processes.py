@@ -86,9 +86,15 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
 
 
 class PrefectServer:
-    """`prefect server start` with its own home (SQLite) on a free port."""
+    """`prefect server start` with its own home on a free port.
 
-    def __init__(self, tmp: Path) -> None:
+    Its database is SQLite in that home, or ``database_url`` (an asyncpg URL of
+    PostgreSQL); ``settings`` adds PREFECT_* settings (a faster scheduler, say).
+    """
+
+    def __init__(
+        self, tmp: Path, *, database_url: str | None = None, settings: Mapping[str, str] = {}
+    ) -> None:
         self.tmp = tmp
         self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/api"
@@ -100,6 +106,8 @@ class PrefectServer:
             "DO_NOT_TRACK": "1",
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_RUNNER_POLL_FREQUENCY": "2",  # serve picks runs up within 2 s
+            **({"PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url} if database_url else {}),
+            **settings,
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = tmp / "server.log"
@@ -226,6 +234,11 @@ class Unit:
         assert done.returncode == 0, done.stderr
         document: dict[str, Any] = json.loads(done.stdout)
         return document
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.api}{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         response = httpx.post(f"{self.api}{path}", json=body, timeout=30)
