@@ -1,0 +1,305 @@
+"""The CDSi engine: from a patient, the doses and the observations to the forecasts.
+
+Chapter 4's processing model: 4.1 gather data, 4.2 organise the immunisation history by
+antigen, 4.3 (chapter 5) create the relevant patient series, 4.4 evaluate (chapter 6) and
+forecast (chapter 7) each, 4.5 select the best patient series (chapter 8), 4.6 (chapter 9)
+the vaccine group forecasts. Pure: no clock, no I/O besides the cached supporting data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+from sidflows.cdsi.data import load, norm_cvx
+from sidflows.cdsi.evaluate import evaluate_series
+from sidflows.cdsi.forecast import forecast_series
+from sidflows.cdsi.model import Antigen, Series, SupportingData, VaccineGroup
+from sidflows.cdsi.select import Candidate, best_series
+from sidflows.cdsi.state import Context, Record, age_date
+from sidflows.cdsi.types import (
+    AdministeredDose,
+    AntigenEvaluation,
+    Assessment,
+    DoseResult,
+    EvaluationStatus,
+    Patient,
+    PatientObservation,
+    SeriesForecast,
+    SeriesStatus,
+    VaccineGroupForecast,
+)
+
+__all__ = ["assess", "organize_history", "relevant_series"]
+
+_GENDER = {"F": "Female", "M": "Male", "U": "Unknown"}
+
+
+def organize_history(
+    data: SupportingData, patient: Patient, doses: Sequence[AdministeredDose]
+) -> tuple[tuple[Record, ...], dict[str, list[Record]]]:
+    """Section 4.2: split each dose into antigen administered records (CVX-to-antigen map
+    with association ages), sorted by date within each antigen."""
+    ordered = sorted(enumerate(doses), key=lambda pair: (pair[1].date_administered, pair[0]))
+    history: list[Record] = []
+    by_antigen: dict[str, list[Record]] = {}
+    birth = patient.birth_date
+    for position, (_, dose) in enumerate(ordered):
+        cvx = norm_cvx(dose.cvx)
+        when = dose.date_administered
+        substandard = dose.dose_condition or (
+            dose.lot_expiration is not None and when > dose.lot_expiration
+        )
+        record = Record(position, dose, cvx, when, substandard)
+        history.append(record)
+        for assoc in data.cvx_map.get(cvx, ()):
+            if not (
+                age_date(birth, assoc.begin_age, low=True)
+                <= when
+                < age_date(birth, assoc.end_age, low=False)
+            ):
+                continue
+            by_antigen.setdefault(assoc.antigen, []).append(record)
+    return tuple(history), by_antigen
+
+
+def relevant_series(ctx: Context, antigen: Antigen) -> list[Series]:
+    """Section 5.1 (Tables 5-4 and 5-5): gender, series type and indications."""
+    gender = _GENDER.get(ctx.patient.gender, "Unknown")
+    birth = ctx.patient.birth_date
+    out: list[Series] = []
+    for series in antigen.series:
+        if series.required_genders and gender not in series.required_genders:
+            continue
+        if series.series_type in ("Standard", "Evaluation Only"):
+            out.append(series)
+            continue
+        for ind in series.indications:
+            if ind.observation_code not in ctx.observations:
+                continue
+            begin = age_date(birth, ind.begin_age, low=True)
+            end = age_date(birth, ind.end_age, low=False)
+            if begin <= ctx.assessment_date < end:
+                out.append(series)
+                break
+    return out
+
+
+def _antigen_candidates(
+    ctx: Context, antigen: Antigen, series_list: Sequence[Series], records: Sequence[Record]
+) -> list[Candidate]:
+    """Section 4.4 for every relevant series; 'Completed Series' skip conditions (Table
+    6-7) are answered by evaluating the named series group first."""
+    done: dict[str, Candidate] = {}
+    busy: set[str] = set()
+
+    def run(series: Series) -> Candidate:
+        if series.name in done:
+            return done[series.name]
+        busy.add(series.name)
+        ev = evaluate_series(ctx, series, records, group_complete)
+        fc, target = forecast_series(ctx, antigen, ev, group_complete)
+        busy.discard(series.name)
+        cand = Candidate(ev, fc, target)
+        done[series.name] = cand
+        return cand
+
+    def group_complete(group: str) -> bool:
+        for other in series_list:
+            if other.series_group != group or other.name in busy:
+                continue
+            if run(other).forecast.status == "Complete":
+                return True
+        return False
+
+    return [run(series) for series in series_list]
+
+
+_PREFERENCE = {"Valid": 0, "Not Valid": 1, "Sub standard": 2, "Extraneous": 3}
+
+
+def _dose_results(antigen: str, best: Sequence[Candidate]) -> tuple[DoseResult, ...]:
+    """Each dose's evaluation in the best patient series; where several best series
+    (non-equivalent series groups) evaluated it, the one that counts it the most
+    (Valid, then Not Valid, then Extraneous) is reported."""
+    chosen: dict[int, DoseResult] = {}
+    for cand in best:
+        for record, ev in zip(cand.run.records, cand.run.evals, strict=True):
+            result = DoseResult(
+                dose_id=record.dose.dose_id,
+                antigen=antigen,
+                series_name=cand.run.series.name,
+                target_dose=None if ev.target is None else ev.target + 1,
+                status=ev.status,
+                reasons=ev.reasons,
+            )
+            current = chosen.get(record.position)
+            if current is None or _PREFERENCE[ev.status] < _PREFERENCE[current.status]:
+                chosen[record.position] = result
+    return tuple(chosen[k] for k in sorted(chosen))
+
+
+def _group_status(forecasts: Sequence[SeriesForecast], single: bool) -> SeriesStatus:
+    """Table 9-4 (and SINGLEANTVG-1 when there is one forecast)."""
+    statuses = [f.status for f in forecasts]
+    if len(statuses) == 1:
+        return statuses[0]
+    if single:
+        # Several best series of one antigen (non-equivalent series groups): the
+        # patient needs a dose if any of them still does.
+        order: tuple[SeriesStatus, ...] = (
+            "Contraindicated",
+            "Not Complete",
+            "Complete",
+            "Immune",
+            "Aged Out",
+        )
+        for status in order:
+            if status in statuses:
+                return status
+        return statuses[0]
+    table: tuple[SeriesStatus, ...] = (
+        "Contraindicated",
+        "Aged Out",
+        "Not Recommended",
+        "Not Complete",
+    )
+    for status in table:
+        if status in statuses:
+            return status
+    if all(s == "Immune" for s in statuses):
+        return "Immune"
+    return "Complete"
+
+
+def _combine_dose(statuses: Sequence[EvaluationStatus]) -> EvaluationStatus:
+    if "Not Valid" in statuses:
+        return "Not Valid"
+    if "Valid" in statuses:
+        return "Valid"
+    if "Sub standard" in statuses:
+        return "Sub standard"
+    return "Extraneous"
+
+
+def _group_forecast(
+    group: VaccineGroup,
+    antigens: dict[str, AntigenEvaluation],
+    history: Sequence[Record],
+    data: SupportingData,
+) -> VaccineGroupForecast | None:
+    present = [antigens[a] for a in group.antigens if a in antigens]
+    if not present:
+        return None
+    forecasts = [f for a in present for f in a.best_series]
+    per_dose: dict[str, list[tuple[EvaluationStatus, tuple[str, ...]]]] = {}
+    order: list[str] = []
+    for a in present:
+        for d in a.doses:
+            if d.dose_id not in per_dose:
+                per_dose[d.dose_id] = []
+                order.append(d.dose_id)
+            per_dose[d.dose_id].append((d.status, d.reasons))
+    dose_statuses = tuple(
+        (
+            dose_id,
+            _combine_dose([s for s, _ in per_dose[dose_id]]),
+            tuple(r for _, rs in per_dose[dose_id] for r in rs),
+        )
+        for dose_id in order
+    )
+    reasons = tuple(r for f in forecasts for r in f.reasons)
+    if not forecasts:
+        return VaccineGroupForecast(
+            group.name, "Not Recommended", None, None, None, None, None, reasons, dose_statuses
+        )
+    status = _group_status(forecasts, len(group.antigens) == 1)
+    due = [f for f in forecasts if f.status == "Not Complete" and f.earliest is not None]
+    if status != "Not Complete" or not due:
+        return VaccineGroupForecast(
+            group.name, status, None, None, None, None, None, reasons, dose_statuses
+        )
+    earliest_dates = [f.earliest for f in due if f.earliest is not None]
+    if len(group.antigens) > 1:
+        # MULTIANTVG-1 with FORECASTPRIORITY-1.
+        if any(f.priority for f in due):
+            group_cvx = {
+                cvx
+                for cvx, assocs in data.cvx_map.items()
+                if any(x.antigen in group.antigens for x in assocs)
+            }
+            latest_given = max(
+                (r.when for r in history if r.cvx in group_cvx), default=min(earliest_dates)
+            )
+            earliest = max(min(earliest_dates), latest_given)
+        else:
+            earliest = max(earliest_dates)
+    else:
+        earliest = min(earliest_dates)  # SINGLEANTVG-2
+    recs = [f.recommended for f in due if f.recommended is not None]
+    recommended = max(min(recs), earliest) if recs else earliest  # FORECASTVG-2
+    dues = [f.past_due for f in due if f.past_due is not None]
+    past_due = max(min(dues), earliest) if dues else None  # FORECASTVG-3
+    latests = [f.latest for f in due if f.latest is not None]
+    numbers = [f.forecast_dose_number for f in due if f.forecast_dose_number is not None]
+    number = None
+    if numbers:
+        number = min(numbers) if group.administer_full_vaccine_group else max(numbers)
+    return VaccineGroupForecast(
+        vaccine_group=group.name,
+        status=status,
+        forecast_dose_number=number,
+        earliest=earliest,
+        recommended=recommended,
+        past_due=past_due,
+        latest=min(latests) if latests else None,
+        reasons=reasons,
+        dose_statuses=dose_statuses,
+    )
+
+
+def assess(
+    patient: Patient,
+    doses: Sequence[AdministeredDose],
+    assessment_date: date,
+    observations: Iterable[PatientObservation] = (),
+    *,
+    vaccine_groups: Iterable[str] | None = None,
+    data: SupportingData | None = None,
+) -> Assessment:
+    """Evaluate every dose and forecast every vaccine group (or only ``vaccine_groups``)."""
+    data = data or load()
+    obs: dict[str, date | None] = {}
+    for o in observations:
+        code = o.code.strip()
+        if code.isdigit():
+            code = code.zfill(3)
+        obs[code] = o.observed_on or obs.get(code)
+    history, by_antigen = organize_history(data, patient, doses)
+    ctx = Context(patient, assessment_date, obs, history, data)
+    if vaccine_groups is None:
+        groups = list(data.vaccine_groups.values())
+    else:
+        groups = [data.vaccine_groups[name] for name in vaccine_groups]
+    antigens: dict[str, AntigenEvaluation] = {}
+    for group in groups:
+        for name in group.antigens:
+            if name in antigens or name not in data.antigens:
+                continue
+            antigen = data.antigens[name]
+            series_list = relevant_series(ctx, antigen)
+            if not series_list:
+                continue
+            candidates = _antigen_candidates(ctx, antigen, series_list, by_antigen.get(name, []))
+            best = best_series(ctx, candidates)
+            antigens[name] = AntigenEvaluation(
+                antigen=name,
+                best_series=tuple(c.forecast for c in best),
+                doses=_dose_results(name, best),
+            )
+    forecasts: dict[str, VaccineGroupForecast] = {}
+    for group in groups:
+        result = _group_forecast(group, antigens, history, data)
+        if result is not None:
+            forecasts[group.name] = result
+    return Assessment(assessment_date, antigens, forecasts)

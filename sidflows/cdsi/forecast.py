@@ -1,0 +1,247 @@
+"""Forecast one relevant patient series (spec chapter 7).
+
+7.1 conditional skip (forecast context), 7.2 evidence of immunity, 7.3 contraindications,
+7.4 forecast need (Table 7-10), 7.5 forecast dates (Table 7-13), 7.6 validate the
+recommendation (conditional skip at the earliest date).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sidflows.cdsi.dates import Duration, add_duration
+from sidflows.cdsi.evaluate import interval_reference
+from sidflows.cdsi.model import Antigen, SeriesDose, in_effect
+from sidflows.cdsi.skip import can_skip
+from sidflows.cdsi.state import Context, GroupComplete, Record, SeriesRun, age_date
+from sidflows.cdsi.types import SeriesForecast, SeriesStatus
+
+__all__ = [
+    "ForecastDates",
+    "forecast_dates",
+    "forecast_series",
+    "has_immunity",
+    "is_contraindicated",
+]
+
+ONE_DAY = timedelta(days=1)
+
+
+def has_immunity(ctx: Context, antigen: Antigen) -> bool:
+    """Table 7-3: an immunity guideline observed, or born before the immunity birth date
+    without an exclusion condition (and, if given, in the immunity birth country)."""
+    immunity = antigen.immunity
+    if any(code in ctx.observations for code in immunity.guideline_codes):
+        return True
+    if immunity.immunity_birth_date is None:
+        return False
+    if ctx.patient.birth_date >= immunity.immunity_birth_date:
+        return False
+    if any(code in ctx.observations for code in immunity.exclusion_codes):
+        return False
+    return immunity.birth_country is None
+
+
+def _applies(ctx: Context, begin: Duration | None, end: Duration | None) -> bool:
+    """CALCDTCI-1/-2: begin age date <= assessment date < end age date."""
+    birth = ctx.patient.birth_date
+    low = age_date(birth, begin, low=True)
+    high = age_date(birth, end, low=False)
+    return low <= ctx.assessment_date < high
+
+
+def is_contraindicated(ctx: Context, antigen: Antigen, target: SeriesDose | None) -> bool:
+    """Table 7-7: an antigen contraindication applies, or every preferable vaccine of the
+    target dose has a vaccine contraindication that applies (Tables 7-5 and 7-6)."""
+    for ci in antigen.antigen_contraindications:
+        if ci.observation_code in ctx.observations and _applies(ctx, ci.begin_age, ci.end_age):
+            return True
+    if target is None or not target.preferable_vaccines:
+        return False
+    blocked: set[str] = set()
+    for vci in antigen.vaccine_contraindications:
+        if vci.observation_code not in ctx.observations:
+            continue
+        for cvx, begin, end in vci.ages:
+            if _applies(ctx, begin, end):
+                blocked.add(cvx)
+    if not blocked:
+        return False
+    return all(v.cvx in blocked for v in target.preferable_vaccines)
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastDates:
+    earliest: date
+    unadjusted_recommended: date
+    unadjusted_past_due: date | None
+    latest: date | None
+    max_age_date: date | None
+    priority: bool
+
+
+def forecast_dates(ctx: Context, run: SeriesRun, target: SeriesDose) -> ForecastDates:
+    """FORECASTDTCAN-1 and FORECASTDT-1 to -4 for the next target dose."""
+    on = ctx.assessment_date
+    birth = ctx.patient.birth_date
+    age = target.age_on(on) or (target.ages[-1] if target.ages else None)
+    candidates: list[date] = []
+    earliest_rec_age = latest_rec_age = max_age_date = None
+    if age is not None:
+        if age.min_age is not None:
+            candidates.append(add_duration(birth, age.min_age))
+        if age.earliest_rec_age is not None:
+            earliest_rec_age = add_duration(birth, age.earliest_rec_age)
+        if age.latest_rec_age is not None:
+            latest_rec_age = add_duration(birth, age.latest_rec_age)
+        if age.max_age is not None:
+            max_age_date = add_duration(birth, age.max_age)
+    # CALCDTINT-1: previous dose = most recent 'Valid'/'Not Valid', not inadvertent.
+    previous: Record | None = None
+    for record, ev in zip(run.records, run.evals, strict=True):
+        if ev.status in ("Valid", "Not Valid") and not ev.inadvertent:
+            previous = record
+    satisfied = dict(run.satisfied_by)
+    earliest_rec_int: list[date] = []
+    latest_rec_int: list[date] = []
+    intervals = [
+        iv for iv in target.intervals if in_effect(iv.effective_date, iv.cessation_date, on)
+    ]
+    for iv in intervals:
+        ref = interval_reference(ctx, iv, previous, satisfied, date.max, 1 << 30)
+        if ref is None:
+            continue
+        if iv.min_int is not None:
+            candidates.append(add_duration(ref, iv.min_int))
+        if iv.earliest_rec_int is not None:
+            earliest_rec_int.append(add_duration(ref, iv.earliest_rec_int))
+        if iv.latest_rec_int is not None:
+            latest_rec_int.append(add_duration(ref, iv.latest_rec_int))
+    # CALCDTCONFLICT-3: forecast conflict end dates.
+    preferable = {v.cvx for v in target.preferable_vaccines}
+    for cvx in preferable:
+        for conflict in ctx.data.live_virus_conflicts.get(cvx, ()):
+            for record in ctx.history:
+                if record.cvx == conflict.previous_cvx:
+                    candidates.append(add_duration(record.when, conflict.end_interval))
+    if target.seasonal_start is not None:
+        candidates.append(target.seasonal_start)
+    for record, ev in zip(run.records, run.evals, strict=True):
+        if ev.target is not None or ev.inadvertent:
+            candidates.append(record.when)
+    earliest = max(candidates) if candidates else birth
+    if earliest_rec_age is not None:
+        recommended = earliest_rec_age
+    elif earliest_rec_int:
+        recommended = max(earliest_rec_int)
+    else:
+        recommended = earliest
+    past_due: date | None = None
+    if latest_rec_age is not None:
+        past_due = latest_rec_age - ONE_DAY
+    elif latest_rec_int:
+        past_due = max(latest_rec_int) - ONE_DAY
+    latest = max_age_date - ONE_DAY if max_age_date is not None else None
+    priority = bool(intervals) and all(iv.priority_override for iv in intervals)
+    return ForecastDates(earliest, recommended, past_due, latest, max_age_date, priority)
+
+
+def _forecast(
+    run: SeriesRun,
+    status: SeriesStatus,
+    reason: str,
+    dates: ForecastDates | None = None,
+    dose_number: int | None = None,
+) -> SeriesForecast:
+    series = run.series
+    if dates is None or status != "Not Complete":
+        return SeriesForecast(
+            antigen=series.antigen,
+            series_name=series.name,
+            series_type=series.series_type,
+            status=status,
+            forecast_dose_number=None,
+            earliest=None,
+            recommended=None,
+            past_due=None,
+            latest=None,
+            unadjusted_recommended=None,
+            unadjusted_past_due=None,
+            reasons=(reason,) if reason else (),
+        )
+    recommended = max(dates.earliest, dates.unadjusted_recommended)
+    past_due = (
+        max(dates.earliest, dates.unadjusted_past_due)
+        if dates.unadjusted_past_due is not None
+        else None
+    )
+    return SeriesForecast(
+        antigen=series.antigen,
+        series_name=series.name,
+        series_type=series.series_type,
+        status=status,
+        forecast_dose_number=dose_number,
+        earliest=dates.earliest,
+        recommended=recommended,
+        past_due=past_due,
+        latest=dates.latest,
+        unadjusted_recommended=dates.unadjusted_recommended,
+        unadjusted_past_due=dates.unadjusted_past_due,
+        reasons=(reason,) if reason else (),
+        priority=dates.priority,
+    )
+
+
+def forecast_series(
+    ctx: Context, antigen: Antigen, run: SeriesRun, group_complete: GroupComplete
+) -> tuple[SeriesForecast, int]:
+    """Chapter 7 for one evaluated relevant patient series; also returns the index of
+    the target dose forecast (after the skips of 7.1 and 7.6)."""
+    return _forecast_series(ctx, antigen, run, group_complete)
+
+
+def _forecast_series(
+    ctx: Context, antigen: Antigen, run: SeriesRun, group_complete: GroupComplete
+) -> tuple[SeriesForecast, int]:
+    prior = list(zip(run.records, run.evals, strict=True))
+    last = run.records[-1] if run.records else None
+    t = run.next_target
+    targets = run.targets
+    dates: ForecastDates | None = None
+    while t < len(targets):
+        target = targets[t]
+        # 7.1: skip at the assessment date.
+        if can_skip(ctx, target, "Forecast", ctx.assessment_date, last, prior, group_complete):
+            t += 1
+            continue
+        dates = forecast_dates(ctx, run, target)
+        # 7.6: the recommendation must still hold at the earliest date.
+        if can_skip(ctx, target, "Forecast", dates.earliest, last, prior, group_complete):
+            t += 1
+            dates = None
+            continue
+        break
+    next_target = targets[t] if t < len(targets) else None
+    if has_immunity(ctx, antigen):
+        return _forecast(run, "Immune", "Patient has evidence of immunity"), t
+    if is_contraindicated(ctx, antigen, next_target):
+        return _forecast(run, "Contraindicated", "Patient has a contraindication"), t
+    if next_target is None or dates is None:
+        if run.valid_count > 0:
+            return _forecast(run, "Complete", "Patient series is complete"), t
+        return _forecast(
+            run,
+            "Not Recommended",
+            "Not recommended at this time due to past immunization history",
+        ), t
+    if next_target.seasonal_end is not None and ctx.assessment_date > next_target.seasonal_end:
+        return _forecast(run, "Not Recommended", "Past seasonal recommendation end date"), t
+    if dates.max_age_date is not None:
+        if ctx.assessment_date >= dates.max_age_date:
+            return _forecast(run, "Aged Out", "Patient has exceeded the maximum age"), t
+        if dates.earliest >= dates.max_age_date:
+            return _forecast(
+                run, "Aged Out", "Patient is unable to finish the series prior to the maximum age"
+            ), t
+    return _forecast(run, "Not Complete", "", dates, run.valid_count + 1), t
