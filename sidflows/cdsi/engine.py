@@ -68,12 +68,14 @@ def relevant_series(ctx: Context, antigen: Antigen) -> list[Series]:
     gender = _GENDER.get(ctx.patient.gender, "Unknown")
     birth = ctx.patient.birth_date
     out: list[Series] = []
+    upcoming: list[Series] = []
     for series in antigen.series:
         if series.required_genders and gender not in series.required_genders:
             continue
         if series.series_type in ("Standard", "Evaluation Only"):
             out.append(series)
             continue
+        soon = False
         for ind in series.indications:
             if ind.observation_code not in ctx.observations:
                 continue
@@ -82,7 +84,14 @@ def relevant_series(ctx: Context, antigen: Antigen) -> list[Series]:
             if begin <= ctx.assessment_date < end:
                 out.append(series)
                 break
-    return out
+            soon = soon or ctx.assessment_date < begin
+        else:
+            if soon:
+                upcoming.append(series)
+    # An antigen with no relevant series at all whose risk indication the patient
+    # will reach (observation present, begin age still ahead): CDC forecasts that
+    # series for its begin age (dengue at 9 years) rather than nothing.
+    return out or upcoming
 
 
 def _antigen_candidates(
@@ -146,7 +155,10 @@ def _group_status(forecasts: Sequence[SeriesForecast], single: bool) -> SeriesSt
         return statuses[0]
     if single:
         # Several best series of one antigen (non-equivalent series groups): the
-        # patient needs a dose if any of them still does.
+        # patient needs a dose if any of them still does, unless a risk series that
+        # completes the antigen (the HepA travel dose) is among them.
+        if any(f.status == "Complete" and f.series_type == "Risk" for f in forecasts):
+            return "Complete"
         order: tuple[SeriesStatus, ...] = (
             "Contraindicated",
             "Not Complete",
@@ -182,6 +194,10 @@ def _combine_dose(statuses: Sequence[EvaluationStatus]) -> EvaluationStatus:
     return "Extraneous"
 
 
+def _soonest(forecast: SeriesForecast) -> date:
+    return forecast.earliest or date.max
+
+
 def _group_forecast(
     group: VaccineGroup,
     antigens: dict[str, AntigenEvaluation],
@@ -215,6 +231,16 @@ def _group_forecast(
         )
     status = _group_status(forecasts, len(group.antigens) == 1)
     due = [f for f in forecasts if f.status == "Not Complete" and f.earliest is not None]
+    if len(group.antigens) > 1:
+        # Several best series of one antigen (non-equivalent series groups, e.g. the
+        # measles travel dose beside the 2-dose series): that antigen is due at the
+        # earliest of them (SINGLEANTVG-2) before the group combines its antigens.
+        soonest: dict[str, SeriesForecast] = {}
+        for f in due:
+            held = soonest.get(f.antigen)
+            if held is None or _soonest(f) < _soonest(held):
+                soonest[f.antigen] = f
+        due = list(soonest.values())
     if status != "Not Complete" or not due:
         return VaccineGroupForecast(
             group.name, status, None, None, None, None, None, reasons, dose_statuses
@@ -245,6 +271,7 @@ def _group_forecast(
     number = None
     if numbers:
         number = min(numbers) if group.administer_full_vaccine_group else max(numbers)
+    vaccines = tuple(dict.fromkeys(cvx for f in due for cvx in f.vaccines))
     return VaccineGroupForecast(
         vaccine_group=group.name,
         status=status,
@@ -255,6 +282,7 @@ def _group_forecast(
         latest=min(latests) if latests else None,
         reasons=reasons,
         dose_statuses=dose_statuses,
+        vaccines=vaccines,
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "forecast_series",
     "has_immunity",
     "is_contraindicated",
+    "recommended_vaccines",
 ]
 
 ONE_DAY = timedelta(days=1)
@@ -147,12 +148,35 @@ def forecast_dates(ctx: Context, run: SeriesRun, target: SeriesDose) -> Forecast
     return ForecastDates(earliest, recommended, past_due, latest, max_age_date, priority)
 
 
+def recommended_vaccines(
+    ctx: Context, antigen: Antigen, target: SeriesDose, dates: ForecastDates
+) -> tuple[str, ...]:
+    """FORECASTRECVAC-1: preferable vaccines flagged as forecast vaccine types, not
+    contraindicated, whose age window holds the earliest or the recommended date."""
+    birth = ctx.patient.birth_date
+    blocked: set[str] = set()
+    for vci in antigen.vaccine_contraindications:
+        if vci.observation_code in ctx.observations:
+            blocked.update(cvx for cvx, begin, end in vci.ages if _applies(ctx, begin, end))
+    recommended = max(dates.earliest, dates.unadjusted_recommended)
+    out: list[str] = []
+    for v in target.preferable_vaccines:
+        if not v.forecast_vaccine_type or v.cvx in blocked or v.cvx in out:
+            continue
+        low = age_date(birth, v.begin_age, low=True)
+        high = age_date(birth, v.end_age, low=False)
+        if low <= dates.earliest < high or low <= recommended < high:
+            out.append(v.cvx)
+    return tuple(out)
+
+
 def _forecast(
     run: SeriesRun,
     status: SeriesStatus,
     reason: str,
     dates: ForecastDates | None = None,
     dose_number: int | None = None,
+    vaccines: tuple[str, ...] = (),
 ) -> SeriesForecast:
     series = run.series
     if dates is None or status != "Not Complete":
@@ -190,6 +214,7 @@ def _forecast(
         unadjusted_past_due=dates.unadjusted_past_due,
         reasons=(reason,) if reason else (),
         priority=dates.priority,
+        vaccines=vaccines,
     )
 
 
@@ -244,4 +269,5 @@ def _forecast_series(
             return _forecast(
                 run, "Aged Out", "Patient is unable to finish the series prior to the maximum age"
             ), t
-    return _forecast(run, "Not Complete", "", dates, run.valid_count + 1), t
+    vaccines = recommended_vaccines(ctx, antigen, next_target, dates)
+    return _forecast(run, "Not Complete", "", dates, run.valid_count + 1, vaccines), t

@@ -84,6 +84,8 @@ class SeriesForecast:
     unadjusted_past_due: date | None
     reasons: tuple[str, ...] = ()
     priority: bool = False
+    vaccines: tuple[str, ...] = ()
+    """FORECASTRECVAC-1: CVX codes of the recommended vaccines of the next dose."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ class VaccineGroupForecast:
     reasons: tuple[str, ...]
     dose_statuses: tuple[tuple[str, EvaluationStatus, tuple[str, ...]], ...]
     """Per administered dose of the group's vaccines: (dose id, status, reasons)."""
+    vaccines: tuple[str, ...] = ()
+    """CVX codes of the vaccines the forecast recommends (FORECASTRECVAC-1)."""
 
 
 @dataclass(frozen=True, slots=True)
