@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, time, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +15,8 @@ import holidays
 import pendulum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sidflows.config import load_config
 from sidflows.errors import ConfigError
-from sidflows.protocol import config_path, read_toml
 from sidflows.referral import field_path
 
 
@@ -157,11 +156,6 @@ def parse_calendar(data: dict[str, object], *, origin: str = "calendar") -> Unit
         ) from None
 
 
-@cache
-def _load(path: Path) -> UnitCalendar:
-    return parse_calendar(read_toml(path), origin=str(path))
-
-
 def load_calendar(path: Path | None = None) -> UnitCalendar:
     """The unit's calendar: SIDFLOWS_CALENDAR, else config/calendar.toml."""
-    return _load((path or config_path("calendar.toml", "SIDFLOWS_CALENDAR")).resolve())
+    return load_config(parse_calendar, "calendar.toml", "SIDFLOWS_CALENDAR", path)

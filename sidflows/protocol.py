@@ -1,15 +1,28 @@
-"""The protocol: config/protocol.toml parsed once into validated, frozen objects."""
+"""The protocol: config/protocol.toml parsed once into validated, frozen objects.
+
+Every table of the protocol (``[grading]``, ``[immunoglobulin.iv]``, ...) may carry a
+``sources`` table mapping its parameters to the citation each value comes from
+(docs/clinical-reference.md); :meth:`Protocol.source` reads them by dotted path.
+"""
 
 from __future__ import annotations
 
-import os
-import tomllib
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from sidflows.config import load_config
 from sidflows.errors import ConfigError
 from sidflows.referral import BloodProduct, TreatmentClass, VaccineCode, field_path
 
@@ -23,11 +36,74 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _citation(value: str) -> str:
+    if not value.strip() or any(c in value for c in "\r\n\u2028\u2029"):
+        raise ValueError("a citation must be one line of text, not blank")
+    return value
+
+
+Citation = Annotated[str, AfterValidator(_citation)]
+# Fields that are not clinical parameters: they are never cited.
+_NOT_PARAMETERS = frozenset({"sources", "version"})
+_UNKNOWN_SOURCE = "unknown_source"
+_SOURCE_OF_TABLE = "source_of_table"
+
+
+class _Section(_Frozen):
+    """A table of the protocol: its parameters and, in ``sources``, where each comes from.
+
+    ``sources`` maps a parameter of this table (a field name; an array of tables or a
+    table of values such as ``cd4`` or ``products`` is cited once, by its own name) to
+    its citation. A key that names no parameter of the table is refused; a table of
+    its own (``[immunoglobulin.iv]``) is cited in its own ``sources``.
+    """
+
+    sources: Mapping[str, Citation] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sources_name_parameters(self) -> Self:
+        tables, parameters = _tables(type(self)), _parameters(type(self))
+        for key in self.sources:
+            if key in tables:
+                raise PydanticCustomError(
+                    _SOURCE_OF_TABLE,
+                    "{key}: a table: cite its parameters in its own sources",
+                    {"key": key},
+                )
+            if key not in parameters:
+                raise PydanticCustomError(
+                    _UNKNOWN_SOURCE, "{key}: not a parameter of this table", {"key": key}
+                )
+        return self
+
+
+@cache
+def _tables(model: type[_Section]) -> frozenset[str]:
+    """The fields of a table that are tables of their own (cited in their own sources)."""
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, _Section)
+    )
+
+
+@cache
+def _parameters(model: type[_Section]) -> frozenset[str]:
+    """The fields of a table that are parameters: what its ``sources`` may cite."""
+    return frozenset(model.model_fields) - _tables(model) - _NOT_PARAMETERS
+
+
+def _table_name(names: Sequence[str]) -> str:
+    return f"[{'.'.join(names)}]" if names else "the top level"
+
+
 class Cd4Band(_Frozen):
     below_age_years: int
     severe_below_per_ul: float
     severe_below_percent: float
     moderate_below_per_ul: float
+    # CDC 2014 stage 2 by percentage (docs/clinical-reference.md §2.3); None: not graded.
+    moderate_below_percent: float | None = None
 
 
 class IggLowerLimit(_Frozen):
@@ -35,7 +111,7 @@ class IggLowerLimit(_Frozen):
     g_l: Positive
 
 
-class Grading(_Frozen):
+class Grading(_Section):
     steroid_high_mg_day: Positive
     steroid_high_mg_per_kg_day: Positive
     steroid_weight_threshold_kg: Positive
@@ -48,6 +124,11 @@ class Grading(_Frozen):
     unlisted_level: Level
     anti_cd20_depletion_months: Months
     hsct_high_months: Months
+    # Classes whose effect (B-cell depletion) outlasts the treatment: graded by the counts
+    # (docs/clinical-reference.md §2.6).
+    b_cell_depleting_classes: tuple[TreatmentClass, ...] = ("anti_cd20", "car_t")
+    # B-cell aplasia when the lab reports no CD19 lower limit (Hill 2019: < 20 cells/uL).
+    b_cell_aplasia_below_cd19_per_ul: Positive = 20.0
     anc_severe_below_per_ul: Positive
     anc_profound_below_per_ul: Positive
     methotrexate_names: tuple[str, ...]
@@ -63,7 +144,7 @@ class Grading(_Frozen):
         return self
 
 
-class RouteDosing(_Frozen):
+class RouteDosing(_Section):
     g_per_kg: Positive
     interval_days: Annotated[int, Field(ge=1, le=90)]
     window_days_early: Annotated[int, Field(ge=0, le=30)]
@@ -87,7 +168,7 @@ class RouteDosing(_Frozen):
         return self
 
 
-class Immunoglobulin(_Frozen):
+class Immunoglobulin(_Section):
     start_below_g_l_with_infections: Positive
     start_below_g_l_any: Positive
     antibody_failure_fold_rise: Positive
@@ -99,6 +180,14 @@ class Immunoglobulin(_Frozen):
     trough_every_months: Annotated[int, Field(ge=1, le=12)]
     trough_target_g_l: Positive
     trough_target_car_t_g_l: Positive
+    # After CD19 CAR-T (docs/clinical-reference.md §3.6).
+    car_t_start_at_or_below_g_l: Positive = 4.0
+    car_t_start_below_g_l_with_infections: Positive = 6.0
+    car_t_aplasia_indicates: bool = True
+    # A trough is drawn on the infusion day before the dose, or up to this many days before.
+    trough_window_days: Annotated[int, Field(ge=0, le=14)] = 0
+    # Home SC logs may reach the record late: added to the on-replacement window for SC.
+    home_log_lag_days: Annotated[int, Field(ge=0, le=90)] = 0
     trial_off_recheck_months: Months
     trial_off_season_start: MonthDay
     trial_off_season_end: MonthDay
@@ -114,7 +203,7 @@ class IvigRow(_Frozen):
     months: Months
 
 
-class AntibodyInterval(_Frozen):
+class AntibodyInterval(_Section):
     ivig_rows: tuple[IvigRow, ...] = Field(min_length=1)
     products: dict[BloodProduct, Months]
 
@@ -126,7 +215,7 @@ class AntibodyInterval(_Frozen):
         return self.ivig_rows[-1].months
 
 
-class HsctVaccination(_Frozen):
+class HsctVaccination(_Section):
     pcv_start_months: Months
     pcv_doses: int
     pcv_dose_interval_months: Months
@@ -144,7 +233,7 @@ class HsctVaccination(_Frozen):
     titres_after_series_weeks: int
 
 
-class Vaccination(_Frozen):
+class Vaccination(_Section):
     live_before_immunosuppression_days: int
     inactivated_before_immunosuppression_days: int
     influenza_min_age_months: Months
@@ -172,13 +261,15 @@ class Vaccination(_Frozen):
     antibody_interval: AntibodyInterval
 
 
-class Pjp(_Frozen):
+class Pjp(_Section):
     drug: str
     tmp_mg_per_kg_day: Positive
     tmp_max_mg_day: Positive
     doses_per_day: int
     days_per_week: Annotated[int, Field(ge=1, le=7)]
     all_diagnosis_words: tuple[str, ...]
+    # Diagnosis groups (config/codes.toml) that indicate Pneumocystis prophylaxis.
+    indicating_diagnosis_groups: tuple[str, ...] = ("acute_lymphoblastic_leukaemia",)
     indicating_drugs: tuple[str, ...]
     steroid_weeks: int
     steroid_high_dose_mg_day: Positive
@@ -188,19 +279,19 @@ class Pjp(_Frozen):
     after_chemotherapy_review_months: Months
 
 
-class Antibacterial(_Frozen):
+class Antibacterial(_Section):
     drug: str
     mg_per_kg: Positive
     regimen: str
     alternatives: str
 
 
-class Prophylaxis(_Frozen):
+class Prophylaxis(_Section):
     pjp: Pjp
     antibacterial: Antibacterial
 
 
-class Reassessment(_Frozen):
+class Reassessment(_Section):
     after_anti_cd20_every_months: Annotated[int, Field(ge=1)]
     after_anti_cd20_panel: tuple[str, ...]
     after_chemotherapy_months: tuple[int, ...]
@@ -208,9 +299,11 @@ class Reassessment(_Frozen):
     default_every_months: Annotated[int, Field(ge=1)]
     default_panel: tuple[str, ...]
     titre_panel_words: dict[str, str]
+    # A result older than this is stale: flagged, repeated, never used silently (§6.6).
+    result_valid_months: Annotated[int, Field(ge=1, le=24)] = 3
 
 
-class Review(_Frozen):
+class Review(_Section):
     every_months: Annotated[int, Field(ge=1, le=12)]
     off_ig_months_for_recovery: Months
 
@@ -220,11 +313,11 @@ ItemKind = Literal[
 ]
 
 
-class Funding(_Frozen):
+class Funding(_Section):
     publicly_funded: dict[ItemKind, bool]
 
 
-class Protocol(_Frozen):
+class Protocol(_Section):
     """Every parameter the rules use, with the version each plan records."""
 
     version: Annotated[str, Field(min_length=1)]
@@ -237,51 +330,80 @@ class Protocol(_Frozen):
     review: Review
     funding: Funding
 
+    def source(self, path: str) -> str:
+        """The citation the protocol records for a parameter, exactly as the file gives it.
 
-def _config_dir() -> Path:
-    """config/ beside the source tree, or the copy a wheel install carries."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_config", here.parent / "config"):
-        if candidate.is_dir():
-            return candidate
-    raise ConfigError("no config/ directory found: set SIDFLOWS_CONFIG_DIR")
+        ``path`` is dotted, as in the file: ``"grading.steroid_high_mg_day"``,
+        ``"immunoglobulin.iv.g_per_kg"``, ``"igg_lower_limit"``. An array of tables or a
+        table of values is cited as a whole (``"grading.cd4"``,
+        ``"vaccination.antibody_interval.products"``), and one entry or column of it
+        answers with that citation (``"vaccination.antibody_interval.products.plasma"``,
+        ``"grading.cd4.severe_below_per_ul"``).
+
+        Raises KeyError, saying why, when the path names no parameter or when the
+        parameter's table has no ``sources`` entry for it.
+        """
+        parts = path.split(".")
+        table: _Section = self
+        walked: list[str] = []
+        for i, name in enumerate(parts):
+            if name in _tables(type(table)):
+                table = getattr(table, name)
+                walked.append(name)
+                continue
+            if name not in _parameters(type(table)):
+                raise KeyError(
+                    f"{path!r}: not a parameter of {_table_name(walked)} of the protocol"
+                )
+            _check_within(getattr(table, name), parts[i + 1 :], path)
+            citation = table.sources.get(name)
+            if citation is None:
+                raise KeyError(
+                    f"{path!r}: protocol {self.version} records no source for it "
+                    f"(no {name!r} in [{'.'.join((*walked, 'sources'))}])"
+                )
+            return citation
+        raise KeyError(f"{path!r}: a table of the protocol, not a parameter")
 
 
-def config_path(name: str, env_override: str | None = None) -> Path:
-    """The file a unit configured (environment), else the shipped default."""
+def _check_within(value: Any, rest: Sequence[str], path: str) -> None:
+    """What follows a parameter's name in a path: one key of a table, one column of an array."""
+    if not rest:
+        return
+    if len(rest) == 1:
+        if isinstance(value, Mapping) and rest[0] in value:
+            return
+        if (
+            isinstance(value, tuple)
+            and value
+            and isinstance(value[0], BaseModel)
+            and rest[0] in type(value[0]).model_fields
+        ):
+            return
+    raise KeyError(f"{path!r}: {'.'.join(rest)!r} is not part of that parameter")
 
-    explicit = os.environ.get(env_override) if env_override else None
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("SIDFLOWS_CONFIG_DIR")
-    return (Path(base) if base else _config_dir()) / name
 
-
-def read_toml(path: Path) -> dict[str, object]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+def _problem(error: Any) -> str:
+    """One validation error as ``path: message``; a wrong ``sources`` key by its own path."""
+    loc = tuple(error["loc"])
+    if error["type"] in (_UNKNOWN_SOURCE, _SOURCE_OF_TABLE):
+        key = error["ctx"]["key"]
+        where = field_path((*loc, "sources", key))
+        if error["type"] == _UNKNOWN_SOURCE:
+            return f"{where}: not a parameter of {_table_name([field_path(loc)] if loc else [])}"
+        own = field_path((*loc, key, "sources"))
+        return f"{where}: {_table_name([field_path((*loc, key))])} is a table: cite it in [{own}]"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{field_path(loc)}: {message}" if loc else message
 
 
 def parse_protocol(data: dict[str, object], *, origin: str = "protocol") -> Protocol:
     try:
         return Protocol.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        raise ConfigError(
-            f"{origin}: {field_path(error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
-        ) from None
-
-
-@cache
-def _load(path: Path) -> Protocol:
-    return parse_protocol(read_toml(path), origin=str(path))
+        raise ConfigError(f"{origin}: {_problem(exc.errors(include_url=False)[0])}") from None
 
 
 def load_protocol(path: Path | None = None) -> Protocol:
     """The unit's protocol: SIDFLOWS_PROTOCOL, else config/protocol.toml. Parsed once."""
-    return _load((path or config_path("protocol.toml", "SIDFLOWS_PROTOCOL")).resolve())
+    return load_config(parse_protocol, "protocol.toml", "SIDFLOWS_PROTOCOL", path)

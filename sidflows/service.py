@@ -28,9 +28,11 @@ from sidflows.referral import (
     parse_referral,
     parse_treatment_change,
 )
+from sidflows.rules.outcomes import OutcomeContext, decide_outcome, wants_plan_comparison
 from sidflows.settings import get_settings
 from sidflows.staff import Role, load_staff
-from sidflows.store import patients, plans
+from sidflows.store import intents, items, patients
+from sidflows.store import versions as plan_versions
 from sidflows.store.audit import audit
 from sidflows.store.db import session_scope
 from sidflows.store.models import (
@@ -92,12 +94,27 @@ def _queue(session: Any, *notices: Notice) -> int:
     )
 
 
-def refer(text: str | bytes, *, actor: str) -> Referred:
-    """Validate and store a referral (nothing stored when it is refused)."""
+def refer(text: str | bytes, *, actor: str, today: dt.date | None = None) -> Referred:
+    """Validate and store a referral (nothing stored when it is refused).
+
+    In the same transaction: the intent to start the child's pathway (unless the
+    same referral's pathway has already run), carried out by whoever reaches
+    Prefect first, once.
+    """
     referral = parse_referral(text)
     document = load_json_document(text)
+    digest = patients.document_digest(document)
     with session_scope() as session:
         result = patients.intake(session=session, referral=referral, document=document, actor=actor)
+        ref = result.patient.ref
+        if not (result.duplicate and result.patient.state != PatientState.referred):
+            intents.add(
+                session=session,
+                kind="pathway",
+                ref=ref,
+                key=pathway_key(ref, digest),
+                parameters={"ref": ref, "today": today.isoformat() if today else None},
+            )
         if not result.duplicate:
             received = referral.received.isoformat()
             _queue(
@@ -110,13 +127,24 @@ def refer(text: str | bytes, *, actor: str) -> Referred:
                     service=referral.referrer.service,
                 ),
             )
-        return Referred(
-            result.patient.ref,
-            result.created,
-            result.duplicate,
-            patients.document_digest(document),
-            result.patient.state,
-        )
+        return Referred(ref, result.created, result.duplicate, digest, result.patient.state)
+
+
+def pathway_key(ref: str, digest: str) -> str:
+    """The pathway run's idempotency key: the same referral sent again finds its run."""
+    return f"pathway:{ref}:{digest}"
+
+
+def _replan_intent(session: Any, ref: str, reason: str, document: Any) -> None:
+    """A re-plan to run once for this change (the same change twice: one re-plan)."""
+    key = f"replan:{ref}:{patients.document_digest({'reason': reason, 'change': document})}"
+    intents.add(
+        session=session,
+        kind="replan",
+        ref=ref,
+        key=key[:300],
+        parameters={"ref": ref, "reason": reason},
+    )
 
 
 def _retrying(step: Any) -> Any:
@@ -142,8 +170,8 @@ def propose(
                 raise InvalidInput("ref", f"{ref} was discharged")
             referral = patients.referral_for(session=session, patient=patient, today=today)
             plan = propose_plan(referral, today=today, protocol=protocol, calendar=calendar)
-            before = plans.latest_plan(session=session, patient=patient)
-            row = plans.propose(
+            before = plan_versions.latest_plan(session=session, patient=patient)
+            row = plan_versions.propose(
                 session=session, patient=patient, plan=plan, reason=reason, actor=actor
             )
             if before is None or row.version > before.version:
@@ -187,7 +215,7 @@ def _proposal_notices(session: Any, patient: Patient, row: CarePlan, reason: str
             plan_version=row.version,
         )
     ]
-    active = plans.latest_plan(session=session, patient=patient, status=PlanStatus.active)
+    active = plan_versions.latest_plan(session=session, patient=patient, status=PlanStatus.active)
     if active is not None and reason != "referral":
         language = load_notifications().language
         changed = plan_changes(active.document, row.document)
@@ -210,16 +238,16 @@ def _proposal_notices(session: Any, patient: Patient, row: CarePlan, reason: str
 def decide(
     ref: str,
     *,
-    decision: plans.Decision,
+    decision: plan_versions.Decision,
     by: str,
     note: str | None = None,
     remove_items: tuple[str, ...] = (),
-) -> plans.ApprovalResult:
+) -> plan_versions.ApprovalResult:
     """A clinician's answer to the proposed plan; anyone else is refused, and that is audited."""
     by = _permitted(ref, by=by, role="clinician", refused=f"{_DECISIONS[decision]} refused")
     with session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
-        return plans.decide(
+        return plan_versions.decide(
             session=session,
             patient=patient,
             decision=decision,
@@ -243,7 +271,7 @@ def activate(ref: str, *, calendar: UnitCalendar, actor: str) -> Activated:
     def step() -> Activated:
         with session_scope() as session:
             patient = patients.get_patient(session=session, ref=ref, lock=True)
-            result = plans.activate(
+            result = plan_versions.activate(
                 session=session, patient=patient, calendar=calendar, actor=actor
             )
             out = Activated(
@@ -287,7 +315,7 @@ def activate(ref: str, *, calendar: UnitCalendar, actor: str) -> Activated:
 def unfinished_activations() -> list[str]:
     """Approved plans that wait for nothing but were never activated (a crash mid-way)."""
     with session_scope() as session:
-        return plans.unfinished_activations(session=session)
+        return plan_versions.unfinished_activations(session=session)
 
 
 def _activation_notice(
@@ -311,17 +339,20 @@ def _activation_notice(
 def next_runs(*, session: Any, plan: CarePlan, ref: str) -> list[RunSpec]:
     return [
         RunSpec(ref, plan.version, i.key, i.kind, i.due)
-        for i in plans.next_in_streams(session=session, plan=plan)
+        for i in items.next_in_streams(session=session, plan=plan)
     ]
 
 
 def record_treatment_change(ref: str, text: str | bytes, *, actor: str) -> list[dict[str, Any]]:
+    """Record the change and, in the same transaction, the intent to re-plan."""
     change = parse_treatment_change(text)
     with session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
-        return patients.record_treatment_change(
+        changes = patients.record_treatment_change(
             session=session, patient=patient, change=change, actor=actor
         )
+        _replan_intent(session, ref, "treatment change", load_json_document(text))
+        return changes
 
 
 def record_lab_result(ref: str, text: str | bytes, *, actor: str) -> int:
@@ -331,9 +362,11 @@ def record_lab_result(ref: str, text: str | bytes, *, actor: str) -> int:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
         if patient.state == PatientState.discharged:
             raise InvalidInput("ref", f"{ref} was discharged: refer the child again first")
-        return patients.record_lab_report(
+        count = patients.record_lab_report(
             session=session, patient=patient, report=report, actor=actor
         )
+        _replan_intent(session, ref, "new lab result", load_json_document(text))
+        return count
 
 
 @dataclass
@@ -342,16 +375,16 @@ class ItemStep:
     item_key: str
     kind: str
     status: str
-    follow: plans.FollowUp | None = None
+    follow: items.FollowUp | None = None
     next_run: RunSpec | None = None
 
 
 def item_due(ref: str, *, plan_version: int, item_key: str, actor: str) -> ItemStep:
     """The item's day has come: mark it due (unless it was cancelled or superseded)."""
     with session_scope() as session:
-        item = plans.get_item(session=session, ref=ref, key=item_key, version=plan_version)
+        item = items.get_item(session=session, ref=ref, key=item_key, version=plan_version)
         if item.status in (ItemStatus.planned, ItemStatus.scheduled):
-            plans.set_item_status(session=session, item=item, status=ItemStatus.due, actor=actor)
+            items.set_item_status(session=session, item=item, status=ItemStatus.due, actor=actor)
         return ItemStep(ref, item_key, item.kind, item.status)
 
 
@@ -368,30 +401,36 @@ def item_outcome(
 ) -> ItemStep:
     """Record the outcome and say what follows (next run, review, escalation, re-plan)."""
     with session_scope() as session:
-        item = plans.get_item(session=session, ref=ref, key=item_key, version=plan_version)
+        item = items.get_item(session=session, ref=ref, key=item_key, version=plan_version)
         plan = session.get(CarePlan, item.plan_id)
         assert plan is not None
         if plan.status != PlanStatus.active:
             return ItemStep(ref, item_key, item.kind, "superseded")
-        follow = plans.record_outcome(
-            session=session, item=item, outcome=outcome, actor=actor, on=on
+        follow = items.record_outcome(
+            session=session, item=item, outcome=outcome, actor=actor, on=on, protocol=protocol
         )
         session.flush()
         _queue(session, *_outcome_notices(session, item, plan, follow, on))
-        if (
-            follow.replan
-            and item.kind in ("reassessment", "ig_trough")
-            and not follow.review_reason
+        if wants_plan_comparison(
+            item.kind, replan=follow.replan, review_reason=follow.review_reason
         ):
             patient = patients.get_patient(session=session, ref=ref)
             referral = patients.referral_for(session=session, patient=patient, today=on)
             fresh = plan_document(
                 propose_plan(referral, today=on, protocol=protocol, calendar=calendar)
             )
-            changed = plan_changes(plan.document, fresh)
-            follow.replan = bool(changed)
-            if changed:
-                follow.review_reason = "results change the plan: " + "; ".join(changed)
+            compared = decide_outcome(
+                OutcomeContext.build(
+                    kind=item.kind,
+                    key=item.key,
+                    details=item.details,
+                    outcome=outcome,
+                    protocol=protocol,
+                    today=on,
+                    plan_changes=tuple(plan_changes(plan.document, fresh)),
+                )
+            )
+            follow.replan, follow.review_reason = compared.replan, compared.review_reason
         following = session.exec(
             select(PlanItem)
             .where(
@@ -410,7 +449,7 @@ def item_outcome(
 
 
 def _outcome_notices(
-    session: Any, item: PlanItem, plan: CarePlan, follow: plans.FollowUp, on: dt.date
+    session: Any, item: PlanItem, plan: CarePlan, follow: items.FollowUp, on: dt.date
 ) -> list[Notice]:
     patient = session.get(Patient, item.patient_id)
     assert patient is not None
@@ -470,8 +509,8 @@ def record_run_ids(run_ids: dict[tuple[str, int, str], str]) -> None:
         return
     with session_scope() as session:
         for (ref, version, key), run_id in run_ids.items():
-            item = plans.get_item(session=session, ref=ref, key=key, version=version)
-            plans.record_run(session=session, item=item, run_id=run_id, actor="scheduler")
+            item = items.get_item(session=session, ref=ref, key=key, version=version)
+            items.record_run(session=session, item=item, run_id=run_id, actor="scheduler")
 
 
 def active_refs(*, limit: int | None = None) -> list[str]:

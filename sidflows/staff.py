@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sidflows.config import load_config
 from sidflows.errors import ConfigError, InvalidInput
-from sidflows.protocol import config_path, read_toml
 from sidflows.referral import field_path
 
 Role = Literal["clinician", "coordinator", "nurse", "pharmacist", "family_liaison"]
@@ -107,11 +106,6 @@ def parse_staff(data: dict[str, object], *, origin: str = "staff roster") -> Ros
     return Roster(origin, staff, by_key)
 
 
-@cache
-def _load(path: Path) -> Roster:
-    return parse_staff(read_toml(path), origin=str(path))
-
-
 def load_staff(path: Path | None = None) -> Roster:
     """The unit's roster: SIDFLOWS_STAFF, else config/staff.toml. Parsed once."""
-    return _load((path or config_path("staff.toml", "SIDFLOWS_STAFF")).resolve())
+    return load_config(parse_staff, "staff.toml", "SIDFLOWS_STAFF", path)

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from sidflows.config import read_toml
 from sidflows.errors import ConfigError
 from sidflows.notify.config import EVENT_FIELDS, load_notifications, parse_notifications
 from sidflows.notify.messages import Notice, render
 from sidflows.notify.routes import Url, configured, env_name, resolve, route_for
-from sidflows.protocol import read_toml
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "notifications.toml"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sidflows.config import config_path
 from sidflows.errors import ConfigError, InvalidInput
-from sidflows.protocol import config_path
 from sidflows.staff import Roster, load_staff, parse_staff
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ UNIT = roster(
 
 def test_shipped_roster_lists_the_demo_and_test_staff() -> None:
     """The shipped roster parses and names the demo's clinician and coordinator."""
-    from flows.simulation import CLINICIAN, COORDINATOR
+    from flows.demo.simulation import CLINICIAN, COORDINATOR
 
     shipped = load_staff(SHIPPED)
     assert shipped.permit(CLINICIAN, role="clinician").name == CLINICIAN

@@ -7,14 +7,13 @@ not have is refused when the file is loaded, not when a message is due.
 from __future__ import annotations
 
 import string
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sidflows.config import load_config
 from sidflows.errors import ConfigError
-from sidflows.protocol import config_path, read_toml
 from sidflows.referral import field_path
 
 Value = str | int | float | bool
@@ -207,11 +206,6 @@ def parse_notifications(
         raise ConfigError(f"{origin}: {where + ': ' if where else ''}{message}") from None
 
 
-@cache
-def _load(path: Path) -> NotificationConfig:
-    return parse_notifications(read_toml(path), origin=str(path))
-
-
 def load_notifications(path: Path | None = None) -> NotificationConfig:
     """The unit's notification settings: SIDFLOWS_NOTIFICATIONS, else config/notifications.toml."""
-    return _load((path or config_path("notifications.toml", "SIDFLOWS_NOTIFICATIONS")).resolve())
+    return load_config(parse_notifications, "notifications.toml", "SIDFLOWS_NOTIFICATIONS", path)

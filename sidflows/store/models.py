@@ -324,3 +324,38 @@ class Notification(SQLModel, table=True):
     digest_id: int | None = None
     created_at: dt.datetime = _ts()
     sent_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class IntentStatus(StrEnum):
+    """An intent's way to Prefect."""
+
+    pending = "pending"  # to be carried out (now, or at next_attempt_at after a failure)
+    done = "done"  # Prefect has it (a run, or the flow ran here)
+
+
+class Intent(SQLModel, table=True):
+    """What must happen in Prefect because of a committed change: Prefect is its projection.
+
+    Written in the same transaction as the change (a referral, a treatment change,
+    a result, a consent), under a unique ``key`` that is also the Prefect run's
+    idempotency key: carried out right away when Prefect answers, else by the next
+    command, `serve`'s every-minute pass or the sweep, and exactly once. Its
+    parameters carry the ref, never identity.
+    """
+
+    __table_args__ = (Index("intent_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300, unique=True)
+    kind: str = Field(max_length=20)
+    ref: str = Field(max_length=40, index=True)
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default=IntentStatus.pending, max_length=12)
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    last_error: str | None = Field(default=None, max_length=300)
+    run_id: str | None = Field(default=None, max_length=40)
+    created_at: dt.datetime = _ts()
+    done_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

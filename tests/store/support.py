@@ -12,9 +12,9 @@ from sqlmodel import SQLModel
 
 from sidflows import service
 from sidflows.calendar import load_calendar
-from sidflows.cohort import synthetic_referrals
 from sidflows.protocol import load_protocol
 from sidflows.store import db
+from sidflows.testing.cohort import synthetic_referrals
 
 TODAY = date(2026, 11, 24)
 PROTOCOL = load_protocol()

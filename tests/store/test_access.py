@@ -12,7 +12,7 @@ from sidflows.errors import InvalidInput, UnknownPatient
 from sidflows.settings import get_settings
 from sidflows.store import db
 from sidflows.store.models import AuditEntry, CarePlan
-from sidflows.store.plans import Decision
+from sidflows.store.versions import Decision
 
 from .support import CALENDAR, PROTOCOL, TODAY, dump_table, example
 

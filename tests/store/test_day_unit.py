@@ -7,7 +7,7 @@ from datetime import date
 
 from sqlmodel import col, select
 
-from sidflows.store import db, patients, plans
+from sidflows.store import db, patients, versions
 from sidflows.store.models import Booking, PlanItem
 
 from .support import CALENDAR, iv_child, refer_and_activate
@@ -74,7 +74,7 @@ def test_cancelled_sessions_free_their_chairs(database_url: str) -> None:
     day_one = min(booking.day for _item, booking in _sessions())
     with db.session_scope() as session:
         patient = patients.get_patient(session=session, ref="DU-0", lock=True)
-        plans.close_pathway(session=session, patient=patient, actor="dr", why="moved away")
+        versions.close_pathway(session=session, patient=patient, actor="dr", why="moved away")
     refer_and_activate(iv_child("DU-late"))
     with db.session_scope() as session:
         late = patients.get_patient(session=session, ref="DU-late")

@@ -19,12 +19,13 @@ import pytest
 from sqlmodel import col, select
 
 from sidflows import service
+from sidflows.config import read_toml
 from sidflows.notify.config import NotificationConfig, load_notifications, parse_notifications
-from sidflows.notify.dispatch import apprise_send, dispatch, dispatch_once
-from sidflows.notify.receivers import HttpReceiver, SmtpReceiver
-from sidflows.protocol import read_toml
+from sidflows.notify.dispatch import dispatch, dispatch_once
+from sidflows.notify.sender import apprise_send
 from sidflows.store import db
 from sidflows.store.models import Notification, NotificationStatus
+from sidflows.testing.receivers import HttpReceiver, SmtpReceiver
 
 from .support import dump_table, iv_child, refer_and_activate
 

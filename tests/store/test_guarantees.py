@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
 from sidflows import service
-from sidflows.store import db, plans
+from sidflows.store import db, items
 from sidflows.store.models import AuditEntry, CarePlan, IgDose, ItemStatus, PlanItem, PlanStatus
 
 from .support import CALENDAR, PROTOCOL, TODAY, iv_child, refer_and_activate, snapshot
@@ -110,7 +110,7 @@ def _step_happened(step: str) -> None:
             ).all()
             assert open_v1 == []
         else:
-            item = plans.get_item(session=session, ref="GU-1", key=FIRST_SESSION, version=1)
+            item = items.get_item(session=session, ref="GU-1", key=FIRST_SESSION, version=1)
             assert item.status == ItemStatus.done
             doses = session.exec(select(IgDose).where(IgDose.item_id == item.id)).all()
             assert [d.lot for d in doses] == ["L-1"]

@@ -12,7 +12,7 @@ from conftest import store_changes, store_snapshot
 from sqlmodel import select
 
 from sidflows import service
-from sidflows.store import db, plans, sweep
+from sidflows.store import db, sweep, versions
 from sidflows.store.census import unit_census
 from sidflows.store.models import AuditEntry, Lab
 from sidflows.store.patients import get_patient
@@ -40,7 +40,7 @@ def _without_consent() -> str:
 def _first_ig_session(ref: str) -> str:
     with db.session_scope() as session:
         patient = get_patient(session=session, ref=ref)
-        plan = plans.latest_plan(session=session, patient=patient)
+        plan = versions.latest_plan(session=session, patient=patient)
         assert plan is not None
         return next(i["key"] for i in plan.document["items"] if i["kind"] == "ig_session")
 

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from sidflows import service
 from sidflows.errors import InvalidInput
-from sidflows.store import db, patients, plans
+from sidflows.store import db, items, patients
 from sidflows.store.models import (
     AuditEntry,
     CarePlan,
@@ -52,7 +52,7 @@ def _outcome(ref: str, key: str, outcome: dict[str, Any], on: date) -> service.I
 
 def _item(ref: str, key: str) -> PlanItem:
     with db.session_scope() as session:
-        return plans.get_item(session=session, ref=ref, key=key, version=1)
+        return items.get_item(session=session, ref=ref, key=key, version=1)
 
 
 def _audit(item: PlanItem) -> list[AuditEntry]:
@@ -81,14 +81,14 @@ def test_status_machine_refuses_illegal_moves(
 ) -> None:
     """An illegal transition is refused with InvalidInput and leaves the item as it was."""
     with db.session_scope() as session:
-        item = plans.get_item(session=session, ref=ref, key=VACCINE)
+        item = items.get_item(session=session, ref=ref, key=VACCINE)
         for status in path:
-            assert plans.set_item_status(session=session, item=item, status=status, actor="t")
+            assert items.set_item_status(session=session, item=item, status=status, actor="t")
     reached = path[-1] if path else ItemStatus.planned
     with db.session_scope() as session:
-        item = plans.get_item(session=session, ref=ref, key=VACCINE)
+        item = items.get_item(session=session, ref=ref, key=VACCINE)
         with pytest.raises(InvalidInput) as refused:
-            plans.set_item_status(session=session, item=item, status=illegal, actor="t")
+            items.set_item_status(session=session, item=item, status=illegal, actor="t")
     assert refused.value.field == "status"
     assert f"from {reached} to {illegal}" in str(refused.value)
     assert _item(ref, VACCINE).status == reached
@@ -97,9 +97,9 @@ def test_status_machine_refuses_illegal_moves(
 def test_a_repeated_move_changes_nothing(ref: str) -> None:
     """Moving an item to the status it has is a no-op and writes no audit entry."""
     with db.session_scope() as session:
-        item = plans.get_item(session=session, ref=ref, key=VACCINE)
-        assert plans.set_item_status(session=session, item=item, status=ItemStatus.due, actor="t")
-        assert not plans.set_item_status(
+        item = items.get_item(session=session, ref=ref, key=VACCINE)
+        assert items.set_item_status(session=session, item=item, status=ItemStatus.due, actor="t")
+        assert not items.set_item_status(
             session=session, item=item, status=ItemStatus.due, actor="t"
         )
     assert [e.action for e in _audit(_item(ref, VACCINE))] == ["due"]
@@ -129,6 +129,41 @@ def test_outcome_recorded_twice_counts_once(ref: str) -> None:
     assert again.follow.notes == [f"{IG_SESSION} already recorded as done"]
     with db.session_scope() as session:
         assert len(session.exec(select(IgDose).where(col(IgDose.item_id).is_not(None))).all()) == 1
+
+
+def test_the_forms_empty_dose_records_the_planned_dose(ref: str) -> None:
+    """The nurse's form sends dose_g None when the planned dose was given."""
+    form: dict[str, Any] = {"result": "given", "dose_g": None, "lot": None, "values": {}}
+    _outcome(ref, IG_SESSION, form, date(2026, 12, 1))
+    item = _item(ref, IG_SESSION)
+    with db.session_scope() as session:
+        (dose,) = session.exec(select(IgDose).where(IgDose.item_id == item.id)).all()
+    assert dose.grams == item.details["dose_g"]
+
+
+@pytest.mark.parametrize(
+    ("key", "outcome", "field"),
+    [
+        (IG_SESSION, {"result": "discharge"}, "result"),
+        (TROUGH, {"result": "done", "values": {"igg": 5.2}}, "values.igg"),
+        (IG_SESSION, {"result": "given", "dose_g": -1}, "dose_g"),
+    ],
+    ids=["discharge-at-a-session", "unknown-lab-name", "negative-dose"],
+)
+def test_an_outcome_the_rule_refuses_writes_nothing(
+    ref: str, key: str, outcome: dict[str, Any], field: str
+) -> None:
+    """Refused before any write: the item keeps its status, the record gains nothing."""
+    before = _item(ref, key)
+    with pytest.raises(InvalidInput) as refused:
+        _outcome(ref, key, outcome, date(2026, 12, 1))
+    assert refused.value.field == field
+    after = _item(ref, key)
+    assert (after.status, after.outcome) == (before.status, before.outcome)
+    assert _audit(after) == _audit(before)
+    with db.session_scope() as session:
+        assert session.exec(select(IgDose).where(col(IgDose.item_id).is_not(None))).all() == []
+        assert session.exec(select(Lab).where(col(Lab.item_id).is_not(None))).all() == []
 
 
 def test_vaccine_given_records_the_vaccination(ref: str) -> None:

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from sidflows import service
 from sidflows.errors import InvalidInput
-from sidflows.store import db, patients, plans
+from sidflows.store import db, patients, versions, views
 from sidflows.store.models import (
     ITEM_TRANSITIONS,
     AuditEntry,
@@ -207,7 +207,7 @@ def test_treatment_change_replans_and_the_new_version_replaces_the_old(database_
     assert _plans(ref) == {1: PlanStatus.active, 2: PlanStatus.proposed}
     assert _state(ref) == PatientState.active
     with db.session_scope() as session:
-        shown = plans.show_document(
+        shown = views.show_document(
             session=session, patient=patients.get_patient(session=session, ref=ref)
         )
     assert shown is not None
@@ -242,7 +242,7 @@ def test_treatment_change_of_a_discharged_child_is_refused(database_url: str) ->
     ref = refer_and_activate(example("all-after-maintenance"))
     with db.session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
-        plans.close_pathway(session=session, patient=patient, actor="dr.review", why="recovered")
+        versions.close_pathway(session=session, patient=patient, actor="dr.review", why="recovered")
     assert _state(ref) == PatientState.discharged
     assert _plans(ref) == {1: PlanStatus.closed}
     assert {i.status for i in _items(ref, 1)} == {ItemStatus.cancelled}
@@ -291,7 +291,7 @@ def test_a_new_referral_reopens_a_discharged_pathway(database_url: str) -> None:
     ref = refer_and_activate(example("all-after-maintenance"))
     with db.session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
-        plans.close_pathway(session=session, patient=patient, actor="dr.review", why="recovered")
+        versions.close_pathway(session=session, patient=patient, actor="dr.review", why="recovered")
     document = json.loads(example("all-after-maintenance"))
     document["received"] = "2026-11-23"
     document["reason"] = "relapse"

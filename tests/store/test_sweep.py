@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import col, select
 
 from sidflows import service
-from sidflows.store import db, plans, sweep
+from sidflows.store import db, items, sweep
 from sidflows.store.census import unit_census
 from sidflows.store.models import (
     AuditEntry,
@@ -129,7 +129,7 @@ def test_expected_runs_are_the_next_item_of_each_stream_within_the_look_ahead(
             ref = plan.document["patient_ref"]
             wanted += [
                 (plan.id, ref, plan.version, i.key, i.kind, i.due)
-                for i in plans.next_in_streams(session=session, plan=plan)
+                for i in items.next_in_streams(session=session, plan=plan)
                 if i.due <= until
             ]
     assert sorted(got) == sorted(wanted)

@@ -1,0 +1,131 @@
+"""Intents: what must happen in Prefect because of a committed change, kept in the store.
+
+The store is the record and Prefect its projection. A change that needs Prefect
+(a child's pathway to start, a re-plan after a treatment change or a result, an
+activation after consent) writes an intent in its own transaction, under a key
+that is also the Prefect run's idempotency key. Whoever comes next (the command
+itself, `serve`'s every-minute pass, the sweep) claims the pending ones and
+carries them out; Prefect's idempotency keys make a repeat return the same run,
+so an intent is carried out once even if two passes race or one dies mid-way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, func, select
+
+from sidflows.store.models import Intent, IntentStatus, utcnow
+
+KINDS = ("pathway", "replan", "activate")
+BACKOFF_FIRST = dt.timedelta(seconds=30)
+BACKOFF_MAX = dt.timedelta(minutes=10)
+CLAIM_FOR = dt.timedelta(minutes=2)  # a pass that dies leaves its claim to run out
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An intent to carry out (ref-only parameters)."""
+
+    id: int
+    key: str
+    kind: str
+    ref: str
+    parameters: Mapping[str, Any]
+    attempts: int
+
+
+def add(*, session: Session, kind: str, ref: str, key: str, parameters: Mapping[str, Any]) -> bool:
+    """Write the intent unless its key is already held; True when it is new."""
+    assert kind in KINDS, kind
+    dialect = session.get_bind().dialect.name
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    row = {
+        "key": key,
+        "kind": kind,
+        "ref": ref,
+        "parameters": dict(parameters),
+        "status": IntentStatus.pending,
+        "attempts": 0,
+        "created_at": utcnow(),
+    }
+    done = session.execute(make(Intent).on_conflict_do_nothing(index_elements=["key"]), [row])
+    return bool(getattr(done, "rowcount", 0))
+
+
+def claim(*, session: Session, now: dt.datetime, limit: int = 100) -> list[Pending]:
+    """The pending intents whose time has come, oldest first, claimed for a while.
+
+    A claim only moves ``next_attempt_at`` forward: a pass that dies holding it
+    leaves the intent to the pass after the claim runs out.
+    """
+    rows = session.exec(
+        select(Intent)
+        .where(
+            Intent.status == IntentStatus.pending,
+            or_(col(Intent.next_attempt_at).is_(None), col(Intent.next_attempt_at) <= now),
+        )
+        .order_by(col(Intent.id))
+        .limit(limit)
+    ).all()
+    claimed: list[Pending] = []
+    for row in rows:
+        assert row.id is not None
+        moved = session.execute(
+            update(Intent)
+            .where(
+                col(Intent.id) == row.id,
+                col(Intent.status) == IntentStatus.pending,
+                or_(col(Intent.next_attempt_at).is_(None), col(Intent.next_attempt_at) <= now),
+            )
+            .values(next_attempt_at=now + CLAIM_FOR)
+        )
+        if getattr(moved, "rowcount", 0):
+            claimed.append(
+                Pending(row.id, row.key, row.kind, row.ref, row.parameters, row.attempts)
+            )
+    return claimed
+
+
+def done(*, session: Session, intent_id: int, run_id: str | None, now: dt.datetime) -> None:
+    session.execute(
+        update(Intent)
+        .where(col(Intent.id) == intent_id)
+        .values(status=IntentStatus.done, run_id=run_id, done_at=now, last_error=None)
+    )
+
+
+def failed(*, session: Session, intent_id: int, error: str, now: dt.datetime) -> dt.datetime:
+    """An attempt that did not reach Prefect: try again after a doubling wait."""
+    row = session.get(Intent, intent_id)
+    assert row is not None
+    wait = min(BACKOFF_FIRST * (2**row.attempts), BACKOFF_MAX)
+    row.attempts += 1
+    row.last_error = error[:300]
+    row.next_attempt_at = now + wait
+    session.add(row)
+    return row.next_attempt_at
+
+
+def pending_count(*, session: Session, ref: str | None = None) -> int:
+    query = select(func.count()).select_from(Intent).where(Intent.status == IntentStatus.pending)
+    if ref is not None:
+        query = query.where(Intent.ref == ref)
+    return int(session.exec(query).one())
+
+
+def waiting(*, session: Session, ref: str) -> list[Intent]:
+    """This child's intents not yet carried out (``show`` lists them)."""
+    return list(
+        session.exec(
+            select(Intent)
+            .where(Intent.ref == ref, Intent.status == IntentStatus.pending)
+            .order_by(col(Intent.id))
+        ).all()
+    )
