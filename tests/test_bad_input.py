@@ -49,7 +49,6 @@ from test_properties import (
 from flows.cli import main
 from sidflows import referral as schema
 from sidflows import service
-from sidflows.cohort import synthetic_referrals
 from sidflows.errors import InvalidInput
 from sidflows.referral import (
     MAX_DEPTH,
@@ -61,6 +60,7 @@ from sidflows.referral import (
     parse_treatment_change,
 )
 from sidflows.store import db
+from sidflows.testing.cohort import synthetic_referrals
 
 PER_COMMAND = 10_000  # mangled documents each of refer and treatment-change must refuse
 BATCH = 5  # documents per hypothesis example

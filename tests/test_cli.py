@@ -101,6 +101,36 @@ def test_propose_never_loads_prefect() -> None:
     assert "NO_PREFECT" in done.stderr
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["refer", "-"],
+        ["refer", "-", "--today", "2026-02-30"],
+        ["treatment-change", "EX-0001", "-"],
+        ["lab-result", "EX-0001", "-"],
+    ],
+    ids=["refer", "refer --today", "treatment-change", "lab-result"],
+)
+def test_a_refused_document_never_loads_prefect_or_the_store(argv: list[str]) -> None:
+    """A document (or --today) the command refuses is refused before Prefect or the store load."""
+    code = (
+        "import sys; from flows.cli import main; "
+        f"code = main({argv!r}); "
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('prefect', 'sqlmodel') "
+        "or m in ('sidflows.service', 'flows.orchestrator')]; "
+        "print('EXIT', code, 'LOADED', heavy, file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input="[]",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "EXIT 2 LOADED []" in done.stderr, done.stderr
+
+
 def test_sidflows_package_never_imports_prefect() -> None:
     """No module of sidflows/ imports prefect (flows/ is the only layer that does)."""
     offenders = [

@@ -25,14 +25,13 @@ from prefect.input import RunInput
 from pydantic import Field
 from sqlmodel import col, select
 
-from flows import pathway as p
-from flows import runtime
+from flows import approval, referral, runtime
 from flows.deployments import register
 from sidflows import service
 from sidflows.store import db
 from sidflows.store.models import AuditEntry
 from sidflows.store.patients import get_patient
-from sidflows.store.plans import show_document
+from sidflows.store.views import show_document
 
 TODAY = dt.date(2026, 11, 24)
 SIDFLOWS = str(Path(sys.executable).parent / "sidflows")
@@ -148,9 +147,9 @@ def _execute(run_id: UUID) -> None:
     """Run (or re-run, once resumed) the pathway's deployment run in this process."""
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
-    parameters = {"ref": run.parameters["ref"], "today": TODAY, "wait": True}
+    parameters = {"ref": run.parameters["ref"], "today": TODAY}
     with contextlib.suppress(Pause):  # suspended: the run waits for its next answer
-        asyncio.run(run_flow(p.pathway, flow_run=run, parameters=parameters))  # type: ignore[arg-type]
+        asyncio.run(run_flow(referral.pathway, flow_run=run, parameters=parameters))  # type: ignore[arg-type]
 
 
 def _state(run_id: UUID) -> StateType | None:
@@ -244,7 +243,7 @@ def test_an_answer_the_current_form_refuses_keeps_the_run_waiting(
     """A run suspended under an older form, answered in a way the current one refuses after an
     upgrade, asks again saying which field is wrong (it does not fail)."""
     ref = _proposed()
-    monkeypatch.setattr(p, "PlanDecision", _OlderPlanDecision)
+    monkeypatch.setattr(approval, "PlanDecision", _OlderPlanDecision)
     run_id = _suspended_pathway(ref)
     monkeypatch.undo()
     _answer(run_id, {"approver": "Dr " + "x" * 300})

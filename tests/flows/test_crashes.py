@@ -49,8 +49,8 @@ from processes import PrefectServer, Unit, everything_prefect_holds, postgres_da
 from sqlalchemy import text
 from sqlmodel import SQLModel, col, select
 
-from sidflows.notify.receivers import HttpReceiver
 from sidflows.store import db
+from sidflows.store.bookings import DAY_UNIT_LOCK
 from sidflows.store.models import (
     OPEN_ITEM_STATUSES,
     AuditEntry,
@@ -63,14 +63,14 @@ from sidflows.store.models import (
     PlanStatus,
     utcnow,
 )
-from sidflows.store.plans import DAY_UNIT_LOCK
+from sidflows.testing.receivers import HttpReceiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.postgres]
 
 ROLES = ("coordinators", "clinicians", "day_unit", "pharmacy", "home_care", "referrers", "ops")
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "notifications.toml"
 LOOKAHEAD_DAYS = 366  # config/calendar.toml: prefect_lookahead_days
-WAITING = ["SCHEDULED", "PENDING", "PAUSED"]  # flows/scheduling.py WAITING_STATES
+WAITING = ["SCHEDULED", "PENDING", "PAUSED"]  # flows/projection.py WAITING_STATES
 DONE = {NotificationStatus.sent, NotificationStatus.digested}
 # One worker sends the batch in id order; a lease that outlives the delivery timeout.
 DISPATCH = {"workers": 1, "timeout_seconds": 4, "lease_seconds": 5, "backoff_seconds": 1}

@@ -17,14 +17,14 @@ import pytest
 from rich.console import Console
 from sqlmodel import select
 
-from flows.demo_notifications import notification_report, start_local_receivers
+from flows.demo.notifications import notification_report, start_local_receivers
+from flows.demo.simulation import Simulation
 from flows.notifications import send_outbox
-from flows.simulation import Simulation
 from sidflows.notify.config import load_notifications
-from sidflows.notify.receivers import KEY
 from sidflows.notify.routes import PREFIX
 from sidflows.store import db
 from sidflows.store.models import Identity, Notification, NotificationStatus
+from sidflows.testing.receivers import KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 

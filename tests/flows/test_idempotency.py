@@ -20,10 +20,13 @@ from conftest import EXAMPLES, store_changes, store_snapshot
 from prefect.client.schemas.objects import StateType
 from test_pathway import approved_and_active, document, runs_of
 
-from flows import commands
-from flows import pathway as p
+from flows import orchestrator
 from flows.cli import main
 from flows.deployments import register
+from flows.item import run_item
+from flows.referral import run_activate, run_pathway
+from flows.replan import run_replan
+from flows.sweep import run_sweep
 from sidflows import service
 
 pytestmark = pytest.mark.prefect
@@ -31,9 +34,10 @@ TODAY = dt.date(2026, 11, 24)
 WAITING = (StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def deployments(prefect_server: str) -> None:
-    """The deployments on the test server (refer starts the pathway deployment's run)."""
+    """The deployments on the test server, as `sidflows serve` makes them (runs go into them;
+    `refer` starts a run of the pathway deployment)."""
     register()
 
 
@@ -64,7 +68,7 @@ def waiting_runs(ref: str) -> set[tuple[str, str | None, str]]:
 
 def active_child(ref: str) -> str:
     service.refer(referral(ref), actor="test")
-    p.run_pathway(ref, today=TODAY)
+    run_pathway(ref, today=TODAY)
     approved_and_active(ref)
     return ref
 
@@ -88,7 +92,7 @@ def test_the_same_referral_twice_runs_the_pathway_here_once(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`refer` twice with no unit server (the pathway runs in the process): one pathway run."""
-    monkeypatch.setattr(commands, "_server_configured", lambda: False)
+    monkeypatch.setattr(orchestrator, "server_configured", lambda: False)
     path = tmp_path / "referral.json"
     path.write_text(referral("IDEM-REFER-2"))
     assert "awaiting approval" in cli(capsys, "refer", str(path), "--today", TODAY.isoformat())
@@ -105,7 +109,7 @@ def test_approving_twice_on_the_command_line_activates_once(
     """`sidflows approve` twice: one activation, the same runs, and not a row more."""
     ref = "IDEM-APPROVE"
     service.refer(referral(ref), actor="test")  # the family's consent is in the referral
-    p.run_pathway(ref, today=TODAY)
+    run_pathway(ref, today=TODAY)
     assert "activated" in cli(capsys, "approve", ref, "--by", "dr.one")
     before, runs = store_snapshot(store), waiting_runs(ref)
     again = cli(capsys, "approve", ref, "--by", "dr.two")
@@ -120,9 +124,9 @@ def test_the_sweep_twice_on_one_day_writes_nothing(prefect_server: str, store: s
     """The sweep only reads the store; run again the same day it changes nothing in Prefect."""
     ref = active_child("IDEM-SWEEP")
     before = store_snapshot(store)
-    first = p.run_sweep(TODAY)
+    first = run_sweep(TODAY)
     after_first, runs = store_snapshot(store), waiting_runs(ref)
-    second = p.run_sweep(TODAY)
+    second = run_sweep(TODAY)
     assert store_changes(before, after_first) == {}  # not even the first sweep writes a row
     assert store_changes(after_first, store_snapshot(store)) == {}
     assert waiting_runs(ref) == runs
@@ -133,14 +137,14 @@ def test_the_sweep_twice_on_one_day_writes_nothing(prefect_server: str, store: s
 
 def _pathway(ref: str) -> Callable[[], Any]:
     service.refer(referral(ref), actor="test")
-    return lambda: p.run_pathway(ref, today=TODAY)
+    return lambda: run_pathway(ref, today=TODAY)
 
 
 def _activate(ref: str) -> Callable[[], Any]:
     service.refer(referral(ref), actor="test")
-    p.run_pathway(ref, today=TODAY)
+    run_pathway(ref, today=TODAY)
     service.decide(ref, decision="approve", by="Dr Test")
-    return lambda: p.run_activate(ref)
+    return lambda: run_activate(ref)
 
 
 def _replan(ref: str) -> Callable[[], Any]:
@@ -152,7 +156,7 @@ def _replan(ref: str) -> Callable[[], Any]:
         ],
     }
     service.record_treatment_change(ref, json.dumps(change), actor="Dr Test")
-    return lambda: p.run_replan(ref, "treatment change", TODAY)
+    return lambda: run_replan(ref, "treatment change", TODAY)
 
 
 def _first_ig_session(ref: str) -> dict[str, Any]:
@@ -161,19 +165,19 @@ def _first_ig_session(ref: str) -> dict[str, Any]:
 
 def _item_due(ref: str) -> Callable[[], Any]:
     session = _first_ig_session(active_child(ref))
-    return lambda: p.run_item(ref, 1, session["key"], "ig_session")
+    return lambda: run_item(ref, 1, session["key"], "ig_session")
 
 
 def _item_outcome(ref: str) -> Callable[[], Any]:
     session = _first_ig_session(active_child(ref))
     outcome = {"result": "given", "dose_g": session["dose_g"], "lot": "LOT-IDEM"}
     day = dt.date.fromisoformat(session["due"])
-    return lambda: p.run_item(ref, 1, session["key"], "ig_session", outcome=outcome, today=day)
+    return lambda: run_item(ref, 1, session["key"], "ig_session", outcome=outcome, today=day)
 
 
 def _sweep(ref: str) -> Callable[[], Any]:
     active_child(ref)
-    return lambda: p.run_sweep(TODAY)
+    return lambda: run_sweep(TODAY)
 
 
 RERUNS: dict[str, Callable[[str], Callable[[], Any]]] = {

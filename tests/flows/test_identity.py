@@ -9,15 +9,25 @@ import time
 import pytest
 from processes import everything_prefect_holds
 
-from flows import pathway as p
+from flows.deployments import register
+from flows.item import run_item
+from flows.referral import run_activate, run_pathway
+from flows.replan import run_replan
+from flows.sweep import run_sweep
 from sidflows import service
-from sidflows.cohort import synthetic_referrals
 from sidflows.store import db
 from sidflows.store.patients import get_patient
-from sidflows.store.plans import show_document
+from sidflows.store.views import show_document
+from sidflows.testing.cohort import synthetic_referrals
 
 pytestmark = pytest.mark.prefect
 TODAY = dt.date(2026, 11, 24)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def deployments(prefect_server: str) -> None:
+    """The deployments on the test server, as `sidflows serve` makes them (runs go into them)."""
+    register()
 
 
 def test_no_identity_anywhere_in_prefect(prefect_server: str, store: str) -> None:
@@ -36,15 +46,15 @@ def test_no_identity_anywhere_in_prefect(prefect_server: str, store: str) -> Non
         secrets |= {part for part in document["identity"]["name"].split() if len(part) > 3}
         refs.append(service.refer(json.dumps(document), actor="test").ref)
     for ref in refs:
-        p.run_pathway(ref, today=TODAY)
+        run_pathway(ref, today=TODAY)
         service.decide(ref, decision="approve", by="Dr Test")
         service.consent(ref, by="coordinator")
-        p.run_activate(ref)
+        run_activate(ref)
         with db.session_scope() as session:
             doc = show_document(session=session, patient=get_patient(session=session, ref=ref))
         assert doc is not None
         first = doc["items"][0]
-        p.run_item(
+        run_item(
             ref,
             doc["plan_version"],
             first["key"],
@@ -52,8 +62,8 @@ def test_no_identity_anywhere_in_prefect(prefect_server: str, store: str) -> Non
             outcome={"result": "given", "lot": "L1", "dose_g": first.get("dose_g")},
             today=dt.date.fromisoformat(first["due"]),
         )
-        p.run_replan(ref, "plan review", TODAY)
-    p.run_sweep(TODAY)
+        run_replan(ref, "plan review", TODAY)
+    run_sweep(TODAY)
     time.sleep(6)  # the server persists events in batches
     held = everything_prefect_holds(prefect_server)
     assert all(ref in held for ref in refs)  # the check itself sees the data

@@ -15,16 +15,27 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from sqlmodel import select
 
-from flows import pathway as p
-from flows import scheduling
+from flows import projection
+from flows.deployments import register
+from flows.item import run_item
+from flows.referral import run_activate, run_pathway
+from flows.replan import run_replan
+from flows.sweep import run_sweep
 from sidflows import service
 from sidflows.store import db
 from sidflows.store.models import IgDose, PlanItem, PlanStatus
 from sidflows.store.patients import get_patient
-from sidflows.store.plans import latest_plan, show_document
+from sidflows.store.versions import latest_plan
+from sidflows.store.views import show_document
 
 pytestmark = pytest.mark.prefect
 TODAY = dt.date(2026, 11, 24)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def deployments(prefect_server: str) -> None:
+    """The deployments on the test server, as `sidflows serve` makes them (runs go into them)."""
+    register()
 
 
 def runs_of(ref: str, *tags: str) -> list[FlowRun]:
@@ -51,7 +62,7 @@ def refer_sample(name: str) -> str:
 def approved_and_active(ref: str) -> None:
     service.decide(ref, decision="approve", by="Dr Test")
     service.consent(ref, by="coordinator")
-    assert p.run_activate(ref) == "activated"
+    assert run_activate(ref) == "activated"
 
 
 def document(ref: str) -> dict[str, Any]:
@@ -64,7 +75,7 @@ def document(ref: str) -> dict[str, Any]:
 def test_referral_waits_for_a_clinician(prefect_server: str, store: str) -> None:
     """A referral proposes plan v1, publishes it as an artifact and waits for approval."""
     ref = refer_sample("all-after-maintenance.json")
-    assert p.run_pathway(ref, today=TODAY) == "awaiting_approval"
+    assert run_pathway(ref, today=TODAY) == "awaiting_approval"
     runs = runs_of(ref, "step:pathway")
     assert runs
     assert all(r.name == f"pathway-{ref}" for r in runs)
@@ -77,11 +88,11 @@ def test_referral_waits_for_a_clinician(prefect_server: str, store: str) -> None
 def test_activation_schedules_one_run_per_stream_once(prefect_server: str, store: str) -> None:
     """Approving twice activates once; each stream's next item has exactly one scheduled run."""
     ref = refer_sample("lupus-on-rituximab.json")
-    p.run_pathway(ref, today=TODAY)
+    run_pathway(ref, today=TODAY)
     approved_and_active(ref)
     first = [r for r in runs_of(ref, "step:item") if r.state_type == StateType.SCHEDULED]
     service.decide(ref, decision="approve", by="Dr Test")
-    p.run_activate(ref)
+    run_activate(ref)
     again = [r for r in runs_of(ref, "step:item") if r.state_type == StateType.SCHEDULED]
     assert {r.id for r in first} == {r.id for r in again}
     items = document(ref)["items"]
@@ -92,7 +103,7 @@ def test_activation_schedules_one_run_per_stream_once(prefect_server: str, store
 
 
 def scheduling_stream(item: dict[str, Any]) -> str:
-    from sidflows.store.plans import stream_of
+    from sidflows.store.views import stream_of
 
     return stream_of(item)
 
@@ -102,14 +113,14 @@ def test_item_outcome_is_recorded_and_the_next_occurrence_scheduled(
 ) -> None:
     """An IG session given records the dose and schedules the next session of the stream."""
     ref = refer_sample("all-after-maintenance.json")
-    p.run_pathway(ref, today=TODAY)
+    run_pathway(ref, today=TODAY)
     approved_and_active(ref)
     doc = document(ref)
     sessions = [i for i in doc["items"] if i["kind"] == "ig_session"]
     first, second = sessions[0], sessions[1]
     day = dt.date.fromisoformat(first["due"])
     outcome = {"result": "given", "dose_g": first["dose_g"], "lot": "LOT-1"}
-    status = p.run_item(ref, 1, first["key"], "ig_session", outcome=outcome, today=day)
+    status = run_item(ref, 1, first["key"], "ig_session", outcome=outcome, today=day)
     assert status == "done"
     keys = {r.idempotency_key for r in runs_of(ref, "kind:ig_session")}
     assert f"{ref}:v1:{second['key']}" in keys
@@ -117,7 +128,7 @@ def test_item_outcome_is_recorded_and_the_next_occurrence_scheduled(
         doses = session.exec(select(IgDose).where(IgDose.lot == "LOT-1")).all()
     assert [(d.date, d.grams) for d in doses] == [(day, first["dose_g"])]
     # The same outcome again changes nothing.
-    again = p.run_item(ref, 1, first["key"], "ig_session", outcome=outcome, today=day)
+    again = run_item(ref, 1, first["key"], "ig_session", outcome=outcome, today=day)
     assert again == "done"
     with db.session_scope() as session:
         assert len(session.exec(select(IgDose).where(IgDose.lot == "LOT-1")).all()) == 1
@@ -126,7 +137,7 @@ def test_item_outcome_is_recorded_and_the_next_occurrence_scheduled(
 def test_treatment_change_replans_and_cancels_the_old_runs(prefect_server: str, store: str) -> None:
     """A treatment change proposes v2; once active, v1's waiting runs are cancelled."""
     ref = refer_sample("lupus-on-rituximab.json")
-    p.run_pathway(ref, today=TODAY)
+    run_pathway(ref, today=TODAY)
     approved_and_active(ref)
     change = {
         "date": "2026-11-24",
@@ -140,7 +151,7 @@ def test_treatment_change_replans_and_cancels_the_old_runs(prefect_server: str, 
         ],
     }
     service.record_treatment_change(ref, json.dumps(change), actor="Dr Test")
-    assert p.run_replan(ref, "treatment change", TODAY).startswith("v2")
+    assert run_replan(ref, "treatment change", TODAY).startswith("v2")
     approved_and_active(ref)
     with db.session_scope() as session:
         patient = get_patient(session=session, ref=ref)
@@ -157,22 +168,22 @@ def test_treatment_change_replans_and_cancels_the_old_runs(prefect_server: str, 
 def test_sweep_reconciles_prefect_with_the_store(prefect_server: str, store: str) -> None:
     """A deleted scheduled run is recreated; a run with no open item is cancelled."""
     ref = refer_sample("after-autologous-transplant.json")
-    p.run_pathway(ref, today=TODAY)
+    run_pathway(ref, today=TODAY)
     approved_and_active(ref)
     scheduled = [r for r in runs_of(ref, "step:item") if r.state_type == StateType.SCHEDULED]
     lost = scheduled[0]
     with get_client(sync_client=True) as client:
         client.delete_flow_run(lost.id)
     orphan = service.RunSpec(ref, 99, "vaccine_dose:XYZ:1", "vaccine_dose", TODAY)
-    scheduling.schedule_runs([orphan])
-    summary = p.run_sweep(TODAY)
+    projection.schedule_runs([orphan])
+    summary = run_sweep(TODAY)
     assert summary["reconciliation"]["created"] >= 1
     assert summary["reconciliation"]["cancelled"] >= 1
     keys = {r.idempotency_key: r for r in runs_of(ref, "step:item")}
     assert keys[lost.idempotency_key].state_type == StateType.SCHEDULED
     assert keys[f"{ref}:v99:vaccine_dose:XYZ:1"].state_type == StateType.CANCELLED
     # A second sweep on the same day changes nothing.
-    second = p.run_sweep(TODAY)
+    second = run_sweep(TODAY)
     assert second["reconciliation"]["created"] == 0
     assert second["reconciliation"]["cancelled"] == 0
     assert second["due"] == summary["due"]  # the sweep reads; running it twice changes nothing
@@ -185,11 +196,11 @@ def test_sweep_activates_a_plan_approved_but_left_inactive(prefect_server: str, 
     sample = json.loads((EXAMPLES / "all-after-maintenance.json").read_text())  # consent given
     sample["patient"]["ref"] = "EX-LEFT-1"  # keys of its own on the session's server
     ref = service.refer(json.dumps(sample), actor="test").ref
-    p.run_pathway(ref, today=TODAY)
+    run_pathway(ref, today=TODAY)
     service.decide(ref, decision="approve", by="Dr Test")  # the run that would activate dies
-    summary = p.run_sweep(TODAY)
+    summary = run_sweep(TODAY)
     assert summary["activations_finished"] == 1
     assert document(ref)["plan_status"] == "active"
     scheduled = [r for r in runs_of(ref, "step:item") if r.state_type == StateType.SCHEDULED]
     assert len(scheduled) == summary["reconciliation"]["expected"]
-    assert p.run_sweep(TODAY)["activations_finished"] == 0
+    assert run_sweep(TODAY)["activations_finished"] == 0

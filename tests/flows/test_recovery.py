@@ -40,9 +40,10 @@ from prefect.states import Suspended
 from processes import free_port, wait_for
 from sqlmodel import select
 
-from flows import pathway as p
-from flows import runtime, scheduling
+from flows import projection, runtime
 from flows.deployments import register
+from flows.sweep import run_sweep
+from flows.tasks import schedule
 from sidflows import service
 from sidflows.settings import get_settings
 from sidflows.store import db
@@ -60,6 +61,7 @@ def children_on_active_plans(prefix: str = "REC") -> list[str]:
     Under refs of their own: the session's server keeps other tests' runs, and an
     idempotency key once used (ref, version, item) returns that run again.
     """
+    register()  # the deployments the runs go into, as `sidflows serve` makes them
     refs = []
     protocol, calendar = runtime.unit()
     for n, name in enumerate(SAMPLES, start=1):
@@ -73,7 +75,7 @@ def children_on_active_plans(prefix: str = "REC") -> list[str]:
         service.consent(ref, by="coordinator")
         activation = service.activate(ref, calendar=calendar, actor="test")
         assert activation.status == "activated"
-        p.schedule.fn(activation.runs, activation.cancelled, ref)  # the activate flow's step
+        schedule.fn(activation.runs, activation.cancelled, ref)  # the activate flow's step
         refs.append(ref)
     return refs
 
@@ -86,7 +88,7 @@ def expected_keys(day: dt.date = TODAY, *, until: dt.date | None = None) -> set[
     with db.session_scope() as session:
         rows = expected_runs(
             session=session,
-            until=until or scheduling.lookahead(day),
+            until=until or projection.lookahead(day),
             after_plan_id=0,
             limit=100_000,
         )
@@ -102,7 +104,7 @@ def waiting_item_runs(*, of_deployment: bool = True) -> list[FlowRun]:
     """Waiting runs of the item deployment as it is now (or of the item flow, any deployment)."""
     waiting = FlowRunFilter(
         state=FlowRunFilterState(
-            type=FlowRunFilterStateType(any_=scheduling.WAITING_STATES)  # type: ignore[arg-type]
+            type=FlowRunFilterStateType(any_=projection.WAITING_STATES)  # type: ignore[arg-type]
         )
     )
     deployment = (
@@ -118,11 +120,11 @@ def waiting_item_runs(*, of_deployment: bool = True) -> list[FlowRun]:
                 flow_filter=FlowFilter(name=FlowFilterName(any_=["item"])),
                 deployment_filter=deployment,
                 sort=FlowRunSort.ID_DESC,
-                limit=scheduling.PAGE,
+                limit=projection.PAGE,
                 offset=len(found),
             )
             found += page
-            if len(page) < scheduling.PAGE:
+            if len(page) < projection.PAGE:
                 return found
 
 
@@ -154,7 +156,7 @@ def test_a_deleted_and_recreated_item_deployment_loses_no_item(
 ) -> None:
     """Deleting the item deployment deletes its runs; re-created, the sweep makes them again."""
     refs = children_on_active_plans()
-    first = p.run_sweep(TODAY)["reconciliation"]
+    first = run_sweep(TODAY)["reconciliation"]
     assert_one_run_per_open_item(refs)
     assert first["created"] == 0
     # One item is under way: its run is suspended, waiting for the nurse's outcome.
@@ -169,14 +171,14 @@ def test_a_deleted_and_recreated_item_deployment_loses_no_item(
 
     register()
     assert waiting_item_runs() == []
-    summary = p.run_sweep(TODAY)["reconciliation"]
+    summary = run_sweep(TODAY)["reconciliation"]
     assert summary["existing"] == 0
     assert summary["created"] == summary["expected"] == len(expected_keys())
     assert_one_run_per_open_item(refs)
     with db.session_scope() as session:
         due = session.exec(select(PlanItem).where(PlanItem.status == ItemStatus.due)).all()
     assert [i.key for i in due] == [key], "the item under way is still due in the store"
-    again = p.run_sweep(TODAY)["reconciliation"]
+    again = run_sweep(TODAY)["reconciliation"]
     assert (again["created"], again["cancelled"]) == (0, 0), "a second sweep changes nothing"
 
 
@@ -192,7 +194,7 @@ def short_lookahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("SIDFLOWS_CALENDAR", str(calendar))
     get_settings.cache_clear()
     runtime.unit.cache_clear()
-    assert scheduling.lookahead(TODAY) == TODAY + dt.timedelta(days=days)
+    assert projection.lookahead(TODAY) == TODAY + dt.timedelta(days=days)
     yield days
     monkeypatch.undo()
     get_settings.cache_clear()
@@ -206,13 +208,13 @@ def test_a_shorter_lookahead_loses_no_item(
     refs = children_on_active_plans("AHEAD")
     beyond = expected_keys(until=dt.date.max) - expected_keys(TODAY)
     assert beyond, "some items are due beyond the look-ahead"
-    p.run_sweep(TODAY)
+    run_sweep(TODAY)
     assert_one_run_per_open_item(refs)
     mine = {r.idempotency_key for r in waiting_item_runs() if r.parameters["ref"] in refs}
     assert beyond <= mine, "the sweep cancelled runs of open items beyond the look-ahead"
     later = TODAY + dt.timedelta(days=3 * short_lookahead)
     assert expected_keys(later) & beyond, "items came within reach"
-    p.run_sweep(later)
+    run_sweep(later)
     assert_one_run_per_open_item(refs, later)
 
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlmodel import select
+from rich.table import Table
 
 from sidflows.notify.config import NotificationConfig
-from sidflows.notify.receivers import KEY, HttpReceiver, Received, SmtpReceiver
 from sidflows.notify.routes import PREFIX, env_name
 from sidflows.store import db
-from sidflows.store.models import Identity, Notification, NotificationStatus
+from sidflows.store.models import NotificationStatus
+from sidflows.store.reports import identities, outbox_keys
+from sidflows.testing.receivers import KEY, HttpReceiver, Received, SmtpReceiver
 
 MAIL_ROLES = frozenset({"coordinators"})  # by mail; the other roles by webhook
 MAIL_DOMAIN = "unit.test"
@@ -121,11 +122,12 @@ def identity_pattern() -> re.Pattern[str] | None:
     """Every identity value in the store (names, record numbers, the synthetic name tokens)."""
     values: set[str] = set()
     with db.session_scope() as session:
-        for name, mrn in session.exec(select(Identity.name, Identity.mrn)):
-            for value in (name, mrn):
-                if value:
-                    values.add(value)
-            values |= {w for w in (name or "").split() if w.startswith("Synthetic")}
+        known = identities(session=session)
+    for name, mrn in known:
+        for value in (name, mrn):
+            if value:
+                values.add(value)
+        values |= {w for w in (name or "").split() if w.startswith("Synthetic")}
     if not values:
         return None
     ordered = sorted((re.escape(v) for v in values), key=len, reverse=True)
@@ -138,9 +140,7 @@ def notification_report(
     report = NotificationReport(local=receivers is not None)
     sent_keys: set[str] = set()
     with db.session_scope() as session:
-        rows = session.exec(
-            select(Notification.event, Notification.route, Notification.status, Notification.key)
-        ).all()
+        rows = outbox_keys(session=session)
     for event, route, status, key in rows:
         report.by_event.setdefault(event, Counter())[status] += 1
         report.by_route.setdefault(route, Counter())[status] += 1
@@ -170,8 +170,6 @@ def notification_report(
 
 
 def print_report(console: Any, report: NotificationReport, *, store_hint: str) -> None:
-    from rich.table import Table
-
     sent, digested = NotificationStatus.sent, NotificationStatus.digested
     table = Table(title="Notifications of the year (the outbox)")
     table.add_column("event")

@@ -1,7 +1,9 @@
 """``sidflows demo``: a synthetic cohort from referral to review through the real flows.
 
 Embedded defaults: a SQLite store and Prefect's temporary local server, both
-kept under .sidflows/demo/ so the UI can be opened on them afterwards. The
+kept under .sidflows/demo/ so the UI can be opened on them afterwards. This
+module never imports Prefect itself: it points Prefect at .sidflows/demo/ first
+(Prefect reads its settings when it is imported), then loads the simulation. The
 clock is simulated: each working day of the year, the item runs Prefect holds
 for that day are executed here, with outcomes a simulated unit records.
 """
@@ -13,6 +15,15 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+import certifi
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from flows.demo import notifications as notes
+from sidflows.notify.config import load_notifications
+from sidflows.notify.routes import configured
 
 DEMO_DIR = Path(".sidflows") / "demo"
 
@@ -54,8 +65,6 @@ def _prefect_database(base: Path) -> str:
         else "postgresql://postgres@127.0.0.1:5432/postgres"
     )
     try:
-        import psycopg
-
         with psycopg.connect(server, connect_timeout=2, autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS sidflows_demo_prefect WITH (FORCE)")
             conn.execute("CREATE DATABASE sidflows_demo_prefect")
@@ -72,8 +81,6 @@ def _loopback_ca_file(base: Path) -> Path:
     ever checked; but every Prefect client parses its CA file when it is made
     (about a quarter of the demo's CPU with the whole bundle).
     """
-    import certifi
-
     bundle = Path(certifi.where()).read_text()
     end = "-----END CERTIFICATE-----"
     path = base / "loopback-ca.pem"
@@ -84,11 +91,8 @@ def _loopback_ca_file(base: Path) -> Path:
 def run_demo(*, children: int, months: int, seed: int, local_receivers: bool = False) -> int:
     base = _prepare_environment()
     started = time.perf_counter()
-    from rich.console import Console
-
-    from flows import demo_notifications as notes
-    from sidflows.notify.config import load_notifications
-    from sidflows.notify.routes import configured
+    # Prefect reads PREFECT_HOME and its settings when first imported: after the above.
+    from flows.demo.simulation import simulate
 
     console = Console()
     console.print(
@@ -108,12 +112,7 @@ def run_demo(*, children: int, months: int, seed: int, local_receivers: bool = F
     elif configured():
         console.print(f"notifications go to the routes configured for: {', '.join(configured())}")
     try:
-        from flows.notifications import send_outbox
-        from flows.simulation import Simulation
-
-        simulation = Simulation(children=children, months=months, seed=seed, console=console)
-        summary = simulation.run()
-        send_outbox()  # anything still waiting (a retry) before the outbox is read
+        summary = simulate(children=children, months=months, seed=seed, console=console)
         report = notes.notification_report(config, receivers)
     finally:
         if receivers is not None:
@@ -127,8 +126,6 @@ def run_demo(*, children: int, months: int, seed: int, local_receivers: bool = F
 
 
 def _print_summary(console: Any, summary: dict[str, Any], elapsed: float, base: Path) -> None:
-    from rich.table import Table
-
     table = Table(
         title=f"After {summary['days']} simulated days ({summary['start']} to {summary['end']})"
     )

@@ -3,13 +3,16 @@
 The store is the source of truth. Each open item that is next in its stream
 has one scheduled run of the ``item`` deployment, keyed by
 ``ref:vN:item_key`` (Prefect returns the existing run for a repeated key).
+
+The deployments themselves are made elsewhere (``sidflows serve``, a work
+pool's ``prefect deploy``, or the in-process orchestrator before it runs a flow
+here): this module only reads the item deployment's id.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -26,7 +29,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Scheduled
 
@@ -62,18 +65,6 @@ def item_parameters(spec: RunSpec) -> dict[str, object]:
     }
 
 
-def _ensure_deployments() -> None:
-    """No ``sidflows serve`` has created them (embedded mode): register them here.
-
-    In a thread of its own: Prefect's deployment calls return coroutines when the
-    calling thread runs an event loop (as an async flow's does).
-    """
-    from flows.deployments import register
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(register).result()
-
-
 _DEPLOYMENT_IDS: dict[str, UUID] = {}
 
 
@@ -91,12 +82,6 @@ def item_deployment_id(*, refresh: bool = False) -> UUID:
 
 
 def _read_item_deployment_id() -> UUID:
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_deployment_by_name(ITEM_DEPLOYMENT).id
-        except ObjectNotFound:
-            pass
-    _ensure_deployments()
     with get_client(sync_client=True) as client:
         return client.read_deployment_by_name(ITEM_DEPLOYMENT).id
 

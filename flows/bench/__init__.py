@@ -1,0 +1,1 @@
+"""``sidflows benchmark ...``: the figures (speed and memory), printed, never asserted."""

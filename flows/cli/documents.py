@@ -1,0 +1,28 @@
+"""``sidflows propose`` and ``schema``: documents only; no store, no Prefect (they answer fast)."""
+
+from __future__ import annotations
+
+import argparse
+
+from flows.cli.io import EXIT_OK, print_json, read_document
+from sidflows.calendar import load_calendar
+from sidflows.plan_document import plan_document
+from sidflows.planning import propose_plan
+from sidflows.protocol import load_protocol
+from sidflows.referral import iso_day, parse_referral
+from sidflows.schema import referral_schema
+
+
+def propose(args: argparse.Namespace) -> int:
+    referral = parse_referral(read_document(args.file))
+    protocol = load_protocol()
+    calendar = load_calendar()
+    today = iso_day(args.today, "--today") if args.today else calendar.today()
+    plan = propose_plan(referral, today=today, protocol=protocol, calendar=calendar)
+    print_json(plan_document(plan))
+    return EXIT_OK
+
+
+def schema(args: argparse.Namespace) -> int:
+    print_json(referral_schema())
+    return EXIT_OK

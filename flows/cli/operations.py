@@ -1,0 +1,128 @@
+"""Running the unit: the sweep, serving the deployments, their YAML, the store, the outbox."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from prefect import serve as prefect_serve
+
+from flows.cli.io import EXIT_CONFIG, EXIT_OK, day, out, print_json
+from flows.deployments import YAML_PATH, deployments, entrypoint, prefect_yaml, when
+from flows.orchestrator import pick
+from flows.runtime import ensure_store
+from sidflows.errors import InvalidInput
+from sidflows.notify import outbox
+from sidflows.notify.config import load_notifications
+from sidflows.notify.dispatch import dispatch, send_test
+from sidflows.notify.routes import env_name, route_for
+from sidflows.settings import get_settings
+from sidflows.staff import load_staff
+from sidflows.store import db
+
+
+def sweep(args: argparse.Namespace) -> int:
+    swept = day(args.date, "--date")
+    ensure_store()
+    summary = pick().sweep(swept)
+    out(json.dumps(summary, indent=2, default=str))
+    return EXIT_OK
+
+
+def serve(args: argparse.Namespace) -> int:
+    ensure_store()
+    load_staff(get_settings().staff)  # a bad roster stops here, not at the first approval
+    prefect_serve(*deployments())
+    return EXIT_OK
+
+
+def deployments_command(args: argparse.Namespace) -> int:
+    """The deployments ``serve`` serves; with --yaml, written as config/prefect.yaml."""
+    made = deployments()
+    if not args.yaml:
+        for deployment in made:
+            coming = when(deployment)
+            out(
+                f"{deployment.flow_name}/{deployment.name}  {entrypoint(deployment)}"
+                + (f"  ({'; '.join(coming)})" if coming else "")
+            )
+        return EXIT_OK
+    text = prefect_yaml(made)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    path = Path(args.output or YAML_PATH)
+    path.write_text(text)
+    out(f"{path}: {len(made)} deployments written")
+    return EXIT_OK
+
+
+def db_command(args: argparse.Namespace) -> int:
+    revision = db.upgrade()
+    out(f"store at revision {revision}")
+    return EXIT_OK
+
+
+def notifications(args: argparse.Namespace) -> int:
+    config = load_notifications()
+    db.upgrade()
+    if args.action in ("redeliver", "dispatch"):
+        if args.action == "redeliver":
+            with db.session_scope() as session:
+                requeued = outbox.requeue_failed(session=session)
+            out(f"{requeued} failed or unrouted notifications queued again")
+        result = dispatch(config=config, ui_url=get_settings().ui_url)
+        out(
+            f"sent {result.sent}, to retry {result.retrying}, failed {result.failed}, "
+            f"without a route {result.unrouted}"
+        )
+        return EXIT_OK if not result.failed else EXIT_CONFIG
+    with db.session_scope() as session:
+        rows = outbox.listing(session=session, status=args.status, ref=args.ref, limit=args.limit)
+        totals = outbox.counts(session=session)
+    found = [
+        {
+            "id": r.id,
+            "status": r.status,
+            "created_at": r.created_at.isoformat(timespec="seconds") if r.created_at else None,
+            "event": r.event,
+            "ref": r.ref,
+            "item": r.item_key,
+            "plan_version": r.plan_version,
+            "route": r.route,
+            "attempts": r.attempts,
+            "subject": r.subject,
+            "last_error": r.last_error,
+            "sent_at": r.sent_at.isoformat(timespec="seconds") if r.sent_at else None,
+            "key": r.key,
+        }
+        for r in rows
+    ]
+    if args.json:
+        print_json({"notifications": found, "counts": totals})
+        return EXIT_OK
+    for n in found:
+        error = f"  ({n['last_error']})" if n["last_error"] else ""
+        out(
+            f"{n['id']:>7} {n['status']:<9} {n['created_at'] or '':<25} {n['route']:<22} "
+            f"{n['attempts']}  {n['subject']}{error}"
+        )
+    out(" · ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "the outbox is empty")
+    return EXIT_OK
+
+
+def notify_test(args: argparse.Namespace) -> int:
+    config = load_notifications()
+    role, _, service = args.role.partition(":")
+    if role not in config.roles:
+        raise InvalidInput("ROLE", f"unknown role {role!r} (roles: {', '.join(config.roles)})")
+    route = route_for(role, service=service or None)
+    results = send_test(route, config=config)
+    if not results:
+        print(f"sidflows: no route for {route}: set {env_name(route)}", file=sys.stderr)
+        return EXIT_CONFIG
+    for label, error in results:
+        out(f"{route} {label}: {'delivered' if error is None else 'FAILED: ' + error}")
+    return EXIT_OK if all(error is None for _, error in results) else EXIT_CONFIG

@@ -1,0 +1,211 @@
+"""The command line's arguments: one parser, each command pointing at its handler.
+
+``propose`` and ``schema`` (flows/cli/documents.py) load no store and no
+Prefect. Every other command's module is imported when that command runs, and
+a document it reads is validated first: bad input is refused before the store
+or Prefect is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from functools import cache
+
+from flows.cli import documents
+from flows.cli.io import checked, day
+from sidflows.referral import parse_lab_report, parse_referral, parse_treatment_change
+
+Handler = Callable[[argparse.Namespace], int]
+Reader = Callable[[argparse.Namespace], bytes]
+
+
+def _referral(args: argparse.Namespace) -> bytes:
+    day(args.today, "--today")  # a bad --today is refused first, as it always was
+    return checked(args.file, parse_referral)
+
+
+def _treatment_change(args: argparse.Namespace) -> bytes:
+    return checked(args.file, parse_treatment_change)
+
+
+def _lab_report(args: argparse.Namespace) -> bytes:
+    return checked(args.file, parse_lab_report)
+
+
+def _plans(name: str, read: Reader | None = None) -> Handler:
+    """A command of flows/cli/plans.py; its document (``read``) is validated before the import."""
+
+    def run(args: argparse.Namespace) -> int:
+        if read is not None:
+            args.document = read(args)
+        # Prefect and the store load only when such a command runs: `propose` stays light.
+        from flows.cli import plans
+
+        handler: Handler = getattr(plans, name)
+        return handler(args)
+
+    return run
+
+
+def _operations(name: str) -> Handler:
+    """A command of flows/cli/operations.py."""
+
+    def run(args: argparse.Namespace) -> int:
+        # Prefect and the store load only when such a command runs: `propose` stays light.
+        from flows.cli import operations
+
+        handler: Handler = getattr(operations, name)
+        return handler(args)
+
+    return run
+
+
+def _harness(name: str) -> Handler:
+    """A command of flows/cli/harness.py."""
+
+    def run(args: argparse.Namespace) -> int:
+        # The demo and the benchmarks load only when they run: `propose` stays light.
+        from flows.cli import harness
+
+        handler: Handler = getattr(harness, name)
+        return handler(args)
+
+    return run
+
+
+def _worker_counts(value: str) -> list[int]:
+    try:
+        counts = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        counts = []
+    if not counts or not all(1 <= c <= 64 for c in counts):
+        raise argparse.ArgumentTypeError(f"worker counts from 1 to 64, comma-separated: {value!r}")
+    return counts
+
+
+@cache
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, built once per process (tests call main thousands of times)."""
+    parser = argparse.ArgumentParser(
+        prog="sidflows",
+        description="Care-plan orchestrator for children with secondary immunodeficiency.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("propose", help="print the proposed plan for a referral (no database)")
+    p.add_argument("file", metavar="FILE", help="referral document (JSON), or - for stdin")
+    p.add_argument("--today", metavar="YYYY-MM-DD", help="plan as of this day (default: today)")
+    p.set_defaults(handler=documents.propose)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the referral document")
+    p.set_defaults(handler=documents.schema)
+
+    p = sub.add_parser("demo", help="run a synthetic cohort through the real flows")
+    p.add_argument("--children", type=int, default=25)
+    p.add_argument("--months", type=int, default=12)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--local-receivers",
+        action="store_true",
+        help="deliver the notifications to receivers on loopback (webhook and mail), check them",
+    )
+    p.set_defaults(handler=_harness("demo"))
+
+    p = sub.add_parser("refer", help="store a referral and start the child's pathway")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--today", metavar="YYYY-MM-DD")
+    p.set_defaults(handler=_plans("refer", _referral))
+
+    p = sub.add_parser("show", help="the child's current plan, items and their states")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_plans("show"))
+
+    p = sub.add_parser("approve", help="approve the proposed plan")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument(
+        "--by",
+        metavar="NAME",
+        default=None,
+        help="a clinician's name or login in the staff roster (default: your login)",
+    )
+    p.set_defaults(handler=_plans("approve"))
+
+    p = sub.add_parser("consent", help="record the family's consent to the cost")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument(
+        "--by",
+        metavar="NAME",
+        default=None,
+        help="who records it: a name or login in the staff roster (default: your login)",
+    )
+    p.set_defaults(handler=_plans("consent"))
+
+    p = sub.add_parser("treatment-change", help="record a treatment change and re-plan")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(handler=_plans("treatment_change", _treatment_change))
+
+    p = sub.add_parser("lab-result", help="record new lab results and re-plan")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("file", metavar="FILE", help='{"labs": [...]} shaped as a referral\'s labs')
+    p.set_defaults(handler=_plans("lab_result", _lab_report))
+
+    p = sub.add_parser("sweep", help="the daily run: due and overdue items, reconciliation")
+    p.add_argument("--date", metavar="YYYY-MM-DD", default=None)
+    p.set_defaults(handler=_operations("sweep"))
+
+    p = sub.add_parser("notifications", help="the outbox: list, redeliver failed, dispatch now")
+    p.add_argument("action", nargs="?", choices=["list", "redeliver", "dispatch"], default="list")
+    p.add_argument(
+        "--status",
+        choices=["queued", "pending", "sending", "sent", "failed", "unrouted", "digested"],
+    )
+    p.add_argument("--ref", metavar="REF", default=None)
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_operations("notifications"))
+
+    p = sub.add_parser("notify-test", help="send a test message to a role's routes")
+    p.add_argument("role", metavar="ROLE", help="e.g. pharmacy, or referrers:oncology")
+    p.set_defaults(handler=_operations("notify_test"))
+
+    p = sub.add_parser("serve", help="serve every deployment (schedules, event triggers)")
+    p.set_defaults(handler=_operations("serve"))
+
+    p = sub.add_parser(
+        "deployments", help="the deployments `serve` serves; --yaml writes config/prefect.yaml"
+    )
+    p.add_argument(
+        "--yaml", action="store_true", help="write them as a prefect.yaml for work pools"
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="with --yaml: where to write it (default: config/prefect.yaml; - for stdout)",
+    )
+    p.set_defaults(handler=_operations("deployments_command"))
+
+    p = sub.add_parser("db", help="the store's schema")
+    p.add_argument("action", choices=["upgrade"])
+    p.set_defaults(handler=_operations("db_command"))
+
+    p = sub.add_parser("benchmark", help="print speed and memory figures")
+    p.add_argument("what", choices=["propose", "sweep", "notifications"])
+    p.add_argument("--children", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--database-url", default=None, help="sweep, notifications: the store to fill (*bench*)"
+    )
+    p.add_argument("--messages", type=int, default=10_000, help="notifications: outbox size")
+    p.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=None,
+        metavar="N[,N...]",
+        help="notifications: dispatcher workers, one run each (default: the configured count)",
+    )
+    p.set_defaults(handler=_harness("benchmark"))
+    return parser

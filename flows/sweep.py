@@ -1,0 +1,119 @@
+"""The daily sweep: unfinished activations, due and overdue items, Prefect's runs, the census,
+then the day's reminders, escalations and digests.
+
+It reads the store and never rewrites an item (each item's own run records its
+transitions), so a sweep run twice, or interrupted, changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, tags, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import projection, runtime
+from flows.artifacts import publish_census
+from flows.notifications import dispatch_notifications, queue_daily
+from flows.tasks import activate_and_schedule
+from sidflows import service
+from sidflows.store import db
+from sidflows.store.census import unit_census
+from sidflows.store.sweep import expected_runs, read_due
+
+
+@task(name="unfinished-activations", cache_policy=NO_CACHE)
+def unfinished_activations() -> list[str]:
+    """Approved plans left inactive by a run that died before its activation committed."""
+    return service.unfinished_activations()
+
+
+@task(name="due-items", cache_policy=NO_CACHE)
+def due_items(day: dt.date) -> dict[str, Any]:
+    """Count the open items whose day has come, and read the oldest overdue."""
+    started = time.perf_counter()
+    with db.session_scope() as session:
+        found = read_due(session=session, on=day)
+    return {
+        "due": found.rows,
+        "overdue": found.overdue,
+        "by_kind": dict(found.by_kind),
+        "store_seconds": round(time.perf_counter() - started, 4),
+        "oldest_overdue": [vars(o) for o in found.oldest_overdue],
+    }
+
+
+@task(name="reconcile-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def reconcile_runs(day: dt.date, batch: int) -> dict[str, int]:
+    expected: list[service.RunSpec] = []
+    after = 0
+    while True:
+        with db.session_scope() as session:
+            rows = expected_runs(
+                session=session, until=projection.lookahead(day), after_plan_id=after, limit=batch
+            )
+        if not rows:
+            break
+        expected += [
+            service.RunSpec(ref, version, key, kind, due)
+            for _, ref, version, key, kind, due in rows
+        ]
+        after = rows[-1][0]
+    result, created = projection.reconcile(expected, until=projection.lookahead(day))
+    service.record_run_ids(created)
+    return vars(result)
+
+
+@task(name="census", cache_policy=NO_CACHE)
+def census(day: dt.date) -> dict[str, Any]:
+    with db.session_scope() as session:
+        figures = unit_census(session=session, on=day)
+    publish_census(day, figures)
+    return figures
+
+
+@flow(name="sweep", flow_run_name="sweep-{day}")
+async def sweep(
+    day: dt.date | None = None, batch: int = 5000, reconcile: bool = True, notify: bool = True
+) -> dict[str, Any]:
+    """The daily run: unfinished activations, due and overdue items, reconciliation, census,
+    reminders and digests.
+
+    Args:
+        day: the day swept (default: today in the unit's timezone).
+        batch: plans per batch when the reconciliation reads what Prefect should hold.
+        reconcile: make Prefect's scheduled runs match the store, both ways.
+        notify: queue reminders, escalations and digests, and send the outbox.
+    """
+    swept = runtime.today(day)
+    summary: dict[str, Any] = {"day": swept.isoformat()}
+    unfinished = unfinished_activations()
+    for ref in unfinished:
+        get_run_logger().warning("%s: plan approved but never activated: activating it now", ref)
+        await activate_and_schedule(ref)
+    summary["activations_finished"] = len(unfinished)
+    found = due_items(swept)
+    late = found.pop("oldest_overdue")
+    summary.update(found)
+    for row in late:
+        get_run_logger().warning(
+            "overdue: %s %s due %s (%d days)", row["ref"], row["key"], row["due"], row["days"]
+        )
+    if reconcile:
+        summary["reconciliation"] = reconcile_runs(swept, batch)
+    summary["census"] = census(swept)
+    if notify:
+        summary["notifications"] = queue_daily(swept)
+        summary["dispatch"] = dispatch_notifications()
+    return summary
+
+
+def run_sweep(
+    day: dt.date | None = None, *, reconcile: bool = True, notify: bool = True
+) -> dict[str, Any]:
+    """The sweep in this process, with the tags of a deployment run."""
+    with tags("step:sweep"):
+        return asyncio.run(sweep(day=day, reconcile=reconcile, notify=notify))

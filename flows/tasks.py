@@ -1,0 +1,79 @@
+"""The tasks several steps share: propose, read and publish the plan, activate, schedule.
+
+Tasks are a few lines that call sidflows; nothing clinical is decided here.
+Parameters, run names, tags, events, logs and artifacts carry the
+pseudonymous ref only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+
+from flows import projection, runtime
+from flows.artifacts import publish_plan
+from sidflows import service
+from sidflows.store import db
+from sidflows.store.patients import get_patient
+from sidflows.store.views import show_document
+
+
+def in_deployment() -> bool:
+    """This flow run belongs to a deployment (a server's worker or ``serve`` runs it)."""
+    context = get_run_context()
+    return getattr(getattr(context, "flow_run", None), "deployment_id", None) is not None
+
+
+@task(name="propose-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def propose_plan(ref: str, day: dt.date, reason: str) -> service.Proposed:
+    protocol, calendar = runtime.unit()
+    return service.propose(
+        ref, today=day, protocol=protocol, calendar=calendar, reason=reason, actor=runtime.ACTOR
+    )
+
+
+@task(name="current-plan", cache_policy=NO_CACHE)
+def current_plan(ref: str) -> dict[str, Any] | None:
+    with db.session_scope() as session:
+        return show_document(session=session, patient=get_patient(session=session, ref=ref))
+
+
+@task(name="publish-plan", cache_policy=NO_CACHE)
+def publish(document: dict[str, Any] | None) -> None:
+    if document is not None:
+        publish_plan(document)
+
+
+@task(name="activate-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def activate_plan(ref: str) -> service.Activated:
+    return service.activate(ref, calendar=runtime.calendar(), actor=runtime.ACTOR)
+
+
+@task(name="schedule-runs", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def schedule(runs: list[service.RunSpec], cancelled: list[str], ref: str) -> int:
+    if cancelled:
+        projection.cancel_superseded(ref, cancelled)
+    run_ids = projection.schedule_runs(runs)
+    service.record_run_ids(run_ids)
+    return len(run_ids)
+
+
+async def activate_and_schedule(ref: str) -> str:
+    """Activate the approved plan if it waits for nothing, schedule its runs, publish it."""
+    activation = activate_plan(ref)
+    if activation.status == "activated":
+        schedule(activation.runs, activation.cancelled, ref)
+        get_run_logger().info(
+            "plan v%s of %s active: %d bookings, %d runs scheduled, %d replaced",
+            activation.version,
+            ref,
+            activation.bookings,
+            len(activation.runs),
+            len(activation.cancelled),
+        )
+    publish(current_plan(ref))
+    return activation.status
