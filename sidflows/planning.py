@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
-from sidflows.calendar import UnitCalendar, add_months
+from sidflows.calendar import UnitCalendar
 from sidflows.protocol import Protocol
 from sidflows.referral import Referral
-from sidflows.rules.facts import derive_facts
+from sidflows.rules.context import HORIZON_MONTHS, PlanContext
 from sidflows.rules.grading import grade
 from sidflows.rules.immunoglobulin import decide_immunoglobulin, ig_schedule
 from sidflows.rules.model import Decision, Item, Plan
@@ -16,8 +16,8 @@ from sidflows.rules.prophylaxis import plan_prophylaxis
 from sidflows.rules.reassessment import plan_reassessments, plan_reviews
 from sidflows.rules.vaccination import plan_vaccination
 
-HORIZON_MONTHS = 12
-FUNDING_SOURCE = "REFERENCE.md §1 (unit setting); protocol [funding]"
+__all__ = ["HORIZON_MONTHS", "plan_changes", "propose_plan"]
+
 _KIND_ORDER = {
     "ig_session": 0,
     "ig_trough": 1,
@@ -32,43 +32,19 @@ def propose_plan(
     referral: Referral, *, today: date, protocol: Protocol, calendar: UnitCalendar
 ) -> Plan:
     """The plan the unit would propose for this child on ``today``, 12 months ahead."""
-    horizon_end = add_months(today, HORIZON_MONTHS)
-    start = today + timedelta(days=calendar.config.first_item_lead_days)
-    facts = derive_facts(referral, today=today, protocol=protocol)
-    grading = grade(referral, facts, protocol)
-    ig = decide_immunoglobulin(referral, facts, protocol)
-    ig_items, ig_notes = ig_schedule(
-        ig, facts, protocol, calendar, start=start, horizon_end=horizon_end
-    )
-    vaccination = plan_vaccination(
-        referral, facts, ig, protocol, calendar, start=start, horizon_end=horizon_end
-    )
-    reviews, review_notes = plan_reviews(
-        facts, protocol, calendar, ig, start=start, horizon_end=horizon_end
-    )
+    ctx = PlanContext.build(referral, today=today, protocol=protocol, calendar=calendar)
+    grading = grade(ctx)
+    ig = decide_immunoglobulin(ctx)
+    ig_items, ig_notes = ig_schedule(ctx, ig=ig)
+    vaccination = plan_vaccination(ctx, ig=ig)
+    reviews, review_notes = plan_reviews(ctx, ig=ig)
     first_review = min(
-        (r.due for r in reviews if r.reason == "periodic review"), default=horizon_end
+        (r.due for r in reviews if r.reason == "periodic review"), default=ctx.horizon_end
     )
     prophylaxis, prophylaxis_notes = plan_prophylaxis(
-        referral,
-        facts,
-        protocol,
-        calendar,
-        start=start,
-        first_review=first_review,
-        ig_indicated=ig.gives_ig,
+        ctx, first_review=first_review, ig_indicated=ig.gives_ig
     )
-    labs, lab_notes = plan_reassessments(
-        referral,
-        facts,
-        protocol,
-        calendar,
-        ig,
-        grading,
-        start=start,
-        horizon_end=horizon_end,
-        titres=vaccination.titres,
-    )
+    labs, lab_notes = plan_reassessments(ctx, ig=ig, grading=grading, titres=vaccination.titres)
     items: list[Item] = [*ig_items, *vaccination.items, *prophylaxis, *labs, *reviews]
     items.sort(key=lambda i: (i.due, _KIND_ORDER[i.kind], i.key))
     funded: dict[str, bool] = {str(k): v for k, v in protocol.funding.publicly_funded.items()}
@@ -80,13 +56,13 @@ def propose_plan(
         *vaccination.decisions,
         *lab_notes,
         *review_notes,
-        _funding(items, funded, consent),
+        _funding(items, funded, consent, source=ctx.cite("funding.publicly_funded")),
     ]
     return Plan(
         patient_ref=referral.ref,
         protocol_version=protocol.version,
         as_of=today,
-        horizon_end=horizon_end,
+        horizon_end=ctx.horizon_end,
         grading=grading,
         decisions=tuple(decisions),
         items=tuple(items),
@@ -96,18 +72,16 @@ def propose_plan(
     )
 
 
-def _funding(items: list[Item], funded: dict[str, bool], consent: bool) -> Decision:
+def _funding(items: list[Item], funded: dict[str, bool], consent: bool, *, source: str) -> Decision:
     unfunded = sorted({i.kind for i in items if not funded.get(i.kind, False)})
     if not unfunded:
-        return Decision(
-            "funding", "every item is publicly funded", "no cost to the family", FUNDING_SOURCE
-        )
+        return Decision("funding", "every item is publicly funded", "no cost to the family", source)
     state = "recorded" if consent else "needed before the plan can be activated"
     return Decision(
         "funding",
         f"family consent to the cost {state}",
         f"not covered by public health: {', '.join(unfunded)}",
-        FUNDING_SOURCE,
+        source,
     )
 
 

@@ -11,12 +11,13 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from sidflows.calendar import add_months, load_calendar
+from sidflows.calendar import UnitCalendar, add_months, load_calendar
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
 from sidflows.protocol import Protocol, load_protocol
 from sidflows.referral import Referral, validate_referral
-from sidflows.rules.facts import Facts, derive_facts
+from sidflows.rules.context import PlanContext
+from sidflows.rules.facts import Facts
 from sidflows.rules.model import Item, Plan
 
 # A Tuesday. Items start at TODAY + first_item_lead_days (7) = 2026-12-01, a Tuesday,
@@ -134,8 +135,19 @@ def make_referral(**fields: Any) -> Referral:
     return validate_referral(make_doc(**fields))
 
 
+def context_for(
+    referral: Referral,
+    *,
+    today: date = TODAY,
+    protocol: Protocol = PROTOCOL,
+    calendar: UnitCalendar = CALENDAR,
+) -> PlanContext:
+    """The context the rules see when the plan is proposed on ``today`` (as planning builds it)."""
+    return PlanContext.build(referral, today=today, protocol=protocol, calendar=calendar)
+
+
 def facts_for(referral: Referral, *, today: date = TODAY, protocol: Protocol = PROTOCOL) -> Facts:
-    return derive_facts(referral, today=today, protocol=protocol)
+    return context_for(referral, today=today, protocol=protocol).facts
 
 
 def plan_for(referral: Referral, *, today: date = TODAY, protocol: Protocol = PROTOCOL) -> Plan:

@@ -1,8 +1,8 @@
 """Property-based tests of the planning engine.
 
 A hypothesis strategy builds VALID referral documents of every kind; the
-invariants below are re-derived from REFERENCE.md and the referral itself,
-never from the rule code (no call to live_vaccine_blocks or its helpers), so a
+invariants below are re-derived from docs/clinical-reference.md and the referral
+itself, never from the rule code (no call to live_vaccine_blocks or its helpers), so a
 rule that drifts from the reference fails here even when its own tests agree
 with it. A second strategy mangles a valid document with one mutation and
 checks that the edge refuses it with one line naming the field.
@@ -45,7 +45,7 @@ CALENDAR = load_calendar()
 Doc = dict[str, Any]
 
 # ----------------------------------------------------------------------------- reference tables
-# Re-typed from REFERENCE.md, on purpose not read from config/protocol.toml.
+# Re-typed from docs/clinical-reference.md, on purpose not read from config/protocol.toml.
 
 LIVE = frozenset({"MMR", "VAR", "MMRV", "LAIV", "ROTA", "BCG", "YF"})
 INACTIVATED = (
@@ -313,7 +313,7 @@ def _steroid_is_high_dose(t: Doc, weight: float) -> bool:
 
 
 def live_vaccine_violations(doc: Doc, plan: dict[str, Any], due: date) -> list[str]:
-    """Every REFERENCE.md §4 rule that a live vaccine on ``due`` would break."""
+    """Every docs/clinical-reference.md §4 rule that a live vaccine on ``due`` would break."""
     broken: list[str] = []
     weight = doc["patient"]["weight_kg"]
     if due < plus_months(d(doc["patient"]["birth_date"]), LIVE_MIN_AGE_MONTHS):

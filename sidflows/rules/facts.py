@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sidflows.calendar import add_months, age_in_months
+from sidflows.codes import (
+    class_for_drug_name,
+    diagnosis_group,
+    drug_for_atc,
+    group_for_label,
+    load_codes,
+    treatment_class,
+    words_match,
+)
 from sidflows.protocol import Protocol
 from sidflows.referral import ImmunoglobulinDose, Lab, Referral, Treatment
+from sidflows.rules.bcells import BCellDepletion, b_cell_depletion
+from sidflows.rules.igrecord import IgCourse, find_troughs, ig_courses, interval_in_use
 
 IMMUNOSUPPRESSIVE = frozenset(
     {
@@ -29,32 +39,75 @@ def name_matches(name: str, words: tuple[str, ...]) -> bool:
     """Does a drug name or label mention any of ``words``?
 
     Acronyms written in capitals (``ALL``) must appear as a capitalised word;
-    other words match case-insensitively, as whole words.
+    other words match case-insensitively, as whole words; accents are ignored.
     """
-    lowered = name.lower()
-    for word in words:
-        if word.isupper():
-            if re.search(rf"(?<![A-Za-z0-9]){re.escape(word)}(?![A-Za-z0-9])", name):
-                return True
-        elif re.search(rf"(?<![a-z0-9]){re.escape(word.lower())}(?![a-z0-9])", lowered):
+    return words_match(name, words) is not None
+
+
+def drug_is(t: Treatment, names: tuple[str, ...]) -> bool:
+    """The treatment is one of these drugs: by its ATC code (config/codes.toml) or its name."""
+    if t.code is not None:
+        found = drug_for_atc(t.code)
+        if found is not None and found.drug is not None and name_matches(found.drug, names):
             return True
-    return False
+    return name_matches(t.drug, names)
 
 
 def steroid_mg_day(t: Treatment, weight_kg: float) -> float | None:
+    """A daily dose in mg/day, from whichever dose field the referral gave (weekly: / 7)."""
     if t.dose_mg_day is not None:
         return t.dose_mg_day
     if t.dose_mg_per_kg_day is not None:
         return t.dose_mg_per_kg_day * weight_kg
+    if t.dose_mg_per_kg_week is not None:
+        return t.dose_mg_per_kg_week * weight_kg / 7
     return None
 
 
 def steroid_mg_per_kg_day(t: Treatment, weight_kg: float) -> float | None:
+    """A daily dose in mg/kg/day, from whichever dose field the referral gave (weekly: / 7)."""
     if t.dose_mg_per_kg_day is not None:
         return t.dose_mg_per_kg_day
     if t.dose_mg_day is not None:
         return t.dose_mg_day / weight_kg
+    if t.dose_mg_per_kg_week is not None:
+        return t.dose_mg_per_kg_week / 7
     return None
+
+
+def dose_per_kg_day(t: Treatment, weight_kg: float) -> tuple[float | None, str]:
+    """(mg/kg/day, the conversion made, "" if none) of a daily drug."""
+    if t.dose_mg_per_kg_day is not None:
+        return t.dose_mg_per_kg_day, ""
+    if t.dose_mg_day is not None:
+        v = t.dose_mg_day / weight_kg
+        return v, f"{t.dose_mg_day:g} mg/day / {weight_kg:g} kg = {v:.2f} mg/kg/day"
+    if t.dose_mg_per_kg_week is not None:
+        v = t.dose_mg_per_kg_week / 7
+        return v, (
+            f"a weekly dose of a daily drug: {t.dose_mg_per_kg_week:g} mg/kg/week / 7 = "
+            f"{v:.2f} mg/kg/day (converted; check the dose)"
+        )
+    return None, ""
+
+
+def dose_per_kg_week(t: Treatment, weight_kg: float) -> tuple[float | None, str]:
+    """(mg/kg/week, the conversion made, "" if none) of a weekly drug (methotrexate)."""
+    if t.dose_mg_per_kg_week is not None:
+        return t.dose_mg_per_kg_week, ""
+    if t.dose_mg_per_kg_day is not None:
+        v = t.dose_mg_per_kg_day * 7
+        return v, (
+            f"a weekly drug given as a daily dose: {t.dose_mg_per_kg_day:g} mg/kg/day x 7 = "
+            f"{v:g} mg/kg/week (converted; check the dose)"
+        )
+    if t.dose_mg_day is not None:
+        v = t.dose_mg_day * 7 / weight_kg
+        return v, (
+            f"a weekly drug given as a daily dose: {t.dose_mg_day:g} mg/day x 7 / "
+            f"{weight_kg:g} kg = {v:.2f} mg/kg/week (converted; check the dose)"
+        )
+    return None, ""
 
 
 def is_high_dose_steroid(t: Treatment, weight_kg: float, protocol: Protocol) -> bool | None:
@@ -98,6 +151,20 @@ class Facts:
     last_ig_dose: ImmunoglobulinDose | None
     on_ig_replacement: bool
     hsct_months: int | None
+    latest_cd4_count: Lab | None = None
+    latest_cd4_percent: Lab | None = None
+    stale: tuple[str, ...] = ()
+    stale_panel: tuple[str, ...] = ()
+    b_cell_depletion: BCellDepletion | None = None
+    after_car_t: bool = False
+    ig_courses: tuple[IgCourse, ...] = ()
+    ig_interval_in_use_days: int | None = None
+    latest_trough: Lab | None = None
+    igg_on_ig_not_trough: Lab | None = None
+    diagnosis_group: str | None = None
+    diagnosis_group_source: str | None = None
+    unrecognised_drugs: tuple[str, ...] = ()
+    class_mismatches: tuple[str, ...] = ()
 
     @property
     def age_years(self) -> int:
@@ -116,6 +183,50 @@ def _latest(labs: tuple[Lab, ...], attr: str) -> Lab | None:
     return max(found, key=lambda lab: lab.date) if found else None
 
 
+# The measures whose newest result the rules use, by field: (name shown, panel entry).
+MEASURES = {
+    "igg_g_l": ("IgG", "IgG"),
+    "cd4_per_ul": ("CD4 count", "CD4"),
+    "cd4_percent": ("CD4 %", "CD4"),
+    "cd19_per_ul": ("CD19 count", "CD19"),
+    "anc_per_ul": ("ANC", "ANC"),
+    "pneumococcal_fold_rise": ("pneumococcal fold rise", "pneumococcal titres"),
+}
+
+
+def _fresh(lab: Lab | None, valid_from: date) -> Lab | None:
+    return lab if lab is not None and lab.date >= valid_from else None
+
+
+def _diagnosis(referral: Referral) -> tuple[str | None, str | None]:
+    d = referral.diagnosis
+    if d.code is not None:
+        found = diagnosis_group(d.code, d.system)
+        if found is not None:
+            return found.value, found.source
+    found = group_for_label(d.label)
+    return (found.value, found.source) if found is not None else (None, None)
+
+
+def _drug_recognition(referral: Referral) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(drugs the protocol does not know, class mismatches between ATC and the referral)."""
+    unknown: list[str] = []
+    mismatch: list[str] = []
+    codes = load_codes()
+    for t in referral.treatments:
+        coded = treatment_class(t.code, codes) if t.code is not None else None
+        if coded is not None:
+            if coded.value != t.drug_class:
+                mismatch.append(
+                    f"{t.drug}: ATC {t.code} is {coded.value.replace('_', ' ')} ({coded.source}) "
+                    f"but the referral says {t.drug_class.replace('_', ' ')}"
+                )
+            continue
+        if class_for_drug_name(t.drug, codes) is None:
+            unknown.append(t.drug + (f" (code {t.code})" if t.code else ""))
+    return tuple(dict.fromkeys(unknown)), tuple(dict.fromkeys(mismatch))
+
+
 def _igg_lower_limit(latest: Lab | None, age_months: int, protocol: Protocol) -> tuple[float, str]:
     if latest is not None and latest.igg_lower_limit_g_l is not None:
         return latest.igg_lower_limit_g_l, "laboratory report"
@@ -129,7 +240,16 @@ def derive_facts(referral: Referral, *, today: date, protocol: Protocol) -> Fact
     """Everything the rules need to know about the child on ``today``."""
     age = age_in_months(referral.patient.birth_date, today)
     weight = referral.patient.weight_kg
-    latest_igg = _latest(referral.labs, "igg_g_l")
+    valid_from = add_months(today, -protocol.reassessment.result_valid_months)
+    newest = {attr: _latest(referral.labs, attr) for attr in MEASURES}
+    stale_rows = [
+        (MEASURES[attr], lab)
+        for attr, lab in newest.items()
+        if lab is not None and lab.date < valid_from
+    ]
+    stale = tuple(f"{name} of {lab.date}" for (name, _), lab in stale_rows)
+    stale_panel = tuple(dict.fromkeys(panel for (_, panel), _ in stale_rows))
+    latest_igg = _fresh(newest["igg_g_l"], valid_from)
     limit, limit_source = _igg_lower_limit(latest_igg, age, protocol)
     lookback = add_months(today, -protocol.immunoglobulin.infection_lookback_months)
     recent = [i for i in referral.infections if lookback <= i.date <= today]
@@ -146,20 +266,40 @@ def derive_facts(referral: Referral, *, today: date, protocol: Protocol) -> Fact
     doses = [d for d in referral.immunoglobulin_doses if d.date <= today]
     last_dose = max(doses, key=lambda d: d.date) if doses else None
     on_ig = False
+    ig = protocol.immunoglobulin
     if last_dose is not None:
-        route = protocol.immunoglobulin.route(last_dose.route)
-        within = route.interval_days * protocol.immunoglobulin.on_replacement_within_intervals
+        route = ig.route(last_dose.route)
+        within = route.interval_days * ig.on_replacement_within_intervals
+        if last_dose.route == "sc":
+            within += ig.home_log_lag_days  # home logs reach the record late
         on_ig = today - last_dose.date <= timedelta(days=within)
+    courses = ig_courses(doses)
+    interval = interval_in_use(courses, protocol)
+    on_ig_igg = [
+        lab
+        for lab in referral.labs
+        if lab.igg_g_l is not None
+        and lab.date >= valid_from
+        and courses
+        and lab.date >= courses[0].start
+    ]
+    trough, not_trough = (
+        find_troughs(on_ig_igg, courses, interval, ig.trough_window_days) if on_ig else (None, None)
+    )
+    group, group_source = _diagnosis(referral)
+    unknown, mismatch = _drug_recognition(referral)
+    cd4_count = _fresh(newest["cd4_per_ul"], valid_from)
+    cd4_percent = _fresh(newest["cd4_percent"], valid_from)
     hsct_months = age_in_months(referral.hsct.date, today) if referral.hsct is not None else None
     return Facts(
         today=today,
         age_months=age,
         weight_kg=weight,
         latest_igg=latest_igg,
-        latest_cd4=_latest(referral.labs, "cd4_per_ul") or _latest(referral.labs, "cd4_percent"),
-        latest_cd19=_latest(referral.labs, "cd19_per_ul"),
-        latest_anc=_latest(referral.labs, "anc_per_ul"),
-        latest_fold_rise=_latest(referral.labs, "pneumococcal_fold_rise"),
+        latest_cd4=cd4_count or cd4_percent,
+        latest_cd19=_fresh(newest["cd19_per_ul"], valid_from),
+        latest_anc=_fresh(newest["anc_per_ul"], valid_from),
+        latest_fold_rise=_fresh(newest["pneumococcal_fold_rise"], valid_from),
         igg_lower_limit_g_l=limit,
         igg_lower_limit_source=limit_source,
         recent_infections=len(recent),
@@ -175,4 +315,18 @@ def derive_facts(referral: Referral, *, today: date, protocol: Protocol) -> Fact
         last_ig_dose=last_dose,
         on_ig_replacement=on_ig,
         hsct_months=hsct_months,
+        latest_cd4_count=cd4_count,
+        latest_cd4_percent=cd4_percent,
+        stale=stale,
+        stale_panel=stale_panel,
+        b_cell_depletion=b_cell_depletion(referral, today, protocol, valid_from),
+        after_car_t=any(t.drug_class == "car_t" and t.start <= today for t in referral.treatments),
+        ig_courses=courses,
+        ig_interval_in_use_days=interval,
+        latest_trough=trough,
+        igg_on_ig_not_trough=not_trough,
+        diagnosis_group=group,
+        diagnosis_group_source=group_source,
+        unrecognised_drugs=unknown,
+        class_mismatches=mismatch,
     )

@@ -1,4 +1,7 @@
-"""Degree of immunosuppression: high / low / none, transient or not (REFERENCE.md §2)."""
+"""Degree of immunosuppression: high / low / none, transient or not.
+
+The section is docs/clinical-reference.md §2.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ from datetime import date
 from sidflows.calendar import add_months
 from sidflows.protocol import Cd4Band, Protocol
 from sidflows.referral import Referral, Treatment
+from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import (
     Facts,
     course_days,
+    dose_per_kg_day,
+    dose_per_kg_week,
+    drug_is,
     is_high_dose_steroid,
-    name_matches,
-    steroid_mg_per_kg_day,
 )
 from sidflows.rules.model import Grading
 
@@ -38,14 +43,34 @@ def cd4_band(age_years: int, protocol: Protocol) -> Cd4Band:
 
 
 def cd4_severity(cd4: float | None, percent: float | None, band: Cd4Band) -> str | None:
-    """CDC 2014 paediatric staging by age: 'severe', 'moderate' or None."""
+    """CDC 2014 paediatric staging by age, count and percentage each: the worse of the two."""
     if (cd4 is not None and cd4 < band.severe_below_per_ul) or (
         percent is not None and percent < band.severe_below_percent
     ):
         return "severe"
-    if cd4 is not None and cd4 < band.moderate_below_per_ul:
+    if (cd4 is not None and cd4 < band.moderate_below_per_ul) or (
+        percent is not None
+        and band.moderate_below_percent is not None
+        and percent < band.moderate_below_percent
+    ):
         return "moderate"
     return None
+
+
+def cd4_findings(facts: Facts, protocol: Protocol) -> list[tuple[str, str]]:
+    """(severity, text) of the newest fresh CD4 count and the newest fresh CD4 percentage."""
+    band = cd4_band(facts.age_years, protocol)
+    found: list[tuple[str, str]] = []
+    count, percent = facts.latest_cd4_count, facts.latest_cd4_percent
+    if count is not None and count.cd4_per_ul is not None:
+        severity = cd4_severity(count.cd4_per_ul, None, band)
+        if severity:
+            found.append((severity, f"CD4 {count.cd4_per_ul:g}/uL on {count.date}"))
+    if percent is not None and percent.cd4_percent is not None:
+        severity = cd4_severity(None, percent.cd4_percent, band)
+        if severity:
+            found.append((severity, f"CD4 {percent.cd4_percent:g} % on {percent.date}"))
+    return found
 
 
 def _treatment_level(
@@ -60,59 +85,72 @@ def _treatment_level(
         days = course_days(t, today)
         if high is None:
             return g.steroid_unknown_dose_level, (
-                f"{t.drug}: dose not given, graded {g.steroid_unknown_dose_level}-level (cautious)"
+                f"{t.drug}: dose not given, graded {g.steroid_unknown_dose_level}-level "
+                "(cautious): no dose_mg_day, dose_mg_per_kg_day or dose_mg_per_kg_week"
             )
-        if high and days >= g.steroid_high_min_days:
-            return "high", (
-                f"{t.drug}: high dose for {days} days (>= {g.steroid_high_min_days}) ({IDSA})"
-            )
-        if high:
-            return "low", (
-                f"{t.drug}: high dose for {days} days so far; high-level from day "
-                f"{g.steroid_high_min_days} ({IDSA})"
-            )
-        return "low", f"{t.drug}: below the high-dose threshold: low-level ({IDSA})"
+        level, why = _steroid_level(t, high, days, protocol)
+        note = dose_per_kg_day(t, weight_kg)[1] if t.dose_mg_per_kg_day is None else ""
+        return level, f"{why} [{note}]" if note and t.dose_mg_day is None else why
     if t.drug_class == "antimetabolite":
         return _antimetabolite_level(t, weight_kg, protocol)
+    if t.drug_class in g.b_cell_depleting_classes:
+        return "high", f"{t.drug} ({t.drug_class.replace('_', '-')}): B-cell depleting ({IDSA})"
     return g.unlisted_level, (
         f"{t.drug} ({t.drug_class.replace('_', ' ')}): not graded by IDSA 2013; "
         f"{g.unlisted_level}-level by protocol (cautious)"
     )
 
 
+def _steroid_level(t: Treatment, high: bool, days: int, protocol: Protocol) -> tuple[str, str]:
+    g = protocol.grading
+    if high and days >= g.steroid_high_min_days:
+        return "high", (
+            f"{t.drug}: high dose for {days} days (>= {g.steroid_high_min_days}) ({IDSA})"
+        )
+    if high:
+        return "low", (
+            f"{t.drug}: high dose for {days} days so far; high-level from day "
+            f"{g.steroid_high_min_days} ({IDSA})"
+        )
+    return "low", f"{t.drug}: below the high-dose threshold: low-level ({IDSA})"
+
+
 def _antimetabolite_level(t: Treatment, weight_kg: float, protocol: Protocol) -> tuple[str, str]:
     g = protocol.grading
-    per_kg_day = steroid_mg_per_kg_day(t, weight_kg)
-    ceilings: list[tuple[tuple[str, ...], float | None, float, str]] = [
-        (
-            g.methotrexate_names,
-            t.dose_mg_per_kg_week,
-            g.methotrexate_low_max_mg_per_kg_week,
-            "mg/kg/week",
-        ),
-        (g.azathioprine_names, per_kg_day, g.azathioprine_low_max_mg_per_kg_day, "mg/kg/day"),
-        (g.mercaptopurine_names, per_kg_day, g.mercaptopurine_low_max_mg_per_kg_day, "mg/kg/day"),
+    per_week = dose_per_kg_week(t, weight_kg)
+    per_day = dose_per_kg_day(t, weight_kg)
+    ceilings: list[tuple[tuple[str, ...], tuple[float | None, str], float, str]] = [
+        (g.methotrexate_names, per_week, g.methotrexate_low_max_mg_per_kg_week, "mg/kg/week"),
+        (g.azathioprine_names, per_day, g.azathioprine_low_max_mg_per_kg_day, "mg/kg/day"),
+        (g.mercaptopurine_names, per_day, g.mercaptopurine_low_max_mg_per_kg_day, "mg/kg/day"),
     ]
-    for names, dose, ceiling, unit in ceilings:
-        if not name_matches(t.drug, names):
+    for names, (dose, conversion), ceiling, unit in ceilings:
+        if not drug_is(t, names):
             continue
         if dose is None:
             return g.unlisted_level, (
-                f"{t.drug}: dose not given, graded {g.unlisted_level}-level (cautious)"
+                f"{t.drug}: dose not given, graded {g.unlisted_level}-level (cautious): "
+                "no dose_mg_per_kg_week, dose_mg_per_kg_day or dose_mg_day"
             )
+        note = f" [{conversion}]" if conversion else ""
         if dose <= ceiling:
-            return "low", f"{t.drug} {dose:g} {unit} (<= {ceiling:g}): low-level ({IDSA})"
-        return "high", f"{t.drug} {dose:g} {unit} (> {ceiling:g} low-level ceiling) ({IDSA})"
+            return "low", (
+                f"{t.drug} {round(dose, 2):g} {unit}{note} (<= {ceiling:g}): low-level ({IDSA})"
+            )
+        return "high", (
+            f"{t.drug} {round(dose, 2):g} {unit}{note} (> {ceiling:g} low-level ceiling) ({IDSA})"
+        )
     return g.unlisted_level, (
         f"{t.drug}: antimetabolite not graded by IDSA 2013; {g.unlisted_level}-level by "
         "protocol (cautious)"
     )
 
 
-def grade(referral: Referral, facts: Facts, protocol: Protocol) -> Grading:
-    """Grade the child's immunosuppression on ``facts.today``."""
+def grade(ctx: PlanContext) -> Grading:
+    """Grade the child's immunosuppression on ``ctx.today``."""
+    referral, facts, protocol = ctx.referral, ctx.facts, ctx.protocol
     g = protocol.grading
-    today = facts.today
+    today = ctx.today
     levels: list[str] = []
     reasons: list[str] = []
 
@@ -122,10 +160,11 @@ def grade(referral: Referral, facts: Facts, protocol: Protocol) -> Grading:
 
     for t in facts.active:
         add(*_treatment_level(t, today, facts.weight_kg, protocol))
-    if not facts.anti_cd20_ongoing and facts.anti_cd20_last is not None:
-        until = add_months(facts.anti_cd20_last, g.anti_cd20_depletion_months)
-        if today < until:
-            add("high", f"B-cell depletion after anti-CD20 until about {until} (rituximab label)")
+    depletion = facts.b_cell_depletion
+    if depletion is not None and not any(
+        t.drug_class in g.b_cell_depleting_classes for t in facts.active
+    ):
+        add("high", f"{depletion.reason} ({ctx.cite(*depletion.source_paths)})")
     if referral.hsct is not None:
         until = add_months(referral.hsct.date, g.hsct_high_months)
         if referral.hsct.active_gvhd:
@@ -148,23 +187,22 @@ def grade(referral: Referral, facts: Facts, protocol: Protocol) -> Grading:
             f"{word} neutropenia: ANC {anc.anc_per_ul:g}/uL on {anc.date} "
             "(IDSA febrile neutropenia)",
         )
-    cd4 = facts.latest_cd4
-    if cd4 is not None:
-        band = cd4_band(facts.age_years, protocol)
-        severity = cd4_severity(cd4.cd4_per_ul, cd4.cd4_percent, band)
-        shown = f"{cd4.cd4_per_ul:g}/uL" if cd4.cd4_per_ul is not None else f"{cd4.cd4_percent:g} %"
+    for severity, shown in cd4_findings(facts, protocol):
         if severity == "severe":
             add(
                 "high",
-                f"CD4 {shown} on {cd4.date}: below the severe threshold for age "
-                "(CDC 2014 staging, used as a flag)",
+                f"{shown}: below the severe threshold for age (CDC 2014 staging, used as a flag)",
             )
-        elif severity == "moderate":
+        else:
             add(
                 "low",
-                f"CD4 {shown} on {cd4.date}: moderately low for age "
-                "(CDC 2014 staging, used as a flag)",
+                f"{shown}: moderately low for age (CDC 2014 staging, used as a flag)",
             )
+    if facts.stale:
+        reasons.append(
+            f"stale results not used (older than {protocol.reassessment.result_valid_months} "
+            f"months): {', '.join(facts.stale)}; repeat them"
+        )
     level = "high" if "high" in levels else "low" if "low" in levels else "none"
     if level == "none":
         reasons.append("no active immunosuppressive treatment and no marker of immunosuppression")

@@ -1,23 +1,31 @@
-"""Immunoglobulin replacement: indication, route, dose, rhythm, troughs (REFERENCE.md §3)."""
+"""Immunoglobulin replacement: indication, route, dose, rhythm, troughs.
+
+The section is docs/clinical-reference.md §3. A decision that prints a protocol
+threshold cites that parameter's source as the protocol records it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from functools import cache
 from math import ceil
 from typing import Literal
 
-from sidflows.calendar import UnitCalendar, add_months
-from sidflows.protocol import Protocol, RouteDosing
-from sidflows.referral import Referral
+from sidflows.protocol import RouteDosing
+from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import Facts
-from sidflows.rules.model import Decision, IgSession, IgTrough
+from sidflows.rules.ig_continuation import (
+    cause_continues,
+    dose_in_use,
+    trial_off_stop,
+    trough_proposal,
+)
+from sidflows.rules.model import Decision
 
 EMA = "EMA core SmPC, human normal immunoglobulin (IV and SC), secondary immunodeficiency"
-AAAAI = "AAAAI work group 2022 (Otani, JACI 149:1525)"
 ASBMT = "ASBMT; Australian IG criteria"
-TRIAL_OFF = "Immunotherapy 2021;13:1491 (seasonal trial off IG); recheck interval: unit policy"
 
 Status = Literal["start", "continue", "trial_off", "not_indicated", "no_data"]
 
@@ -33,10 +41,13 @@ class IgDecision:
     trough_target_g_l: float
     decisions: tuple[Decision, ...]
     loading_dose_g: float | None = None
+    interval_days: int | None = None
+    # A trial off outside the season: sessions go on until this day (§3.7).
+    sessions_until: date | None = None
 
     @property
     def gives_ig(self) -> bool:
-        return self.status in ("start", "continue")
+        return self.status in ("start", "continue") or self.sessions_until is not None
 
 
 @cache
@@ -76,12 +87,13 @@ def round_to_vials(
     return round(best * _UNIT, 1), True
 
 
-def _route(referral: Referral, facts: Facts, protocol: Protocol) -> tuple[Literal["iv", "sc"], str]:
+def _route(ctx: PlanContext) -> tuple[Literal["iv", "sc"], str]:
+    referral, facts = ctx.referral, ctx.facts
     if referral.preferences is not None and referral.preferences.ig_route is not None:
         return referral.preferences.ig_route, "the family's preference"
     if facts.on_ig_replacement and facts.last_ig_dose is not None:
         return facts.last_ig_dose.route, "the route already in use"
-    return protocol.immunoglobulin.default_route, "the protocol default (day unit)"
+    return ctx.protocol.immunoglobulin.default_route, "the protocol default (day unit)"
 
 
 def dose_for(
@@ -110,40 +122,43 @@ def dose_for(
     return grams, note
 
 
-def trough_target(referral: Referral, protocol: Protocol) -> tuple[float, str]:
-    ig = protocol.immunoglobulin
-    if any(t.drug_class == "car_t" for t in referral.treatments):
+def _after_car_t(ctx: PlanContext) -> bool:
+    """In B-cell aplasia after CD19 CAR-T: the CAR-T indication and target apply (§3.6)."""
+    return ctx.facts.after_car_t and ctx.facts.b_cell_depletion is not None
+
+
+def trough_target(ctx: PlanContext) -> tuple[float, str]:
+    ig = ctx.protocol.immunoglobulin
+    if _after_car_t(ctx):
         return ig.trough_target_car_t_g_l, "B-cell aplasia after CD19 CAR-T (CHOP)"
     return ig.trough_target_g_l, ">= 5-6 g/L (SmPC), ideally 7 (Ontario): the cautious target"
 
 
-def _cause_ended(facts: Facts, protocol: Protocol) -> bool:
-    if facts.active or facts.planned or facts.chemotherapy_ongoing or facts.anti_cd20_ongoing:
-        return False
-    if facts.anti_cd20_last is not None:
-        recovered_from = add_months(
-            facts.anti_cd20_last, protocol.grading.anti_cd20_depletion_months
-        )
-        if facts.today < recovered_from:
-            return False
-    return True
-
-
 def b_cells_recovered(facts: Facts) -> bool | None:
-    """CD19 at or above the laboratory's lower limit; None when it cannot be told."""
+    """A fresh CD19 at or above the laboratory's lower limit; None when it cannot be told."""
     lab = facts.latest_cd19
     if lab is None or lab.cd19_per_ul is None or lab.cd19_lower_limit_per_ul is None:
         return None
-    return lab.cd19_per_ul >= lab.cd19_lower_limit_per_ul
+    return lab.cd19_per_ul >= lab.cd19_lower_limit_per_ul and facts.b_cell_depletion is None
 
 
-def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) -> IgDecision:
+def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
     """Whether to start, continue or trial off IG replacement, and at what dose."""
+    facts, protocol = ctx.facts, ctx.protocol
     ig = protocol.immunoglobulin
-    route, route_why = _route(referral, facts, protocol)
+    route, route_why = _route(ctx)
     dosing = ig.route(route)
-    grams, dose_note = dose_for(dosing, facts.weight_kg, dosing.g_per_kg)
-    target, target_why = trough_target(referral, protocol)
+    target, target_why = trough_target(ctx)
+    on_ig = facts.on_ig_replacement and bool(facts.ig_courses)
+    g_per_kg, interval, use_note = dosing.g_per_kg, dosing.interval_days, "the protocol dose"
+    proposal = None
+    if on_ig:
+        use = dose_in_use(ctx, route)
+        g_per_kg, interval, use_note = use.g_per_kg, use.interval_days, use.note
+        proposal = trough_proposal(ctx, dosing, route, use, target)
+        if proposal is not None:
+            g_per_kg, interval = proposal.g_per_kg, proposal.interval_days
+    grams, dose_note = dose_for(dosing, facts.weight_kg, g_per_kg)
     per_kg = round(grams / facts.weight_kg, 2)
     igg = facts.latest_igg.igg_g_l if facts.latest_igg is not None else None
     infections = (
@@ -151,26 +166,50 @@ def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) 
         f"({facts.recent_serious} serious)"
     )
 
-    def outcome(status: Status, decision: str, rationale: str, source: str) -> IgDecision:
+    def outcome(
+        status: Status,
+        decision: str,
+        rationale: str,
+        source: str,
+        sessions_until: date | None = None,
+    ) -> IgDecision:
         decisions = [Decision("immunoglobulin", decision, rationale, source)]
         loading = None
-        if status in ("start", "continue"):
+        gives = status in ("start", "continue") or sessions_until is not None
+        if gives:
             decisions.append(
                 Decision(
                     "immunoglobulin",
-                    f"{route.upper()} {grams:g} g ({per_kg:g} g/kg) "
-                    f"every {dosing.interval_days} days",
-                    f"route: {route_why}; dose: {dose_note}",
-                    EMA if route == "iv" else "EU SmPC, subcutaneous IG",
+                    f"{route.upper()} {grams:g} g ({per_kg:g} g/kg) every {interval} days"
+                    + (f" until {sessions_until}" if sessions_until else ""),
+                    f"route: {route_why}; dose: {use_note}; {dose_note}",
+                    ctx.cite(
+                        f"immunoglobulin.{route}.g_per_kg", f"immunoglobulin.{route}.max_g_per_kg"
+                    ),
                 )
             )
+            if proposal is not None:
+                decisions.append(
+                    Decision(
+                        "immunoglobulin",
+                        proposal.decision,
+                        proposal.rationale,
+                        ctx.cite(*proposal.paths, _target_path(ctx)),
+                    )
+                )
             decisions.append(
                 Decision(
                     "immunoglobulin",
                     f"trough IgG every {ig.trough_every_months} months, target >= {target:g} g/L",
-                    f"{target_why}; at least every 3-6 months, no consensus: the cautious 3; "
-                    f"steady state takes 3-6 months",
-                    "EMA SmPC; Ontario IVIG guidelines; CHOP (CAR-T)",
+                    f"{target_why}; drawn before the dose (on the infusion day, or up to "
+                    f"{ig.trough_window_days} days before); at least every 3-6 months, no "
+                    "consensus: the cautious 3; steady state takes 3-6 months",
+                    ctx.cite(
+                        _target_path(ctx),
+                        "immunoglobulin.trough_window_days",
+                        "immunoglobulin.trough_every_months",
+                        "immunoglobulin.steady_state_months",
+                    ),
                 )
             )
             if status == "start" and dosing.propose_loading:
@@ -185,7 +224,7 @@ def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) 
                         "immunoglobulin",
                         f"loading dose {loading:g} g at the first session",
                         note,
-                        EMA,
+                        ctx.cite(f"immunoglobulin.{route}.loading_g_per_kg"),
                     )
                 )
             elif status == "start":
@@ -195,43 +234,87 @@ def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) 
                         "no loading dose proposed",
                         f"a loading dose is allowed ({'0.4-0.8' if route == 'iv' else '0.2-0.5'} "
                         "g/kg once) but not proposed by the protocol: clinician's choice",
-                        EMA,
+                        ctx.cite(f"immunoglobulin.{route}.propose_loading"),
                     )
                 )
-        return IgDecision(status, route, grams, per_kg, target, tuple(decisions), loading)
+        return IgDecision(
+            status,
+            route,
+            grams,
+            per_kg,
+            target,
+            tuple(decisions),
+            loading,
+            interval,
+            sessions_until,
+        )
 
-    if facts.on_ig_replacement and facts.last_ig_dose is not None:
-        last = facts.last_ig_dose
+    if on_ig:
+        course = facts.ig_courses[-1]
+        continuing = cause_continues(ctx)
         recovered = b_cells_recovered(facts)
-        if _cause_ended(facts, protocol) and recovered:
+        if not continuing and recovered:
+            stop = trial_off_stop(ctx)
+            when = (
+                "now (in the season)"
+                if stop is None
+                else f"from {stop}, the start of the season (sessions until then)"
+            )
             return outcome(
                 "trial_off",
-                f"propose a trial off IG, IgG recheck {ig.trial_off_recheck_months} months "
-                "after stopping",
+                f"propose a trial off IG {when}, IgG recheck {ig.trial_off_recheck_months} "
+                "months after stopping",
                 f"the cause has ended and B cells have recovered (CD19 "
                 f"{facts.latest_cd19.cd19_per_ul:g}/uL >= lab limit); a seasonal trial off "  # type: ignore[union-attr]
                 f"({ig.trial_off_season_start} to {ig.trial_off_season_end}) was studied in "
                 "mild secondary immunodeficiency; no guideline rule for stopping",
-                TRIAL_OFF,
+                ctx.cite(
+                    "immunoglobulin.trial_off_season_start",
+                    "immunoglobulin.trial_off_season_end",
+                    "immunoglobulin.trial_off_recheck_months",
+                ),
+                sessions_until=stop,
             )
-        why = f"on IG replacement (last dose {last.date}, {last.g_per_kg:g} g/kg {last.route})"
-        if recovered is None and _cause_ended(facts, protocol):
-            why += "; the cause has ended but B-cell recovery is not shown (CD19 with lab limit)"
-        trough = facts.latest_igg
-        if igg is not None and trough is not None and trough.date > last.date and igg < target:
+        why = (
+            f"on IG replacement (last course {course.start}, {course.g_per_kg:g} g/kg "
+            f"{course.route}): continued until the plan proposes a trial off"
+        )
+        if continuing:
+            why += f"; the cause continues: {'; '.join(continuing)}"
+        elif recovered is None:
             why += (
-                f"; trough IgG {igg:g} g/L on {trough.date} below target {target:g}: "
-                "review the dose"
+                "; the cause has ended but B-cell recovery is not shown (fresh CD19 with lab limit)"
             )
-        return outcome("continue", "continue IG replacement", why, EMA)
+        else:
+            why += "; CD19 below the lab's lower limit"
+        odd = facts.igg_on_ig_not_trough
+        if odd is not None and odd.igg_g_l is not None:
+            why += (
+                f"; IgG {odd.igg_g_l:g} g/L on {odd.date} was measured on IG and is not a "
+                "trough (not drawn before a dose): not used for the dose or the indication"
+            )
+        return outcome(
+            "continue",
+            "continue IG replacement",
+            why,
+            ctx.cite(
+                "immunoglobulin.on_replacement_within_intervals", "immunoglobulin.home_log_lag_days"
+            ),
+        )
 
     if igg is None:
+        stale = f" (stale: {', '.join(facts.stale)})" if facts.stale else ""
         return outcome(
             "no_data",
-            "no IG decision: no IgG result",
-            "IgG, IgA, IgM and a CD19 count are needed before deciding on replacement",
-            EMA,
+            "no IG decision: no recent IgG result",
+            "IgG, IgA, IgM and a CD19 count are needed before deciding on replacement" + stale,
+            ctx.cite(
+                "reassessment.result_valid_months", "immunoglobulin.start_below_g_l_with_infections"
+            ),
         )
+    severe_or_recurrent = facts.recent_serious > 0 or facts.recurrent_infections
+    if facts.after_car_t:
+        return _car_t_indication(ctx, igg, severe_or_recurrent, infections, outcome)
     fold = facts.latest_fold_rise.pneumococcal_fold_rise if facts.latest_fold_rise else None
     if igg < ig.start_below_g_l_any:
         return outcome(
@@ -239,16 +322,15 @@ def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) 
             "start IG replacement",
             f"IgG {igg:g} g/L < {ig.start_below_g_l_any:g} g/L: indicated whatever the "
             f"infections ({infections})",
-            AAAAI,
+            ctx.cite("immunoglobulin.start_below_g_l_any"),
         )
-    severe_or_recurrent = facts.recent_serious > 0 or facts.recurrent_infections
     if igg < ig.start_below_g_l_with_infections and severe_or_recurrent:
         return outcome(
             "start",
             "start IG replacement",
             f"IgG {igg:g} g/L < {ig.start_below_g_l_with_infections:g} g/L with severe or "
             f"recurrent infections ({infections})",
-            EMA,
+            ctx.cite("immunoglobulin.start_below_g_l_with_infections"),
         )
     if fold is not None and fold < ig.antibody_failure_fold_rise and facts.recurrent_infections:
         return outcome(
@@ -256,7 +338,7 @@ def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) 
             "start IG replacement",
             f"specific antibody failure (pneumococcal rise {fold:g}-fold < "
             f"{ig.antibody_failure_fold_rise:g}) with recurrent infections ({infections})",
-            EMA,
+            ctx.cite("immunoglobulin.antibody_failure_fold_rise"),
         )
     if igg < facts.igg_lower_limit_g_l:
         return outcome(
@@ -265,147 +347,82 @@ def decide_immunoglobulin(referral: Referral, facts: Facts, protocol: Protocol) 
             f"IgG {igg:g} g/L is below the lower limit {facts.igg_lower_limit_g_l:g} g/L "
             f"({facts.igg_lower_limit_source}) but without severe or recurrent infections "
             f"({infections}): recheck at reassessment",
-            ASBMT,
+            f"{ASBMT}; {ctx.cite('immunoglobulin.start_below_g_l_with_infections')}",
         )
     return outcome(
         "not_indicated",
         "IG replacement not indicated",
         f"IgG {igg:g} g/L is within range (lower limit {facts.igg_lower_limit_g_l:g} g/L, "
         f"{facts.igg_lower_limit_source}); {infections}",
-        EMA,
+        ctx.cite("igg_lower_limit", "immunoglobulin.start_below_g_l_with_infections"),
     )
 
 
-def session_minutes(dosing: RouteDosing, dose_g: float, weight_kg: float, *, first: bool) -> int:
-    """Infusion time at the escalating rates, plus observation after."""
-    volume = dose_g / dosing.concentration_g_l * 1000.0
-    minutes = 0.0
-    steps = dosing.rate_steps_ml_kg_h
-    for i, rate in enumerate(steps):
-        per_minute = rate * weight_kg / 60.0
-        span = float(dosing.rate_step_minutes) if i < len(steps) - 1 else volume / per_minute
-        given = min(volume, per_minute * span)
-        minutes += given / per_minute
-        volume -= given
-        if volume <= 1e-9:
-            break
-    observe = dosing.observe_first_minutes if first else dosing.observe_minutes
-    return ceil(minutes) + observe
+def _target_path(ctx: PlanContext) -> str:
+    return (
+        "immunoglobulin.trough_target_car_t_g_l"
+        if _after_car_t(ctx)
+        else "immunoglobulin.trough_target_g_l"
+    )
 
 
-def ig_schedule(
-    ig: IgDecision,
-    facts: Facts,
-    protocol: Protocol,
-    calendar: UnitCalendar,
-    *,
-    start: date,
-    horizon_end: date,
-) -> tuple[list[IgSession | IgTrough], list[Decision]]:
-    """The sessions and trough checks of the horizon, on the unit's calendar."""
-    if not ig.gives_ig:
-        return [], []
-    dosing = protocol.immunoglobulin.route(ig.route)
-    interval = timedelta(days=dosing.interval_days)
-    last = facts.last_ig_dose
-    continuing = ig.status == "continue" and last is not None
-    nominal = max(start, last.date + interval) if continuing and last is not None else start
-    new_to_home = ig.route == "sc" and not (continuing and last is not None and last.route == "sc")
-    supervised_left = dosing.supervised_sessions if new_to_home else 0
-    first_ever = not continuing
-    long_gap = continuing and last is not None and (nominal - last.date).days > dosing.long_gap_days
-    items: list[IgSession | IgTrough] = []
-    decisions: list[Decision] = []
-    n = 0
-    while nominal <= horizon_end:
-        n += 1
-        setting: Literal["day_unit", "supervised", "home"]
-        if ig.route == "iv":
-            setting = "day_unit"
-        elif supervised_left > 0:
-            setting, supervised_left = "supervised", supervised_left - 1
-        else:
-            setting = "home"
-        hospital = setting != "home"
-        due = calendar.next_working_day(nominal) if hospital else nominal
-        if due > horizon_end:
-            break
-        grams = ig.loading_dose_g if (n == 1 and ig.loading_dose_g) else ig.dose_g
-        first_session = n == 1 and (first_ever or long_gap)
-        minutes = (
-            session_minutes(dosing, grams, facts.weight_kg, first=first_session)
-            if ig.route == "iv"
-            else None
+def _car_t_indication(
+    ctx: PlanContext,
+    igg: float,
+    severe_or_recurrent: bool,
+    infections: str,
+    outcome: Callable[[Status, str, str, str], IgDecision],
+) -> IgDecision:
+    """After CD19 CAR-T: the protocol's own indication (§3.6), not the generic rule."""
+    ig = ctx.protocol.immunoglobulin
+    depletion = ctx.facts.b_cell_depletion
+    if depletion is not None and ig.car_t_aplasia_indicates:
+        return outcome(
+            "start",
+            "start IG replacement (B-cell aplasia after CAR-T)",
+            f"{depletion.reason}; children in B-cell aplasia after CD19 CAR-T are kept on "
+            f"replacement whatever the IgG (IgG {igg:g} g/L; {infections})",
+            ctx.cite("immunoglobulin.car_t_aplasia_indicates", *depletion.source_paths),
         )
-        items.append(
-            IgSession(
-                key=f"ig_session:{due}",
-                due=due,
-                hospital=hospital,
-                route=ig.route,
-                dose_g=grams,
-                dose_g_per_kg=round(grams / facts.weight_kg, 2),
-                earliest=max(start, nominal - timedelta(days=dosing.window_days_early)),
-                latest=due,
-                setting=setting,
-                session_minutes=minutes,
-                loading=bool(n == 1 and ig.loading_dose_g),
-            )
+    if igg <= ig.car_t_start_at_or_below_g_l:
+        return outcome(
+            "start",
+            "start IG replacement (after CAR-T)",
+            f"IgG {igg:g} g/L <= {ig.car_t_start_at_or_below_g_l:g} g/L after CAR-T ({infections})",
+            ctx.cite("immunoglobulin.car_t_start_at_or_below_g_l"),
         )
-        nominal += interval
-    if ig.route == "iv" and items:
-        longest = max(i.session_minutes or 0 for i in items if isinstance(i, IgSession))
-        open_minutes = calendar.config.day_unit.open_minutes
-        if longest > open_minutes:
-            decisions.append(
-                Decision(
-                    "immunoglobulin",
-                    f"a session needs {longest} min, longer than the day unit's {open_minutes} min",
-                    "infusion at 0.5 mL/kg/h for 30 min rising to 6 mL/kg/h, then observation: "
-                    "split the dose over two days or review the rate",
-                    EMA,
-                )
-            )
-    if new_to_home and dosing.supervised_sessions:
-        decisions.append(
-            Decision(
-                "immunoglobulin",
-                f"first {dosing.supervised_sessions} SC sessions supervised by the home-care nurse",
-                "home route needs nurse training visits before the first home infusion",
-                "EU SmPC, subcutaneous IG",
-            )
+    if igg < ig.car_t_start_below_g_l_with_infections and severe_or_recurrent:
+        return outcome(
+            "start",
+            "start IG replacement (after CAR-T)",
+            f"IgG {igg:g} g/L < {ig.car_t_start_below_g_l_with_infections:g} g/L after CAR-T "
+            f"with serious or recurrent infections ({infections})",
+            ctx.cite("immunoglobulin.car_t_start_below_g_l_with_infections"),
         )
-    items.extend(_troughs(ig, facts, protocol, calendar, items, start, horizon_end, continuing))
-    return items, decisions
+    return outcome(
+        "not_indicated",
+        "IG replacement not indicated now (after CAR-T)",
+        f"IgG {igg:g} g/L after CAR-T, above {ig.car_t_start_at_or_below_g_l:g} g/L and not "
+        f"below {ig.car_t_start_below_g_l_with_infections:g} g/L with serious or recurrent "
+        f"infections ({infections}); B cells: "
+        + ("recovered" if depletion is None else depletion.reason),
+        ctx.cite(
+            "immunoglobulin.car_t_start_at_or_below_g_l",
+            "immunoglobulin.car_t_start_below_g_l_with_infections",
+        ),
+    )
 
 
-def _troughs(
-    ig: IgDecision,
-    facts: Facts,
-    protocol: Protocol,
-    calendar: UnitCalendar,
-    sessions: list[IgSession | IgTrough],
-    start: date,
-    horizon_end: date,
-    continuing: bool,
-) -> list[IgTrough]:
-    cfg = protocol.immunoglobulin
-    if continuing:
-        last_check = facts.latest_igg.date if facts.latest_igg is not None else None
-        first = add_months(last_check, cfg.trough_every_months) if last_check else start
-    else:
-        first = add_months(start, cfg.steady_state_months)
-    first = max(first, start)
-    troughs: list[IgTrough] = []
-    wanted = first
-    iv_days = sorted(s.due for s in sessions if isinstance(s, IgSession) and s.route == "iv")
-    while wanted <= horizon_end:
-        # Drawn before an IV infusion: the first session on or after the date.
-        due = next((d for d in iv_days if d >= wanted), None) if iv_days else None
-        if due is None:
-            due = calendar.next_working_day(wanted)
-        if due > horizon_end:
-            break
-        troughs.append(IgTrough(key=f"ig_trough:{due}", due=due, target_g_l=ig.trough_target_g_l))
-        wanted = add_months(wanted, cfg.trough_every_months)
-    return troughs
+# The schedule of the sessions and troughs (its own module; re-exported here).
+from sidflows.rules.ig_schedule import ig_schedule, session_minutes  # noqa: E402
+
+__all__ = [
+    "IgDecision",
+    "b_cells_recovered",
+    "decide_immunoglobulin",
+    "dose_for",
+    "ig_schedule",
+    "round_to_vials",
+    "session_minutes",
+    "trough_target",
+]

@@ -1,26 +1,26 @@
-"""Antimicrobial prophylaxis: Pneumocystis and antibody deficiency (REFERENCE.md §5)."""
+"""Antimicrobial prophylaxis: Pneumocystis and antibody deficiency.
+
+The section is docs/clinical-reference.md §5.
+"""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sidflows.calendar import UnitCalendar, add_months
-from sidflows.protocol import Protocol
-from sidflows.referral import Referral
-from sidflows.rules.facts import Facts, course_days, name_matches, steroid_mg_day
-from sidflows.rules.grading import cd4_band, cd4_severity
+from sidflows.calendar import add_months
+from sidflows.rules.context import PlanContext
+from sidflows.rules.facts import course_days, drug_is, name_matches, steroid_mg_day
+from sidflows.rules.grading import cd4_findings
 from sidflows.rules.model import Decision, ProphylaxisItem
 
 ECIL5 = "ECIL-5 (Maertens, JAC 2016;71:2397)"
-AAAAI_2015 = "AAAAI/ACAAI PID practice parameter 2015, table 5"
 
 
-def _pjp_indications(
-    referral: Referral, facts: Facts, protocol: Protocol
-) -> list[tuple[str, date | None]]:
+def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
     """(indication, review date or None while ongoing) for each PJP indication that holds."""
+    referral, facts, protocol = ctx.referral, ctx.facts, ctx.protocol
     p = protocol.prophylaxis.pjp
-    today = facts.today
+    today = ctx.today
     found: list[tuple[str, date | None]] = []
     chemo_review = None
     if facts.chemotherapy_end is not None:
@@ -28,7 +28,10 @@ def _pjp_indications(
     at_risk_chemo = facts.chemotherapy_ongoing or (
         chemo_review is not None and chemo_review > today
     )
-    if name_matches(referral.diagnosis.label, p.all_diagnosis_words) and at_risk_chemo:
+    is_all = facts.diagnosis_group in p.indicating_diagnosis_groups or name_matches(
+        referral.diagnosis.label, p.all_diagnosis_words
+    )
+    if is_all and at_risk_chemo:
         found.append(
             (
                 "acute lymphoblastic leukaemia: whole period at risk; after non-transplant "
@@ -57,7 +60,7 @@ def _pjp_indications(
             )
     for t in referral.treatments:
         if (
-            name_matches(t.drug, p.indicating_drugs)
+            drug_is(t, p.indicating_drugs)
             and (t.end is None or add_months(t.end, p.after_chemotherapy_review_months) > today)
             and t.start <= today
         ):
@@ -86,30 +89,27 @@ def _pjp_indications(
                     f">= {p.steroid_high_dose_weeks} weeks"
                 )
                 found.append((f"{t.drug}: {why}", t.end))
-    cd4 = facts.latest_cd4
-    if cd4 is not None:
-        band = cd4_band(facts.age_years, protocol)
-        if cd4_severity(cd4.cd4_per_ul, cd4.cd4_percent, band) == "severe":
-            found.append((f"CD4 below the severe threshold for age on {cd4.date}", None))
+    for severity, shown in cd4_findings(facts, protocol):
+        if severity == "severe":
+            found.append((f"{shown}: below the severe threshold for age", None))
     return found
 
 
+def _unrecognised_oncology(ctx: PlanContext) -> bool:
+    d = ctx.referral.diagnosis
+    return d.category in ("oncology", "hsct") and ctx.facts.diagnosis_group is None
+
+
 def plan_prophylaxis(
-    referral: Referral,
-    facts: Facts,
-    protocol: Protocol,
-    calendar: UnitCalendar,
-    *,
-    start: date,
-    first_review: date,
-    ig_indicated: bool,
+    ctx: PlanContext, *, first_review: date, ig_indicated: bool
 ) -> tuple[list[ProphylaxisItem], list[Decision]]:
     """Co-trimoxazole for Pneumocystis, azithromycin for antibody deficiency with infections."""
+    facts, protocol, calendar = ctx.facts, ctx.protocol, ctx.calendar
     items: list[ProphylaxisItem] = []
     decisions: list[Decision] = []
     p = protocol.prophylaxis.pjp
-    due = calendar.next_working_day(start)
-    indications = _pjp_indications(referral, facts, protocol)
+    due = calendar.next_working_day(ctx.start)
+    indications = _pjp_indications(ctx)
     if indications:
         daily = min(p.tmp_mg_per_kg_day * facts.weight_kg, p.tmp_max_mg_day)
         per_dose = round(daily / p.doses_per_day)
@@ -138,10 +138,10 @@ def plan_prophylaxis(
                 f"{reasons}; {p.days_per_week} days a week is the cautious end of 2-3 (once weekly "
                 "may suffice); alternatives: dapsone 2 mg/kg daily or 4 mg/kg weekly, IV "
                 "pentamidine 4 mg/kg every 2-4 weeks, atovaquone",
-                ECIL5,
+                ctx.cite("prophylaxis.pjp.drug", "prophylaxis.pjp.days_per_week"),
             )
         )
-    else:
+    elif not _unrecognised_oncology(ctx):
         decisions.append(
             Decision(
                 "prophylaxis",
@@ -149,6 +149,18 @@ def plan_prophylaxis(
                 "none of ALL, allogeneic HSCT, alemtuzumab, fludarabine, > 4 weeks of "
                 "corticosteroids or CD4 below the severe threshold applies now",
                 ECIL5,
+            )
+        )
+    if _unrecognised_oncology(ctx):
+        decisions.append(
+            Decision(
+                "prophylaxis",
+                "diagnosis not recognised: check the Pneumocystis indications",
+                f"oncology diagnosis {ctx.referral.diagnosis.label!r} is neither coded (ICD-10, "
+                "SNOMED CT) nor one of the protocol's label variants: whether it is acute "
+                "lymphoblastic leukaemia (an ECIL-5 indication) is the clinician's decision; "
+                "the other indications are checked as usual",
+                ctx.cite("prophylaxis.pjp.indicating_diagnosis_groups"),
             )
         )
     a = protocol.prophylaxis.antibacterial
@@ -178,7 +190,7 @@ def plan_prophylaxis(
                 f"antibody deficiency with {facts.recent_infections} infections in "
                 f"{protocol.immunoglobulin.infection_lookback_months} months; no guideline for "
                 f"stopping: review at every plan review; alternatives: {a.alternatives}",
-                AAAAI_2015,
+                ctx.cite("prophylaxis.antibacterial.mg_per_kg"),
             )
         )
     return items, decisions

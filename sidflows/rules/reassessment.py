@@ -1,36 +1,36 @@
-"""Reassessment of transient deficiencies, recovery support and plan reviews (§6)."""
+"""Reassessment of transient deficiencies, recovery support and plan reviews.
+
+The section is docs/clinical-reference.md §6. A lab series or review whose
+cadence is a protocol parameter cites that parameter's source.
+"""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sidflows.calendar import UnitCalendar, add_months
+from sidflows.calendar import add_months
 from sidflows.protocol import Protocol
-from sidflows.referral import Referral
+from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import Facts
 from sidflows.rules.grading import cd4_band
 from sidflows.rules.immunoglobulin import IgDecision, b_cells_recovered
 from sidflows.rules.model import Decision, Grading, PlanReviewItem, ReassessmentItem
 
-RITUXIMAB = "rituximab label"
-UKALL = "eJHaem 2020 (UKALL2003 cohort)"
 UNIT = "unit policy (no published cadence)"
-NO_CRITERIA = "REFERENCE.md §6: no published recovery criteria; clinician decision at plan review"
+NO_CRITERIA = (
+    "docs/clinical-reference.md §6: no published recovery criteria; clinician decision at "
+    "plan review"
+)
 
 _MERGE_DAYS = 14  # labs closer than two weeks are drawn together (one needle)
 
 
 def _wanted(
-    referral: Referral,
-    facts: Facts,
-    protocol: Protocol,
-    ig: IgDecision,
-    grading: Grading,
-    start: date,
-    horizon_end: date,
-    titres: list[tuple[date, str]],
+    ctx: PlanContext, ig: IgDecision, grading: Grading, titres: list[tuple[date, str]]
 ) -> list[tuple[date, tuple[str, ...], str, str]]:
     """(date, panel, reason, source) of every lab check the horizon needs."""
+    referral, facts, protocol = ctx.referral, ctx.facts, ctx.protocol
+    start, horizon_end = ctx.start, ctx.horizon_end
     r = protocol.reassessment
     wanted: list[tuple[date, tuple[str, ...], str, str]] = []
     last_lab = max((lab.date for lab in referral.labs), default=None)
@@ -62,7 +62,7 @@ def _wanted(
             [every * k for k in span],
             r.after_anti_cd20_panel,
             f"every {every} months from the last anti-CD20 dose until B-cell recovery",
-            RITUXIMAB,
+            ctx.cite("reassessment.after_anti_cd20_every_months"),
         )
     if facts.chemotherapy_end is not None:
         series(
@@ -71,7 +71,7 @@ def _wanted(
             r.after_chemotherapy_panel,
             f"{'/'.join(str(m) for m in r.after_chemotherapy_months)} months after the end "
             "of chemotherapy",
-            UKALL,
+            ctx.cite("reassessment.after_chemotherapy_months"),
         )
     if not wanted and (grading.transient or grading.level != "none" or ig.gives_ig):
         every = r.default_every_months
@@ -80,20 +80,30 @@ def _wanted(
             [0] + [every * k for k in span],
             r.default_panel,
             f"every {every} months while the deficiency lasts",
-            UNIT,
+            ctx.cite("reassessment.default_every_months"),
         )
     if ig.status == "trial_off":
         months = protocol.immunoglobulin.trial_off_recheck_months
-        when = add_months(start, months)
+        when = add_months(ig.sessions_until or start, months)
         if when <= horizon_end:
             wanted.append(
                 (
                     when,
                     ("IgG", "IgA", "IgM", "CD19"),
                     f"IgG recheck {months} months into the trial off IG",
-                    "unit policy (trial off IG recheck interval)",
+                    ctx.cite("immunoglobulin.trial_off_recheck_months"),
                 )
             )
+    if facts.stale_panel:
+        wanted.append(
+            (
+                start,
+                facts.stale_panel,
+                f"repeat stale results ({', '.join(facts.stale)}: older than "
+                f"{protocol.reassessment.result_valid_months} months)",
+                ctx.cite("reassessment.result_valid_months"),
+            )
+        )
     if ig.status == "no_data":
         wanted.append(
             (
@@ -112,29 +122,18 @@ def _wanted(
                     when,
                     (panel_word,),
                     f"titres {weeks} weeks after the last dose of the series",
-                    "IDSA 2013; EBMT paediatric vaccination",
+                    ctx.cite("vaccination.hsct.titres_after_series_weeks"),
                 )
             )
     return wanted
 
 
 def plan_reassessments(
-    referral: Referral,
-    facts: Facts,
-    protocol: Protocol,
-    calendar: UnitCalendar,
-    ig: IgDecision,
-    grading: Grading,
-    *,
-    start: date,
-    horizon_end: date,
-    titres: list[tuple[date, str]],
+    ctx: PlanContext, *, ig: IgDecision, grading: Grading, titres: list[tuple[date, str]]
 ) -> tuple[list[ReassessmentItem], list[Decision]]:
     """Lab checks on working days, merged when closer than two weeks."""
-    wanted = sorted(
-        _wanted(referral, facts, protocol, ig, grading, start, horizon_end, titres),
-        key=lambda w: w[0],
-    )
+    calendar, start, horizon_end = ctx.calendar, ctx.start, ctx.horizon_end
+    wanted = sorted(_wanted(ctx, ig, grading, titres), key=lambda w: w[0])
     items: list[ReassessmentItem] = []
     decisions: list[Decision] = []
     seen_reasons: dict[str, str] = {}
@@ -161,7 +160,7 @@ def plan_reassessments(
                 source,
             )
         )
-    decisions.extend(_recovery(facts, protocol, ig))
+    decisions.extend(_recovery(ctx.facts, ctx.protocol, ig))
     return items, decisions
 
 
@@ -212,15 +211,11 @@ def _recovery(facts: Facts, protocol: Protocol, ig: IgDecision) -> list[Decision
 
 
 def plan_reviews(
-    facts: Facts,
-    protocol: Protocol,
-    calendar: UnitCalendar,
-    ig: IgDecision,
-    *,
-    start: date,
-    horizon_end: date,
+    ctx: PlanContext, *, ig: IgDecision
 ) -> tuple[list[PlanReviewItem], list[Decision]]:
     """Periodic plan reviews, with an early one when a result asks for it."""
+    facts, protocol, calendar = ctx.facts, ctx.protocol, ctx.calendar
+    start, horizon_end = ctx.start, ctx.horizon_end
     every = protocol.review.every_months
     items: list[PlanReviewItem] = []
     decisions = [
@@ -228,17 +223,14 @@ def plan_reviews(
             "reassessment",
             f"plan review every {every} months",
             "the plan is reviewed until recovery: continue, modify, trial off IG or discharge",
-            "unit policy (no guideline cadence)",
+            ctx.cite("review.every_months"),
         )
     ]
-    igg = facts.latest_igg
-    last = facts.last_ig_dose
+    igg = facts.latest_trough
     if (
         ig.status == "continue"
         and igg is not None
         and igg.igg_g_l is not None
-        and last is not None
-        and igg.date > last.date
         and igg.igg_g_l < ig.trough_target_g_l
     ):
         due = calendar.next_working_day(start)

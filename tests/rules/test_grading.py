@@ -1,4 +1,4 @@
-"""Degree of immunosuppression: REFERENCE.md §2 as a table of clinical cases."""
+"""Degree of immunosuppression: docs/clinical-reference.md §2 as a table of clinical cases."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from conftest_rules import (
     ago,
     ahead,
     born,
-    facts_for,
+    context_for,
     lab,
     make_referral,
     treatment,
@@ -23,7 +23,7 @@ from sidflows.rules.model import Grading
 
 def _grade(**fields: Any) -> Grading:
     referral = make_referral(**fields)
-    return grade(referral, facts_for(referral), PROTOCOL)
+    return grade(context_for(referral))
 
 
 def _steroid(days: int, **dose: float) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def _steroid(days: int, **dose: float) -> dict[str, Any]:
     return treatment("prednisone", "corticosteroid", ago(days=days - 1), None, **dose)
 
 
-# (id citing REFERENCE.md, referral fields, expected level, fragment of a reason)
+# (id citing docs/clinical-reference.md, referral fields, expected level, fragment of a reason)
 LEVEL_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("§2 no treatment, no marker -> none", {}, "none", "no active immunosuppressive"),
     (
@@ -362,7 +362,7 @@ LEVEL_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     [pytest.param(f, lv, r, id=case) for case, f, lv, r in LEVEL_CASES],
 )
 def test_grading_level(fields: dict[str, Any], level: str, reason: str) -> None:
-    """Each clinical case gets the level REFERENCE.md §2 gives it, with the reason stated."""
+    """Each clinical case gets the level docs/clinical-reference.md §2 gives it, and its reason."""
     grading = _grade(**fields)
     assert grading.level == level, grading.reasons
     assert any(reason.lower() in r.lower() for r in grading.reasons), grading.reasons
@@ -375,7 +375,8 @@ CD4_CASES: list[tuple[str, dict[str, int], float | None, float | None, str]] = [
     ("§2 <1 y: CD4 1499 -> moderate (low)", {"months": 6}, 1499, None, "low"),
     ("§2 <1 y: CD4 1500 -> none", {"months": 6}, 1500, None, "none"),
     ("§2 <1 y: CD4 25 % -> severe (high)", {"months": 6}, None, 25, "high"),
-    ("§2 <1 y: CD4 26 % -> none", {"months": 6}, None, 26, "none"),
+    ("§2.3 <1 y: CD4 26 % -> moderate (CDC 2014 stage 2: 26-33 %) (low)", {"months": 6}, None, 26, "low"),
+    ("§2.3 <1 y: CD4 34 % -> none", {"months": 6}, None, 34, "none"),
     ("§2 <1 y: CD4 2000/uL but 20 % -> severe (either criterion)", {"months": 6}, 2000, 20, "high"),
     ("§2 exactly 1 y: CD4 600 -> 1-5 y band: moderate (low)", {"years": 1}, 600, None, "low"),
     ("§2 1-5 y: CD4 499 -> severe (high)", {"years": 3}, 499, None, "high"),
@@ -383,7 +384,8 @@ CD4_CASES: list[tuple[str, dict[str, int], float | None, float | None, str]] = [
     ("§2 1-5 y: CD4 999 -> moderate (low)", {"years": 3}, 999, None, "low"),
     ("§2 1-5 y: CD4 1000 -> none", {"years": 3}, 1000, None, "none"),
     ("§2 1-5 y: CD4 21 % -> severe (high)", {"years": 3}, None, 21, "high"),
-    ("§2 1-5 y: CD4 22 % -> none", {"years": 3}, None, 22, "none"),
+    ("§2.3 1-5 y: CD4 22 % -> moderate (CDC 2014 stage 2: 22-29 %) (low)", {"years": 3}, None, 22, "low"),
+    ("§2.3 1-5 y: CD4 30 % -> none", {"years": 3}, None, 30, "none"),
     (
         "§2 5 y 11 m: CD4 300 -> 1-5 y band: severe (high)",
         {"years": 5, "months": 11},
@@ -397,7 +399,9 @@ CD4_CASES: list[tuple[str, dict[str, int], float | None, float | None, str]] = [
     ("§2 >=6 y: CD4 499 -> moderate (low)", {"years": 10}, 499, None, "low"),
     ("§2 >=6 y: CD4 500 -> none", {"years": 10}, 500, None, "none"),
     ("§2 >=6 y: CD4 13 % -> severe (high)", {"years": 10}, None, 13, "high"),
-    ("§2 >=6 y: CD4 14 % -> none", {"years": 10}, None, 14, "none"),
+    ("§2.3 >=6 y: CD4 14 % -> moderate (CDC 2014 stage 2: 14-25 %) (low)", {"years": 10}, None, 14, "low"),
+    ("§2.3 >=6 y: CD4 26 % -> none", {"years": 10}, None, 26, "none"),
+    ("§2.3 >=6 y: CD4 800/uL but 10 % -> severe (each measure counts)", {"years": 10}, 800, 10, "high"),
     ("§2 17 y: CD4 150 -> severe (high)", {"years": 17}, 150, None, "high"),
 ]
 
@@ -531,6 +535,6 @@ def test_grading_is_a_function_of_today() -> None:
     referral = make_referral(
         treatments=[treatment("rituximab", "anti_cd20", ago(months=2, days=14), ago(months=2))]
     )
-    inside = grade(referral, facts_for(referral, today=TODAY), PROTOCOL)
-    after = grade(referral, facts_for(referral, today=TODAY.replace(year=TODAY.year + 1)), PROTOCOL)
+    inside = grade(context_for(referral, today=TODAY))
+    after = grade(context_for(referral, today=TODAY.replace(year=TODAY.year + 1)))
     assert (inside.level, after.level) == ("high", "none")

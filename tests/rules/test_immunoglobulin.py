@@ -1,9 +1,9 @@
-"""Immunoglobulin replacement: REFERENCE.md §3 as tables of clinical cases."""
+"""Immunoglobulin replacement: docs/clinical-reference.md §3 as tables of clinical cases."""
 
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -16,8 +16,8 @@ from conftest_rules import (
     ago,
     ahead,
     born,
+    context_for,
     decisions_text,
-    facts_for,
     ig_dose,
     infection,
     items_of,
@@ -45,7 +45,7 @@ SC = PROTOCOL.immunoglobulin.sc
 
 def _decide(**fields: Any) -> IgDecision:
     referral = make_referral(**fields)
-    return decide_immunoglobulin(referral, facts_for(referral), PROTOCOL)
+    return decide_immunoglobulin(context_for(referral))
 
 
 def _decisions_text(ig: IgDecision) -> str:
@@ -61,7 +61,7 @@ ONE_SERIOUS = [infection(ago(months=3), serious=True, kind="pneumonia")]
 # Off every treatment, B cells back: the only case in which a trial off is allowed.
 RECOVERED_B_CELLS = [lab(ago(days=10), igg_g_l=6.5, cd19_per_ul=250, cd19_lower_limit_per_ul=100)]
 
-# (id citing REFERENCE.md, referral fields, expected status)
+# (id citing docs/clinical-reference.md, referral fields, expected status)
 INDICATION_CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "§3 IgG 1.4 g/L, no infection -> start (AAAAI: < 1.5 whatever the infections)",
@@ -209,10 +209,11 @@ INDICATION_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("fields", "status"), [pytest.param(f, s, id=case) for case, f, s in INDICATION_CASES]
 )
 def test_immunoglobulin_indication(fields: dict[str, Any], status: str) -> None:
-    """Start, continue, trial off, not indicated or no data, as REFERENCE.md §3 says."""
+    """Start, continue, trial off, not indicated or no data: docs/clinical-reference.md §3."""
     ig = _decide(**fields)
     assert ig.status == status, [d.rationale for d in ig.decisions]
-    assert ig.gives_ig is (status in ("start", "continue"))
+    # A trial off outside its season keeps the sessions until the season starts (§3.7).
+    assert ig.gives_ig is (status in ("start", "continue") or ig.sessions_until is not None)
     first = ig.decisions[0]
     assert first.topic == "immunoglobulin"
     assert first.rationale
@@ -230,12 +231,16 @@ def test_trial_off_is_proposed_with_a_recheck_not_stopped_silently() -> None:
     text = decisions_text(plan, "immunoglobulin")
     assert "trial off" in text
     assert "unit policy" in text
-    assert not items_of(plan, "ig_session")
+    # §3.7: TODAY (November) is outside the June-October season: IG goes on until 1 June,
+    # then stops; the recheck is counted from the stop.
+    season = date(2027, 6, 1)
+    sessions = items_of(plan, "ig_session")
+    assert sessions and all(s.due < season for s in sessions)
     months = PROTOCOL.immunoglobulin.trial_off_recheck_months
     recheck = [
         r for r in items_of(plan, "reassessment") if f"IgG recheck {months} months" in r.reason
     ]
-    assert [r.due for r in recheck] == [CALENDAR.next_working_day(add_months(START, months))]
+    assert [r.due for r in recheck] == [CALENDAR.next_working_day(add_months(season, months))]
 
 
 ROUTE_CASES: list[tuple[str, dict[str, Any], str, str]] = [
@@ -461,7 +466,7 @@ def test_sc_already_at_home_no_more_supervised_sessions() -> None:
 def test_continuing_iv_resumes_one_interval_after_the_last_dose() -> None:
     """§3: continuing IV is due 28 days after the last dose, not on the first free day."""
     last = TODAY - timedelta(days=10)
-    sessions = _sessions(make_referral(labs=_igg(6.0), immunoglobulin_doses=[ig_dose(last)]))
+    sessions = _sessions(make_referral(labs=_igg(8.0), immunoglobulin_doses=[ig_dose(last)]))
     assert sessions[0].due == CALENDAR.next_working_day(last + timedelta(days=28))
     assert sessions[0].session_minutes == session_minutes(IV, 12.0, 30.0, first=False)
 
@@ -485,7 +490,7 @@ def test_trough_target_ten_after_car_t() -> None:
         labs=_igg(2.0),
         immunoglobulin_doses=[ig_dose(ago(days=14))],
     )
-    ig = decide_immunoglobulin(referral, facts_for(referral), PROTOCOL)
+    ig = decide_immunoglobulin(context_for(referral))
     assert ig.trough_target_g_l == 10.0
     plan = plan_for(referral)
     troughs = [i for i in plan.items if isinstance(i, IgTrough)]
@@ -496,7 +501,8 @@ def test_trough_target_ten_after_car_t() -> None:
 def test_trough_below_target_asks_for_an_early_review() -> None:
     """§3: a trough below target while continuing brings a plan review at the first day."""
     referral = make_referral(
-        labs=[lab(ago(days=8), igg_g_l=5.2)], immunoglobulin_doses=[ig_dose(ago(days=20))]
+        # §3.5: a trough is drawn before the dose, on the infusion day.
+        labs=[lab(ago(days=20), igg_g_l=5.2)], immunoglobulin_doses=[ig_dose(ago(days=20))]
     )
     plan = plan_for(referral)
     early = [r for r in items_of(plan, "plan_review") if "below target" in r.reason]

@@ -24,11 +24,11 @@ from conftest_rules import (
 )
 
 from sidflows.calendar import add_months
-from sidflows.cohort import synthetic_referrals
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
 from sidflows.referral import Referral, parse_referral, validate_referral
 from sidflows.rules.model import Plan
+from sidflows.testing.cohort import synthetic_referrals
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "referrals").glob("*.json"))
 KIND_ORDER = [
@@ -177,7 +177,7 @@ def test_deterministic_across_parses() -> None:
 def test_protocol_version_recorded() -> None:
     """Each plan records the protocol version it was made under."""
     referral = make_referral(**RICH)
-    assert plan_for(referral).protocol_version == PROTOCOL.version == "2026.1"
+    assert plan_for(referral).protocol_version == PROTOCOL.version == "2026.2"
     other = with_protocol(PROTOCOL, "version", "2027.1-test")
     assert plan_document(plan_for(referral, protocol=other))["protocol_version"] == "2027.1-test"
 

@@ -1,4 +1,4 @@
-"""Antimicrobial prophylaxis: REFERENCE.md §5 as tables of clinical cases."""
+"""Antimicrobial prophylaxis: docs/clinical-reference.md §5 as tables of clinical cases."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def _cotrimoxazole(plan: Plan) -> ProphylaxisItem | None:
 ALL = {"category": "oncology", "label": "acute lymphoblastic leukaemia"}
 ALLO = {"date": "2026-09-01", "type": "allogeneic", "active_gvhd": False}
 
-# (id citing REFERENCE.md, referral fields, expected review date or None for no PJP prophylaxis)
+# (id citing docs/clinical-reference.md, referral fields, expected review date or None for
+# no PJP prophylaxis)
 PJP_CASES: list[tuple[str, dict[str, Any], date | None]] = [
     (
         "§5 ALL during chemotherapy -> co-trimoxazole, review at the first plan review",

@@ -1,4 +1,4 @@
-"""Reassessment of transient deficiencies and plan reviews: REFERENCE.md §6."""
+"""Reassessment of transient deficiencies and plan reviews: docs/clinical-reference.md §6."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Vaccination reinforcement and live-vaccine blocks: REFERENCE.md §4 as tables of cases."""
+"""Vaccination reinforcement and live-vaccine blocks: docs/clinical-reference.md §4 as cases."""
 
 from __future__ import annotations
 

@@ -1,0 +1,103 @@
+"""B-cell depletion after anti-CD20, CD19 CAR-T and other depleting treatments (§2.6).
+
+Judged by its effect while it lasts, not by the treatment's dates alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sidflows.calendar import add_months
+from sidflows.protocol import Protocol
+from sidflows.referral import Referral, Treatment
+
+
+@dataclass(frozen=True, slots=True)
+class BCellDepletion:
+    """B-cell depletion after a B-cell-depleting treatment, while it lasts (§2.6).
+
+    ``until`` None: until a CD19 count shows recovery (or while the treatment goes on).
+    """
+
+    reason: str
+    until: date | None
+    source_paths: tuple[str, ...]
+
+
+def b_cell_depletion(
+    referral: Referral, today: date, protocol: Protocol, valid_from: date
+) -> BCellDepletion | None:
+    """B-cell depletion after anti-CD20, CD19 CAR-T and other depleting treatments (§2.6).
+
+    Judged by the counts: a CD19 count after the last dose below the laboratory's lower
+    limit (or, without one, below the protocol's aplasia threshold) keeps it, whatever
+    its age; only a fresh count at or above the lab's limit shows recovery. Counts never
+    shorten the anti-CD20 window of the rituximab label. After CAR-T there is no window:
+    depletion lasts until a count shows recovery.
+    """
+    g = protocol.grading
+    depleting = [
+        t
+        for t in referral.treatments
+        if t.drug_class in g.b_cell_depleting_classes and t.start <= today
+    ]
+    if not depleting:
+        return None
+    ongoing = [t for t in depleting if t.end is None or t.end >= today]
+    paths = ("grading.b_cell_depleting_classes",)
+    if ongoing:
+        names = ", ".join(t.drug for t in ongoing)
+        return BCellDepletion(
+            f"B-cell depletion while {names} continue(s), and until B cells recover",
+            None,
+            paths,
+        )
+    last_dose = max(t.end or t.start for t in depleting)
+    last_drug = max(depleting, key=lambda t: t.end or t.start).drug
+    counts = [lab for lab in referral.labs if lab.cd19_per_ul is not None and lab.date > last_dose]
+    count = max(counts, key=lambda lab: lab.date) if counts else None
+    if count is not None and count.cd19_per_ul is not None:
+        limit = count.cd19_lower_limit_per_ul
+        threshold = limit if limit is not None else g.b_cell_aplasia_below_cd19_per_ul
+        which = "the lab's lower limit" if limit is not None else "B-cell aplasia (Hill 2019)"
+        if count.cd19_per_ul < threshold:
+            return BCellDepletion(
+                f"B-cell depletion after {last_drug} (last dose {last_dose}): CD19 "
+                f"{count.cd19_per_ul:g}/uL on {count.date} below {which} {threshold:g}/uL; "
+                "until B cells recover",
+                None,
+                (*paths, "grading.b_cell_aplasia_below_cd19_per_ul"),
+            )
+    recovered = (
+        count is not None
+        and count.cd19_per_ul is not None
+        and count.cd19_lower_limit_per_ul is not None
+        and count.cd19_per_ul >= count.cd19_lower_limit_per_ul
+        and count.date >= valid_from
+    )
+    car_t = [t for t in depleting if t.drug_class == "car_t"]
+    if car_t and not recovered:
+        drug = car_t[-1].drug
+        return BCellDepletion(
+            f"B-cell aplasia expected after {drug} (CAR-T, {span_of(car_t[-1])}): no fresh CD19 "
+            "count at or above the lab's lower limit since; until B cells recover",
+            None,
+            paths,
+        )
+    cd20 = [t for t in depleting if t.drug_class == "anti_cd20"]
+    if cd20:
+        cd20_last = max(t.end or t.start for t in cd20)
+        until = add_months(cd20_last, g.anti_cd20_depletion_months)
+        if today < until:
+            return BCellDepletion(
+                f"B-cell depletion after anti-CD20 (last dose {cd20_last}) until about {until} "
+                "(rituximab label)",
+                until,
+                ("grading.anti_cd20_depletion_months",),
+            )
+    return None
+
+
+def span_of(t: Treatment) -> str:
+    return f"{t.start} to {t.end}" if t.end else f"since {t.start}"

@@ -1,0 +1,76 @@
+"""What every rule reads: one frozen context per plan (referral, facts, protocol, calendar, days).
+
+The rules take it as their first argument, plus the earlier decisions they
+depend on as keyword arguments. Nothing in it is read from a clock, a database
+or the environment: ``today`` and the protocol are given by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sidflows.calendar import UnitCalendar, add_months
+from sidflows.protocol import Protocol
+from sidflows.referral import Referral
+from sidflows.rules.facts import Facts, derive_facts
+
+HORIZON_MONTHS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """One child's referral on one day, as every rule of the plan sees it.
+
+    ``start`` is the first day an item may be due (``today`` plus the unit's
+    lead time); ``horizon_end`` the last day the plan covers.
+    """
+
+    referral: Referral
+    facts: Facts
+    protocol: Protocol
+    calendar: UnitCalendar
+    today: date
+    start: date
+    horizon_end: date
+
+    def __post_init__(self) -> None:
+        if self.facts.today != self.today:
+            raise ValueError(f"facts derived on {self.facts.today}, context is for {self.today}")
+
+    def cite(self, *paths: str) -> str:
+        """The protocol's citations of these parameters (dotted paths), distinct ones joined.
+
+        Each is :meth:`Protocol.source` exactly as the file gives it. A parameter
+        the unit's protocol gives no citation for is named as such in the text
+        (the plan is still proposed; the missing citation shows beside the decision).
+        """
+        found: list[str] = []
+        for path in paths:
+            try:
+                citation = self.protocol.source(path)
+            except KeyError:
+                citation = f"protocol {self.protocol.version} records no source for {path}"
+            if citation not in found:
+                found.append(citation)
+        return "; ".join(found)
+
+    @classmethod
+    def build(
+        cls,
+        referral: Referral,
+        *,
+        today: date,
+        protocol: Protocol,
+        calendar: UnitCalendar,
+    ) -> PlanContext:
+        """The context of the plan proposed on ``today``, ``HORIZON_MONTHS`` ahead."""
+        return cls(
+            referral=referral,
+            facts=derive_facts(referral, today=today, protocol=protocol),
+            protocol=protocol,
+            calendar=calendar,
+            today=today,
+            start=today + timedelta(days=calendar.config.first_item_lead_days),
+            horizon_end=add_months(today, HORIZON_MONTHS),
+        )

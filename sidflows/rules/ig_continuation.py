@@ -1,0 +1,147 @@
+"""A child already on immunoglobulin: the dose in use, the trough, the cause, the trial off.
+
+The sections are docs/clinical-reference.md §3.5 to §3.8. A child on IG stays on IG
+until the plan decides otherwise: only a trial off, when the cause has ended and the B
+cells have recovered, in the protocol's season, stops it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sidflows.calendar import add_months
+from sidflows.protocol import RouteDosing
+from sidflows.rules.context import PlanContext
+
+
+@dataclass(frozen=True, slots=True)
+class DoseInUse:
+    g_per_kg: float
+    interval_days: int
+    note: str
+
+
+def dose_in_use(ctx: PlanContext, route: str) -> DoseInUse:
+    """The newest course's g/kg and the interval in use, kept within the route's range (§3.8)."""
+    facts = ctx.facts
+    dosing = ctx.protocol.immunoglobulin.route(route)
+    course = facts.ig_courses[-1]
+    used = ctx.protocol.immunoglobulin.route(course.route)
+    interval = facts.ig_interval_in_use_days or used.interval_days
+    g_per_kg = course.g_per_kg
+    what = f"{course.g_per_kg:g} g/kg {course.route.upper()} on {course.start}" + (
+        f" ({course.doses} days)" if course.doses > 1 else ""
+    )
+    notes = [f"the dose in use: {what}, every {interval} days"]
+    if course.route != route:
+        # A route change keeps the monthly total (EMA core SmPC SCIg: 0.4-0.8 g/kg a month).
+        g_per_kg = g_per_kg / interval * dosing.interval_days
+        notes.append(
+            f"{course.route.upper()} to {route.upper()}: the same total per day, "
+            f"{g_per_kg:.2f} g/kg every {dosing.interval_days} days"
+        )
+        interval = dosing.interval_days
+    low, high = dosing.min_g_per_kg, dosing.max_g_per_kg
+    if g_per_kg > high + 1e-9:
+        notes.append(f"above the protocol's maximum {high:g} g/kg: {high:g} g/kg")
+        g_per_kg = high
+    elif g_per_kg < low - 1e-9:
+        notes.append(f"below the protocol's minimum {low:g} g/kg: {low:g} g/kg")
+        g_per_kg = low
+    shortest = dosing.interval_days - dosing.window_days_early
+    if not shortest <= interval <= dosing.interval_days:
+        interval = dosing.interval_days
+    return DoseInUse(round(g_per_kg, 4), interval, "; ".join(notes))
+
+
+@dataclass(frozen=True, slots=True)
+class TroughProposal:
+    g_per_kg: float
+    interval_days: int
+    decision: str
+    rationale: str
+    paths: tuple[str, ...]
+
+
+def trough_proposal(
+    ctx: PlanContext, dosing: RouteDosing, route: str, use: DoseInUse, target: float
+) -> TroughProposal | None:
+    """A trough below the target: a shorter interval, else a higher dose, within the maximum."""
+    trough = ctx.facts.latest_trough
+    if trough is None or trough.igg_g_l is None or trough.igg_g_l >= target:
+        return None
+    igg = trough.igg_g_l
+    why = (
+        f"trough IgG {igg:g} g/L on {trough.date} below the target {target:g} g/L: "
+        "review the dose (an early plan review is booked)"
+    )
+    shortest = dosing.interval_days - dosing.window_days_early
+    if use.interval_days > shortest:
+        return TroughProposal(
+            use.g_per_kg,
+            shortest,
+            f"proposed: every {shortest} days instead of {use.interval_days}, same dose",
+            f"{why}; the shortest interval of the route's range "
+            f"({shortest}-{dosing.interval_days} days) raises the dose per month; a higher dose "
+            f"(up to {dosing.max_g_per_kg:g} g/kg) is the alternative: clinician decision",
+            (f"immunoglobulin.{route}.window_days_early", f"immunoglobulin.{route}.interval_days"),
+        )
+    if use.g_per_kg < dosing.max_g_per_kg - 1e-9:
+        wanted = use.g_per_kg * target / igg if igg > 0 else dosing.max_g_per_kg
+        proposed = min(dosing.max_g_per_kg, wanted)
+        return TroughProposal(
+            round(proposed, 4),
+            use.interval_days,
+            f"proposed: {proposed:.2f} g/kg instead of {use.g_per_kg:g} g/kg",
+            f"{why}; already every {use.interval_days} days, the shortest of the route's range; "
+            f"dose raised in proportion to the target (trough rises with the dose), capped at "
+            f"the protocol's maximum {dosing.max_g_per_kg:g} g/kg; no published step: "
+            "clinician decision",
+            (f"immunoglobulin.{route}.max_g_per_kg",),
+        )
+    return TroughProposal(
+        use.g_per_kg,
+        use.interval_days,
+        "trough below target at the protocol's maximum dose and shortest interval",
+        f"{why}; {use.g_per_kg:g} g/kg every {use.interval_days} days is the protocol's "
+        "maximum: clinician decision (adherence, protein loss, product, route)",
+        (f"immunoglobulin.{route}.max_g_per_kg",),
+    )
+
+
+def cause_continues(ctx: PlanContext) -> list[str]:
+    """What still causes the deficiency today (empty: the cause has ended)."""
+    facts, referral, g = ctx.facts, ctx.referral, ctx.protocol.grading
+    found = [f"{t.drug} ({t.drug_class.replace('_', ' ')}) ongoing" for t in facts.active]
+    found += [f"{t.drug} planned from {t.start}" for t in facts.planned]
+    if facts.chemotherapy_ongoing and not facts.active:
+        found.append("chemotherapy ongoing")
+    if facts.b_cell_depletion is not None:
+        found.append(facts.b_cell_depletion.reason)
+    if referral.hsct is not None:
+        if referral.hsct.active_gvhd:
+            found.append("active GVHD")
+        until = add_months(referral.hsct.date, g.hsct_high_months)
+        if ctx.today < until:
+            found.append(f"HSCT on {referral.hsct.date}: immune reconstitution until {until}")
+    return found
+
+
+def in_season(day: date, start: str, end: str) -> bool:
+    md = day.strftime("%m-%d")
+    return start <= md <= end if start <= end else (md >= start or md <= end)
+
+
+def next_season_start(day: date, start: str) -> date:
+    month, dom = (int(x) for x in start.split("-"))
+    candidate = date(day.year, month, dom)
+    return candidate if candidate >= day else date(day.year + 1, month, dom)
+
+
+def trial_off_stop(ctx: PlanContext) -> date | None:
+    """None: stop now (in the season); else the day the season starts (sessions until then)."""
+    ig = ctx.protocol.immunoglobulin
+    if in_season(ctx.start, ig.trial_off_season_start, ig.trial_off_season_end):
+        return None
+    return next_season_start(ctx.start, ig.trial_off_season_start)

@@ -1,0 +1,87 @@
+"""The immunoglobulin record: courses, the interval in use, troughs (§3.5, §3.8, §4.7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sidflows.protocol import Protocol
+from sidflows.referral import ImmunoglobulinDose, Lab
+
+
+@dataclass(frozen=True, slots=True)
+class IgCourse:
+    """IG doses on consecutive days: one course, counted by its total (§4.7)."""
+
+    start: date
+    end: date
+    g_per_kg: float
+    route: str
+    doses: int
+
+
+def ig_courses(doses: list[ImmunoglobulinDose]) -> tuple[IgCourse, ...]:
+    """Doses of one route on consecutive days grouped into courses, in date order."""
+    courses: list[IgCourse] = []
+    for dose in sorted(doses, key=lambda x: x.date):
+        last = courses[-1] if courses else None
+        if last is not None and last.route == dose.route and (dose.date - last.end).days <= 1:
+            courses[-1] = IgCourse(
+                last.start,
+                dose.date,
+                round(last.g_per_kg + dose.g_per_kg, 4),
+                last.route,
+                last.doses + 1,
+            )
+        else:
+            courses.append(IgCourse(dose.date, dose.date, dose.g_per_kg, dose.route, 1))
+    return tuple(courses)
+
+
+def interval_in_use(courses: tuple[IgCourse, ...], protocol: Protocol) -> int | None:
+    """The gap between the two newest courses of the route in use, when within its window."""
+    if not courses:
+        return None
+    route = courses[-1].route
+    dosing = protocol.immunoglobulin.route(route)
+    same = [c for c in courses if c.route == route]
+    if len(same) >= 2:
+        gap = (same[-1].start - same[-2].start).days
+        if dosing.interval_days - dosing.window_days_early <= gap <= dosing.interval_days:
+            return gap
+    return dosing.interval_days
+
+
+def find_troughs(
+    igg_results: list[Lab], courses: tuple[IgCourse, ...], interval: int | None, window: int
+) -> tuple[Lab | None, Lab | None]:
+    """(newest trough, newest IgG on IG that is not a trough).
+
+    A trough is drawn on a course's first day (before the dose) or up to ``window`` days
+    before it; after the newest course, from ``window`` days before the next is due.
+    """
+    if not courses or interval is None:
+        return None, None
+    newest = max(igg_results, key=lambda lab: lab.date) if igg_results else None
+    troughs = []
+    for lab in igg_results:
+        before_a_dose = any(
+            c.start - timedelta(days=window) <= lab.date <= c.start for c in courses
+        )
+        last = courses[-1]
+        before_next = lab.date > last.end and lab.date >= last.start + timedelta(
+            days=interval - window
+        )
+        if before_a_dose or before_next:
+            troughs.append(lab)
+    trough = max(troughs, key=lambda lab: lab.date) if troughs else None
+    first = courses[0].start
+    not_trough = (
+        newest
+        if newest is not None
+        and newest is not trough
+        and newest.date >= first
+        and (trough is None or newest.date > trough.date)
+        else None
+    )
+    return trough, not_trough

@@ -1,0 +1,62 @@
+"""Vaccination reinforcement: boosters, influenza, pneumococcal, live-vaccine blocks (§4).
+
+The section is docs/clinical-reference.md §4. Every cause that keeps a vaccine
+from being given is a :class:`Block` with the dates it holds between and its
+source (:mod:`.blocks`). A dose is scheduled on the first hospital working day
+that no block holds (:mod:`.series`); a live vaccine that no day of the horizon
+frees is deferred, with every block that holds it back. Which doses are due
+depends on the child's history: after HSCT (:mod:`.hsct`), after chemotherapy
+(:mod:`.chemotherapy`) or under immunosuppression otherwise
+(:mod:`.immune_mediated`); influenza every season (:mod:`.influenza`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sidflows.rules.context import PlanContext
+from sidflows.rules.immunoglobulin import IgDecision
+from sidflows.rules.vaccination.blocks import (
+    first_free_day,
+    holding,
+    inactivated_blocks,
+    influenza_blocks,
+    is_live,
+    live_vaccine_blocks,
+)
+from sidflows.rules.vaccination.chemotherapy import boost_after_chemotherapy
+from sidflows.rules.vaccination.hsct import revaccinate_after_hsct
+from sidflows.rules.vaccination.immune_mediated import reinforce_immune_mediated
+from sidflows.rules.vaccination.influenza import plan_influenza
+from sidflows.rules.vaccination.series import Schedule, Series, VaccinationPlan
+
+__all__ = [
+    "Series",
+    "VaccinationPlan",
+    "first_free_day",
+    "holding",
+    "inactivated_blocks",
+    "influenza_blocks",
+    "is_live",
+    "live_vaccine_blocks",
+    "plan_vaccination",
+]
+
+
+def plan_vaccination(ctx: PlanContext, *, ig: IgDecision) -> VaccinationPlan:
+    """Boosters, influenza and pneumococcal doses of the horizon, and deferred live vaccines."""
+    plan = VaccinationPlan()
+    schedule = Schedule(
+        ctx=ctx,
+        live_blocks=tuple(live_vaccine_blocks(ctx, ig=ig)),
+        plan=plan,
+        gap=timedelta(days=ctx.protocol.vaccination.min_dose_interval_days),
+    )
+    if ctx.referral.hsct is not None:
+        revaccinate_after_hsct(schedule)
+    elif any(t.drug_class == "chemotherapy" for t in ctx.referral.treatments):
+        boost_after_chemotherapy(schedule)
+    else:
+        reinforce_immune_mediated(schedule)
+    plan_influenza(schedule)
+    return plan

@@ -1,0 +1,263 @@
+"""What keeps a vaccine from being given: live, inactivated and influenza blocks.
+
+Every cause is a :class:`Block` with the dates it holds between and its source;
+:func:`first_free_day` finds the first day no block holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+from sidflows.calendar import add_months
+from sidflows.referral import LIVE_VACCINES, Treatment
+from sidflows.rules.context import PlanContext
+from sidflows.rules.facts import is_high_dose_steroid, name_matches
+from sidflows.rules.igrecord import ig_courses
+from sidflows.rules.immunoglobulin import IgDecision
+from sidflows.rules.model import Block
+from sidflows.rules.vaccination.sources import (
+    ACIP_ABS,
+    CD20_SRC,
+    CHEMO_SRC,
+    HSCT_SRC,
+    IDSA,
+    IDSA_T6,
+)
+
+
+def is_live(vaccine: str) -> bool:
+    return vaccine in LIVE_VACCINES
+
+
+def span(t: Treatment) -> str:
+    """A treatment's dates, as the block reasons print them."""
+    return f"{t.start} to {t.end}" if t.end else f"since {t.start}, ongoing"
+
+
+def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision) -> list[Block]:
+    """Every cause in docs/clinical-reference.md §4 that keeps MMR or varicella from being given."""
+    referral, facts, protocol = ctx.referral, ctx.facts, ctx.protocol
+    v = protocol.vaccination
+    blocks: list[Block] = []
+    before = timedelta(days=v.live_before_immunosuppression_days)
+    for t in referral.treatments:
+        wait, why = 0, ""
+        if t.drug_class == "chemotherapy":
+            wait, why = v.after_chemotherapy_live_months, "after chemotherapy"
+        elif t.drug_class == "anti_cd20":
+            wait, why = v.after_anti_cd20_months, "after the last anti-CD20 dose"
+        elif (
+            t.drug_class == "corticosteroid"
+            and is_high_dose_steroid(t, facts.weight_kg, protocol) is not False
+        ):
+            wait, why = v.after_high_dose_steroid_live_months, "after stopping high-dose steroids"
+        until = (
+            None
+            if t.end is None
+            else (add_months(t.end, wait) if wait else t.end + timedelta(days=1))
+        )
+        text = f"{t.drug} ({span(t)}): no live vaccine under immunosuppression"
+        if wait:
+            text += f", nor until {wait} months {why}"
+        if t.start > ctx.today:
+            text += (
+                f"; live vaccines >= {v.live_before_immunosuppression_days} days before starting"
+            )
+        blocks.append(Block(text, f"{IDSA}; {IDSA_T6}", until, t.start - before))
+    if referral.hsct is not None:
+        hsct = referral.hsct
+        months = v.hsct.live_from_months
+        blocks.append(
+            Block(
+                f"HSCT on {hsct.date}: MMR and varicella not before {months} months",
+                HSCT_SRC,
+                add_months(hsct.date, months),
+            )
+        )
+        if hsct.active_gvhd:
+            blocks.append(Block("active GVHD: no live vaccine", HSCT_SRC, None))
+    courses = ig_courses(list(referral.immunoglobulin_doses))
+    if courses:
+        # A course over consecutive days counts as its total dose (§4.7).
+        ai = v.antibody_interval
+        binding = max(courses, key=lambda c: add_months(c.end, ai.ivig_months(c.g_per_kg)))
+        months = ai.ivig_months(binding.g_per_kg)
+        what = (
+            f"{binding.g_per_kg:g} g/kg on {binding.start}"
+            if binding.doses == 1
+            else f"course of {binding.g_per_kg:g} g/kg over {binding.doses} days "
+            f"({binding.start} to {binding.end})"
+        )
+        blocks.append(
+            Block(
+                f"immunoglobulin {what}: {months} months before MMR or varicella",
+                ACIP_ABS,
+                add_months(binding.end, months),
+            )
+        )
+    depletion = facts.b_cell_depletion
+    if depletion is not None:
+        blocks.append(
+            Block(
+                f"{depletion.reason}: no live vaccine until B cells have recovered (and the IG "
+                "interval has passed)",
+                f"{ctx.cite(*depletion.source_paths)}; {IDSA_T6}",
+                depletion.until,
+            )
+        )
+    by_product: dict[str, date] = {}
+    for product in referral.blood_products:
+        months = v.antibody_interval.products[product.product]
+        until = add_months(product.date, months)
+        if until > by_product.get(product.product, date.min):
+            by_product[product.product] = until
+            blocks.append(
+                Block(
+                    f"{product.product.replace('_', ' ')} on {product.date}: {months} months "
+                    "before MMR or varicella",
+                    ACIP_ABS,
+                    until,
+                )
+            )
+    if ig.status == "trial_off" and ig.sessions_until is not None:
+        months = v.antibody_interval.ivig_months(ig.dose_g_per_kg)
+        blocks.append(
+            Block(
+                f"IG replacement until the trial off on {ig.sessions_until}: {months} months "
+                "before MMR or varicella",
+                ACIP_ABS,
+                add_months(ig.sessions_until, months),
+            )
+        )
+    elif ig.gives_ig:
+        blocks.append(
+            Block(
+                "while IG replacement continues (it neutralises live vaccines; the clock starts "
+                "at the last dose)",
+                ACIP_ABS,
+                None,
+            )
+        )
+    blocks.append(
+        Block(
+            f"MMR and varicella from {v.live_min_age_months} months of age",
+            "ACIP routine schedule",
+            add_months(referral.patient.birth_date, v.live_min_age_months),
+        )
+    )
+    return blocks
+
+
+def inactivated_blocks(ctx: PlanContext) -> list[Block]:
+    """Booster doses are not valid during chemotherapy or anti-B-cell antibodies."""
+    referral = ctx.referral
+    v = ctx.protocol.vaccination
+    chemo = [t for t in referral.treatments if t.drug_class == "chemotherapy"]
+    # "The regimen included anti-B-cell antibodies": an anti-CD20 course overlapping chemotherapy.
+    with_cd20 = any(
+        t.drug_class == "anti_cd20"
+        and any(t.start <= (c.end or date.max) and (t.end or date.max) >= c.start for c in chemo)
+        for t in referral.treatments
+    )
+    blocks: list[Block] = []
+    for t in referral.treatments:
+        if t.drug_class == "chemotherapy":
+            months = (
+                v.after_chemotherapy_inactivated_months_anti_cd20
+                if with_cd20
+                else v.after_chemotherapy_inactivated_months
+            )
+            before = v.inactivated_before_immunosuppression_days
+            text = (
+                f"{t.drug} ({span(t)}): doses during chemotherapy do not count; boosters "
+                f"{months} months after the end"
+                + (" (regimen with anti-CD20)" if with_cd20 else "")
+            )
+            source = CHEMO_SRC
+        elif t.drug_class == "anti_cd20":
+            months, before = v.after_anti_cd20_months, v.before_next_anti_cd20_days
+            text = (
+                f"{t.drug} ({span(t)}): vaccinate before starting, or >= {months} months "
+                f"after the last dose and >= {before} days before the next"
+            )
+            source = CD20_SRC
+        else:
+            continue
+        until = None if t.end is None else add_months(t.end, months)
+        blocks.append(Block(text, source, until, t.start - timedelta(days=before)))
+    return blocks
+
+
+def influenza_blocks(ctx: PlanContext) -> list[Block]:
+    """Inactivated influenza: from 6 months, not during anti-B-cell or intensive chemo."""
+    referral, protocol = ctx.referral, ctx.protocol
+    v = protocol.vaccination
+    blocks = [
+        Block(
+            f"influenza vaccine from {v.influenza_min_age_months} months of age",
+            IDSA,
+            add_months(referral.patient.birth_date, v.influenza_min_age_months),
+        )
+    ]
+    for t in referral.treatments:
+        if t.drug_class == "anti_cd20":
+            until = (
+                None
+                if t.end is None
+                else add_months(t.end, protocol.grading.anti_cd20_depletion_months)
+            )
+            blocks.append(
+                Block(
+                    f"{t.drug} ({span(t)}): no influenza vaccine during anti-B-cell antibodies",
+                    f"{IDSA}; rituximab label (B-cell depletion)",
+                    until,
+                    t.start,
+                )
+            )
+        elif t.drug_class == "chemotherapy" and name_matches(
+            t.drug, v.intensive_chemotherapy_words
+        ):
+            until = None if t.end is None else t.end + timedelta(days=1)
+            blocks.append(
+                Block(
+                    f"{t.drug} ({span(t)}): no influenza vaccine during intensive chemotherapy",
+                    IDSA,
+                    until,
+                    t.start,
+                )
+            )
+    if referral.hsct is not None:
+        months = protocol.vaccination.hsct.influenza_from_months
+        blocks.append(
+            Block(
+                f"HSCT on {referral.hsct.date}: influenza vaccine from {months} months",
+                HSCT_SRC,
+                add_months(referral.hsct.date, months),
+            )
+        )
+    return blocks
+
+
+def first_free_day(blocks: Iterable[Block], day: date) -> date | None:
+    """The first day on or after ``day`` that no block holds; None if one never ends."""
+    blocks = tuple(blocks)
+    moved = True
+    while moved:
+        moved = False
+        for block in blocks:
+            if block.holds_on(day):
+                if block.until is None:
+                    return None
+                day, moved = block.until, True
+    return day
+
+
+def holding(blocks: Iterable[Block], start: date, free: date | None) -> list[Block]:
+    """The blocks that hold on some day between ``start`` and ``free``."""
+    return [
+        b
+        for b in blocks
+        if (b.until is None or b.until > start)
+        and (free is None or b.start is None or b.start < free)
+    ]

@@ -1,0 +1,114 @@
+"""Boosters after chemotherapy: inactivated, pneumococcal, live (docs/clinical-reference.md §4)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sidflows.rules.model import Decision, Deferral, VaccineDose
+from sidflows.rules.vaccination.blocks import holding, inactivated_blocks
+from sidflows.rules.vaccination.series import (
+    Schedule,
+    Series,
+    given_doses,
+    schedule_series,
+    tetanus_code,
+)
+from sidflows.rules.vaccination.sources import IDSA
+
+
+def boost_after_chemotherapy(schedule: Schedule) -> None:
+    """Doses given during chemotherapy do not count; boosters once it has ended."""
+    ctx, plan = schedule.ctx, schedule.plan
+    referral, facts, protocol, start = ctx.referral, ctx.facts, ctx.protocol, ctx.start
+    v = protocol.vaccination
+    base = tuple(inactivated_blocks(ctx))
+    valid_from = facts.chemotherapy_end
+    during = [
+        x
+        for x in referral.vaccinations
+        if any(
+            t.drug_class == "chemotherapy" and t.start <= x.date <= (t.end or ctx.today)
+            for t in referral.treatments
+        )
+    ]
+    if during:
+        plan.decisions.append(
+            Decision(
+                "vaccination",
+                f"{len(during)} dose(s) given during chemotherapy not counted",
+                "inactivated doses given in maintenance do not count as valid unless a protective "
+                "titre is shown",
+                IDSA,
+            )
+        )
+    if valid_from is None:
+        plan.decisions.append(
+            Decision(
+                "vaccination",
+                "boosters after the end of chemotherapy",
+                f"inactivated boosters {v.after_chemotherapy_inactivated_months} months after the "
+                f"end ({v.after_chemotherapy_inactivated_months_anti_cd20} with anti-CD20), live "
+                f"at {v.after_chemotherapy_live_months}: chemotherapy is ongoing",
+                ctx.cite(
+                    "vaccination.after_chemotherapy_inactivated_months",
+                    "vaccination.after_chemotherapy_inactivated_months_anti_cd20",
+                    "vaccination.after_chemotherapy_live_months",
+                ),
+            )
+        )
+        for code in v.after_chemotherapy_live:
+            reasons = tuple(
+                f"{b.reason} ({b.source})" for b in holding(schedule.live_blocks, start, None)
+            )
+            plan.deferred.append(Deferral(code, None, reasons))
+        return
+    pcv_doses: list[VaccineDose] = []
+    for code in v.after_chemotherapy_inactivated:
+        vaccine = tetanus_code(ctx) if code in ("DTaP", "Tdap") else code
+        scheduled = schedule_series(
+            schedule,
+            Series(
+                vaccine,
+                1,
+                start,
+                base,
+                "booster after chemotherapy: inactivated "
+                f"{v.after_chemotherapy_inactivated_months} months after the end "
+                f"({v.after_chemotherapy_inactivated_months_anti_cd20} after anti-CD20)",
+                ctx.cite(
+                    "vaccination.after_chemotherapy_inactivated_months",
+                    "vaccination.after_chemotherapy_inactivated_months_anti_cd20",
+                ),
+                given_doses(referral, vaccine, valid_from),
+            ),
+        )
+        if vaccine == "PCV":
+            pcv_doses = scheduled
+    pcv_dates = [*given_doses(referral, "PCV", valid_from), *(d.due for d in pcv_doses)]
+    if pcv_dates:
+        schedule_series(
+            schedule,
+            Series(
+                "PPSV23",
+                1,
+                max(start, pcv_dates[-1] + timedelta(weeks=v.ppsv23_after_pcv_weeks)),
+                base,
+                f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate",
+                ctx.cite("vaccination.ppsv23_after_pcv_weeks"),
+                given_doses(referral, "PPSV23", valid_from),
+            ),
+        )
+    for code in v.after_chemotherapy_live:
+        schedule_series(
+            schedule,
+            Series(
+                code,
+                1,
+                start,
+                schedule.live_blocks,
+                f"live booster {v.after_chemotherapy_live_months} months after the end of "
+                "chemotherapy, off immunosuppression and clear of immunoglobulin",
+                ctx.cite("vaccination.after_chemotherapy_live_months"),
+                given_doses(referral, code, valid_from),
+            ),
+        )

@@ -1,0 +1,98 @@
+"""Reinforcement under immunosuppression for immune-mediated and other diseases (§4).
+
+The section is docs/clinical-reference.md §4: pneumococcal conjugate then PPSV23,
+the inactivated boosters, and completing the live series where allowed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sidflows.calendar import add_years
+from sidflows.rules.model import VaccineDose
+from sidflows.rules.vaccination.blocks import inactivated_blocks
+from sidflows.rules.vaccination.series import Schedule, Series, given_doses, schedule_series
+from sidflows.rules.vaccination.sources import IDSA, PNEUMO_SRC
+
+
+def reinforce_immune_mediated(schedule: Schedule) -> None:
+    """Neither HSCT nor chemotherapy: reinforce the routine schedule."""
+    ctx = schedule.ctx
+    referral, protocol, start = ctx.referral, ctx.protocol, ctx.start
+    v = protocol.vaccination
+    base = tuple(inactivated_blocks(ctx))
+    pcv_given = given_doses(referral, "PCV", None)
+    pcv_doses: list[VaccineDose] = []
+    if "PCV" in v.immune_mediated_inactivated and not pcv_given:
+        pcv_doses = schedule_series(
+            schedule,
+            Series(
+                "PCV",
+                1,
+                start,
+                base,
+                "pneumococcal conjugate first, then PPSV23; vaccinate before anti-CD20 or >= 6 "
+                "months after it",
+                PNEUMO_SRC,
+            ),
+        )
+    for code in v.immune_mediated_inactivated:
+        if code != "PCV":
+            schedule_series(
+                schedule,
+                Series(
+                    code,
+                    1,
+                    start,
+                    base,
+                    "reinforcement under immunosuppression",
+                    IDSA,
+                    given_doses(referral, code, None),
+                ),
+            )
+    pcv_dates = [*pcv_given, *(d.due for d in pcv_doses)]
+    ppsv = given_doses(referral, "PPSV23", None)
+    if pcv_dates and not ppsv:
+        schedule_series(
+            schedule,
+            Series(
+                "PPSV23",
+                1,
+                max(start, pcv_dates[-1] + timedelta(weeks=v.ppsv23_after_pcv_weeks)),
+                base,
+                f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate",
+                ctx.cite("vaccination.ppsv23_after_pcv_weeks"),
+            ),
+        )
+    elif len(ppsv) == 1 and referral.diagnosis.category == "immune_mediated":
+        schedule_series(
+            schedule,
+            Series(
+                "PPSV23",
+                1,
+                max(start, add_years(ppsv[0], v.ppsv23_repeat_years)),
+                base,
+                f"second PPSV23 {v.ppsv23_repeat_years} years after the first in chronic "
+                "inflammatory disease",
+                ctx.cite("vaccination.ppsv23_repeat_years"),
+                number_from=2,
+            ),
+        )
+    for code in v.immune_mediated_live:
+        given = given_doses(referral, code, None)
+        if len(given) >= v.live_series_doses:
+            continue
+        schedule_series(
+            schedule,
+            Series(
+                code,
+                v.live_series_doses - len(given),
+                start,
+                schedule.live_blocks,
+                f"complete the {code} series ({len(given)} of {v.live_series_doses} documented); "
+                "contraindicated under high- and low-level immunosuppression (varicella may be "
+                "considered under long-term low-level)",
+                ctx.cite("vaccination.live_series_doses", "vaccination.immune_mediated_live"),
+                number_from=len(given) + 1,
+            ),
+        )

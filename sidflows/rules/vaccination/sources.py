@@ -1,0 +1,11 @@
+"""The sources the vaccination rules cite (docs/clinical-reference.md §4)."""
+
+from __future__ import annotations
+
+IDSA = "IDSA 2013 (Rubin, CID 58:e44)"
+IDSA_T6 = "IDSA 2013 table 6"
+ACIP_ABS = "ACIP general best practice, antibody-live vaccine interval table"
+HSCT_SRC = "IDSA 2013 table 4; ECIL-7; EBMT paediatric vaccination"
+CHEMO_SRC = "IDSA 2013 rec. 73; AIEOP (Cesaro 2014); IAP 2019"
+CD20_SRC = "rheumatology recommendations (ACR 2022); rituximab label"
+PNEUMO_SRC = "IDSA 2013 (PCV then PPSV23 >= 8 weeks)"
