@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from flows.cli.io import EXIT_CONFIG, EXIT_INVALID, EXIT_UNKNOWN, one_line
-from flows.cli.parser import build_parser
+from flows.cli.parser import PASS_THROUGH, build_parser, run_pass_through
 from sidflows.errors import ConfigError, InvalidInput, UnknownPatient
 
 __all__ = ["main"]
@@ -28,8 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A hospital network has no route to Prefect's telemetry: do not try (and log errors).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in PASS_THROUGH:
+        return run_pass_through(words[0], words[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     try:
         code: int = args.handler(args)
     except InvalidInput as exc:

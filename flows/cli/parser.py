@@ -74,6 +74,25 @@ def _harness(name: str) -> Handler:
     return run
 
 
+# Commands of the CDSi engine (sidflows/cdsi) parse their own arguments: no store, no Prefect.
+PASS_THROUGH = {"cdsi-conformance": "conformance", "immds-forecast": "immds"}
+
+
+def run_pass_through(command: str, rest: list[str]) -> int:
+    # The engine loads only when its command runs: `propose` stays light.
+    from importlib import import_module
+
+    entry: Callable[[list[str]], int] = import_module(f"sidflows.cdsi.{PASS_THROUGH[command]}").main
+    return entry(rest)
+
+
+def _cdsi(command: str) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        return run_pass_through(command, list(args.rest))
+
+    return run
+
+
 def _worker_counts(value: str) -> list[int]:
     try:
         counts = [int(v) for v in value.split(",") if v.strip()]
@@ -191,6 +210,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="the store's schema")
     p.add_argument("action", choices=["upgrade"])
     p.set_defaults(handler=_operations("db_command"))
+
+    p = sub.add_parser(
+        "cdsi-conformance",
+        help="CDC's CDSi test cases through the engine: pass rates, failing cases",
+        add_help=False,
+    )
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="[--workbook X] [--case ID] [--failures N]"
+    )
+    p.set_defaults(handler=_cdsi("cdsi-conformance"))
+
+    p = sub.add_parser(
+        "immds-forecast",
+        help="FHIR $immds-forecast: Parameters (or NDJSON of them) in, evaluation and forecast out",
+        add_help=False,
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="FILE or -")
+    p.set_defaults(handler=_cdsi("immds-forecast"))
 
     p = sub.add_parser("benchmark", help="print speed and memory figures")
     p.add_argument("what", choices=["propose", "sweep", "notifications"])
