@@ -10,10 +10,12 @@ from sidflows.protocol import Protocol
 from sidflows.referral import Referral
 from sidflows.rules.context import HORIZON_MONTHS, PlanContext
 from sidflows.rules.grading import grade
-from sidflows.rules.immunoglobulin import decide_immunoglobulin, ig_schedule
+from sidflows.rules.ig_schedule import ig_schedule
+from sidflows.rules.immunoglobulin import decide_immunoglobulin
 from sidflows.rules.model import Decision, Item, Plan
 from sidflows.rules.prophylaxis import plan_prophylaxis
 from sidflows.rules.reassessment import plan_reassessments, plan_reviews
+from sidflows.rules.recognition import record_checks
 from sidflows.rules.vaccination import plan_vaccination
 
 __all__ = ["HORIZON_MONTHS", "plan_changes", "propose_plan"]
@@ -50,6 +52,7 @@ def propose_plan(
     funded: dict[str, bool] = {str(k): v for k, v in protocol.funding.publicly_funded.items()}
     consent = referral.consent is not None and referral.consent.cost_accepted
     decisions = [
+        *record_checks(ctx),
         *ig.decisions,
         *ig_notes,
         *prophylaxis_notes,

@@ -136,9 +136,24 @@ class Referrer(_Doc):
     clinician: Text | None = None
 
 
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,31}$")]
+CodeSystem = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s]{1,200}$")]
+ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"
+SNOMED_SYSTEM = "http://snomed.info/sct"
+ATC_SYSTEM = "http://www.whocc.no/atc"
+
+
 class Diagnosis(_Doc):
     category: Literal["oncology", "hsct", "immune_mediated", "other"]
     label: Text
+    # Extension: the diagnosis coded (docs/formats.md §4); the label stays.
+    code: Code | None = Field(
+        default=None,
+        description=f"ICD-10 ({ICD10_SYSTEM}) or SNOMED CT ({SNOMED_SYSTEM}) code; needs system",
+    )
+    system: CodeSystem | None = Field(
+        default=None, description=f"the code's system URI: {ICD10_SYSTEM} or {SNOMED_SYSTEM}"
+    )
 
 
 class Hsct(_Doc):
@@ -152,10 +167,21 @@ class Treatment(_Doc):
     drug_class: TreatmentClass = Field(alias="class")
     start: IsoDate
     end: IsoDate | None = None
-    dose_mg_per_kg_day: Annotated[float, Field(ge=0, le=100)] | None = None
-    dose_mg_day: Annotated[float, Field(ge=0, le=5000)] | None = None
+    dose_mg_per_kg_day: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        default=None, description="unit: mg per kg of body weight per day (daily drugs)"
+    )
+    dose_mg_day: Annotated[float, Field(ge=0, le=5000)] | None = Field(
+        default=None, description="unit: mg per day (prednisone or equivalent for a steroid)"
+    )
     # Extension: weekly drugs (methotrexate) are graded on mg/kg/week.
-    dose_mg_per_kg_week: Annotated[float, Field(ge=0, le=100)] | None = None
+    dose_mg_per_kg_week: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        default=None, description="unit: mg per kg of body weight per week (weekly drugs)"
+    )
+    # Extension: the drug coded (WHO ATC); the drug's text stays.
+    code: Code | None = Field(default=None, description=f"WHO ATC code ({ATC_SYSTEM})")
+    system: CodeSystem | None = Field(
+        default=None, description=f"the code's system URI: {ATC_SYSTEM}"
+    )
 
     def active_on(self, day: date) -> bool:
         return self.start <= day and (self.end is None or self.end >= day)
@@ -186,7 +212,9 @@ class Infection(_Doc):
 
 class ImmunoglobulinDose(_Doc):
     date: IsoDate
-    g_per_kg: Annotated[float, Field(gt=0, le=2.5)]
+    g_per_kg: Annotated[float, Field(gt=0, le=2.5)] = Field(
+        description="unit: g of immunoglobulin per kg of body weight, this day's dose"
+    )
     route: Route
 
 
@@ -405,7 +433,9 @@ def check_consistency(referral: Referral) -> None:
             raise InvalidInput("hsct.date", "before birth_date")
         if referral.hsct.date > received:
             raise InvalidInput("hsct.date", "after received")
+    _check_code("diagnosis", referral.diagnosis.code, referral.diagnosis.system)
     for i, t in enumerate(referral.treatments):
+        _check_code(f"treatments[{i}]", t.code, t.system)
         if t.start < birth:
             raise InvalidInput(f"treatments[{i}].start", "before birth_date")
         if t.end is not None and t.end < t.start:
@@ -426,6 +456,14 @@ def check_consistency(referral: Referral) -> None:
         measured = lab.model_dump(exclude={"date"}, exclude_none=True)
         if not measured:
             raise InvalidInput(f"labs[{i}]", "no result given")
+
+
+def _check_code(where: str, code: str | None, system: str | None) -> None:
+    """A code comes with its system, and a system with a code."""
+    if code is not None and system is None:
+        raise InvalidInput(f"{where}.system", "required when code is given")
+    if system is not None and code is None:
+        raise InvalidInput(f"{where}.code", "required when system is given")
 
 
 def _validated(model: type[DocT], data: Any) -> DocT:

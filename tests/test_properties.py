@@ -303,8 +303,13 @@ def _propose(doc: Doc, today: date) -> dict[str, Any]:
 
 
 def _steroid_is_high_dose(t: Doc, weight: float) -> bool:
-    """§2/§4: >= 20 mg/day (>= 10 kg) or >= 2 mg/kg/day (< 10 kg); no dose given: cautious."""
+    """§2/§4: >= 20 mg/day (>= 10 kg) or >= 2 mg/kg/day (< 10 kg); no dose given: cautious.
+
+    §6.6: a weekly dose of a daily drug is averaged per day (/ 7).
+    """
     per_kg, per_day = t.get("dose_mg_per_kg_day"), t.get("dose_mg_day")
+    if per_kg is None and per_day is None and t.get("dose_mg_per_kg_week") is not None:
+        per_kg = t["dose_mg_per_kg_week"] / 7
     if per_kg is None and per_day is None:
         return True
     if weight < 10:
@@ -341,10 +346,13 @@ def live_vaccine_violations(doc: Doc, plan: dict[str, Any], due: date) -> list[s
             wait = AFTER_HIGH_DOSE_STEROID_MONTHS
         if due < plus_months(end, wait):
             broken.append(f"{t['drug']} ended {end}: {wait} months")
-    for dose in doc["immunoglobulin_doses"]:
-        months = ivig_months(dose["g_per_kg"])
-        if due < plus_months(d(dose["date"]), months):
-            broken.append(f"IG {dose['g_per_kg']} g/kg on {dose['date']}: {months} months")
+    for start, end, total in ig_courses(doc):
+        months = ivig_months(total)
+        if due < plus_months(end, months):
+            broken.append(f"IG course {total} g/kg {start} to {end}: {months} months")
+    depletion = b_cell_depletion_holds(doc, plan)
+    if depletion:
+        broken.append(depletion)
     for product in doc.get("blood_products", []):
         months = PRODUCT_MONTHS[product["product"]]
         if due < plus_months(d(product["date"]), months):
@@ -355,18 +363,83 @@ def live_vaccine_violations(doc: Doc, plan: dict[str, Any], due: date) -> list[s
             broken.append("within 24 months of HSCT")
         if hsct.get("active_gvhd"):
             broken.append("active GVHD")
-    if any(i["kind"] == "ig_session" for i in plan["items"]):
+    sessions = [i for i in plan["items"] if i["kind"] == "ig_session"]
+    if sessions and _trial_off(plan):  # §3.7: sessions until the trial off, then §4.7's clock
+        last = max(sessions, key=lambda i: i["due"])
+        months = ivig_months(last["dose_g_per_kg"])
+        if due < plus_months(d(last["due"]), months):
+            broken.append(f"IG until the trial off, last session {last['due']}: {months} months")
+    elif sessions:
         broken.append("IG replacement in the plan")
     return broken
 
 
 def _live_ongoing_cause(doc: Doc, plan: dict[str, Any], today: date) -> bool:
-    """A cause with no end in sight: open-ended treatment already started, GVHD, IG in the plan."""
+    """A cause with no end in sight: open-ended treatment already started, GVHD, IG continuing
+    (not a trial off: its sessions end), B-cell depletion judged by the counts (§2.6)."""
+    ig_continues = any(i["kind"] == "ig_session" for i in plan["items"]) and not _trial_off(plan)
     return (
         any(d(t["start"]) <= today and not t.get("end") for t in doc["treatments"])
         or bool(doc.get("hsct", {}).get("active_gvhd"))
-        or any(i["kind"] == "ig_session" for i in plan["items"])
+        or ig_continues
+        or bool(b_cell_depletion_holds(doc, plan))
     )
+
+
+def _trial_off(plan: dict[str, Any]) -> bool:
+    return any(
+        x["topic"] == "immunoglobulin" and x["decision"].startswith("propose a trial off")
+        for x in plan["decisions"]
+    )
+
+
+def ig_courses(doc: Doc) -> list[tuple[date, date, float]]:
+    """§4.7: doses of one route on consecutive days are one course, counted by its total."""
+    courses: list[list[Any]] = []
+    for dose in sorted(doc["immunoglobulin_doses"], key=lambda x: x["date"]):
+        day = d(dose["date"])
+        if courses and courses[-1][3] == dose["route"] and (day - courses[-1][1]).days <= 1:
+            courses[-1][1] = day
+            courses[-1][2] += dose["g_per_kg"]
+        else:
+            courses.append([day, day, dose["g_per_kg"], dose["route"]])
+    return [(c[0], c[1], round(c[2], 4)) for c in courses]
+
+
+B_CELL_APLASIA_BELOW = 20.0  # §2.6 Hill 2019, when the lab gives no CD19 lower limit
+RESULT_VALID_MONTHS = 3  # §6.6
+
+
+def b_cell_depletion_holds(doc: Doc, plan: dict[str, Any]) -> str:
+    """§2.6: B-cell depletion with no end date: a low CD19 after the last B-cell-depleting
+    dose, or CAR-T with no fresh recovered count since ("" when none holds)."""
+    today = d(plan["as_of"])
+    depleting = [
+        t
+        for t in doc["treatments"]
+        if t["class"] in ("anti_cd20", "car_t") and d(t["start"]) <= today
+    ]
+    if not depleting:
+        return ""
+    if any(not t.get("end") or d(t["end"]) >= today for t in depleting):
+        return "B-cell depleting treatment ongoing"
+    last = max(d(t["end"]) for t in depleting)
+    counts = [lab for lab in doc["labs"] if "cd19_per_ul" in lab and d(lab["date"]) > last]
+    newest = max(counts, key=lambda lab: lab["date"]) if counts else None
+    if newest is not None:
+        limit = newest.get("cd19_lower_limit_per_ul", B_CELL_APLASIA_BELOW)
+        if newest["cd19_per_ul"] < limit:
+            return f"CD19 {newest['cd19_per_ul']} on {newest['date']} below {limit}"
+    if any(t["class"] == "car_t" for t in depleting):
+        recovered = (
+            newest is not None
+            and "cd19_lower_limit_per_ul" in newest
+            and newest["cd19_per_ul"] >= newest["cd19_lower_limit_per_ul"]
+            and d(newest["date"]) >= plus_months(today, -RESULT_VALID_MONTHS)
+        )
+        if not recovered:
+            return "after CAR-T, no fresh count shows B-cell recovery"
+    return ""
 
 
 @settings(BASE, max_examples=300)
@@ -438,10 +511,13 @@ def test_ig_sessions_dose_window_and_spacing(case: tuple[Doc, date]) -> None:
         assert s["hospital"] is (s["setting"] != "home")
         assert (s["route"] == "iv") is (s["setting"] == "day_unit")
     if sessions:
-        interval = PROTOCOL.immunoglobulin.route(sessions[0]["route"]).interval_days
+        dosing = PROTOCOL.immunoglobulin.route(sessions[0]["route"])
+        interval = dosing.interval_days
+        shortest = interval - dosing.window_days_early  # §3.8: a low trough shortens it
         dues = [d(s["due"]) for s in sessions]
         for a, b in itertools.pairwise(dues):
-            assert abs((b - a).days - interval) <= HOLIDAY_SHIFT_DAYS, (a, b)
+            gap = (b - a).days
+            assert shortest - HOLIDAY_SHIFT_DAYS <= gap <= interval + HOLIDAY_SHIFT_DAYS, (a, b)
         last = max(
             (d(x["date"]) for x in doc["immunoglobulin_doses"] if d(x["date"]) <= today),
             default=None,
@@ -449,7 +525,7 @@ def test_ig_sessions_dose_window_and_spacing(case: tuple[Doc, date]) -> None:
         if last is not None and "continue IG replacement" in {
             x["decision"] for x in plan["decisions"]
         }:
-            assert dues[0] >= last + timedelta(days=interval), (last, dues[0])
+            assert dues[0] >= last + timedelta(days=shortest), (last, dues[0])
 
 
 _HOLIDAYS: dict[int, frozenset[date]] = {}
@@ -492,6 +568,117 @@ def test_same_referral_same_document(case: tuple[Doc, date]) -> None:
     first = json.dumps(_propose(doc, today))
     again = json.dumps(_propose(json.loads(json.dumps(doc)), today))
     assert first == again
+
+
+ON_REPLACEMENT_INTERVALS = 2  # §3.5 unit policy
+HOME_LOG_LAG_DAYS = 28  # §3.8 unit policy
+HSCT_HIGH_MONTHS = 24  # §2.5
+
+
+def _on_ig(doc: Doc, today: date) -> bool:
+    """§3.5/§3.8: a dose within 2 intervals of its route (plus the home log's lag for SC)."""
+    doses = [x for x in doc["immunoglobulin_doses"] if d(x["date"]) <= today]
+    if not doses:
+        return False
+    last = max(doses, key=lambda x: x["date"])
+    interval = PROTOCOL.immunoglobulin.route(last["route"]).interval_days
+    window = interval * ON_REPLACEMENT_INTERVALS + (
+        HOME_LOG_LAG_DAYS if last["route"] == "sc" else 0
+    )
+    return (today - d(last["date"])).days <= window
+
+
+def _cause_continues(doc: Doc, plan: dict[str, Any], today: date) -> bool:
+    """§3.7: a treatment ongoing or planned, B-cell depletion, GVHD, < 24 months after HSCT."""
+    if any(not t.get("end") or d(t["end"]) >= today for t in doc["treatments"]):
+        return True
+    hsct = doc.get("hsct")
+    if hsct and (hsct.get("active_gvhd") or today < plus_months(d(hsct["date"]), HSCT_HIGH_MONTHS)):
+        return True
+    cd20 = [d(t["end"]) for t in doc["treatments"] if t["class"] == "anti_cd20" and t.get("end")]
+    if cd20 and today < plus_months(max(cd20), AFTER_ANTI_CD20_MONTHS):
+        return True
+    return bool(b_cell_depletion_holds(doc, plan))
+
+
+def _b_cells_recovered(doc: Doc, today: date) -> bool:
+    """§3.7/§6.6: the newest fresh CD19 at or above the lab's own lower limit."""
+    counts = [lab for lab in doc["labs"] if "cd19_per_ul" in lab]
+    if not counts:
+        return False
+    newest = max(counts, key=lambda lab: lab["date"])
+    return (
+        "cd19_lower_limit_per_ul" in newest
+        and newest["cd19_per_ul"] >= newest["cd19_lower_limit_per_ul"]
+        and d(newest["date"]) >= plus_months(today, -RESULT_VALID_MONTHS)
+    )
+
+
+@settings(BASE, max_examples=300)
+@given(planning_cases())
+def test_ig_never_stopped_without_a_trial_off(case: tuple[Doc, date]) -> None:
+    """§3.7/§3.8: a child on IG is continued, or offered a trial off only when the cause has
+    ended and B cells have recovered; never "not indicated", never a silent stop."""
+    doc, today = case
+    if not _on_ig(doc, today):
+        return
+    plan = _propose(doc, today)
+    first = next(x for x in plan["decisions"] if x["topic"] == "immunoglobulin")
+    if _trial_off(plan):
+        assert not _cause_continues(doc, plan, today), first
+        assert _b_cells_recovered(doc, today), first
+    else:
+        assert first["decision"] == "continue IG replacement", first
+        assert [i for i in plan["items"] if i["kind"] == "ig_session"], first
+
+
+@settings(BASE, max_examples=300)
+@given(planning_cases())
+def test_every_decision_names_its_source(case: tuple[Doc, date]) -> None:
+    """Every decision of every plan carries a rationale and a source."""
+    doc, today = case
+    plan = _propose(doc, today)
+    for decision in plan["decisions"]:
+        assert decision["source"].strip(), decision
+        assert decision["rationale"].strip(), decision
+
+
+@st.composite
+def car_t_cases(draw: st.DrawFn) -> tuple[Doc, date]:
+    """Referrals after CD19 CAR-T, with or without CD19 counts and IG (§2.6, §3.6)."""
+    doc, today = draw(planning_cases())
+    birth, received = d(doc["patient"]["birth_date"]), d(doc["received"])
+    infusion = draw(_day(birth, received))
+    doc["treatments"].append(
+        {
+            "drug": "tisagenlecleucel",
+            "class": "car_t",
+            "start": infusion.isoformat(),
+            "end": infusion.isoformat(),
+        }
+    )
+    if draw(st.booleans()):
+        when = draw(_day(infusion, received))
+        count = draw(st.sampled_from([0.0, 5.0, 19.0, 25.0, 150.0, 400.0]))
+        row: Doc = {"date": when.isoformat(), "cd19_per_ul": count}
+        if draw(st.booleans()):
+            row["cd19_lower_limit_per_ul"] = draw(st.sampled_from([20.0, 100.0]))
+        doc["labs"].append(row)
+    return doc, today
+
+
+@settings(BASE, max_examples=200)
+@given(car_t_cases())
+def test_no_live_vaccine_in_b_cell_depletion_after_car_t(case: tuple[Doc, date]) -> None:
+    """§2.6: after CAR-T, no live vaccine while a block holds; depletion grades high."""
+    doc, today = case
+    plan = _propose(doc, today)
+    for item in plan["items"]:
+        if item["kind"] == "vaccine_dose" and item["live"]:
+            assert not live_vaccine_violations(doc, plan, d(item["due"])), item
+    if b_cell_depletion_holds(doc, plan):
+        assert plan["grading"]["level"] == "high", plan["grading"]
+        assert any("B-cell" in r for r in plan["grading"]["reasons"]), plan["grading"]
 
 
 # ----------------------------------------------------------------------------- mangled referrals

@@ -449,7 +449,7 @@ def test_the_clinical_reference_documents_every_parameter() -> None:
     missing = [p for p in parameter_paths(load_protocol()) if f"`{p}`" not in text]
     assert missing == []
     numbered = re.findall(r"^## (\d+)\. ", text, re.M)
-    assert numbered == ["1", "2", "3", "4", "5", "6", "7"]
+    assert numbered == ["1", "2", "3", "4", "5", "6", "7", "8"]
     assert "## 2. Grading of immunosuppression\n" in text  # #2-grading-of-immunosuppression
 
 

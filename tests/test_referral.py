@@ -419,17 +419,18 @@ def test_command_line_exit_2_with_one_line(
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_validate(path: Path) -> None:
-    """The three sample referrals in examples/referrals/ are valid referrals."""
+    """The sample referrals in examples/referrals/ are valid referrals."""
     referral = parse_referral(path.read_bytes())
     assert isinstance(referral, Referral)
     assert referral.ref.startswith("EX-")
 
 
 def test_three_examples() -> None:
-    """There are exactly the three documented sample referrals."""
+    """There are exactly the documented sample referrals (the fourth one coded: §8)."""
     assert [p.name for p in EXAMPLES] == [
         "after-autologous-transplant.json",
         "all-after-maintenance.json",
+        "b-all-after-car-t-coded.json",
         "lupus-on-rituximab.json",
     ]
 

@@ -161,9 +161,7 @@ def grade(ctx: PlanContext) -> Grading:
     for t in facts.active:
         add(*_treatment_level(t, today, facts.weight_kg, protocol))
     depletion = facts.b_cell_depletion
-    if depletion is not None and not any(
-        t.drug_class in g.b_cell_depleting_classes for t in facts.active
-    ):
+    if depletion is not None:
         add("high", f"{depletion.reason} ({ctx.cite(*depletion.source_paths)})")
     if referral.hsct is not None:
         until = add_months(referral.hsct.date, g.hsct_high_months)

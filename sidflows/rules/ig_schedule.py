@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from math import ceil
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from sidflows.calendar import add_months
 from sidflows.protocol import RouteDosing
 from sidflows.rules.context import PlanContext
-from sidflows.rules.model import Decision, IgSession, IgTrough
-
-if TYPE_CHECKING:
-    from sidflows.rules.immunoglobulin import IgDecision
+from sidflows.rules.model import Decision, IgDecision, IgSession, IgTrough
 
 EMA = "EMA core SmPC, human normal immunoglobulin (IV and SC), secondary immunodeficiency"
 

@@ -7,7 +7,6 @@ threshold cites that parameter's source as the protocol records it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from math import ceil
@@ -22,32 +21,13 @@ from sidflows.rules.ig_continuation import (
     trial_off_stop,
     trough_proposal,
 )
-from sidflows.rules.model import Decision
+from sidflows.rules.model import Decision, IgDecision, IgStatus
 
 EMA = "EMA core SmPC, human normal immunoglobulin (IV and SC), secondary immunodeficiency"
 ASBMT = "ASBMT; Australian IG criteria"
 
-Status = Literal["start", "continue", "trial_off", "not_indicated", "no_data"]
 
 _UNIT = 0.1  # grams: resolution of the vial arithmetic
-
-
-@dataclass(frozen=True, slots=True)
-class IgDecision:
-    status: Status
-    route: Literal["iv", "sc"]
-    dose_g: float
-    dose_g_per_kg: float
-    trough_target_g_l: float
-    decisions: tuple[Decision, ...]
-    loading_dose_g: float | None = None
-    interval_days: int | None = None
-    # A trial off outside the season: sessions go on until this day (§3.7).
-    sessions_until: date | None = None
-
-    @property
-    def gives_ig(self) -> bool:
-        return self.status in ("start", "continue") or self.sessions_until is not None
 
 
 @cache
@@ -167,7 +147,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
     )
 
     def outcome(
-        status: Status,
+        status: IgStatus,
         decision: str,
         rationale: str,
         source: str,
@@ -371,7 +351,7 @@ def _car_t_indication(
     igg: float,
     severe_or_recurrent: bool,
     infections: str,
-    outcome: Callable[[Status, str, str, str], IgDecision],
+    outcome: Callable[[IgStatus, str, str, str], IgDecision],
 ) -> IgDecision:
     """After CD19 CAR-T: the protocol's own indication (§3.6), not the generic rule."""
     ig = ctx.protocol.immunoglobulin
@@ -413,16 +393,11 @@ def _car_t_indication(
     )
 
 
-# The schedule of the sessions and troughs (its own module; re-exported here).
-from sidflows.rules.ig_schedule import ig_schedule, session_minutes  # noqa: E402
-
 __all__ = [
     "IgDecision",
     "b_cells_recovered",
     "decide_immunoglobulin",
     "dose_for",
-    "ig_schedule",
     "round_to_vials",
-    "session_minutes",
     "trough_target",
 ]

@@ -131,3 +131,24 @@ class Plan:
     deferred: tuple[Deferral, ...]
     publicly_funded: dict[str, bool]
     consent_recorded: bool
+
+
+IgStatus = Literal["start", "continue", "trial_off", "not_indicated", "no_data"]
+
+
+@dataclass(frozen=True, slots=True)
+class IgDecision:
+    status: IgStatus
+    route: Literal["iv", "sc"]
+    dose_g: float
+    dose_g_per_kg: float
+    trough_target_g_l: float
+    decisions: tuple[Decision, ...]
+    loading_dose_g: float | None = None
+    interval_days: int | None = None
+    # A trial off outside the season: sessions go on until this day (§3.7).
+    sessions_until: date | None = None
+
+    @property
+    def gives_ig(self) -> bool:
+        return self.status in ("start", "continue") or self.sessions_until is not None

@@ -28,10 +28,7 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
     at_risk_chemo = facts.chemotherapy_ongoing or (
         chemo_review is not None and chemo_review > today
     )
-    is_all = facts.diagnosis_group in p.indicating_diagnosis_groups or name_matches(
-        referral.diagnosis.label, p.all_diagnosis_words
-    )
-    if is_all and at_risk_chemo:
+    if _is_all(ctx) and at_risk_chemo:
         found.append(
             (
                 "acute lymphoblastic leukaemia: whole period at risk; after non-transplant "
@@ -95,9 +92,16 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
     return found
 
 
+def _is_all(ctx: PlanContext) -> bool:
+    p = ctx.protocol.prophylaxis.pjp
+    return ctx.facts.diagnosis_group in p.indicating_diagnosis_groups or name_matches(
+        ctx.referral.diagnosis.label, p.all_diagnosis_words
+    )
+
+
 def _unrecognised_oncology(ctx: PlanContext) -> bool:
     d = ctx.referral.diagnosis
-    return d.category in ("oncology", "hsct") and ctx.facts.diagnosis_group is None
+    return d.category == "oncology" and ctx.facts.diagnosis_group is None
 
 
 def plan_prophylaxis(
@@ -141,14 +145,23 @@ def plan_prophylaxis(
                 ctx.cite("prophylaxis.pjp.drug", "prophylaxis.pjp.days_per_week"),
             )
         )
-    elif not _unrecognised_oncology(ctx):
+    else:
         decisions.append(
             Decision(
                 "prophylaxis",
                 "no Pneumocystis prophylaxis",
                 "none of ALL, allogeneic HSCT, alemtuzumab, fludarabine, > 4 weeks of "
-                "corticosteroids or CD4 below the severe threshold applies now",
-                ECIL5,
+                "corticosteroids or CD4 below the severe threshold applies now"
+                + (
+                    "; acute lymphoblastic leukaemia is recognised but no chemotherapy is "
+                    "ongoing or within its review period: the period at risk after other "
+                    "treatment (CAR-T, relapse) has no source in the protocol: clinician decision"
+                    if _is_all(ctx)
+                    else ""
+                ),
+                ECIL5
+                if not _is_all(ctx)
+                else ctx.cite("prophylaxis.pjp.indicating_diagnosis_groups"),
             )
         )
     if _unrecognised_oncology(ctx):

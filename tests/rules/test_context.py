@@ -35,7 +35,8 @@ from sidflows.referral import validate_referral
 from sidflows.rules.context import HORIZON_MONTHS, PlanContext
 from sidflows.rules.facts import derive_facts
 from sidflows.rules.grading import grade
-from sidflows.rules.immunoglobulin import decide_immunoglobulin, ig_schedule
+from sidflows.rules.ig_schedule import ig_schedule
+from sidflows.rules.immunoglobulin import decide_immunoglobulin
 from sidflows.rules.model import Plan
 from sidflows.rules.prophylaxis import plan_prophylaxis
 from sidflows.rules.reassessment import plan_reassessments, plan_reviews

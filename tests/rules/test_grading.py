@@ -375,7 +375,13 @@ CD4_CASES: list[tuple[str, dict[str, int], float | None, float | None, str]] = [
     ("§2 <1 y: CD4 1499 -> moderate (low)", {"months": 6}, 1499, None, "low"),
     ("§2 <1 y: CD4 1500 -> none", {"months": 6}, 1500, None, "none"),
     ("§2 <1 y: CD4 25 % -> severe (high)", {"months": 6}, None, 25, "high"),
-    ("§2.3 <1 y: CD4 26 % -> moderate (CDC 2014 stage 2: 26-33 %) (low)", {"months": 6}, None, 26, "low"),
+    (
+        "§2.3 <1 y: CD4 26 % -> moderate (CDC 2014 stage 2: 26-33 %) (low)",
+        {"months": 6},
+        None,
+        26,
+        "low",
+    ),
     ("§2.3 <1 y: CD4 34 % -> none", {"months": 6}, None, 34, "none"),
     ("§2 <1 y: CD4 2000/uL but 20 % -> severe (either criterion)", {"months": 6}, 2000, 20, "high"),
     ("§2 exactly 1 y: CD4 600 -> 1-5 y band: moderate (low)", {"years": 1}, 600, None, "low"),
@@ -384,7 +390,13 @@ CD4_CASES: list[tuple[str, dict[str, int], float | None, float | None, str]] = [
     ("§2 1-5 y: CD4 999 -> moderate (low)", {"years": 3}, 999, None, "low"),
     ("§2 1-5 y: CD4 1000 -> none", {"years": 3}, 1000, None, "none"),
     ("§2 1-5 y: CD4 21 % -> severe (high)", {"years": 3}, None, 21, "high"),
-    ("§2.3 1-5 y: CD4 22 % -> moderate (CDC 2014 stage 2: 22-29 %) (low)", {"years": 3}, None, 22, "low"),
+    (
+        "§2.3 1-5 y: CD4 22 % -> moderate (CDC 2014 stage 2: 22-29 %) (low)",
+        {"years": 3},
+        None,
+        22,
+        "low",
+    ),
     ("§2.3 1-5 y: CD4 30 % -> none", {"years": 3}, None, 30, "none"),
     (
         "§2 5 y 11 m: CD4 300 -> 1-5 y band: severe (high)",
@@ -399,9 +411,21 @@ CD4_CASES: list[tuple[str, dict[str, int], float | None, float | None, str]] = [
     ("§2 >=6 y: CD4 499 -> moderate (low)", {"years": 10}, 499, None, "low"),
     ("§2 >=6 y: CD4 500 -> none", {"years": 10}, 500, None, "none"),
     ("§2 >=6 y: CD4 13 % -> severe (high)", {"years": 10}, None, 13, "high"),
-    ("§2.3 >=6 y: CD4 14 % -> moderate (CDC 2014 stage 2: 14-25 %) (low)", {"years": 10}, None, 14, "low"),
+    (
+        "§2.3 >=6 y: CD4 14 % -> moderate (CDC 2014 stage 2: 14-25 %) (low)",
+        {"years": 10},
+        None,
+        14,
+        "low",
+    ),
     ("§2.3 >=6 y: CD4 26 % -> none", {"years": 10}, None, 26, "none"),
-    ("§2.3 >=6 y: CD4 800/uL but 10 % -> severe (each measure counts)", {"years": 10}, 800, 10, "high"),
+    (
+        "§2.3 >=6 y: CD4 800/uL but 10 % -> severe (each measure counts)",
+        {"years": 10},
+        800,
+        10,
+        "high",
+    ),
     ("§2 17 y: CD4 150 -> severe (high)", {"years": 17}, 150, None, "high"),
 ]
 

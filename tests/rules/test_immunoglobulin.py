@@ -30,12 +30,12 @@ from conftest_rules import (
 
 from sidflows.calendar import add_months
 from sidflows.referral import Referral
+from sidflows.rules.ig_schedule import session_minutes
 from sidflows.rules.immunoglobulin import (
     IgDecision,
     decide_immunoglobulin,
     dose_for,
     round_to_vials,
-    session_minutes,
 )
 from sidflows.rules.model import IgSession, IgTrough
 
@@ -235,7 +235,8 @@ def test_trial_off_is_proposed_with_a_recheck_not_stopped_silently() -> None:
     # then stops; the recheck is counted from the stop.
     season = date(2027, 6, 1)
     sessions = items_of(plan, "ig_session")
-    assert sessions and all(s.due < season for s in sessions)
+    assert sessions
+    assert all(s.due < season for s in sessions)
     months = PROTOCOL.immunoglobulin.trial_off_recheck_months
     recheck = [
         r for r in items_of(plan, "reassessment") if f"IgG recheck {months} months" in r.reason
@@ -502,7 +503,8 @@ def test_trough_below_target_asks_for_an_early_review() -> None:
     """§3: a trough below target while continuing brings a plan review at the first day."""
     referral = make_referral(
         # §3.5: a trough is drawn before the dose, on the infusion day.
-        labs=[lab(ago(days=20), igg_g_l=5.2)], immunoglobulin_doses=[ig_dose(ago(days=20))]
+        labs=[lab(ago(days=20), igg_g_l=5.2)],
+        immunoglobulin_doses=[ig_dose(ago(days=20))],
     )
     plan = plan_for(referral)
     early = [r for r in items_of(plan, "plan_review") if "below target" in r.reason]

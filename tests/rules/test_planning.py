@@ -64,8 +64,8 @@ def _all_plans() -> list[Plan]:
 
 
 def test_examples_are_present() -> None:
-    """The three shipped sample referrals are found (guards the tests that use them)."""
-    assert len(EXAMPLES) == 3
+    """The four shipped sample referrals are found (guards the tests that use them)."""
+    assert len(EXAMPLES) == 4
 
 
 @pytest.mark.parametrize("plan", _all_plans(), ids=lambda p: p.patient_ref)

@@ -590,6 +590,8 @@ def test_deferral_lists_every_reason_with_its_date() -> None:
             "immunoglobulin 1 g/kg": "2026-08-01",
             "plasma": "2026-11-10",
             "HSCT": "2026-06-01",
+            # §2.6: the B-cell depletion after the last anti-CD20 dose is named with its date.
+            "B-cell depletion after anti-CD20": "2026-10-01",
         }
         for cause, when in causes.items():
             assert any(cause in r and when in r for r in deferral.reasons), (

@@ -1,0 +1,211 @@
+"""config/codes.toml: coded diagnoses and drugs -> the unit's groups and the format's classes.
+
+One loader for every reader (the referral rules, a FHIR mapping):
+
+- :func:`diagnosis_group` maps an ICD-10 (``http://hl7.org/fhir/sid/icd-10``) or
+  SNOMED CT (``http://snomed.info/sct``) code to the unit's diagnosis group;
+- :func:`treatment_class` maps a WHO ATC code to the referral format's treatment
+  class, :func:`drug_for_atc` to the drug a rule names (methotrexate, ...);
+- :func:`group_for_label` and :func:`class_for_drug_name` recognise curated
+  free-text variants (English and Spanish, abbreviations) when there is no code.
+
+Each answer carries the row's source. docs/clinical-reference.md §8 describes the tables.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Annotated, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sidflows.config import load_config
+from sidflows.errors import ConfigError
+from sidflows.referral import TreatmentClass, field_path
+
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+SNOMED = "http://snomed.info/sct"
+ATC = "http://www.whocc.no/atc"
+
+_Text = Annotated[str, Field(min_length=1)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Group(_Frozen):
+    oncology: bool
+    labels: tuple[_Text, ...] = ()
+    source: _Text
+
+
+class DiagnosisRow(_Frozen):
+    system: _Text
+    code: _Text
+    group: _Text
+    source: _Text
+
+
+class AtcRow(_Frozen):
+    code: _Text
+    treatment_class: TreatmentClass = Field(alias="class")
+    drug: str | None = None
+    source: _Text
+
+
+class DrugNamesSources(_Frozen):
+    source: _Text
+
+
+class Codes(_Frozen):
+    version: _Text
+    systems: dict[str, _Text]
+    groups: dict[str, Group]
+    diagnosis: tuple[DiagnosisRow, ...] = ()
+    atc: tuple[AtcRow, ...] = ()
+    drug_names: dict[TreatmentClass, tuple[_Text, ...]] = Field(default_factory=dict)
+    drug_names_sources: DrugNamesSources
+
+    @model_validator(mode="after")
+    def _rows_name_groups_and_systems(self) -> Codes:
+        for i, row in enumerate(self.diagnosis):
+            if row.group not in self.groups:
+                raise ValueError(f"diagnosis[{i}].group: {row.group!r} is not in [groups]")
+            if row.system not in self.systems:
+                raise ValueError(f"diagnosis[{i}].system: {row.system!r} is not in [systems]")
+        return self
+
+    def uri(self, system: str) -> str:
+        return self.systems.get(system, system)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What a code or a label was recognised as, and the row's source."""
+
+    value: str
+    source: str
+    drug: str | None = None
+
+
+def parse_codes(data: dict[str, object], *, origin: str = "codes") -> Codes:
+    try:
+        return Codes.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = field_path(error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{origin}: {where + ': ' if where else ''}{message}") from None
+
+
+def load_codes(path: Path | None = None) -> Codes:
+    """The unit's code tables: SIDFLOWS_CODES, else config/codes.toml. Parsed once."""
+    return load_config(parse_codes, "codes.toml", "SIDFLOWS_CODES", path)
+
+
+# ------------------------------------------------------------------------------ matching
+
+
+def fold(text: str) -> str:
+    """Accents removed (``linfoblástica`` -> ``linfoblastica``), case kept."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words_match(text: str, words: tuple[str, ...]) -> str | None:
+    """The first of ``words`` that ``text`` mentions as a whole word, or None.
+
+    Accents are ignored. Acronyms written in capitals (``ALL``, ``LLA``) must appear
+    in capitals; other words match case-insensitively.
+    """
+    plain = fold(text)
+    lowered = plain.lower()
+    for word in words:
+        w = fold(word)
+        if w.isupper():
+            if re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", plain):
+                return word
+        elif re.search(rf"(?<![a-z0-9]){re.escape(w.lower())}(?![a-z0-9])", lowered):
+            return word
+    return None
+
+
+def _norm(code: str) -> str:
+    return code.replace(".", "").replace(" ", "").upper()
+
+
+def _system_key(codes: Codes, system: str | None) -> str | None:
+    if system is None:
+        return None
+    for key, uri in codes.systems.items():
+        if system in (key, uri):
+            return key
+    return None
+
+
+def diagnosis_group(code: str, system: str | None, codes: Codes | None = None) -> Match | None:
+    """The unit's diagnosis group of an ICD-10 (longest prefix) or SNOMED CT (exact) code."""
+    codes = codes or load_codes()
+    key = _system_key(codes, system)
+    if key is None:
+        return None
+    wanted = _norm(code)
+    best: DiagnosisRow | None = None
+    for row in codes.diagnosis:
+        if row.system != key:
+            continue
+        have = _norm(row.code)
+        exact = wanted == have
+        if (exact if key == "snomed" else wanted.startswith(have)) and (
+            best is None or len(have) > len(_norm(best.code))
+        ):
+            best = row
+    return None if best is None else Match(best.group, best.source)
+
+
+def _atc_row(code: str, codes: Codes) -> AtcRow | None:
+    wanted = _norm(code)
+    rows = [r for r in codes.atc if wanted.startswith(_norm(r.code))]
+    return max(rows, key=lambda r: len(_norm(r.code))) if rows else None
+
+
+def treatment_class(atc_code: str, codes: Codes | None = None) -> Match | None:
+    """The referral format's treatment class of a WHO ATC code (longest matching row)."""
+    row = _atc_row(atc_code, codes or load_codes())
+    return None if row is None else Match(row.treatment_class, row.source, row.drug)
+
+
+def drug_for_atc(atc_code: str, codes: Codes | None = None) -> Match | None:
+    """The drug a rule names (``methotrexate``) for an ATC code, when the table names one."""
+    row = _atc_row(atc_code, codes or load_codes())
+    if row is None or row.drug is None:
+        return None
+    return Match(row.drug, row.source, row.drug)
+
+
+def group_for_label(label: str, codes: Codes | None = None) -> Match | None:
+    """The first group whose curated label variants the label mentions."""
+    codes = codes or load_codes()
+    for name, group in codes.groups.items():
+        if words_match(label, group.labels):
+            return Match(name, group.source)
+    return None
+
+
+def class_for_drug_name(name: str, codes: Codes | None = None) -> Match | None:
+    """The first class whose curated names the drug name mentions (None: unknown to the unit)."""
+    codes = codes or load_codes()
+    for cls, names in codes.drug_names.items():
+        if words_match(name, names):
+            return Match(cls, codes.drug_names_sources.source)
+    return None
+
+
+@cache
+def treatment_classes() -> frozenset[str]:
+    return frozenset(get_args(TreatmentClass))
