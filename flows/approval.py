@@ -24,6 +24,7 @@ from prefect.flow_runs import asuspend_flow_run
 from prefect.input import RunInput
 from pydantic import Field, ValidationError
 
+from flows import runtime
 from flows.artifacts import plan_markdown
 from sidflows import service
 from sidflows.errors import ConfigError, InvalidInput
@@ -51,6 +52,7 @@ def apply_decision(ref: str, answer: PlanDecision) -> str | None:
     try:
         service.decide(
             ref,
+            unit=runtime.unit(),
             decision=answer.decision,
             by=answer.approver,
             note=answer.note,

@@ -46,16 +46,14 @@ def mark_due(ref: str, plan_version: int, item_key: str) -> service.ItemStep:
 def record_outcome(
     ref: str, plan_version: int, item_key: str, outcome: dict[str, Any], day: dt.date
 ) -> service.ItemStep:
-    protocol, calendar = runtime.unit()
     return service.item_outcome(
         ref,
+        unit=runtime.unit(),
         plan_version=plan_version,
         item_key=item_key,
         outcome=outcome,
         actor=runtime.ACTOR,
         on=day,
-        protocol=protocol,
-        calendar=calendar,
     )
 
 

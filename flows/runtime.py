@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from functools import cache
 
-from sidflows.calendar import UnitCalendar, load_calendar
-from sidflows.protocol import Protocol, load_protocol
-from sidflows.settings import get_settings
+from sidflows.calendar import UnitCalendar
+from sidflows.protocol import Protocol
 from sidflows.store import db
+from sidflows.unit import Unit
 
 ITEM_DEPLOYMENT = "item/item"
 PATHWAY_DEPLOYMENT = "pathway/pathway"
@@ -21,16 +21,17 @@ ACTOR = "sidflows"
 
 
 @cache
-def unit() -> tuple[Protocol, UnitCalendar]:
-    return load_protocol(get_settings().protocol), load_calendar(get_settings().calendar)
+def unit() -> Unit:
+    """The unit's configuration, built once per process and handed to every service call."""
+    return Unit()
 
 
 def calendar() -> UnitCalendar:
-    return unit()[1]
+    return unit().calendar
 
 
 def protocol() -> Protocol:
-    return unit()[0]
+    return unit().protocol
 
 
 @cache

@@ -30,10 +30,7 @@ def in_deployment() -> bool:
 
 @task(name="propose-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def propose_plan(ref: str, day: dt.date, reason: str) -> service.Proposed:
-    protocol, calendar = runtime.unit()
-    return service.propose(
-        ref, today=day, protocol=protocol, calendar=calendar, reason=reason, actor=runtime.ACTOR
-    )
+    return service.propose(ref, unit=runtime.unit(), today=day, reason=reason, actor=runtime.ACTOR)
 
 
 @task(name="current-plan", cache_policy=NO_CACHE)
@@ -50,7 +47,7 @@ def publish(document: dict[str, Any] | None) -> None:
 
 @task(name="activate-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def activate_plan(ref: str) -> service.Activated:
-    return service.activate(ref, calendar=runtime.calendar(), actor=runtime.ACTOR)
+    return service.activate(ref, unit=runtime.unit(), actor=runtime.ACTOR)
 
 
 @task(name="schedule-runs", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)

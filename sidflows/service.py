@@ -14,14 +14,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import col, select
 
-from sidflows.calendar import UnitCalendar
 from sidflows.errors import InvalidInput
 from sidflows.notify import outbox
-from sidflows.notify.config import load_notifications
 from sidflows.notify.messages import Notice, activation_facts, item_facts, lines, unfunded
 from sidflows.plan_document import plan_document
 from sidflows.planning import plan_changes, propose_plan
-from sidflows.protocol import Protocol
 from sidflows.referral import (
     load_json_document,
     parse_lab_report,
@@ -29,8 +26,7 @@ from sidflows.referral import (
     parse_treatment_change,
 )
 from sidflows.rules.outcomes import OutcomeContext, decide_outcome, wants_plan_comparison
-from sidflows.settings import get_settings
-from sidflows.staff import Role, load_staff
+from sidflows.staff import Role
 from sidflows.store import intents, items, patients
 from sidflows.store import versions as plan_versions
 from sidflows.store.audit import audit
@@ -45,6 +41,7 @@ from sidflows.store.models import (
     PlanItem,
     PlanStatus,
 )
+from sidflows.unit import Unit
 
 RETRIES_ON_CONFLICT = 5
 
@@ -87,14 +84,12 @@ class Activated:
     bookings: int = 0
 
 
-def _queue(session: Any, *notices: Notice) -> int:
+def _queue(session: Any, unit: Unit, *notices: Notice) -> int:
     """Put the notices' messages in the outbox, in the caller's transaction."""
-    return outbox.enqueue(
-        session, notices, config=load_notifications(), ui_url=get_settings().ui_url
-    )
+    return outbox.enqueue(session, notices, config=unit.notifications, ui_url=unit.ui_url)
 
 
-def refer(text: str | bytes, *, actor: str, today: dt.date | None = None) -> Referred:
+def refer(text: str | bytes, *, unit: Unit, actor: str, today: dt.date | None = None) -> Referred:
     """Validate and store a referral (nothing stored when it is refused).
 
     In the same transaction: the intent to start the child's pathway (unless the
@@ -119,6 +114,7 @@ def refer(text: str | bytes, *, actor: str, today: dt.date | None = None) -> Ref
             received = referral.received.isoformat()
             _queue(
                 session,
+                unit,
                 Notice(
                     "referral_received",
                     result.patient.ref,
@@ -158,9 +154,7 @@ def _retrying(step: Any) -> Any:
     return None  # pragma: no cover
 
 
-def propose(
-    ref: str, *, today: dt.date, protocol: Protocol, calendar: UnitCalendar, reason: str, actor: str
-) -> Proposed:
+def propose(ref: str, *, unit: Unit, today: dt.date, reason: str, actor: str) -> Proposed:
     """Assess the child from the whole record and store plan vN+1 if it differs."""
 
     def step() -> Proposed:
@@ -169,13 +163,15 @@ def propose(
             if patient.state == PatientState.discharged:
                 raise InvalidInput("ref", f"{ref} was discharged")
             referral = patients.referral_for(session=session, patient=patient, today=today)
-            plan = propose_plan(referral, today=today, protocol=protocol, calendar=calendar)
+            plan = propose_plan(
+                referral, today=today, protocol=unit.protocol, calendar=unit.calendar
+            )
             before = plan_versions.latest_plan(session=session, patient=patient)
             row = plan_versions.propose(
                 session=session, patient=patient, plan=plan, reason=reason, actor=actor
             )
             if before is None or row.version > before.version:
-                _queue(session, *_proposal_notices(session, patient, row, reason))
+                _queue(session, unit, *_proposal_notices(session, unit, patient, row, reason))
             return Proposed(ref, row.version, row.status, reason)
 
     result: Proposed = _retrying(step)
@@ -185,10 +181,10 @@ def propose(
 _DECISIONS = {"approve": "approval", "modify": "modification", "reject": "rejection"}
 
 
-def _permitted(ref: str, *, by: str, role: Role | None, refused: str) -> str:
+def _permitted(ref: str, *, unit: Unit, by: str, role: Role | None, refused: str) -> str:
     """The roster's name for ``by`` when they may act; else the refusal is audited and raised."""
     try:
-        return load_staff(get_settings().staff).permit(by, role=role).name
+        return unit.staff.permit(by, role=role).name
     except InvalidInput as refusal:
         with session_scope() as session:
             patient = patients.get_patient(session=session, ref=ref)
@@ -205,7 +201,9 @@ def _permitted(ref: str, *, by: str, role: Role | None, refused: str) -> str:
         raise
 
 
-def _proposal_notices(session: Any, patient: Patient, row: CarePlan, reason: str) -> list[Notice]:
+def _proposal_notices(
+    session: Any, unit: Unit, patient: Patient, row: CarePlan, reason: str
+) -> list[Notice]:
     """A new version waits for a clinician; a re-plan also says what changes."""
     notices = [
         Notice(
@@ -217,7 +215,7 @@ def _proposal_notices(session: Any, patient: Patient, row: CarePlan, reason: str
     ]
     active = plan_versions.latest_plan(session=session, patient=patient, status=PlanStatus.active)
     if active is not None and reason != "referral":
-        language = load_notifications().language
+        language = unit.notifications.language
         changed = plan_changes(active.document, row.document)
         notices.append(
             Notice(
@@ -238,13 +236,16 @@ def _proposal_notices(session: Any, patient: Patient, row: CarePlan, reason: str
 def decide(
     ref: str,
     *,
+    unit: Unit,
     decision: plan_versions.Decision,
     by: str,
     note: str | None = None,
     remove_items: tuple[str, ...] = (),
 ) -> plan_versions.ApprovalResult:
     """A clinician's answer to the proposed plan; anyone else is refused, and that is audited."""
-    by = _permitted(ref, by=by, role="clinician", refused=f"{_DECISIONS[decision]} refused")
+    by = _permitted(
+        ref, unit=unit, by=by, role="clinician", refused=f"{_DECISIONS[decision]} refused"
+    )
     with session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
         return plan_versions.decide(
@@ -257,22 +258,22 @@ def decide(
         )
 
 
-def consent(ref: str, *, by: str) -> bool:
+def consent(ref: str, *, unit: Unit, by: str) -> bool:
     """The family's consent to the cost, recorded by anyone on the staff roster."""
-    by = _permitted(ref, by=by, role=None, refused="consent refused")
+    by = _permitted(ref, unit=unit, by=by, role=None, refused="consent refused")
     with session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
         return patients.record_consent(session=session, patient=patient, by=by)
 
 
-def activate(ref: str, *, calendar: UnitCalendar, actor: str) -> Activated:
+def activate(ref: str, *, unit: Unit, actor: str) -> Activated:
     """Make the approved plan active: items, day-unit bookings, the runs to schedule."""
 
     def step() -> Activated:
         with session_scope() as session:
             patient = patients.get_patient(session=session, ref=ref, lock=True)
             result = plan_versions.activate(
-                session=session, patient=patient, calendar=calendar, actor=actor
+                session=session, patient=patient, calendar=unit.calendar, actor=actor
             )
             out = Activated(
                 ref,
@@ -283,20 +284,23 @@ def activate(ref: str, *, calendar: UnitCalendar, actor: str) -> Activated:
             if result.status == "awaiting_consent" and result.plan is not None:
                 _queue(
                     session,
+                    unit,
                     Notice(
                         "plan_awaiting_consent",
                         ref,
                         {
                             "version": result.plan.version,
-                            "unfunded": unfunded(
-                                result.plan.document, load_notifications().language
-                            ),
+                            "unfunded": unfunded(result.plan.document, unit.notifications.language),
                         },
                         plan_version=result.plan.version,
                     ),
                 )
             if result.status == "activated" and result.plan is not None:
-                _queue(session, _activation_notice(session, patient, result.plan, result.bookings))
+                _queue(
+                    session,
+                    unit,
+                    _activation_notice(unit, session, patient, result.plan, result.bookings),
+                )
                 cancelled = session.exec(
                     select(PlanItem).where(col(PlanItem.id).in_(result.cancelled_item_ids))
                 ).all()
@@ -319,13 +323,13 @@ def unfinished_activations() -> list[str]:
 
 
 def _activation_notice(
-    session: Any, patient: Patient, plan: CarePlan, bookings: list[Booking]
+    unit: Unit, session: Any, patient: Patient, plan: CarePlan, bookings: list[Booking]
 ) -> Notice:
     """What the day unit, pharmacy, home care, coordinators and referrer hear of a new plan."""
     keys = {i.id: i.key for i in session.exec(select(PlanItem).where(PlanItem.plan_id == plan.id))}
     chairs = {keys[b.item_id]: (b.day.isoformat(), b.chair) for b in bookings if b.item_id in keys}
     facts = activation_facts(
-        {**plan.document, "plan_version": plan.version}, chairs, load_notifications().language
+        {**plan.document, "plan_version": plan.version}, chairs, unit.notifications.language
     )
     return Notice(
         "plan_activated",
@@ -396,8 +400,7 @@ def item_outcome(
     outcome: dict[str, Any],
     actor: str,
     on: dt.date,
-    protocol: Protocol,
-    calendar: UnitCalendar,
+    unit: Unit,
 ) -> ItemStep:
     """Record the outcome and say what follows (next run, review, escalation, re-plan)."""
     with session_scope() as session:
@@ -407,17 +410,17 @@ def item_outcome(
         if plan.status != PlanStatus.active:
             return ItemStep(ref, item_key, item.kind, "superseded")
         follow = items.record_outcome(
-            session=session, item=item, outcome=outcome, actor=actor, on=on, protocol=protocol
+            session=session, item=item, outcome=outcome, actor=actor, on=on, protocol=unit.protocol
         )
         session.flush()
-        _queue(session, *_outcome_notices(session, item, plan, follow, on))
+        _queue(session, unit, *_outcome_notices(session, unit, item, plan, follow, on))
         if wants_plan_comparison(
             item.kind, replan=follow.replan, review_reason=follow.review_reason
         ):
             patient = patients.get_patient(session=session, ref=ref)
             referral = patients.referral_for(session=session, patient=patient, today=on)
             fresh = plan_document(
-                propose_plan(referral, today=on, protocol=protocol, calendar=calendar)
+                propose_plan(referral, today=on, protocol=unit.protocol, calendar=unit.calendar)
             )
             compared = decide_outcome(
                 OutcomeContext.build(
@@ -425,7 +428,7 @@ def item_outcome(
                     key=item.key,
                     details=item.details,
                     outcome=outcome,
-                    protocol=protocol,
+                    protocol=unit.protocol,
                     today=on,
                     plan_changes=tuple(plan_changes(plan.document, fresh)),
                 )
@@ -449,7 +452,7 @@ def item_outcome(
 
 
 def _outcome_notices(
-    session: Any, item: PlanItem, plan: CarePlan, follow: items.FollowUp, on: dt.date
+    session: Any, unit: Unit, item: PlanItem, plan: CarePlan, follow: items.FollowUp, on: dt.date
 ) -> list[Notice]:
     patient = session.get(Patient, item.patient_id)
     assert patient is not None
@@ -462,7 +465,7 @@ def _outcome_notices(
             due=item.due.isoformat(),
             details=item.details,
             chair=chair,
-            language=load_notifications().language,
+            language=unit.notifications.language,
         )
         found.append(
             Notice(
@@ -489,9 +492,9 @@ def _outcome_notices(
     return found
 
 
-def notify_day(day: dt.date, *, calendar: UnitCalendar, actor: str) -> dict[str, int]:
+def notify_day(day: dt.date, *, unit: Unit, actor: str) -> dict[str, int]:
     """The daily part of notifications: reminders, escalations of overdue items, digests."""
-    config, ui = load_notifications(), get_settings().ui_url
+    config, ui, calendar = unit.notifications, unit.ui_url, unit.calendar
     with session_scope() as session:
         reminders = outbox.queue_reminders(
             session=session, on=day, calendar=calendar, config=config, ui_url=ui

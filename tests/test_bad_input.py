@@ -61,6 +61,7 @@ from sidflows.referral import (
 )
 from sidflows.store import db
 from sidflows.testing.cohort import synthetic_referrals
+from sidflows.unit import Unit
 
 PER_COMMAND = 10_000  # mangled documents each of refer and treatment-change must refuse
 BATCH = 5  # documents per hypothesis example
@@ -605,7 +606,9 @@ def module_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env.setenv("SIDFLOWS_DATABASE_URL", url)
         clear_store_caches()
         db.upgrade(url)
-        service.refer((EXAMPLES / "lupus-on-rituximab.json").read_bytes(), actor="intake")
+        service.refer(
+            (EXAMPLES / "lupus-on-rituximab.json").read_bytes(), unit=Unit(), actor="intake"
+        )
         yield url
         db.dispose_engines()
     clear_store_caches()

@@ -90,7 +90,9 @@ class Simulation:
             self.children, seed=self.seed, received=received, prefix="DEMO"
         ):
             document.pop("consent", None) if self.rng.random() < 0.3 else None
-            referred = service.refer(json.dumps(document), actor="referring service")
+            referred = service.refer(
+                json.dumps(document), unit=runtime.unit(), actor="referring service"
+            )
             refs.append(referred.ref)
         for ref in refs:
             run_pathway(ref, today=self.start)
@@ -117,7 +119,7 @@ class Simulation:
 
     def notify(self, day: dt.date) -> None:
         """The sweep's notification part: what service.notify_day queues, then sent."""
-        service.notify_day(day, calendar=runtime.calendar(), actor=runtime.ACTOR)
+        service.notify_day(day, unit=runtime.unit(), actor=runtime.ACTOR)
         send_outbox()
 
     # ------------------------------------------------------------------ the unit's people
@@ -127,8 +129,8 @@ class Simulation:
         with db.session_scope() as session:
             waiting = reports.refs_awaiting_approval(session=session)
         for ref in waiting:
-            service.decide(ref, decision="approve", by=CLINICIAN)
-            if service.consent(ref, by=COORDINATOR):
+            service.decide(ref, unit=runtime.unit(), decision="approve", by=CLINICIAN)
+            if service.consent(ref, unit=runtime.unit(), by=COORDINATOR):
                 self.counts["consents recorded"] += 1
         if waiting:
             for ref in waiting:

@@ -32,16 +32,21 @@ from sidflows.store import db
 from sidflows.store.models import AuditEntry
 from sidflows.store.patients import get_patient
 from sidflows.store.views import show_document
+from sidflows.unit import Unit
 
 TODAY = dt.date(2026, 11, 24)
 SIDFLOWS = str(Path(sys.executable).parent / "sidflows")
 
 
 def _proposed(sample: str = "all-after-maintenance.json") -> str:
-    ref = service.refer((EXAMPLES / sample).read_bytes(), actor="test").ref
-    protocol, calendar = runtime.unit()
+    ref = service.refer((EXAMPLES / sample).read_bytes(), unit=Unit(), actor="test").ref
+    protocol, calendar = runtime.protocol(), runtime.calendar()
     service.propose(
-        ref, today=TODAY, protocol=protocol, calendar=calendar, reason="referral", actor="test"
+        ref,
+        unit=Unit(protocol=protocol, calendar=calendar),
+        today=TODAY,
+        reason="referral",
+        actor="test",
     )
     return ref
 

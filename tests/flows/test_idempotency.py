@@ -28,6 +28,7 @@ from flows.referral import run_activate, run_pathway
 from flows.replan import run_replan
 from flows.sweep import run_sweep
 from sidflows import service
+from sidflows.unit import Unit
 
 pytestmark = pytest.mark.prefect
 TODAY = dt.date(2026, 11, 24)
@@ -67,7 +68,7 @@ def waiting_runs(ref: str) -> set[tuple[str, str | None, str]]:
 
 
 def active_child(ref: str) -> str:
-    service.refer(referral(ref), actor="test")
+    service.refer(referral(ref), unit=Unit(), actor="test")
     run_pathway(ref, today=TODAY)
     approved_and_active(ref)
     return ref
@@ -108,7 +109,9 @@ def test_approving_twice_on_the_command_line_activates_once(
 ) -> None:
     """`sidflows approve` twice: one activation, the same runs, and not a row more."""
     ref = "IDEM-APPROVE"
-    service.refer(referral(ref), actor="test")  # the family's consent is in the referral
+    service.refer(
+        referral(ref), unit=Unit(), actor="test"
+    )  # the family's consent is in the referral
     run_pathway(ref, today=TODAY)
     assert "activated" in cli(capsys, "approve", ref, "--by", "dr.one")
     before, runs = store_snapshot(store), waiting_runs(ref)
@@ -136,14 +139,14 @@ def test_the_sweep_twice_on_one_day_writes_nothing(prefect_server: str, store: s
 
 
 def _pathway(ref: str) -> Callable[[], Any]:
-    service.refer(referral(ref), actor="test")
+    service.refer(referral(ref), unit=Unit(), actor="test")
     return lambda: run_pathway(ref, today=TODAY)
 
 
 def _activate(ref: str) -> Callable[[], Any]:
-    service.refer(referral(ref), actor="test")
+    service.refer(referral(ref), unit=Unit(), actor="test")
     run_pathway(ref, today=TODAY)
-    service.decide(ref, decision="approve", by="Dr Test")
+    service.decide(ref, unit=Unit(), decision="approve", by="Dr Test")
     return lambda: run_activate(ref)
 
 

@@ -19,6 +19,7 @@ from sidflows.store import db
 from sidflows.store.patients import get_patient
 from sidflows.store.views import show_document
 from sidflows.testing.cohort import synthetic_referrals
+from sidflows.unit import Unit
 
 pytestmark = pytest.mark.prefect
 TODAY = dt.date(2026, 11, 24)
@@ -44,11 +45,11 @@ def test_no_identity_anywhere_in_prefect(prefect_server: str, store: str) -> Non
             document["patient"]["birth_date"],
         }
         secrets |= {part for part in document["identity"]["name"].split() if len(part) > 3}
-        refs.append(service.refer(json.dumps(document), actor="test").ref)
+        refs.append(service.refer(json.dumps(document), unit=Unit(), actor="test").ref)
     for ref in refs:
         run_pathway(ref, today=TODAY)
-        service.decide(ref, decision="approve", by="Dr Test")
-        service.consent(ref, by="coordinator")
+        service.decide(ref, unit=Unit(), decision="approve", by="Dr Test")
+        service.consent(ref, unit=Unit(), by="coordinator")
         run_activate(ref)
         with db.session_scope() as session:
             doc = show_document(session=session, patient=get_patient(session=session, ref=ref))

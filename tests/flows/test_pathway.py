@@ -27,6 +27,7 @@ from sidflows.store.models import IgDose, PlanItem, PlanStatus
 from sidflows.store.patients import get_patient
 from sidflows.store.versions import latest_plan
 from sidflows.store.views import show_document
+from sidflows.unit import Unit
 
 pytestmark = pytest.mark.prefect
 TODAY = dt.date(2026, 11, 24)
@@ -56,12 +57,12 @@ def api(base: str, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def refer_sample(name: str) -> str:
-    return service.refer((EXAMPLES / name).read_bytes(), actor="test").ref
+    return service.refer((EXAMPLES / name).read_bytes(), unit=Unit(), actor="test").ref
 
 
 def approved_and_active(ref: str) -> None:
-    service.decide(ref, decision="approve", by="Dr Test")
-    service.consent(ref, by="coordinator")
+    service.decide(ref, unit=Unit(), decision="approve", by="Dr Test")
+    service.consent(ref, unit=Unit(), by="coordinator")
     assert run_activate(ref) == "activated"
 
 
@@ -91,7 +92,7 @@ def test_activation_schedules_one_run_per_stream_once(prefect_server: str, store
     run_pathway(ref, today=TODAY)
     approved_and_active(ref)
     first = [r for r in runs_of(ref, "step:item") if r.state_type == StateType.SCHEDULED]
-    service.decide(ref, decision="approve", by="Dr Test")
+    service.decide(ref, unit=Unit(), decision="approve", by="Dr Test")
     run_activate(ref)
     again = [r for r in runs_of(ref, "step:item") if r.state_type == StateType.SCHEDULED]
     assert {r.id for r in first} == {r.id for r in again}
@@ -195,9 +196,11 @@ def test_sweep_activates_a_plan_approved_but_left_inactive(prefect_server: str, 
     """An approval whose activation died: the sweep activates it once and schedules its runs."""
     sample = json.loads((EXAMPLES / "all-after-maintenance.json").read_text())  # consent given
     sample["patient"]["ref"] = "EX-LEFT-1"  # keys of its own on the session's server
-    ref = service.refer(json.dumps(sample), actor="test").ref
+    ref = service.refer(json.dumps(sample), unit=Unit(), actor="test").ref
     run_pathway(ref, today=TODAY)
-    service.decide(ref, decision="approve", by="Dr Test")  # the run that would activate dies
+    service.decide(
+        ref, unit=Unit(), decision="approve", by="Dr Test"
+    )  # the run that would activate dies
     summary = run_sweep(TODAY)
     assert summary["activations_finished"] == 1
     assert document(ref)["plan_status"] == "active"

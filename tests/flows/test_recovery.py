@@ -49,6 +49,7 @@ from sidflows.settings import get_settings
 from sidflows.store import db
 from sidflows.store.models import ItemStatus, PlanItem
 from sidflows.store.sweep import expected_runs
+from sidflows.unit import Unit
 
 pytestmark = pytest.mark.prefect
 TODAY = dt.date(2026, 11, 24)
@@ -63,17 +64,21 @@ def children_on_active_plans(prefix: str = "REC") -> list[str]:
     """
     register()  # the deployments the runs go into, as `sidflows serve` makes them
     refs = []
-    protocol, calendar = runtime.unit()
+    protocol, calendar = runtime.protocol(), runtime.calendar()
     for n, name in enumerate(SAMPLES, start=1):
         document = json.loads((EXAMPLES / f"{name}.json").read_text())
         document["patient"]["ref"] = f"{prefix}-{n}"
-        ref = service.refer(json.dumps(document), actor="test").ref
+        ref = service.refer(json.dumps(document), unit=Unit(), actor="test").ref
         service.propose(
-            ref, today=TODAY, protocol=protocol, calendar=calendar, reason="referral", actor="t"
+            ref,
+            unit=Unit(protocol=protocol, calendar=calendar),
+            today=TODAY,
+            reason="referral",
+            actor="t",
         )
-        service.decide(ref, decision="approve", by="Dr Test")
-        service.consent(ref, by="coordinator")
-        activation = service.activate(ref, calendar=calendar, actor="test")
+        service.decide(ref, unit=Unit(), decision="approve", by="Dr Test")
+        service.consent(ref, unit=Unit(), by="coordinator")
+        activation = service.activate(ref, unit=Unit(calendar=calendar), actor="test")
         assert activation.status == "activated"
         schedule.fn(activation.runs, activation.cancelled, ref)  # the activate flow's step
         refs.append(ref)

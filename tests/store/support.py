@@ -15,6 +15,7 @@ from sidflows.calendar import load_calendar
 from sidflows.protocol import load_protocol
 from sidflows.store import db
 from sidflows.testing.cohort import synthetic_referrals
+from sidflows.unit import Unit
 
 TODAY = date(2026, 11, 24)
 PROTOCOL = load_protocol()
@@ -41,13 +42,17 @@ def iv_child(ref: str) -> str:
 
 def refer_and_activate(text_: str, *, by: str = "dr.approver") -> str:
     """A referral taken all the way to an active plan v1; returns the ref."""
-    ref = service.refer(text_, actor="intake").ref
+    ref = service.refer(text_, unit=Unit(), actor="intake").ref
     service.propose(
-        ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="test"
+        ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+        today=TODAY,
+        reason="referral",
+        actor="test",
     )
-    service.decide(ref, decision="approve", by=by)
-    service.consent(ref, by="family liaison")
-    activated = service.activate(ref, calendar=CALENDAR, actor="test")
+    service.decide(ref, unit=Unit(), decision="approve", by=by)
+    service.consent(ref, unit=Unit(), by="family liaison")
+    activated = service.activate(ref, unit=Unit(calendar=CALENDAR), actor="test")
     assert activated.status in ("activated", "already_active"), activated
     return ref
 

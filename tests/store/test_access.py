@@ -13,14 +13,19 @@ from sidflows.settings import get_settings
 from sidflows.store import db
 from sidflows.store.models import AuditEntry, CarePlan
 from sidflows.store.versions import Decision
+from sidflows.unit import Unit
 
 from .support import CALENDAR, PROTOCOL, TODAY, dump_table, example
 
 
 def _proposed(referral: str = "lupus-on-rituximab") -> str:
-    ref = service.refer(example(referral), actor="intake").ref
+    ref = service.refer(example(referral), unit=Unit(), actor="intake").ref
     service.propose(
-        ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="test"
+        ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+        today=TODAY,
+        reason="referral",
+        actor="test",
     )
     return ref
 
@@ -59,7 +64,9 @@ def test_a_non_clinician_decision_is_refused_audited_and_changes_nothing(
     before = _everything_but_the_audit(database_url)
     trail = _trail(ref)
     with pytest.raises(InvalidInput) as refused:
-        service.decide(ref, decision=decision, by=who, note="looks fine", remove_items=())
+        service.decide(
+            ref, unit=Unit(), decision=decision, by=who, note="looks fine", remove_items=()
+        )
     assert refused.value.field == "by"
     assert f"{who!r} is not a clinician in the staff roster" in refused.value.message
     assert "config/staff.toml" in refused.value.message
@@ -74,14 +81,14 @@ def test_a_blank_approver_is_refused_and_audited(database_url: str) -> None:
     """An empty name is refused like any other, and the attempt is still recorded."""
     ref = _proposed()
     with pytest.raises(InvalidInput, match="by: empty"):
-        service.decide(ref, decision="approve", by="   ")
+        service.decide(ref, unit=Unit(), decision="approve", by="   ")
     assert [(e.actor, e.action) for e in _trail(ref)][-1] == ("(no name)", "approval refused")
 
 
 def test_a_clinician_is_matched_loosely_and_recorded_as_on_the_roster(database_url: str) -> None:
     """`  DR TEST ` approves as "Dr Test": the roster's spelling is what the plan and trail keep."""
     ref = _proposed()
-    result = service.decide(ref, decision="approve", by="  DR TEST ")
+    result = service.decide(ref, unit=Unit(), decision="approve", by="  DR TEST ")
     assert result.changed
     assert result.plan is not None
     with db.session_scope() as session:
@@ -94,8 +101,8 @@ def test_an_approval_refused_then_given_by_a_clinician(database_url: str) -> Non
     """A refusal leaves the plan waiting: a clinician's approval afterwards goes through."""
     ref = _proposed()
     with pytest.raises(InvalidInput):
-        service.decide(ref, decision="approve", by="Nurse Test")
-    assert service.decide(ref, decision="approve", by="dr.approver").changed
+        service.decide(ref, unit=Unit(), decision="approve", by="Nurse Test")
+    assert service.decide(ref, unit=Unit(), decision="approve", by="dr.approver").changed
     actions = [e.action for e in _trail(ref)]
     assert actions[-2:] == ["approval refused", "plan v1 approved"]
 
@@ -105,10 +112,10 @@ def test_consent_is_recorded_by_anyone_on_the_roster_only(database_url: str) -> 
     ref = _proposed()
     before = _everything_but_the_audit(database_url)
     with pytest.raises(InvalidInput, match="'Uncle Bob' is not listed in the staff roster"):
-        service.consent(ref, by="Uncle Bob")
+        service.consent(ref, unit=Unit(), by="Uncle Bob")
     assert _everything_but_the_audit(database_url) == before
     assert [(e.actor, e.action) for e in _trail(ref)][-1] == ("Uncle Bob", "consent refused")
-    assert service.consent(ref, by="nurse test") is True
+    assert service.consent(ref, unit=Unit(), by="nurse test") is True
     assert [(e.actor, e.action) for e in _trail(ref)][-1] == ("Nurse Test", "cost consent recorded")
 
 
@@ -122,13 +129,13 @@ def test_a_units_own_roster_replaces_the_shipped_one(
     monkeypatch.setenv("SIDFLOWS_STAFF", str(roster))
     get_settings.cache_clear()
     with pytest.raises(InvalidInput) as refused:
-        service.decide(ref, decision="approve", by="dr.approver")
+        service.decide(ref, unit=Unit(), decision="approve", by="dr.approver")
     assert f"not a clinician in the staff roster ({roster})" in str(refused.value)
-    assert service.decide(ref, decision="approve", by="dr ana ruiz").changed
+    assert service.decide(ref, unit=Unit(), decision="approve", by="dr ana ruiz").changed
 
 
 def test_an_unknown_ref_is_unknown_before_anything_is_refused(database_url: str) -> None:
     """A refusal for a child the store does not know is `unknown ref`; nothing is recorded."""
     with pytest.raises(UnknownPatient):
-        service.decide("NOBODY-1", decision="approve", by="Nurse Test")
+        service.decide("NOBODY-1", unit=Unit(), decision="approve", by="Nurse Test")
     assert _trail("NOBODY-1") == []

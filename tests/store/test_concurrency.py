@@ -30,6 +30,7 @@ from sidflows.store.models import (
     PlanItem,
     PlanStatus,
 )
+from sidflows.unit import Unit
 
 from .support import CALENDAR, PROTOCOL, TODAY, example, iv_child, refer_and_activate
 
@@ -75,14 +76,13 @@ def _together(step: Callable[[int], Any], threads: int = THREADS) -> list[Any]:
 def _replan(ref: str) -> str:
     service.propose(
         ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
         today=TODAY,
-        protocol=PROTOCOL,
-        calendar=CALENDAR,
         reason="treatment change",
         actor="replan",
     )
-    service.decide(ref, decision="approve", by="dr.approver")
-    return service.activate(ref, calendar=CALENDAR, actor="replan").status
+    service.decide(ref, unit=Unit(), decision="approve", by="dr.approver")
+    return service.activate(ref, unit=Unit(calendar=CALENDAR), actor="replan").status
 
 
 def _plans() -> list[tuple[int, str]]:
@@ -110,12 +110,16 @@ def test_concurrent_replans_leave_one_active_version(database_url: str) -> None:
 
 def test_concurrent_activations_activate_once(database_url: str) -> None:
     """Activating the same approved plan in parallel creates its items and chairs once."""
-    ref = service.refer(example("all-after-maintenance"), actor="intake").ref
+    ref = service.refer(example("all-after-maintenance"), unit=Unit(), actor="intake").ref
     service.propose(
-        ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="t"
+        ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+        today=TODAY,
+        reason="referral",
+        actor="t",
     )
-    service.decide(ref, decision="approve", by="dr.approver")
-    results = _together(lambda _i: service.activate(ref, calendar=CALENDAR, actor="t"))
+    service.decide(ref, unit=Unit(), decision="approve", by="dr.approver")
+    results = _together(lambda _i: service.activate(ref, unit=Unit(calendar=CALENDAR), actor="t"))
     assert sorted(r.status for r in results) == ["activated"] + ["already_active"] * (THREADS - 1)
     assert _plans() == [(1, PlanStatus.active)]
     with db.session_scope() as session:
@@ -127,14 +131,22 @@ def test_concurrent_activations_activate_once(database_url: str) -> None:
 
 def test_concurrent_activations_of_different_children_share_the_chairs(database_url: str) -> None:
     """Children activated in parallel never get the same chair on the same day."""
-    refs = [service.refer(iv_child(f"PAR-{i}"), actor="intake").ref for i in range(CHILDREN)]
+    refs = [
+        service.refer(iv_child(f"PAR-{i}"), unit=Unit(), actor="intake").ref
+        for i in range(CHILDREN)
+    ]
     for ref in refs:
         service.propose(
-            ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="t"
+            ref,
+            unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+            today=TODAY,
+            reason="referral",
+            actor="t",
         )
-        service.decide(ref, decision="approve", by="dr.approver")
+        service.decide(ref, unit=Unit(), decision="approve", by="dr.approver")
     results = _together(
-        lambda i: service.activate(refs[i], calendar=CALENDAR, actor="t"), threads=CHILDREN
+        lambda i: service.activate(refs[i], unit=Unit(calendar=CALENDAR), actor="t"),
+        threads=CHILDREN,
     )
     assert [r.status for r in results] == ["activated"] * CHILDREN
     chairs = CALENDAR.config.day_unit.chairs_per_day
@@ -190,18 +202,18 @@ REPLAN_ROUNDS = """
     from sidflows import service
     from sidflows.calendar import load_calendar
     from sidflows.protocol import load_protocol
+    from sidflows.unit import Unit
 
     worker, rounds, ref = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    protocol, calendar = load_protocol(), load_calendar()
+    unit = Unit(protocol=load_protocol(), calendar=load_calendar())
     print("ready", flush=True)
     sys.stdin.readline()  # every process starts at once
     for r in range(rounds):
         day = dt.date(2026, 11, 24) + dt.timedelta(days=1 + worker + r)
-        service.propose(
-            ref, today=day, protocol=protocol, calendar=calendar, reason="review", actor="w"
-        )
-        service.decide(ref, decision="approve", by=("dr.one", "dr.two", "dr.three")[worker % 3])
-        print(service.activate(ref, calendar=calendar, actor="w").status, flush=True)
+        service.propose(ref, unit=unit, today=day, reason="review", actor="w")
+        approver = ("dr.one", "dr.two", "dr.three")[worker % 3]
+        service.decide(ref, unit=unit, decision="approve", by=approver)
+        print(service.activate(ref, unit=unit, actor="w").status, flush=True)
 """
 
 

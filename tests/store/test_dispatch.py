@@ -26,6 +26,7 @@ from sidflows.notify.sender import apprise_send
 from sidflows.store import db
 from sidflows.store.models import Notification, NotificationStatus
 from sidflows.testing.receivers import HttpReceiver, SmtpReceiver
+from sidflows.unit import Unit
 
 from .support import dump_table, iv_child, refer_and_activate
 
@@ -205,7 +206,7 @@ def test_identity_only_on_a_route_marked_secure(database_url: str, http: HttpRec
     assert not any("Child SEC-1" in b or "MRN-SEC-1" in b for b in others)
     assert all(ref in b for b in others)
     # The same role on a scheme not in secure_schemes gets no identity.
-    service.refer(iv_child("SEC-2"), actor="intake")
+    service.refer(iv_child("SEC-2"), unit=Unit(), actor="intake")
     plain = parse_notifications({**data, "secure_schemes": ["mailtos"]})
     before = len(http.received)
     _drain(plain, _routes(http))

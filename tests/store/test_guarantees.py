@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 from sidflows import service
 from sidflows.store import db, items
 from sidflows.store.models import AuditEntry, CarePlan, IgDose, ItemStatus, PlanItem, PlanStatus
+from sidflows.unit import Unit
 
 from .support import CALENDAR, PROTOCOL, TODAY, iv_child, refer_and_activate, snapshot
 
@@ -49,24 +50,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _propose() -> Any:
     return service.propose(
-        "GU-1", today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="relapse", actor="t"
+        "GU-1",
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+        today=TODAY,
+        reason="relapse",
+        actor="t",
     )
 
 
 def _activate() -> Any:
-    return service.activate("GU-1", calendar=CALENDAR, actor="t")
+    return service.activate("GU-1", unit=Unit(calendar=CALENDAR), actor="t")
 
 
 def _given() -> Any:
     return service.item_outcome(
         "GU-1",
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
         plan_version=1,
         item_key=FIRST_SESSION,
         outcome={"result": "given", "dose_g": 10.0, "lot": "L-1"},
         actor="nurse",
         on=TODAY,
-        protocol=PROTOCOL,
-        calendar=CALENDAR,
     )
 
 
@@ -86,7 +90,7 @@ def _child_before(step: str) -> None:
     service.record_treatment_change("GU-1", RELAPSE, actor="dr.oncology")
     if step == "activate":
         assert _propose().version == 2
-        service.decide("GU-1", decision="approve", by="dr.approver")
+        service.decide("GU-1", unit=Unit(), decision="approve", by="dr.approver")
 
 
 def _step_happened(step: str) -> None:
@@ -233,6 +237,7 @@ KILLED_ACTIVATION = """
     from sidflows import service
     from sidflows.calendar import load_calendar
     from sidflows.store import db
+    from sidflows.unit import Unit
 
     seen = 0
 
@@ -244,7 +249,7 @@ KILLED_ACTIVATION = """
                 os._exit(9)
 
     event.listen(db.get_engine(), "before_cursor_execute", die_at_the_fifth_booking)
-    service.activate("GU-1", calendar=load_calendar(), actor="t")
+    service.activate("GU-1", unit=Unit(calendar=load_calendar()), actor="t")
     raise SystemExit("the activation finished: it was never interrupted")
 """
 

@@ -16,6 +16,7 @@ from sidflows.store import db, sweep, versions
 from sidflows.store.census import unit_census
 from sidflows.store.models import AuditEntry, Lab
 from sidflows.store.patients import get_patient
+from sidflows.unit import Unit
 
 from .support import CALENDAR, PROTOCOL, TODAY, example
 
@@ -57,13 +58,17 @@ def _sweep_reads() -> Any:
 def _steps(ref: str) -> dict[str, Callable[[], Any]]:
     """The pathway's store steps, in the order a child meets them."""
     return {
-        "refer": lambda: service.refer(_without_consent(), actor="intake"),
+        "refer": lambda: service.refer(_without_consent(), unit=Unit(), actor="intake"),
         "propose": lambda: service.propose(
-            ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="t"
+            ref,
+            unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+            today=TODAY,
+            reason="referral",
+            actor="t",
         ),
-        "approve": lambda: service.decide(ref, decision="approve", by="dr.approver"),
-        "consent": lambda: service.consent(ref, by="family liaison"),
-        "activate": lambda: service.activate(ref, calendar=CALENDAR, actor="t"),
+        "approve": lambda: service.decide(ref, unit=Unit(), decision="approve", by="dr.approver"),
+        "consent": lambda: service.consent(ref, unit=Unit(), by="family liaison"),
+        "activate": lambda: service.activate(ref, unit=Unit(calendar=CALENDAR), actor="t"),
         "record run ids": lambda: service.record_run_ids(
             {(ref, 1, _first_ig_session(ref)): "00000000-0000-0000-0000-000000000001"}
         ),
@@ -72,18 +77,21 @@ def _steps(ref: str) -> dict[str, Callable[[], Any]]:
         ),
         "item outcome": lambda: service.item_outcome(
             ref,
+            unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
             plan_version=1,
             item_key=_first_ig_session(ref),
             outcome={"result": "given", "dose_g": 10.0, "lot": "LOT-7"},
             actor="nurse",
             on=TODAY,
-            protocol=PROTOCOL,
-            calendar=CALENDAR,
         ),
         "treatment change": lambda: service.record_treatment_change(ref, RELAPSE, actor="dr.onc"),
         "lab result": lambda: service.record_lab_result(ref, LABS, actor="lab"),
         "re-plan": lambda: service.propose(
-            ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="lab result", actor="t"
+            ref,
+            unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+            today=TODAY,
+            reason="lab result",
+            actor="t",
         ),
         "sweep reads": _sweep_reads,
     }
@@ -110,9 +118,9 @@ def test_a_step_repeated_leaves_the_store_as_the_first_call_left_it(
 
 def test_the_same_referral_twice_leaves_every_row_as_it_was(database_url: str) -> None:
     """The same referral again is a duplicate: no row added or touched (updated_at included)."""
-    first = service.refer(example("all-after-maintenance"), actor="intake")
+    first = service.refer(example("all-after-maintenance"), unit=Unit(), actor="intake")
     before = store_snapshot(database_url)
-    again = service.refer(example("all-after-maintenance"), actor="intake")
+    again = service.refer(example("all-after-maintenance"), unit=Unit(), actor="intake")
     assert (first.duplicate, again.duplicate) == (False, True)
     assert (again.ref, again.sha256) == (first.ref, first.sha256)
     assert store_changes(before, store_snapshot(database_url)) == {}
@@ -125,7 +133,7 @@ def _audited(action: str) -> int:
 
 def test_the_same_treatment_change_twice_is_recorded_once(database_url: str) -> None:
     """A treatment change sent again reports nothing changed and is audited once."""
-    ref = service.refer(example("all-after-maintenance"), actor="intake").ref
+    ref = service.refer(example("all-after-maintenance"), unit=Unit(), actor="intake").ref
     first = service.record_treatment_change(ref, RELAPSE, actor="dr.onc")
     again = service.record_treatment_change(ref, RELAPSE, actor="dr.onc")
     assert [c["action"] for c in first] == ["added"]
@@ -135,7 +143,7 @@ def test_the_same_treatment_change_twice_is_recorded_once(database_url: str) -> 
 
 def test_the_same_lab_result_twice_is_recorded_once(database_url: str) -> None:
     """A lab report sent again adds no result row and no audit entry."""
-    ref = service.refer(example("all-after-maintenance"), actor="intake").ref
+    ref = service.refer(example("all-after-maintenance"), unit=Unit(), actor="intake").ref
     with db.session_scope() as session:
         labs_before = len(session.exec(select(Lab)).all())
     assert service.record_lab_result(ref, LABS, actor="lab") == 1

@@ -22,6 +22,7 @@ from sidflows.store.models import (
     PlanStatus,
     Vaccination,
 )
+from sidflows.unit import Unit
 
 from .support import CALENDAR, PROTOCOL, example, refer_and_activate
 
@@ -40,13 +41,12 @@ def ref(database_url: str) -> str:
 def _outcome(ref: str, key: str, outcome: dict[str, Any], on: date) -> service.ItemStep:
     return service.item_outcome(
         ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
         plan_version=1,
         item_key=key,
         outcome=outcome,
         actor="nurse.day-unit",
         on=on,
-        protocol=PROTOCOL,
-        calendar=CALENDAR,
     )
 
 

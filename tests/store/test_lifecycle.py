@@ -22,6 +22,7 @@ from sidflows.store.models import (
     PlanItem,
     PlanStatus,
 )
+from sidflows.unit import Unit
 
 from .support import CALENDAR, PROTOCOL, TODAY, example, iv_child, refer_and_activate
 
@@ -37,12 +38,16 @@ RELAPSE = json.dumps(
 
 def _propose(ref: str, reason: str = "referral") -> service.Proposed:
     return service.propose(
-        ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason=reason, actor="test"
+        ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+        today=TODAY,
+        reason=reason,
+        actor="test",
     )
 
 
 def _activate(ref: str) -> service.Activated:
-    return service.activate(ref, calendar=CALENDAR, actor="test")
+    return service.activate(ref, unit=Unit(calendar=CALENDAR), actor="test")
 
 
 def _plans(ref: str) -> dict[int, str]:
@@ -81,20 +86,20 @@ def _bookings(items: list[PlanItem]) -> list[Booking]:
 
 def test_proposal_waits_for_approval_then_consent_then_activates(database_url: str) -> None:
     """Awaiting approval -> approved -> awaiting consent (none in the referral) -> activated."""
-    ref = service.refer(example("lupus-on-rituximab"), actor="intake").ref
+    ref = service.refer(example("lupus-on-rituximab"), unit=Unit(), actor="intake").ref
     proposed = _propose(ref)
     assert (proposed.version, proposed.status) == (1, PlanStatus.proposed)
     assert _state(ref) == PatientState.awaiting_approval
     assert _activate(ref).status == "awaiting_approval"
 
-    approval = service.decide(ref, decision="approve", by="dr.approver")
+    approval = service.decide(ref, unit=Unit(), decision="approve", by="dr.approver")
     assert approval.changed
     assert _activate(ref).status == "awaiting_consent"
     assert _state(ref) == PatientState.awaiting_consent
     assert _items(ref, 1) == []
 
-    assert service.consent(ref, by="family liaison") is True
-    assert service.consent(ref, by="family liaison") is False  # recorded once
+    assert service.consent(ref, unit=Unit(), by="family liaison") is True
+    assert service.consent(ref, unit=Unit(), by="family liaison") is False  # recorded once
     activated = _activate(ref)
     assert (activated.status, activated.version) == ("activated", 1)
     assert activated.runs, "the next item of each stream gets a run"
@@ -107,7 +112,7 @@ def test_proposal_waits_for_approval_then_consent_then_activates(database_url: s
 
 def test_proposing_the_same_plan_again_is_recognised(database_url: str) -> None:
     """The same assessment on the same day does not make a new version."""
-    ref = service.refer(example("lupus-on-rituximab"), actor="intake").ref
+    ref = service.refer(example("lupus-on-rituximab"), unit=Unit(), actor="intake").ref
     assert _propose(ref).version == 1
     assert _propose(ref).version == 1
     assert _plans(ref) == {1: PlanStatus.proposed}
@@ -115,17 +120,19 @@ def test_proposing_the_same_plan_again_is_recognised(database_url: str) -> None:
 
 def test_approving_twice_activates_once(database_url: str) -> None:
     """A second approval and a second activation change nothing: one plan, items made once."""
-    ref = service.refer(example("all-after-maintenance"), actor="intake").ref  # consent given
+    ref = service.refer(
+        example("all-after-maintenance"), unit=Unit(), actor="intake"
+    ).ref  # consent given
     _propose(ref)
-    assert service.decide(ref, decision="approve", by="dr.one").changed
-    again = service.decide(ref, decision="approve", by="dr.two")
+    assert service.decide(ref, unit=Unit(), decision="approve", by="dr.one").changed
+    again = service.decide(ref, unit=Unit(), decision="approve", by="dr.two")
     assert not again.changed
     assert "already approved by dr.one" in again.message
     first, second = _activate(ref), _activate(ref)
     assert (first.status, second.status) == ("activated", "already_active")
     assert first.bookings > 0
     assert second.bookings == 0
-    after = service.decide(ref, decision="approve", by="dr.three")
+    after = service.decide(ref, unit=Unit(), decision="approve", by="dr.three")
     assert (after.changed, after.message) == (False, "plan v1 is already active")
     assert _plans(ref) == {1: PlanStatus.active}
     items = _items(ref, 1)
@@ -137,15 +144,19 @@ def test_approving_twice_activates_once(database_url: str) -> None:
 
 def test_an_approved_plan_left_inactive_is_found_until_activated(database_url: str) -> None:
     """Approved (consent given or not needed) yet not active: the sweep's to finish, once."""
-    waiting = service.refer(example("lupus-on-rituximab"), actor="intake").ref  # no consent
-    ready = service.refer(example("all-after-maintenance"), actor="intake").ref  # consent given
+    waiting = service.refer(
+        example("lupus-on-rituximab"), unit=Unit(), actor="intake"
+    ).ref  # no consent
+    ready = service.refer(
+        example("all-after-maintenance"), unit=Unit(), actor="intake"
+    ).ref  # consent given
     _propose(waiting)
     _propose(ready)
     assert service.unfinished_activations() == []  # nobody approved yet
-    service.decide(waiting, decision="approve", by="dr.approver")
-    service.decide(ready, decision="approve", by="dr.approver")
+    service.decide(waiting, unit=Unit(), decision="approve", by="dr.approver")
+    service.decide(ready, unit=Unit(), decision="approve", by="dr.approver")
     assert service.unfinished_activations() == [ready]  # the other waits for the family
-    service.consent(waiting, by="family liaison")
+    service.consent(waiting, unit=Unit(), by="family liaison")
     assert service.unfinished_activations() == sorted([ready, waiting])
     assert _activate(ready).status == "activated"
     assert service.unfinished_activations() == [waiting]
@@ -153,26 +164,33 @@ def test_an_approved_plan_left_inactive_is_found_until_activated(database_url: s
 
 def test_reject_closes_the_proposal(database_url: str) -> None:
     """A rejected proposal is closed, the child is back to referred and nothing activates."""
-    ref = service.refer(example("all-after-maintenance"), actor="intake").ref
+    ref = service.refer(example("all-after-maintenance"), unit=Unit(), actor="intake").ref
     _propose(ref)
-    result = service.decide(ref, decision="reject", by="dr.approver", note="wrong weight")
+    result = service.decide(
+        ref, unit=Unit(), decision="reject", by="dr.approver", note="wrong weight"
+    )
     assert result.changed
     assert _plans(ref) == {1: PlanStatus.closed}
     assert _state(ref) == PatientState.referred
     assert _activate(ref).status == "none"
     with pytest.raises(InvalidInput, match="no plan waiting for approval"):
-        service.decide(ref, decision="approve", by="dr.approver")
+        service.decide(ref, unit=Unit(), decision="approve", by="dr.approver")
 
 
 def test_modify_removes_items_in_a_new_approved_version(database_url: str) -> None:
     """Modify makes v+1, approved by the clinician, without the removed items."""
-    ref = service.refer(example("all-after-maintenance"), actor="intake").ref
+    ref = service.refer(example("all-after-maintenance"), unit=Unit(), actor="intake").ref
     _propose(ref)
     keys = [i["key"] for i in _plan(ref, 1).document["items"]]
     removed = tuple(k for k in keys if k.startswith("prophylaxis:"))
     assert removed
     result = service.decide(
-        ref, decision="modify", by="dr.approver", note="no prophylaxis", remove_items=removed
+        ref,
+        unit=Unit(),
+        decision="modify",
+        by="dr.approver",
+        note="no prophylaxis",
+        remove_items=removed,
     )
     assert result.plan is not None
     assert (result.plan.version, result.plan.approved_by) == (2, "dr.approver")
@@ -185,10 +203,12 @@ def test_modify_removes_items_in_a_new_approved_version(database_url: str) -> No
 
 def test_modify_refuses_an_unknown_item(database_url: str) -> None:
     """Removing an item that is not in the plan is refused, naming remove_items."""
-    ref = service.refer(example("all-after-maintenance"), actor="intake").ref
+    ref = service.refer(example("all-after-maintenance"), unit=Unit(), actor="intake").ref
     _propose(ref)
     with pytest.raises(InvalidInput) as refused:
-        service.decide(ref, decision="modify", by="dr.approver", remove_items=("no_such:item",))
+        service.decide(
+            ref, unit=Unit(), decision="modify", by="dr.approver", remove_items=("no_such:item",)
+        )
     assert refused.value.field == "remove_items"
     assert "no_such:item" in str(refused.value)
     assert _plans(ref) == {1: PlanStatus.proposed}
@@ -213,7 +233,7 @@ def test_treatment_change_replans_and_the_new_version_replaces_the_old(database_
     assert shown is not None
     assert (shown["plan_version"], shown["proposed_version"]) == (1, 2)
 
-    service.decide(ref, decision="approve", by="dr.approver")
+    service.decide(ref, unit=Unit(), decision="approve", by="dr.approver")
     activated = _activate(ref)
     assert (activated.status, activated.version) == ("activated", 2)
     assert _plans(ref) == {1: PlanStatus.superseded, 2: PlanStatus.active}
@@ -232,7 +252,7 @@ def test_rejecting_a_replan_keeps_the_active_plan(database_url: str) -> None:
     ref = refer_and_activate(example("all-after-maintenance"))
     service.record_treatment_change(ref, RELAPSE, actor="dr.oncology")
     assert _propose(ref, reason="treatment change").version == 2
-    service.decide(ref, decision="reject", by="dr.approver", note="not yet")
+    service.decide(ref, unit=Unit(), decision="reject", by="dr.approver", note="not yet")
     assert _plans(ref) == {1: PlanStatus.active, 2: PlanStatus.closed}
     assert _state(ref) == PatientState.active
 
@@ -254,13 +274,17 @@ def test_treatment_change_of_a_discharged_child_is_refused(database_url: str) ->
 
 def test_every_plan_change_is_audited(database_url: str) -> None:
     """Proposal, approval, consent, activation and state changes each leave who and when."""
-    ref = service.refer(example("lupus-on-rituximab"), actor="dr.intake").ref
+    ref = service.refer(example("lupus-on-rituximab"), unit=Unit(), actor="dr.intake").ref
     service.propose(
-        ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="planner"
+        ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+        today=TODAY,
+        reason="referral",
+        actor="planner",
     )
-    service.decide(ref, decision="approve", by="dr.approver")
+    service.decide(ref, unit=Unit(), decision="approve", by="dr.approver")
     _activate(ref)
-    service.consent(ref, by="family liaison")
+    service.consent(ref, unit=Unit(), by="family liaison")
     _activate(ref)
     with db.session_scope() as session:
         entries = session.exec(
@@ -295,7 +319,7 @@ def test_a_new_referral_reopens_a_discharged_pathway(database_url: str) -> None:
     document = json.loads(example("all-after-maintenance"))
     document["received"] = "2026-11-23"
     document["reason"] = "relapse"
-    assert not service.refer(json.dumps(document), actor="intake").duplicate
+    assert not service.refer(json.dumps(document), unit=Unit(), actor="intake").duplicate
     assert _state(ref) == PatientState.referred
     assert _propose(ref).version == 2
     assert _plans(ref) == {1: PlanStatus.closed, 2: PlanStatus.proposed}
@@ -420,9 +444,9 @@ def test_a_whole_lifecycle_is_audited_row_by_row(database_url: str) -> None:
     chairs = CALENDAR.config.day_unit.chairs_per_day
 
     def referred_and_activated(text: str) -> service.Activated:
-        ref = step(service.refer, text, actor="dr.intake").ref
+        ref = step(service.refer, text, unit=Unit(), actor="dr.intake").ref
         step(_propose, ref)
-        step(service.decide, ref, decision="approve", by="dr.approver")
+        step(service.decide, ref, unit=Unit(), decision="approve", by="dr.approver")
         activated: service.Activated = step(_activate, ref)
         assert activated.status == "activated"
         return activated
@@ -444,8 +468,7 @@ def test_a_whole_lifecycle_is_audited_row_by_row(database_url: str) -> None:
             outcome=result,
             actor="nurse.day-unit",
             on=TODAY,
-            protocol=PROTOCOL,
-            calendar=CALENDAR,
+            unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
         )
 
     step(service.item_due, ref, plan_version=1, item_key="ig_session:2026-12-01", actor="runner")
@@ -459,6 +482,7 @@ def test_a_whole_lifecycle_is_audited_row_by_row(database_url: str) -> None:
     modified = step(
         service.decide,
         ref,
+        unit=Unit(),
         decision="modify",
         by="dr.two",
         note="no azithromycin",
@@ -472,15 +496,15 @@ def test_a_whole_lifecycle_is_audited_row_by_row(database_url: str) -> None:
     outcome("plan_review:2027-03-01", 3, {"result": "discharge"})
     assert _state(ref) == PatientState.discharged
 
-    lupus = step(service.refer, example("lupus-on-rituximab"), actor="dr.intake").ref
+    lupus = step(service.refer, example("lupus-on-rituximab"), unit=Unit(), actor="dr.intake").ref
     step(_propose, lupus)
-    step(service.decide, lupus, decision="approve", by="dr.approver")
+    step(service.decide, lupus, unit=Unit(), decision="approve", by="dr.approver")
     assert step(_activate, lupus).status == "awaiting_consent"
-    step(service.consent, lupus, by="family liaison")
+    step(service.consent, lupus, unit=Unit(), by="family liaison")
     assert step(_activate, lupus).status == "activated"
     step(service.record_treatment_change, lupus, RELAPSE, actor="dr.oncology")
     step(_propose, lupus, "treatment change")
-    step(service.decide, lupus, decision="reject", by="dr.approver", note="not yet")
+    step(service.decide, lupus, unit=Unit(), decision="reject", by="dr.approver", note="not yet")
 
     assert step.steps > 40
     moves, days = _replay_the_trail()

@@ -14,6 +14,7 @@ from sidflows.notify import outbox
 from sidflows.notify.config import load_notifications
 from sidflows.store import db
 from sidflows.store.models import AuditEntry, Notification, NotificationStatus, PlanItem
+from sidflows.unit import Unit
 
 from .support import CALENDAR, PROTOCOL, TODAY, example, iv_child, refer_and_activate
 
@@ -33,15 +34,17 @@ def _events(ref: str) -> set[tuple[str, str]]:
 
 
 def _day(on: dt.date) -> dict[str, int]:
-    return service.notify_day(on, calendar=CALENDAR, actor="sweep")
+    return service.notify_day(on, unit=Unit(calendar=CALENDAR), actor="sweep")
 
 
 def test_referral_tells_the_coordinators_and_acknowledges_to_the_referring_service(
     database_url: str,
 ) -> None:
     """A referral queues one message for the coordinators and one for its service's referrers."""
-    ref = service.refer(example("lupus-on-rituximab"), actor="intake").ref
-    service.refer(example("lupus-on-rituximab"), actor="intake")  # the same document again
+    ref = service.refer(example("lupus-on-rituximab"), unit=Unit(), actor="intake").ref
+    service.refer(
+        example("lupus-on-rituximab"), unit=Unit(), actor="intake"
+    )  # the same document again
     found = _rows(ref)
     assert {(n.event, n.route) for n in found} == {
         ("referral_received", "coordinators"),
@@ -54,19 +57,25 @@ def test_referral_tells_the_coordinators_and_acknowledges_to_the_referring_servi
 
 def test_the_pathway_queues_approval_consent_and_activation_messages(database_url: str) -> None:
     """Approval waits -> clinicians; consent waits -> coordinators; active -> each role its part."""
-    ref = service.refer(example("lupus-on-rituximab"), actor="intake").ref
+    ref = service.refer(example("lupus-on-rituximab"), unit=Unit(), actor="intake").ref
     service.propose(
-        ref, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="t"
+        ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+        today=TODAY,
+        reason="referral",
+        actor="t",
     )
     assert ("plan_awaiting_approval", "clinicians") in _events(ref)
-    service.decide(ref, decision="approve", by="dr.approver")
-    service.activate(ref, calendar=CALENDAR, actor="t")
-    service.activate(ref, calendar=CALENDAR, actor="t")  # a repeated run queues nothing new
+    service.decide(ref, unit=Unit(), decision="approve", by="dr.approver")
+    service.activate(ref, unit=Unit(calendar=CALENDAR), actor="t")
+    service.activate(
+        ref, unit=Unit(calendar=CALENDAR), actor="t"
+    )  # a repeated run queues nothing new
     consent = [n for n in _rows(ref) if n.event == "plan_awaiting_consent"]
     assert [n.route for n in consent] == ["coordinators"]
     assert "sidflows consent" in consent[0].body
-    service.consent(ref, by="family liaison")
-    service.activate(ref, calendar=CALENDAR, actor="t")
+    service.consent(ref, unit=Unit(), by="family liaison")
+    service.activate(ref, unit=Unit(calendar=CALENDAR), actor="t")
     activated = {n.route: n for n in _rows(ref) if n.event == "plan_activated"}
     # No immunoglobulin in this plan: neither the day unit nor the pharmacy nor home care.
     assert set(activated) == {"coordinators", "referrers:rheumatology"}
@@ -174,25 +183,23 @@ def test_missed_session_and_low_trough_alert_the_right_people(database_url: str)
         plan_version = 1
     service.item_outcome(
         ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
         plan_version=plan_version,
         item_key=session_item.key,
         outcome={"result": "missed"},
         actor="nurse",
         on=session_item.due,
-        protocol=PROTOCOL,
-        calendar=CALENDAR,
     )
     missed = {n.route for n in _rows(ref) if n.event == "ig_session_missed"}
     assert missed == {"coordinators", "clinicians", "day_unit"}
     service.item_outcome(
         ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
         plan_version=plan_version,
         item_key=trough.key,
         outcome={"result": "done", "values": {"igg_g_l": 3.1}},
         actor="lab",
         on=trough.due,
-        protocol=PROTOCOL,
-        calendar=CALENDAR,
     )
     low = [n for n in _rows(ref) if n.event == "trough_below_target"]
     assert [n.route for n in low] == ["clinicians"]
@@ -213,9 +220,8 @@ def test_a_replan_says_what_changes_to_clinicians_coordinators_and_the_referrer(
     service.record_treatment_change(ref, json.dumps(change), actor="oncology")
     service.propose(
         ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
         today=TODAY,
-        protocol=PROTOCOL,
-        calendar=CALENDAR,
         reason="treatment change",
         actor="t",
     )
@@ -241,7 +247,7 @@ def test_no_message_carries_identity(database_url: str) -> None:
 
 def test_a_failed_transaction_queues_nothing(database_url: str) -> None:
     """The outbox row and the change share one transaction: a rollback takes both."""
-    ref = service.refer(example("lupus-on-rituximab"), actor="intake").ref
+    ref = service.refer(example("lupus-on-rituximab"), unit=Unit(), actor="intake").ref
     before = len(_rows())
 
     def change_that_fails() -> None:

@@ -20,6 +20,7 @@ from sidflows.store.models import (
     PlanItem,
     PlanStatus,
 )
+from sidflows.unit import Unit
 
 from .support import CALENDAR, PROTOCOL, TODAY, example, refer_and_activate, synthetic
 
@@ -32,9 +33,15 @@ def unit(database_url: str) -> list[str]:
     """Five children on active plans and one whose plan waits for approval."""
     refs = [refer_and_activate(example(name)) for name in ACTIVE]
     refs += [refer_and_activate(json.dumps(d)) for d in synthetic(2)]
-    waiting = service.refer(json.dumps(synthetic(3, prefix="WAIT")[2]), actor="intake").ref
+    waiting = service.refer(
+        json.dumps(synthetic(3, prefix="WAIT")[2]), unit=Unit(), actor="intake"
+    ).ref
     service.propose(
-        waiting, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, reason="referral", actor="t"
+        waiting,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+        today=TODAY,
+        reason="referral",
+        actor="t",
     )
     return refs
 
@@ -67,13 +74,12 @@ def test_due_batches_read_exactly_the_open_items_of_the_day(unit: list[str]) -> 
     """The sweep counts every open item of an active plan due by the day, and writes nothing."""
     done = service.item_outcome(
         "EX-0001",
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
         plan_version=1,
         item_key="vaccine_dose:IIV:2026:1",
         outcome={"result": "given"},
         actor="nurse",
         on=date(2026, 12, 1),
-        protocol=PROTOCOL,
-        calendar=CALENDAR,
     )
     assert done.status == ItemStatus.done
     before = _items()
