@@ -7,7 +7,7 @@ from typing import Any
 
 from sidflows.calendar import UnitCalendar
 from sidflows.protocol import Protocol
-from sidflows.referral import Referral
+from sidflows.referral import ReferralDocument
 from sidflows.rules.context import HORIZON_MONTHS, PlanContext
 from sidflows.rules.grading import grade
 from sidflows.rules.ig_schedule import ig_schedule
@@ -31,7 +31,7 @@ _KIND_ORDER = {
 
 
 def propose_plan(
-    referral: Referral, *, today: date, protocol: Protocol, calendar: UnitCalendar
+    referral: ReferralDocument, *, today: date, protocol: Protocol, calendar: UnitCalendar
 ) -> Plan:
     """The plan the unit would propose for this child on ``today``, 12 months ahead."""
     ctx = PlanContext.build(referral, today=today, protocol=protocol, calendar=calendar)

@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from sidflows.config import load_config
 from sidflows.errors import ConfigError
-from sidflows.referral import BloodProduct, TreatmentClass, VaccineCode, field_path
+from sidflows.referral import BloodProductKind, TreatmentClass, VaccineCode, field_path
 
 Positive = Annotated[float, Field(gt=0)]
 Months = Annotated[int, Field(ge=0, le=240)]
@@ -111,7 +111,7 @@ class IggLowerLimit(_Frozen):
     g_l: Positive
 
 
-class Grading(_Section):
+class GradingRules(_Section):
     steroid_high_mg_day: Positive
     steroid_high_mg_per_kg_day: Positive
     steroid_weight_threshold_kg: Positive
@@ -137,7 +137,7 @@ class Grading(_Section):
     cd4: tuple[Cd4Band, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _bands_sorted(self) -> Grading:
+    def _bands_sorted(self) -> GradingRules:
         ages = [band.below_age_years for band in self.cd4]
         if ages != sorted(ages):
             raise ValueError("cd4 bands must be in increasing age order")
@@ -205,7 +205,7 @@ class IvigRow(_Frozen):
 
 class AntibodyInterval(_Section):
     ivig_rows: tuple[IvigRow, ...] = Field(min_length=1)
-    products: dict[BloodProduct, Months]
+    products: dict[BloodProductKind, Months]
 
     def ivig_months(self, g_per_kg: float) -> int:
         """ACIP table: doses between rows take the next higher row."""
@@ -233,7 +233,7 @@ class HsctVaccination(_Section):
     titres_after_series_weeks: int
 
 
-class Vaccination(_Section):
+class VaccinationRules(_Section):
     live_before_immunosuppression_days: int
     inactivated_before_immunosuppression_days: int
     influenza_min_age_months: Months
@@ -321,10 +321,10 @@ class Protocol(_Section):
     """Every parameter the rules use, with the version each plan records."""
 
     version: Annotated[str, Field(min_length=1)]
-    grading: Grading
+    grading: GradingRules
     igg_lower_limit: tuple[IggLowerLimit, ...] = Field(min_length=1)
     immunoglobulin: Immunoglobulin
-    vaccination: Vaccination
+    vaccination: VaccinationRules
     prophylaxis: Prophylaxis
     reassessment: Reassessment
     review: Review

@@ -100,7 +100,7 @@ TreatmentClass = Literal[
 ]  # fmt: skip
 # Blood products and specific immunoglobulins of the ACIP antibody-live vaccine
 # interval table (REFERENCE.md §4). An extension of the referral contract.
-BloodProduct = Literal[
+BloodProductKind = Literal[
     "plasma", "platelets", "packed_red_cells", "whole_blood", "red_cells_adenine_saline",
     "washed_red_cells", "cmv_igiv", "botulism_ig", "varicella_ig", "rabies_ig",
     "hepatitis_b_ig", "tetanus_ig", "measles_ig", "palivizumab",
@@ -117,14 +117,14 @@ class _Doc(BaseModel):
     )
 
 
-class Patient(_Doc):
+class PatientDetails(_Doc):
     ref: Ref
     birth_date: IsoDate
     sex: Literal["female", "male", "other", "unknown"]
     weight_kg: Annotated[float, Field(ge=0.5, le=150)]
 
 
-class Identity(_Doc):
+class IdentityDetails(_Doc):
     """Who the child is. Stays in the store; never reaches Prefect or an ordinary route."""
 
     name: Text | None = None
@@ -162,7 +162,7 @@ class Hsct(_Doc):
     active_gvhd: bool = False
 
 
-class Treatment(_Doc):
+class TreatmentEntry(_Doc):
     drug: Text
     drug_class: TreatmentClass = Field(alias="class")
     start: IsoDate
@@ -187,7 +187,7 @@ class Treatment(_Doc):
         return self.start <= day and (self.end is None or self.end >= day)
 
 
-class Lab(_Doc):
+class LabEntry(_Doc):
     date: IsoDate
     igg_g_l: Annotated[float, Field(ge=0, le=40)] | None = None
     iga_g_l: Annotated[float, Field(ge=0, le=20)] | None = None
@@ -204,7 +204,7 @@ class Lab(_Doc):
     pneumococcal_fold_rise: Annotated[float, Field(ge=0, le=1000)] | None = None
 
 
-class Infection(_Doc):
+class InfectionEntry(_Doc):
     date: IsoDate
     kind: Text
     serious: bool
@@ -220,10 +220,10 @@ class ImmunoglobulinDose(_Doc):
 
 class BloodProductGiven(_Doc):
     date: IsoDate
-    product: BloodProduct
+    product: BloodProductKind
 
 
-class Vaccination(_Doc):
+class VaccinationEntry(_Doc):
     vaccine: VaccineCode
     date: IsoDate
 
@@ -240,22 +240,22 @@ def _items(max_length: int = MAX_LIST) -> Any:
     return Field(default=(), max_length=max_length)
 
 
-class Referral(_Doc):
+class ReferralDocument(_Doc):
     """A child's referral, as received from the referring service."""
 
-    patient: Patient
-    identity: Identity | None = None
+    patient: PatientDetails
+    identity: IdentityDetails | None = None
     received: IsoDate
     referrer: Referrer
     reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
     diagnosis: Diagnosis
     hsct: Hsct | None = None
-    treatments: tuple[Treatment, ...] = Field(max_length=MAX_LIST)
-    labs: tuple[Lab, ...] = Field(max_length=MAX_LIST)
-    infections: tuple[Infection, ...] = Field(max_length=MAX_LIST)
+    treatments: tuple[TreatmentEntry, ...] = Field(max_length=MAX_LIST)
+    labs: tuple[LabEntry, ...] = Field(max_length=MAX_LIST)
+    infections: tuple[InfectionEntry, ...] = Field(max_length=MAX_LIST)
     immunoglobulin_doses: tuple[ImmunoglobulinDose, ...] = Field(max_length=MAX_LIST)
     blood_products: tuple[BloodProductGiven, ...] = _items()
-    vaccinations: tuple[Vaccination, ...] = Field(max_length=MAX_LIST)
+    vaccinations: tuple[VaccinationEntry, ...] = Field(max_length=MAX_LIST)
     preferences: Preferences | None = None
     consent: Consent | None = None
 
@@ -414,7 +414,7 @@ def _dated(name: str, rows: tuple[Any, ...]) -> Iterator[tuple[str, date]]:
         yield f"{name}[{i}].date", row.date
 
 
-def check_consistency(referral: Referral) -> None:
+def check_consistency(referral: ReferralDocument) -> None:
     """Cross-field checks that a schema cannot express, each naming its field."""
     birth = referral.patient.birth_date
     received = referral.received
@@ -476,14 +476,14 @@ def _validated(model: type[DocT], data: Any) -> DocT:
         raise invalid_from_pydantic(exc) from None
 
 
-def validate_referral(data: Any) -> Referral:
-    """Validate parsed JSON into a :class:`Referral`, or raise :class:`InvalidInput`."""
-    referral = _validated(Referral, data)
+def validate_referral(data: Any) -> ReferralDocument:
+    """Validate parsed JSON into a :class:`ReferralDocument`, or raise :class:`InvalidInput`."""
+    referral = _validated(ReferralDocument, data)
     check_consistency(referral)
     return referral
 
 
-def parse_referral(text: str | bytes) -> Referral:
+def parse_referral(text: str | bytes) -> ReferralDocument:
     """Parse and validate a referral document (JSON text)."""
     return validate_referral(load_json_document(text))
 
@@ -508,13 +508,13 @@ class TreatmentChange(_Doc):
     """
 
     date: IsoDate
-    treatments: tuple[Treatment, ...] = Field(min_length=1, max_length=MAX_LIST)
+    treatments: tuple[TreatmentEntry, ...] = Field(min_length=1, max_length=MAX_LIST)
 
 
 class LabReport(_Doc):
     """``sidflows lab-result REF FILE``: new results, shaped as a referral's labs."""
 
-    labs: tuple[Lab, ...] = Field(min_length=1, max_length=MAX_LIST)
+    labs: tuple[LabEntry, ...] = Field(min_length=1, max_length=MAX_LIST)
 
 
 def parse_treatment_change(text: str | bytes) -> TreatmentChange:

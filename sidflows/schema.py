@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidflows.referral import Referral
+from sidflows.referral import ReferralDocument
 
 SCHEMA_ID = "https://sidflows.invalid/schema/referral.schema.json"
 
 
 def referral_schema() -> dict[str, Any]:
-    schema = Referral.model_json_schema(by_alias=True, mode="validation")
+    schema = ReferralDocument.model_json_schema(by_alias=True, mode="validation")
     return {
         **schema,
         "$schema": "https://json-schema.org/draft/2020-12/schema",

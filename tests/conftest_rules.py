@@ -15,7 +15,7 @@ from sidflows.calendar import UnitCalendar, add_months, load_calendar
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
 from sidflows.protocol import Protocol, load_protocol
-from sidflows.referral import Referral, validate_referral
+from sidflows.referral import ReferralDocument, validate_referral
 from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import Facts
 from sidflows.rules.model import Item, Plan
@@ -130,13 +130,13 @@ def make_doc(
     return doc
 
 
-def make_referral(**fields: Any) -> Referral:
+def make_referral(**fields: Any) -> ReferralDocument:
     """:func:`make_doc`, validated exactly as the command line validates a document."""
     return validate_referral(make_doc(**fields))
 
 
 def context_for(
-    referral: Referral,
+    referral: ReferralDocument,
     *,
     today: date = TODAY,
     protocol: Protocol = PROTOCOL,
@@ -146,16 +146,20 @@ def context_for(
     return PlanContext.build(referral, today=today, protocol=protocol, calendar=calendar)
 
 
-def facts_for(referral: Referral, *, today: date = TODAY, protocol: Protocol = PROTOCOL) -> Facts:
+def facts_for(
+    referral: ReferralDocument, *, today: date = TODAY, protocol: Protocol = PROTOCOL
+) -> Facts:
     return context_for(referral, today=today, protocol=protocol).facts
 
 
-def plan_for(referral: Referral, *, today: date = TODAY, protocol: Protocol = PROTOCOL) -> Plan:
+def plan_for(
+    referral: ReferralDocument, *, today: date = TODAY, protocol: Protocol = PROTOCOL
+) -> Plan:
     return propose_plan(referral, today=today, protocol=protocol, calendar=CALENDAR)
 
 
 def document_for(
-    referral: Referral, *, today: date = TODAY, protocol: Protocol = PROTOCOL
+    referral: ReferralDocument, *, today: date = TODAY, protocol: Protocol = PROTOCOL
 ) -> dict[str, Any]:
     return plan_document(plan_for(referral, today=today, protocol=protocol))
 

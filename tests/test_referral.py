@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sidflows.errors import InvalidInput
-from sidflows.referral import Referral, parse_referral, validate_referral
+from sidflows.referral import ReferralDocument, parse_referral, validate_referral
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples" / "referrals").glob("*.json"))
 
@@ -421,7 +421,7 @@ def test_command_line_exit_2_with_one_line(
 def test_examples_validate(path: Path) -> None:
     """The sample referrals in examples/referrals/ are valid referrals."""
     referral = parse_referral(path.read_bytes())
-    assert isinstance(referral, Referral)
+    assert isinstance(referral, ReferralDocument)
     assert referral.ref.startswith("EX-")
 
 

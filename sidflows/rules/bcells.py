@@ -10,7 +10,7 @@ from datetime import date
 
 from sidflows.calendar import add_months
 from sidflows.protocol import Protocol
-from sidflows.referral import Referral, Treatment
+from sidflows.referral import ReferralDocument, TreatmentEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class BCellDepletion:
 
 
 def b_cell_depletion(
-    referral: Referral, today: date, protocol: Protocol, valid_from: date
+    referral: ReferralDocument, today: date, protocol: Protocol, valid_from: date
 ) -> BCellDepletion | None:
     """B-cell depletion after anti-CD20, CD19 CAR-T and other depleting treatments (§2.6).
 
@@ -99,5 +99,5 @@ def b_cell_depletion(
     return None
 
 
-def span_of(t: Treatment) -> str:
+def span_of(t: TreatmentEntry) -> str:
     return f"{t.start} to {t.end}" if t.end else f"since {t.start}"

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 from sidflows.calendar import UnitCalendar, add_months
 from sidflows.protocol import Protocol
-from sidflows.referral import Referral
+from sidflows.referral import ReferralDocument
 from sidflows.rules.facts import Facts, derive_facts
 
 HORIZON_MONTHS = 12
@@ -26,7 +26,7 @@ class PlanContext:
     lead time); ``horizon_end`` the last day the plan covers.
     """
 
-    referral: Referral
+    referral: ReferralDocument
     facts: Facts
     protocol: Protocol
     calendar: UnitCalendar
@@ -58,7 +58,7 @@ class PlanContext:
     @classmethod
     def build(
         cls,
-        referral: Referral,
+        referral: ReferralDocument,
         *,
         today: date,
         protocol: Protocol,

@@ -16,7 +16,7 @@ from sidflows.codes import (
     words_match,
 )
 from sidflows.protocol import Protocol
-from sidflows.referral import ImmunoglobulinDose, Lab, Referral, Treatment
+from sidflows.referral import ImmunoglobulinDose, LabEntry, ReferralDocument, TreatmentEntry
 from sidflows.rules.bcells import BCellDepletion, b_cell_depletion
 from sidflows.rules.igrecord import IgCourse, find_troughs, ig_courses, interval_in_use
 
@@ -44,7 +44,7 @@ def name_matches(name: str, words: tuple[str, ...]) -> bool:
     return words_match(name, words) is not None
 
 
-def drug_is(t: Treatment, names: tuple[str, ...]) -> bool:
+def drug_is(t: TreatmentEntry, names: tuple[str, ...]) -> bool:
     """The treatment is one of these drugs: by its ATC code (config/codes.toml) or its name."""
     if t.code is not None:
         found = drug_for_atc(t.code)
@@ -53,7 +53,7 @@ def drug_is(t: Treatment, names: tuple[str, ...]) -> bool:
     return name_matches(t.drug, names)
 
 
-def steroid_mg_day(t: Treatment, weight_kg: float) -> float | None:
+def steroid_mg_day(t: TreatmentEntry, weight_kg: float) -> float | None:
     """A daily dose in mg/day, from whichever dose field the referral gave (weekly: / 7)."""
     if t.dose_mg_day is not None:
         return t.dose_mg_day
@@ -64,7 +64,7 @@ def steroid_mg_day(t: Treatment, weight_kg: float) -> float | None:
     return None
 
 
-def steroid_mg_per_kg_day(t: Treatment, weight_kg: float) -> float | None:
+def steroid_mg_per_kg_day(t: TreatmentEntry, weight_kg: float) -> float | None:
     """A daily dose in mg/kg/day, from whichever dose field the referral gave (weekly: / 7)."""
     if t.dose_mg_per_kg_day is not None:
         return t.dose_mg_per_kg_day
@@ -75,7 +75,7 @@ def steroid_mg_per_kg_day(t: Treatment, weight_kg: float) -> float | None:
     return None
 
 
-def dose_per_kg_day(t: Treatment, weight_kg: float) -> tuple[float | None, str]:
+def dose_per_kg_day(t: TreatmentEntry, weight_kg: float) -> tuple[float | None, str]:
     """(mg/kg/day, the conversion made, "" if none) of a daily drug."""
     if t.dose_mg_per_kg_day is not None:
         return t.dose_mg_per_kg_day, ""
@@ -91,7 +91,7 @@ def dose_per_kg_day(t: Treatment, weight_kg: float) -> tuple[float | None, str]:
     return None, ""
 
 
-def dose_per_kg_week(t: Treatment, weight_kg: float) -> tuple[float | None, str]:
+def dose_per_kg_week(t: TreatmentEntry, weight_kg: float) -> tuple[float | None, str]:
     """(mg/kg/week, the conversion made, "" if none) of a weekly drug (methotrexate)."""
     if t.dose_mg_per_kg_week is not None:
         return t.dose_mg_per_kg_week, ""
@@ -110,7 +110,7 @@ def dose_per_kg_week(t: Treatment, weight_kg: float) -> tuple[float | None, str]
     return None, ""
 
 
-def is_high_dose_steroid(t: Treatment, weight_kg: float, protocol: Protocol) -> bool | None:
+def is_high_dose_steroid(t: TreatmentEntry, weight_kg: float, protocol: Protocol) -> bool | None:
     """IDSA 2013: >= 20 mg/day (>= 10 kg) or >= 2 mg/kg/day (< 10 kg). None: no dose given."""
     g = protocol.grading
     if weight_kg < g.steroid_weight_threshold_kg:
@@ -120,7 +120,7 @@ def is_high_dose_steroid(t: Treatment, weight_kg: float, protocol: Protocol) -> 
     return None if per_day is None else per_day >= g.steroid_high_mg_day
 
 
-def course_days(t: Treatment, today: date) -> int:
+def course_days(t: TreatmentEntry, today: date) -> int:
     """Days the course has lasted so far (or in all, once it has ended)."""
     last = min(t.end, today) if t.end is not None else today
     return max(0, (last - t.start).days + 1)
@@ -131,18 +131,18 @@ class Facts:
     today: date
     age_months: int
     weight_kg: float
-    latest_igg: Lab | None
-    latest_cd4: Lab | None
-    latest_cd19: Lab | None
-    latest_anc: Lab | None
-    latest_fold_rise: Lab | None
+    latest_igg: LabEntry | None
+    latest_cd4: LabEntry | None
+    latest_cd19: LabEntry | None
+    latest_anc: LabEntry | None
+    latest_fold_rise: LabEntry | None
     igg_lower_limit_g_l: float
     igg_lower_limit_source: str
     recent_infections: int
     recent_serious: int
     recurrent_infections: bool
-    active: tuple[Treatment, ...]
-    planned: tuple[Treatment, ...]
+    active: tuple[TreatmentEntry, ...]
+    planned: tuple[TreatmentEntry, ...]
     chemotherapy_end: date | None
     chemotherapy_ongoing: bool
     anti_cd20_last: date | None
@@ -151,16 +151,16 @@ class Facts:
     last_ig_dose: ImmunoglobulinDose | None
     on_ig_replacement: bool
     hsct_months: int | None
-    latest_cd4_count: Lab | None = None
-    latest_cd4_percent: Lab | None = None
+    latest_cd4_count: LabEntry | None = None
+    latest_cd4_percent: LabEntry | None = None
     stale: tuple[str, ...] = ()
     stale_panel: tuple[str, ...] = ()
     b_cell_depletion: BCellDepletion | None = None
     after_car_t: bool = False
     ig_courses: tuple[IgCourse, ...] = ()
     ig_interval_in_use_days: int | None = None
-    latest_trough: Lab | None = None
-    igg_on_ig_not_trough: Lab | None = None
+    latest_trough: LabEntry | None = None
+    igg_on_ig_not_trough: LabEntry | None = None
     diagnosis_group: str | None = None
     diagnosis_group_source: str | None = None
     unrecognised_drugs: tuple[str, ...] = ()
@@ -178,7 +178,7 @@ class Facts:
         )
 
 
-def _latest(labs: tuple[Lab, ...], attr: str) -> Lab | None:
+def _latest(labs: tuple[LabEntry, ...], attr: str) -> LabEntry | None:
     found = [lab for lab in labs if getattr(lab, attr) is not None]
     return max(found, key=lambda lab: lab.date) if found else None
 
@@ -194,11 +194,11 @@ MEASURES = {
 }
 
 
-def _fresh(lab: Lab | None, valid_from: date) -> Lab | None:
+def _fresh(lab: LabEntry | None, valid_from: date) -> LabEntry | None:
     return lab if lab is not None and lab.date >= valid_from else None
 
 
-def _diagnosis(referral: Referral) -> tuple[str | None, str | None]:
+def _diagnosis(referral: ReferralDocument) -> tuple[str | None, str | None]:
     d = referral.diagnosis
     if d.code is not None:
         found = diagnosis_group(d.code, d.system)
@@ -208,7 +208,7 @@ def _diagnosis(referral: Referral) -> tuple[str | None, str | None]:
     return (found.value, found.source) if found is not None else (None, None)
 
 
-def _drug_recognition(referral: Referral) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _drug_recognition(referral: ReferralDocument) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(drugs the protocol does not know, class mismatches between ATC and the referral)."""
     unknown: list[str] = []
     mismatch: list[str] = []
@@ -227,7 +227,9 @@ def _drug_recognition(referral: Referral) -> tuple[tuple[str, ...], tuple[str, .
     return tuple(dict.fromkeys(unknown)), tuple(dict.fromkeys(mismatch))
 
 
-def _igg_lower_limit(latest: Lab | None, age_months: int, protocol: Protocol) -> tuple[float, str]:
+def _igg_lower_limit(
+    latest: LabEntry | None, age_months: int, protocol: Protocol
+) -> tuple[float, str]:
     if latest is not None and latest.igg_lower_limit_g_l is not None:
         return latest.igg_lower_limit_g_l, "laboratory report"
     for row in protocol.igg_lower_limit:
@@ -236,7 +238,7 @@ def _igg_lower_limit(latest: Lab | None, age_months: int, protocol: Protocol) ->
     return protocol.igg_lower_limit[-1].g_l, "protocol age table (PRU Handbook)"
 
 
-def derive_facts(referral: Referral, *, today: date, protocol: Protocol) -> Facts:
+def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol) -> Facts:
     """Everything the rules need to know about the child on ``today``."""
     age = age_in_months(referral.patient.birth_date, today)
     weight = referral.patient.weight_kg

@@ -9,7 +9,7 @@ from datetime import date
 
 from sidflows.calendar import add_months
 from sidflows.protocol import Cd4Band, Protocol
-from sidflows.referral import Referral, Treatment
+from sidflows.referral import ReferralDocument, TreatmentEntry
 from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import (
     Facts,
@@ -74,7 +74,7 @@ def cd4_findings(facts: Facts, protocol: Protocol) -> list[tuple[str, str]]:
 
 
 def _treatment_level(
-    t: Treatment, today: date, weight_kg: float, protocol: Protocol
+    t: TreatmentEntry, today: date, weight_kg: float, protocol: Protocol
 ) -> tuple[str, str]:
     """(level, reason) of one active treatment."""
     g = protocol.grading
@@ -101,7 +101,7 @@ def _treatment_level(
     )
 
 
-def _steroid_level(t: Treatment, high: bool, days: int, protocol: Protocol) -> tuple[str, str]:
+def _steroid_level(t: TreatmentEntry, high: bool, days: int, protocol: Protocol) -> tuple[str, str]:
     g = protocol.grading
     if high and days >= g.steroid_high_min_days:
         return "high", (
@@ -115,7 +115,9 @@ def _steroid_level(t: Treatment, high: bool, days: int, protocol: Protocol) -> t
     return "low", f"{t.drug}: below the high-dose threshold: low-level ({IDSA})"
 
 
-def _antimetabolite_level(t: Treatment, weight_kg: float, protocol: Protocol) -> tuple[str, str]:
+def _antimetabolite_level(
+    t: TreatmentEntry, weight_kg: float, protocol: Protocol
+) -> tuple[str, str]:
     g = protocol.grading
     per_week = dose_per_kg_week(t, weight_kg)
     per_day = dose_per_kg_day(t, weight_kg)
@@ -209,7 +211,7 @@ def grade(ctx: PlanContext) -> Grading:
     return Grading(level=level, transient=transient, reasons=tuple(reasons))  # type: ignore[arg-type]
 
 
-def _transience(referral: Referral, facts: Facts) -> tuple[bool, str]:
+def _transience(referral: ReferralDocument, facts: Facts) -> tuple[bool, str]:
     lasting = [t for t in facts.active if t.end is None and t.drug_class in _MAINTENANCE]
     if lasting:
         drugs = ", ".join(t.drug for t in lasting)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sidflows.protocol import Protocol
-from sidflows.referral import ImmunoglobulinDose, Lab
+from sidflows.referral import ImmunoglobulinDose, LabEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +53,8 @@ def interval_in_use(courses: tuple[IgCourse, ...], protocol: Protocol) -> int | 
 
 
 def find_troughs(
-    igg_results: list[Lab], courses: tuple[IgCourse, ...], interval: int | None, window: int
-) -> tuple[Lab | None, Lab | None]:
+    igg_results: list[LabEntry], courses: tuple[IgCourse, ...], interval: int | None, window: int
+) -> tuple[LabEntry | None, LabEntry | None]:
     """(newest trough, newest IgG on IG that is not a trough).
 
     A trough is drawn on a course's first day (before the dose) or up to ``window`` days

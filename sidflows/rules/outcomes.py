@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from sidflows.errors import InvalidInput
 from sidflows.protocol import Protocol
-from sidflows.referral import Lab, invalid_from_pydantic
+from sidflows.referral import LabEntry, invalid_from_pydantic
 
 Alert = Literal["ig_session_missed", "trough_below_target"]
 
@@ -123,7 +123,7 @@ def _lab_values(values: Any, today: date) -> dict[str, float]:
     if "date" in given:  # the day of the results is the outcome's day
         raise InvalidInput("values.date", "unknown field")
     try:
-        Lab.model_validate({"date": today, **given})
+        LabEntry.model_validate({"date": today, **given})
     except ValidationError as exc:
         raise invalid_from_pydantic(exc, prefix="values") from None
     return given

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlmodel import Session, SQLModel, col, select
 
 from sidflows.errors import InvalidInput, UnknownPatient
-from sidflows.referral import LabReport, Referral, TreatmentChange, validate_referral
+from sidflows.referral import LabReport, ReferralDocument, TreatmentChange, validate_referral
 from sidflows.store.audit import audit
 from sidflows.store.models import (
     BloodProduct,
@@ -83,7 +83,9 @@ def _lab_values(lab: Any) -> dict[str, Any]:
     return {k: v for k, v in lab.model_dump(exclude={"date"}).items() if v is not None}
 
 
-def intake(*, session: Session, referral: Referral, document: dict[str, Any], actor: str) -> Intake:
+def intake(
+    *, session: Session, referral: ReferralDocument, document: dict[str, Any], actor: str
+) -> Intake:
     """Store a referral. The same document again is recognised and changes nothing."""
     digest = document_digest(document)
     existing = session.exec(
@@ -155,7 +157,7 @@ def intake(*, session: Session, referral: Referral, document: dict[str, Any], ac
     return Intake(patient, created=created, duplicate=False)
 
 
-def _merge_record(session: Session, pid: int, referral: Referral) -> None:
+def _merge_record(session: Session, pid: int, referral: ReferralDocument) -> None:
     """Add what the referral knows that the store does not (never deletes history)."""
     for t in referral.treatments:
         _upsert_treatment(session, pid, t)
@@ -341,7 +343,7 @@ def has_consent(*, session: Session, patient: Patient) -> bool:
     return bool(latest and latest.accepted)
 
 
-def referral_for(*, session: Session, patient: Patient, today: dt.date) -> Referral:
+def referral_for(*, session: Session, patient: Patient, today: dt.date) -> ReferralDocument:
     """The child's whole record as a referral document, as of ``today``, for the rules."""
     pid = patient.id
     rows = session.exec(

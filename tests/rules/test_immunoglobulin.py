@@ -29,7 +29,7 @@ from conftest_rules import (
 )
 
 from sidflows.calendar import add_months
-from sidflows.referral import Referral
+from sidflows.referral import ReferralDocument
 from sidflows.rules.ig_schedule import session_minutes
 from sidflows.rules.immunoglobulin import (
     IgDecision,
@@ -423,7 +423,7 @@ def test_session_minutes_worked_example() -> None:
     assert session_minutes(IV, 11.0, 27.0, first=True) == 124 + 60
 
 
-def _sessions(referral: Referral) -> list[IgSession]:
+def _sessions(referral: ReferralDocument) -> list[IgSession]:
     return [i for i in plan_for(referral).items if isinstance(i, IgSession)]
 
 

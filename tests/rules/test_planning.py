@@ -26,7 +26,7 @@ from conftest_rules import (
 from sidflows.calendar import add_months
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
-from sidflows.referral import Referral, parse_referral, validate_referral
+from sidflows.referral import ReferralDocument, parse_referral, validate_referral
 from sidflows.rules.model import Plan
 from sidflows.testing.cohort import synthetic_referrals
 
@@ -42,11 +42,11 @@ KIND_ORDER = [
 UNFUNDED = {"ig_session", "ig_trough", "vaccine_dose", "prophylaxis"}
 
 
-def _cohort() -> list[Referral]:
+def _cohort() -> list[ReferralDocument]:
     return [validate_referral(doc) for doc in synthetic_referrals(44, seed=3)]
 
 
-def _examples() -> list[Referral]:
+def _examples() -> list[ReferralDocument]:
     return [parse_referral(p.read_bytes()) for p in EXAMPLES]
 
 
@@ -155,7 +155,7 @@ def test_no_consent_needed_when_everything_is_funded() -> None:
 
 
 @pytest.mark.parametrize("referral", [*_examples(), *_cohort()[:11]], ids=lambda r: r.ref)
-def test_deterministic(referral: Referral) -> None:
+def test_deterministic(referral: ReferralDocument) -> None:
     """The same referral on the same day gives the same document, byte for byte."""
     first = json.dumps(document_for(referral), sort_keys=False)
     again = json.dumps(document_for(referral), sort_keys=False)

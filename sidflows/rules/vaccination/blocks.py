@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 from sidflows.calendar import add_months
-from sidflows.referral import LIVE_VACCINES, Treatment
+from sidflows.referral import LIVE_VACCINES, TreatmentEntry
 from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import is_high_dose_steroid, name_matches
 from sidflows.rules.igrecord import ig_courses
@@ -30,7 +30,7 @@ def is_live(vaccine: str) -> bool:
     return vaccine in LIVE_VACCINES
 
 
-def span(t: Treatment) -> str:
+def span(t: TreatmentEntry) -> str:
     """A treatment's dates, as the block reasons print them."""
     return f"{t.start} to {t.end}" if t.end else f"since {t.start}, ongoing"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sidflows.calendar import add_months
-from sidflows.referral import Referral
+from sidflows.referral import ReferralDocument
 from sidflows.rules.context import PlanContext
 from sidflows.rules.model import Block, Decision, Deferral, VaccineDose
 from sidflows.rules.vaccination.blocks import first_free_day, holding, is_live
@@ -110,7 +110,7 @@ def schedule_series(
     return scheduled
 
 
-def given_doses(referral: Referral, vaccine: str, since: date | None) -> tuple[date, ...]:
+def given_doses(referral: ReferralDocument, vaccine: str, since: date | None) -> tuple[date, ...]:
     """Dates of the doses given (on or after ``since``) that count toward ``vaccine``."""
     names = _COUNTS_AS.get(vaccine, (vaccine,))
     return tuple(
