@@ -91,6 +91,7 @@ class Match:
     value: str
     source: str
     drug: str | None = None
+    row: str = ""  # the table row's own code (the prefix an ATC or ICD-10 code matched)
 
 
 def parse_codes(data: dict[str, object], *, origin: str = "codes") -> Codes:
@@ -177,7 +178,7 @@ def _atc_row(code: str, codes: Codes) -> AtcRow | None:
 def treatment_class(atc_code: str, codes: Codes | None = None) -> Match | None:
     """The referral format's treatment class of a WHO ATC code (longest matching row)."""
     row = _atc_row(atc_code, codes or load_codes())
-    return None if row is None else Match(row.treatment_class, row.source, row.drug)
+    return None if row is None else Match(row.treatment_class, row.source, row.drug, row.code)
 
 
 def drug_for_atc(atc_code: str, codes: Codes | None = None) -> Match | None:

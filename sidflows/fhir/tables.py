@@ -21,7 +21,9 @@ this module reads them. Sources:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
+
+from sidflows import codes
 
 LOINC = "http://loinc.org"
 ATC = "http://www.whocc.no/atc"
@@ -145,11 +147,18 @@ PROPHYLAXIS_ATC: dict[str, tuple[str, str]] = {
 
 
 def treatment_class(atc: str) -> tuple[TreatmentClass, str] | None:
-    """The format's treatment class of an ATC code (longest prefix), with the row's name."""
+    """The format's treatment class of an ATC code, with the row's name.
+
+    The longest matching row of the unit's code table (config/codes.toml, the
+    one the clinical rules read) and of the rows below wins; on a tie, the unit's.
+    """
+    unit_row = codes.treatment_class(atc)
     best: tuple[str, TreatmentClass, str] | None = None
     for prefix, cls, what in ATC_CLASSES:
         if atc.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
             best = (prefix, cls, what)
+    if unit_row is not None and (best is None or len(unit_row.row) >= len(best[0])):
+        return cast(TreatmentClass, unit_row.value), unit_row.source
     return None if best is None else (best[1], best[2])
 
 

@@ -135,7 +135,12 @@ def referral_to_bundle(doc: dict[str, Any], *, with_ref: bool = True) -> dict[st
             }
         )
     )
-    system, code = DIAGNOSIS_CODES[doc["diagnosis"]["label"]]
+    diagnosis = doc["diagnosis"]
+    system, code = (
+        (diagnosis["system"], diagnosis["code"])
+        if "code" in diagnosis
+        else DIAGNOSIS_CODES[diagnosis["label"]]
+    )
     entries.append(
         _entry(
             {
@@ -194,7 +199,7 @@ def referral_to_bundle(doc: dict[str, Any], *, with_ref: bool = True) -> dict[st
             "id": _uuid(next(counter)),
             "status": "completed" if tr.get("end") else "active",
             "medicationCodeableConcept": {
-                "coding": [{"system": ATC, "code": DRUG_ATC[tr["drug"]]}],
+                "coding": [{"system": ATC, "code": tr.get("code") or DRUG_ATC[tr["drug"]]}],
                 "text": tr["drug"],
             },
             "subject": subject,

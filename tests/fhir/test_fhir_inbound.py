@@ -10,7 +10,15 @@ from datetime import date
 from typing import Any
 
 import pytest
-from fhir_bundles import BUNDLES, REFERRALS, example_names, referral_to_bundle
+from fhir_bundles import (
+    ATC,
+    BUNDLES,
+    DIAGNOSIS_CODES,
+    DRUG_ATC,
+    REFERRALS,
+    example_names,
+    referral_to_bundle,
+)
 
 from sidflows.calendar import load_calendar
 from sidflows.errors import InvalidInput
@@ -32,7 +40,15 @@ NAMES = example_names()
 
 
 def _twin(name: str) -> dict[str, Any]:
-    return json.loads((REFERRALS / f"{name}.json").read_text())
+    """The JSON example as a record would code it: the Bundle's ICD-10/SNOMED and ATC codes."""
+    doc: dict[str, Any] = json.loads((REFERRALS / f"{name}.json").read_text())
+    diagnosis = doc["diagnosis"]
+    if "code" not in diagnosis:
+        diagnosis["system"], diagnosis["code"] = DIAGNOSIS_CODES[diagnosis["label"]]
+    for treatment in doc["treatments"]:
+        if "code" not in treatment:
+            treatment["code"], treatment["system"] = DRUG_ATC[treatment["drug"]], ATC
+    return doc
 
 
 def _bundle(name: str) -> dict[str, Any]:
@@ -166,10 +182,19 @@ def test_treatment_change_and_lab_result_bundles() -> None:
     assert treatment_change_from_bundle(change) == {
         "date": "2027-01-10",
         "treatments": [
-            {"drug": "rituximab", "class": "anti_cd20", "start": "2026-08-01", "end": "2027-01-05"},
+            {
+                "drug": "rituximab",
+                "class": "anti_cd20",
+                "code": "L01FA01",
+                "system": ATC,
+                "start": "2026-08-01",
+                "end": "2027-01-05",
+            },
             {
                 "drug": "prednisolone",
                 "class": "corticosteroid",
+                "code": "H02AB06",
+                "system": ATC,
                 "start": "2027-01-10",
                 "dose_mg_per_kg_day": 1,
             },
@@ -477,7 +502,9 @@ def test_cvx_rows_are_in_the_cdsi_supporting_data() -> None:
 
 
 def test_atc_classes() -> None:
-    assert tables.treatment_class("L01FA01") == ("anti_cd20", tables.ATC_CLASSES[1][2])
+    """The unit's code table answers first (the one the rules read); this table fills gaps."""
+    assert tables.treatment_class("L01FA01") == ("anti_cd20", "WHO ATC index L01FA01 rituximab")
+    assert tables.treatment_class("L01XL")[0] == "car_t"  # type: ignore[index]
     assert tables.treatment_class("L01BB02")[0] == "chemotherapy"  # type: ignore[index]
     assert tables.treatment_class("L01EJ01")[0] == "jak_inhibitor"  # type: ignore[index]
     assert tables.treatment_class("L04AD02")[0] == "calcineurin_inhibitor"  # type: ignore[index]
