@@ -27,8 +27,8 @@ from pydantic import Field, ValidationError
 from flows import runtime
 from flows.artifacts import plan_markdown
 from sidflows import service
+from sidflows.documents import field_path
 from sidflows.errors import ConfigError, InvalidInput
-from sidflows.referral import field_path
 
 APPROVAL_TIMEOUT_S = 60 * 60 * 24 * 30  # a month: then the run times out and the sweep reminds
 

@@ -16,8 +16,8 @@ import pendulum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sidflows.config import load_config
+from sidflows.documents import field_path
 from sidflows.errors import ConfigError
-from sidflows.referral import field_path
 
 
 def add_months(day: date, months: int) -> date:

@@ -24,8 +24,9 @@ from typing import Annotated, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sidflows.config import load_config
+from sidflows.documents import field_path
 from sidflows.errors import ConfigError
-from sidflows.referral import TreatmentClass, field_path
+from sidflows.referral import TreatmentClass
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 SNOMED = "http://snomed.info/sct"

@@ -1,4 +1,4 @@
-"""The plan as the JSON document of CONTRACTS.md (``propose`` and ``show --json``)."""
+"""The plan as the JSON document of docs/formats.md (``propose`` and ``show --json``)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def item_document(item: Item, publicly_funded: dict[str, bool]) -> dict[str, Any
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """Plain JSON types only; field order follows CONTRACTS.md."""
+    """Plain JSON types only; field order follows docs/formats.md."""
     items = [item_document(i, plan.publicly_funded) for i in plan.items]
     unfunded = sorted({i["kind"] for i in items if not i["publicly_funded"]})
     return {

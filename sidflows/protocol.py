@@ -23,8 +23,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sidflows.config import load_config
+from sidflows.documents import field_path
 from sidflows.errors import ConfigError
-from sidflows.referral import BloodProductKind, TreatmentClass, VaccineCode, field_path
+from sidflows.referral import BloodProductKind, TreatmentClass, VaccineCode
 
 Positive = Annotated[float, Field(gt=0)]
 Months = Annotated[int, Field(ge=0, le=240)]

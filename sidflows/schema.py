@@ -17,7 +17,7 @@ def referral_schema() -> dict[str, Any]:
         "$id": SCHEMA_ID,
         "title": "sidflows referral document",
         "description": (
-            "A child's referral (CONTRACTS.md). Dates are ISO YYYY-MM-DD; unknown fields "
+            "A child's referral (docs/formats.md). Dates are ISO YYYY-MM-DD; unknown fields "
             "are refused. Cross-field rules (end after start, dates after birth and not "
             "after received, age under 18) are checked by sidflows beyond this schema."
         ),

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sidflows.config import load_config
+from sidflows.documents import field_path
 from sidflows.errors import ConfigError, InvalidInput
-from sidflows.referral import field_path
 
 Role = Literal["clinician", "coordinator", "nurse", "pharmacist", "family_liaison"]
 Text = Annotated[str, Field(min_length=1, max_length=200)]

@@ -49,12 +49,9 @@ from test_properties import (
 from flows.cli import main
 from sidflows import referral as schema
 from sidflows import service
+from sidflows.documents import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_LIST, field_path
 from sidflows.errors import InvalidInput
 from sidflows.referral import (
-    MAX_DEPTH,
-    MAX_DOCUMENT_BYTES,
-    MAX_LIST,
-    field_path,
     parse_lab_report,
     parse_referral,
     parse_treatment_change,
@@ -120,7 +117,7 @@ ENUMS: dict[str, frozenset[str]] = {
     "type": frozenset({"autologous", "allogeneic"}),
     "class": frozenset(get_args(schema.TreatmentClass)),
     "vaccine": frozenset(get_args(schema.VaccineCode)),
-    "product": frozenset(get_args(schema.BloodProduct)),
+    "product": frozenset(get_args(schema.BloodProductKind)),
     "route": frozenset(get_args(schema.Route)),
     "ig_route": frozenset(get_args(schema.Route)),
 }
@@ -128,18 +125,18 @@ EVERY_ENUM_VALUE = frozenset().union(*ENUMS.values())
 TEXT_KEYS = frozenset({"name", "mrn", "service", "clinician", "label", "drug", "kind"})
 BOOL_KEYS = frozenset({"serious", "active_gvhd", "cost_accepted"})
 MODELS = (
-    schema.Referral,
-    schema.Patient,
-    schema.Identity,
+    schema.ReferralDocument,
+    schema.PatientDetails,
+    schema.IdentityDetails,
     schema.Referrer,
     schema.Diagnosis,
     schema.Hsct,
-    schema.Treatment,
-    schema.Lab,
-    schema.Infection,
+    schema.TreatmentEntry,
+    schema.LabEntry,
+    schema.InfectionEntry,
     schema.ImmunoglobulinDose,
     schema.BloodProductGiven,
-    schema.Vaccination,
+    schema.VaccinationEntry,
     schema.Preferences,
     schema.Consent,
     schema.TreatmentChange,

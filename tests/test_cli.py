@@ -23,7 +23,7 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.stem for s in SAMPLES])
 def test_propose_prints_the_plan_document(sample: Path) -> None:
-    """`propose` prints a plan document with every field CONTRACTS.md names."""
+    """`propose` prints a plan document with every field docs/formats.md names."""
     done = run("propose", str(sample), "--today", "2026-11-24")
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)

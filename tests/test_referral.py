@@ -1,4 +1,4 @@
-"""The referral document (CONTRACTS.md): what must be refused, naming the field, and what passes."""
+"""The referral document (docs/formats.md): what is refused, naming the field, and what passes."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def _drop(path: str) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-# CONTRACTS.md "Bad input that must be refused with exit 2 and a message naming the field".
+# docs/formats.md "Bad input that must be refused with exit 2 and a message naming the field".
 # (id, document (dict, or raw text), expected field path, fragment of the message)
 BAD_INPUTS: list[tuple[str, dict[str, Any] | str | bytes, str, str]] = [
     ("malformed JSON: truncated", json.dumps(VALID)[:-1], "document", "malformed JSON"),
@@ -375,7 +375,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any] | str | bytes, str, str]] = [
 def test_bad_input_refused_naming_the_field(
     document: dict[str, Any] | str | bytes, field: str, fragment: str
 ) -> None:
-    """Each bad input of CONTRACTS.md is refused with the field path and a clear message."""
+    """Each bad input of docs/formats.md is refused with the field path and a clear message."""
     check = validate_referral if isinstance(document, dict) else parse_referral
     with pytest.raises(InvalidInput) as caught:
         check(document)  # type: ignore[operator]
@@ -436,7 +436,7 @@ def test_three_examples() -> None:
 
 
 def test_full_document_validates_into_immutable_objects() -> None:
-    """The CONTRACTS.md document validates; lists become tuples and objects are frozen."""
+    """The example document validates; lists become tuples and objects are frozen."""
     referral = validate_referral(copy.deepcopy(VALID))
     assert referral.patient.birth_date == date(2017, 3, 14)
     assert referral.treatments[1].drug_class == "corticosteroid"

@@ -1,4 +1,4 @@
-"""The ``sidflows`` command line (CONTRACTS.md): ``main``.
+"""The ``sidflows`` command line (docs/formats.md): ``main``.
 
 - flows/cli/parser.py: the arguments; each command's module loads when it runs.
 - flows/cli/io.py: reading documents, printing, exit codes.

@@ -6,10 +6,11 @@ import argparse
 
 from flows.cli.io import EXIT_OK, print_json, read_document
 from sidflows.calendar import load_calendar
+from sidflows.documents import iso_day
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
 from sidflows.protocol import load_protocol
-from sidflows.referral import iso_day, parse_referral
+from sidflows.referral import parse_referral
 from sidflows.schema import referral_schema
 
 

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sidflows.documents import iso_day
 from sidflows.errors import InvalidInput
-from sidflows.referral import iso_day
 
 EXIT_OK, EXIT_CONFIG, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2, 3
 

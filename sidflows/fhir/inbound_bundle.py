@@ -14,8 +14,8 @@ from typing import Any
 from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
+from sidflows.documents import field_path
 from sidflows.errors import InvalidInput
-from sidflows.referral import field_path
 
 BUNDLE_TYPES = frozenset({"collection", "transaction", "document"})
 

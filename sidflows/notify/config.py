@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sidflows.config import load_config
+from sidflows.documents import field_path
 from sidflows.errors import ConfigError
-from sidflows.referral import field_path
 
 Value = str | int | float | bool
 

@@ -19,9 +19,10 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from sidflows.documents import invalid_from_pydantic
 from sidflows.errors import InvalidInput
 from sidflows.protocol import Protocol
-from sidflows.referral import LabEntry, invalid_from_pydantic
+from sidflows.referral import LabEntry
 
 Alert = Literal["ig_session_missed", "trough_below_target"]
 

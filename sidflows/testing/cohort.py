@@ -1,7 +1,7 @@
-"""A synthetic cohort: children across the referral types of REFERENCE.md §1.
+"""A synthetic cohort: children across the referral types of docs/clinical-reference.md §1.
 
 Reproducible by seed; the demo, the tests and the benchmarks reuse it. The
-documents are JSON-ready dicts in the referral format of CONTRACTS.md, with
+documents are JSON-ready dicts in the referral format of docs/formats.md, with
 synthetic identity values (never a real person) so that tests can look for
 them where they must not appear.
 """

@@ -183,7 +183,7 @@ def test_protocol_version_recorded() -> None:
 
 
 def test_plan_document_shape() -> None:
-    """The document has the fields of CONTRACTS.md in plain JSON types."""
+    """The document has the fields of docs/formats.md in plain JSON types."""
     doc = document_for(make_referral(**RICH, consent={"cost_accepted": True}))
     assert list(doc)[:7] == [
         "patient_ref",

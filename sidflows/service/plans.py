@@ -1,0 +1,219 @@
+"""Plan versions: proposal, the clinician's answer, the family's consent, activation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlmodel import col, select
+
+from sidflows.errors import InvalidInput
+from sidflows.notify.messages import Notice, activation_facts, lines, unfunded
+from sidflows.planning import plan_changes, propose_plan
+from sidflows.service.common import (
+    Activated,
+    Proposed,
+    next_runs,
+    queue,
+    retrying,
+)
+from sidflows.staff import Role
+from sidflows.store import patients
+from sidflows.store import versions as plan_versions
+from sidflows.store.audit import audit
+from sidflows.store.db import session_scope
+from sidflows.store.models import (
+    Booking,
+    CarePlan,
+    Patient,
+    PatientState,
+    PlanItem,
+    PlanStatus,
+)
+from sidflows.unit import Unit
+
+
+def propose(ref: str, *, unit: Unit, today: dt.date, reason: str, actor: str) -> Proposed:
+    """Assess the child from the whole record and store plan vN+1 if it differs."""
+
+    def step() -> Proposed:
+        with session_scope() as session:
+            patient = patients.get_patient(session=session, ref=ref, lock=True)
+            if patient.state == PatientState.discharged:
+                raise InvalidInput("ref", f"{ref} was discharged")
+            referral = patients.referral_for(session=session, patient=patient, today=today)
+            plan = propose_plan(
+                referral, today=today, protocol=unit.protocol, calendar=unit.calendar
+            )
+            before = plan_versions.latest_plan(session=session, patient=patient)
+            row = plan_versions.propose(
+                session=session, patient=patient, plan=plan, reason=reason, actor=actor
+            )
+            if before is None or row.version > before.version:
+                queue(session, unit, *_proposal_notices(session, unit, patient, row, reason))
+            return Proposed(ref, row.version, row.status, reason)
+
+    result: Proposed = retrying(step)
+    return result
+
+
+_DECISIONS = {"approve": "approval", "modify": "modification", "reject": "rejection"}
+
+
+def _permitted(ref: str, *, unit: Unit, by: str, role: Role | None, refused: str) -> str:
+    """The roster's name for ``by`` when they may act; else the refusal is audited and raised."""
+    try:
+        return unit.staff.permit(by, role=role).name
+    except InvalidInput as refusal:
+        with session_scope() as session:
+            patient = patients.get_patient(session=session, ref=ref)
+            assert patient.id is not None
+            audit(
+                session=session,
+                actor=by.strip()[:200] or "(no name)",
+                entity="patient",
+                entity_id=patient.id,
+                ref=ref,
+                action=refused,
+                after={"reason": refusal.message},
+            )
+        raise
+
+
+def _proposal_notices(
+    session: Any, unit: Unit, patient: Patient, row: CarePlan, reason: str
+) -> list[Notice]:
+    """A new version waits for a clinician; a re-plan also says what changes."""
+    notices = [
+        Notice(
+            "plan_awaiting_approval",
+            patient.ref,
+            {"version": row.version, "reason": reason, "items": len(row.document["items"])},
+            plan_version=row.version,
+        )
+    ]
+    active = plan_versions.latest_plan(session=session, patient=patient, status=PlanStatus.active)
+    if active is not None and reason != "referral":
+        language = unit.notifications.language
+        changed = plan_changes(active.document, row.document)
+        notices.append(
+            Notice(
+                "plan_replanned",
+                patient.ref,
+                {
+                    "version": row.version,
+                    "reason": reason,
+                    "changes": lines((f"- {c}" for c in changed), language),
+                },
+                plan_version=row.version,
+                service=patient.referrer_service,
+            )
+        )
+    return notices
+
+
+def decide(
+    ref: str,
+    *,
+    unit: Unit,
+    decision: plan_versions.Decision,
+    by: str,
+    note: str | None = None,
+    remove_items: tuple[str, ...] = (),
+) -> plan_versions.ApprovalResult:
+    """A clinician's answer to the proposed plan; anyone else is refused, and that is audited."""
+    by = _permitted(
+        ref, unit=unit, by=by, role="clinician", refused=f"{_DECISIONS[decision]} refused"
+    )
+    with session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref, lock=True)
+        return plan_versions.decide(
+            session=session,
+            patient=patient,
+            decision=decision,
+            by=by,
+            note=note,
+            remove_items=remove_items,
+        )
+
+
+def consent(ref: str, *, unit: Unit, by: str) -> bool:
+    """The family's consent to the cost, recorded by anyone on the staff roster."""
+    by = _permitted(ref, unit=unit, by=by, role=None, refused="consent refused")
+    with session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref, lock=True)
+        return patients.record_consent(session=session, patient=patient, by=by)
+
+
+def activate(ref: str, *, unit: Unit, actor: str) -> Activated:
+    """Make the approved plan active: items, day-unit bookings, the runs to schedule."""
+
+    def step() -> Activated:
+        with session_scope() as session:
+            patient = patients.get_patient(session=session, ref=ref, lock=True)
+            result = plan_versions.activate(
+                session=session, patient=patient, calendar=unit.calendar, actor=actor
+            )
+            out = Activated(
+                ref,
+                result.status,
+                result.plan.version if result.plan else None,
+                bookings=len(result.bookings),
+            )
+            if result.status == "awaiting_consent" and result.plan is not None:
+                queue(
+                    session,
+                    unit,
+                    Notice(
+                        "plan_awaiting_consent",
+                        ref,
+                        {
+                            "version": result.plan.version,
+                            "unfunded": unfunded(result.plan.document, unit.notifications.language),
+                        },
+                        plan_version=result.plan.version,
+                    ),
+                )
+            if result.status == "activated" and result.plan is not None:
+                queue(
+                    session,
+                    unit,
+                    _activation_notice(unit, session, patient, result.plan, result.bookings),
+                )
+                cancelled = session.exec(
+                    select(PlanItem).where(col(PlanItem.id).in_(result.cancelled_item_ids))
+                ).all()
+                versions = {
+                    p.id: p.version
+                    for p in session.exec(select(CarePlan).where(CarePlan.patient_id == patient.id))
+                }
+                out.cancelled = [f"v{versions[i.plan_id]}:{i.key}" for i in cancelled]
+                out.runs = next_runs(session=session, plan=result.plan, ref=ref)
+            return out
+
+    result: Activated = retrying(step)
+    return result
+
+
+def unfinished_activations() -> list[str]:
+    """Approved plans that wait for nothing but were never activated (a crash mid-way)."""
+    with session_scope() as session:
+        return plan_versions.unfinished_activations(session=session)
+
+
+def _activation_notice(
+    unit: Unit, session: Any, patient: Patient, plan: CarePlan, bookings: list[Booking]
+) -> Notice:
+    """What the day unit, pharmacy, home care, coordinators and referrer hear of a new plan."""
+    keys = {i.id: i.key for i in session.exec(select(PlanItem).where(PlanItem.plan_id == plan.id))}
+    chairs = {keys[b.item_id]: (b.day.isoformat(), b.chair) for b in bookings if b.item_id in keys}
+    facts = activation_facts(
+        {**plan.document, "plan_version": plan.version}, chairs, unit.notifications.language
+    )
+    return Notice(
+        "plan_activated",
+        patient.ref,
+        {**facts, "when": plan.as_of.isoformat()},
+        plan_version=plan.version,
+        service=patient.referrer_service,
+    )
