@@ -84,6 +84,9 @@ class Patient(SQLModel, table=True):
     weight_kg: float
     diagnosis_category: str = Field(max_length=20)
     diagnosis_label: str = Field(max_length=200)
+    # The diagnosis as coded by the referral (ICD-10 or SNOMED CT), when it was.
+    diagnosis_code: str | None = Field(default=None, max_length=32)
+    diagnosis_system: str | None = Field(default=None, max_length=220)
     referrer_service: str = Field(max_length=200)
     hsct: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     preferences: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
@@ -126,6 +129,9 @@ class Treatment(SQLModel, table=True):
     dose_mg_per_kg_day: float | None = None
     dose_mg_day: float | None = None
     dose_mg_per_kg_week: float | None = None
+    # The drug as coded by its document (WHO ATC), when it was.
+    code: str | None = Field(default=None, max_length=32)
+    system: str | None = Field(default=None, max_length=220)
 
 
 class Lab(SQLModel, table=True):

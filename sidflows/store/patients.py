@@ -76,6 +76,8 @@ def _treatment_row(patient_id: int, t: Any) -> Treatment:
         dose_mg_per_kg_day=t.dose_mg_per_kg_day,
         dose_mg_day=t.dose_mg_day,
         dose_mg_per_kg_week=t.dose_mg_per_kg_week,
+        code=t.code,
+        system=t.system,
     )
 
 
@@ -105,6 +107,8 @@ def intake(
             weight_kg=referral.patient.weight_kg,
             diagnosis_category=referral.diagnosis.category,
             diagnosis_label=referral.diagnosis.label,
+            diagnosis_code=referral.diagnosis.code,
+            diagnosis_system=referral.diagnosis.system,
             referrer_service=referral.referrer.service,
         )
     elif patient.state == PatientState.discharged:
@@ -234,6 +238,8 @@ def _upsert_treatment(
     fresh = _treatment_row(pid, t)
     for name in ("drug_class", "end", "dose_mg_per_kg_day", "dose_mg_day", "dose_mg_per_kg_week"):
         setattr(row, name, getattr(fresh, name))
+    if fresh.code is not None:  # an entry without its code keeps the one recorded
+        row.code, row.system = fresh.code, fresh.system
     session.add(row)
     return row, before
 
@@ -378,7 +384,15 @@ def referral_for(*, session: Session, patient: Patient, today: dt.date) -> Refer
         },
         "received": received.isoformat(),
         "referrer": referrer,
-        "diagnosis": {"category": patient.diagnosis_category, "label": patient.diagnosis_label},
+        "diagnosis": {
+            "category": patient.diagnosis_category,
+            "label": patient.diagnosis_label,
+            **(
+                {"code": patient.diagnosis_code, "system": patient.diagnosis_system}
+                if patient.diagnosis_code
+                else {}
+            ),
+        },
         "treatments": [
             {
                 "drug": t.drug,
@@ -391,6 +405,8 @@ def referral_for(*, session: Session, patient: Patient, today: dt.date) -> Refer
                         ("dose_mg_per_kg_day", t.dose_mg_per_kg_day),
                         ("dose_mg_day", t.dose_mg_day),
                         ("dose_mg_per_kg_week", t.dose_mg_per_kg_week),
+                        ("code", t.code),
+                        ("system", t.system),
                     )
                     if v is not None
                 },

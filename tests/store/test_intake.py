@@ -108,3 +108,27 @@ def test_intake_is_audited_and_keeps_the_referral_consent(database_url: str) -> 
     )
     assert entry.at is not None
     assert (consent.accepted, consent.source) == (True, "referral")
+
+
+def test_codes_survive_into_the_record_the_rules_replan_from(database_url: str) -> None:
+    """A coded diagnosis and coded drugs are kept, so a re-plan decides from the codes too.
+
+    docs/clinical-reference.md §8: decisions that depend on the diagnosis use its code.
+    """
+    import datetime as dt
+
+    from sidflows.store import patients
+
+    ref = service.refer(example("b-all-after-car-t-coded"), unit=Unit(), actor="intake").ref
+    original = json.loads(example("b-all-after-car-t-coded"))
+    with db.session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref)
+        record = patients.referral_for(
+            session=session, patient=patient, today=dt.date(2026, 11, 24)
+        )
+    assert (record.diagnosis.code, record.diagnosis.system) == (
+        original["diagnosis"]["code"],
+        original["diagnosis"]["system"],
+    )
+    coded = {t["drug"]: (t.get("code"), t.get("system")) for t in original["treatments"]}
+    assert {t.drug: (t.code, t.system) for t in record.treatments} == coded
