@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Annotated, get_args
 
@@ -113,6 +113,7 @@ def load_codes(path: Path | None = None) -> Codes:
 # ------------------------------------------------------------------------------ matching
 
 
+@lru_cache(maxsize=4096)
 def fold(text: str) -> str:
     """Accents removed (``linfoblástica`` -> ``linfoblastica``), case kept."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -128,13 +129,19 @@ def words_match(text: str, words: tuple[str, ...]) -> str | None:
     plain = fold(text)
     lowered = plain.lower()
     for word in words:
-        w = fold(word)
-        if w.isupper():
-            if re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", plain):
-                return word
-        elif re.search(rf"(?<![a-z0-9]){re.escape(w.lower())}(?![a-z0-9])", lowered):
+        acronym, pattern = _word_pattern(word)
+        if pattern.search(plain if acronym else lowered):
             return word
     return None
+
+
+@lru_cache(maxsize=4096)
+def _word_pattern(word: str) -> tuple[bool, re.Pattern[str]]:
+    """Whether ``word`` is an acronym (matched in capitals), and its whole-word pattern."""
+    w = fold(word)
+    if w.isupper():
+        return True, re.compile(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])")
+    return False, re.compile(rf"(?<![a-z0-9]){re.escape(w.lower())}(?![a-z0-9])")
 
 
 def _norm(code: str) -> str:

@@ -67,4 +67,10 @@ def load_config(parse: Parser[T], name: str, env_override: str, path: Path | Non
 
     The file is named by its resolved path in every error (ConfigError).
     """
-    return cast(T, _load((path or config_path(name, env_override)).resolve(), parse))
+    return cast(T, _load(_resolved(path or config_path(name, env_override)), parse))
+
+
+@cache
+def _resolved(path: Path) -> Path:
+    """The file's absolute path (resolved once: loaders are called on every decision)."""
+    return path.resolve()
