@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     protocol: Path | None = None
     calendar: Path | None = None
     staff: Path | None = None
+    # Keys the ref derived from a FHIR record number (HMAC): a secret, kept out of the repo.
+    ref_secret: str | None = None
     # Where Prefect's UI is, for the messages that point coordinators to it.
     ui_url: str = "http://127.0.0.1:4200"
 

@@ -7,15 +7,18 @@ import argparse
 from flows.cli.io import EXIT_OK, print_json, read_document
 from sidflows.calendar import load_calendar
 from sidflows.documents import iso_day
+from sidflows.incoming import referral_text
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
 from sidflows.protocol import load_protocol
 from sidflows.referral import parse_referral
 from sidflows.schema import referral_schema
+from sidflows.settings import get_settings
 
 
 def propose(args: argparse.Namespace) -> int:
-    referral = parse_referral(read_document(args.file))
+    text = referral_text(read_document(args.file), ref_secret=get_settings().ref_secret)
+    referral = parse_referral(text)
     protocol = load_protocol()
     calendar = load_calendar()
     today = iso_day(args.today, "--today") if args.today else calendar.today()

@@ -48,9 +48,18 @@ def read_document(path: str, *, what: str = "FILE") -> bytes:
         raise InvalidInput(what, f"cannot be read: {path}") from None
 
 
-def checked(path: str, parse: Callable[[bytes], object]) -> bytes:
-    """The document at FILE, refused (InvalidInput, exit 2) before the store is even loaded."""
+def checked(
+    path: str,
+    parse: Callable[[bytes], object],
+    mapped: Callable[[bytes], bytes] | None = None,
+) -> bytes:
+    """The document at FILE, refused (InvalidInput, exit 2) before the store is even loaded.
+
+    ``mapped`` turns a document in another format (a FHIR Bundle) into this one first.
+    """
     text = read_document(path)
+    if mapped is not None:
+        text = mapped(text)
     parse(text)
     return text
 

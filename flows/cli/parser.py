@@ -14,7 +14,9 @@ from functools import cache
 
 from flows.cli import documents
 from flows.cli.io import checked, day
+from sidflows.incoming import lab_result_text, referral_text, treatment_change_text
 from sidflows.referral import parse_lab_report, parse_referral, parse_treatment_change
+from sidflows.settings import get_settings
 
 Handler = Callable[[argparse.Namespace], int]
 Reader = Callable[[argparse.Namespace], bytes]
@@ -22,15 +24,16 @@ Reader = Callable[[argparse.Namespace], bytes]
 
 def _referral(args: argparse.Namespace) -> bytes:
     day(args.today, "--today")  # a bad --today is refused first, as it always was
-    return checked(args.file, parse_referral)
+    secret = get_settings().ref_secret
+    return checked(args.file, parse_referral, lambda text: referral_text(text, ref_secret=secret))
 
 
 def _treatment_change(args: argparse.Namespace) -> bytes:
-    return checked(args.file, parse_treatment_change)
+    return checked(args.file, parse_treatment_change, treatment_change_text)
 
 
 def _lab_report(args: argparse.Namespace) -> bytes:
-    return checked(args.file, parse_lab_report)
+    return checked(args.file, parse_lab_report, lab_result_text)
 
 
 def _plans(name: str, read: Reader | None = None) -> Handler:
