@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import runtime
+from flows.intents import carry_out_intents
 from sidflows import service
 from sidflows.notify.config import load_notifications
 from sidflows.notify.dispatch import DispatchResult, dispatch
@@ -24,7 +25,7 @@ from sidflows.settings import get_settings
 @task(name="queue-daily-notifications", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def queue_daily(day: dt.date) -> dict[str, int]:
     """Reminders before items, escalations of overdue items, the roles' digests."""
-    return service.notify_day(day, calendar=runtime.calendar(), actor=runtime.ACTOR)
+    return service.notify_day(day, unit=runtime.unit(), actor=runtime.ACTOR)
 
 
 def send_outbox() -> DispatchResult:
@@ -71,4 +72,7 @@ def _dispatch_and_log() -> dict[str, Any]:
 @flow(name="notify", flow_run_name="notify")
 async def notify() -> dict[str, Any]:
     """Send the notifications waiting in the outbox (every minute when served)."""
-    return dispatch_notifications()
+    # First what must reach Prefect (stored intents: pathways, re-plans), then the outbox.
+    carried = await carry_out_intents()
+    sent = dispatch_notifications()
+    return {**sent, "intents": carried}

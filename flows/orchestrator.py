@@ -3,10 +3,12 @@
 ``pick()`` makes the choice, from PREFECT_API_URL:
 
 - set (a unit's ``prefect server start`` with ``sidflows serve`` or workers):
-  ``OnServer``. A referral starts a run of the pathway deployment, an answer
-  resumes the suspended pathway run, a change in the record emits the event the
-  replan deployment's trigger listens for, and the sweep reconciles Prefect's
-  scheduled runs with the store.
+  ``OnServer``. A referral or a change in the record carries out the intent
+  the store wrote with it (flows/intents.py): a run of the pathway or replan
+  deployment under the intent's key, or, when Prefect cannot be reached, an
+  honest "stored" left to ``serve``'s pass and the sweep. An answer resumes the
+  suspended pathway run, and the sweep reconciles Prefect's scheduled runs
+  with the store.
 - not set (Prefect's temporary local server): ``InProcess``. The flows run
   here, in this process; the sweep leaves Prefect's runs alone (no worker
   would ever run them), and an item run executed here re-plans here too.
@@ -22,7 +24,7 @@ import asyncio
 import datetime as dt
 from typing import Any, Protocol
 
-from prefect import get_client
+from prefect import get_client, tags
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterState,
@@ -31,15 +33,14 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.deployments import run_deployment
-from prefect.events.worker import EventsWorker
 from prefect.flow_engine import run_flow
 from prefect.flow_runs import aresume_flow_run
 from prefect.settings import PREFECT_API_URL
 
-from flows import item, referral, replan, runtime, sweep
+from flows import intents, item, referral, replan, runtime, sweep
 from flows.deployments import ensure_registered
-from sidflows.service import Referred
+from sidflows.service import Referred, pathway_key
+from sidflows.store.intents import Pending
 
 
 class Orchestrator(Protocol):
@@ -80,17 +81,13 @@ class OnServer:
     """A unit's Prefect server: its deployments run the flows, its triggers hear the events."""
 
     def start_pathway(self, referred: Referred, *, today: dt.date | None) -> str:
-        run = run_deployment(
-            runtime.PATHWAY_DEPLOYMENT,
-            parameters={"ref": referred.ref, "today": today},
-            flow_run_name=runtime.run_name("pathway", referred.ref),
-            tags=runtime.tags("pathway", referred.ref),
-            # The same referral sent again finds the run it started (Prefect keeps one per key).
-            idempotency_key=f"pathway:{referred.ref}:{referred.sha256}",
-            timeout=0,
-            as_subflow=False,
+        """Carry out the referral's intent: a run of the pathway deployment under its key."""
+        carried = intents.carry_out(ref=referred.ref)
+        run_id = carried.result("pathway") or intents.done_run(
+            pathway_key(referred.ref, referred.sha256)
         )
-        run_id = getattr(run, "id", "?")  # run_deployment returns the run outside an event loop
+        if run_id is None:
+            return _stored_for_later("the pathway", "will start", carried)
         return (
             f"pathway run {run_id}; the plan waits for approval "
             "(Prefect UI form, or sidflows approve)"
@@ -103,13 +100,47 @@ class OnServer:
         return _activate_here(ref)
 
     def replan(self, ref: str, reason: str) -> str:
-        replan.request_replan(ref, reason)
-        EventsWorker.drain_all()
-        return "re-plan requested (event sent; the replan deployment runs it)"
+        """Carry out the change's intent: a run of the replan deployment under its key."""
+        carried = intents.carry_out(ref=ref)
+        if carried.result("replan") is None:
+            return _stored_for_later("the re-plan", "will run", carried)
+        return "re-plan requested (the replan deployment runs it)"
 
     def sweep(self, day: dt.date | None) -> dict[str, Any]:
         ensure_registered()
         return sweep.run_sweep(day, reconcile=True)
+
+
+async def run_here(intent: Pending) -> str:
+    """An intent's flow in this process, with the tags of a deployment run; its answer."""
+    parameters = intent.parameters
+    with tags(*runtime.tags(intent.kind, intent.ref)):
+        if intent.kind == "pathway":
+            today = parameters.get("today")
+            day = dt.date.fromisoformat(today) if today else None
+            return str(await referral.pathway(intent.ref, today=day))
+        if intent.kind == "replan":
+            reason = str(parameters.get("reason") or "treatment change")
+            return str(await replan.replan(intent.ref, reason))
+        return str(await referral.activate(intent.ref))
+
+
+def _stored_for_later(what: str, will: str, carried: intents.Carried) -> str:
+    """The intent is stored; Prefect did not take it now (one honest line)."""
+    if carried.failed:
+        return f"stored; {what} {will} when the Prefect server answers"
+    if carried.pending:  # claimed by another pass (serve's, the sweep) right now
+        return f"stored; {what} {will} on the next pass of serve or the sweep"
+    return f"{what} was already carried out (nothing more to do)"
+
+
+def _failed_here(what: str, ref: str, carried: intents.Carried) -> str:
+    if carried.failed:
+        return (
+            f"stored; {what} failed here ({carried.last_error}): "
+            f"the next command for {ref} tries again"
+        )
+    return f"stored; {what} was already carried out"
 
 
 async def _resume_pathway(ref: str, run_input: dict[str, Any]) -> bool:
@@ -132,15 +163,23 @@ class InProcess:
     """No server: the flows run here, on Prefect's temporary local server."""
 
     def start_pathway(self, referred: Referred, *, today: dt.date | None) -> str:
+        """Carry out the referral's intent: the pathway runs here."""
         ensure_registered()
-        return referral.run_pathway(referred.ref, today=today).replace("_", " ")
+        answer = intents.carry_out(ref=referred.ref, here=run_here)
+        found = answer.result("pathway")
+        if found is None:
+            return _failed_here("the pathway", referred.ref, answer)
+        return found.replace("_", " ")
 
     def answered(self, ref: str, run_input: dict[str, Any] | None) -> str:
         return _activate_here(ref)
 
     def replan(self, ref: str, reason: str) -> str:
+        """Carry out the change's intent: the re-plan runs here."""
         ensure_registered()
-        return replan.run_replan(ref, reason)
+        answer = intents.carry_out(ref=ref, here=run_here)
+        found = answer.result("replan")
+        return found if found is not None else _failed_here("the re-plan", ref, answer)
 
     def sweep(self, day: dt.date | None) -> dict[str, Any]:
         ensure_registered()

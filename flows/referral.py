@@ -17,8 +17,8 @@ from flows import runtime
 from flows.approval import clinician_answer
 from flows.notifications import send_queued
 from flows.tasks import activate_and_schedule, current_plan, in_deployment, propose_plan, publish
-from sidflows.store import db
-from sidflows.store.models import PatientState
+from sidflows.store import db, intents
+from sidflows.store.models import PatientState, utcnow
 from sidflows.store.patients import get_patient
 
 AWAITING_CONSENT = "awaiting_consent"
@@ -81,8 +81,15 @@ async def activate(ref: str) -> str:
 
 
 def run_pathway(ref: str, *, today: dt.date | None = None) -> str:
+    """The pathway in this process, with the tags of a deployment run.
+
+    It carries out the child's pending pathway intent, so it does not run again.
+    """
     with tags(*runtime.tags("pathway", ref)):
-        return asyncio.run(pathway(ref, today=today))
+        answer = asyncio.run(pathway(ref, today=today))
+    with db.session_scope() as session:
+        intents.settle(session=session, ref=ref, kind="pathway", now=utcnow())
+    return answer
 
 
 def run_activate(ref: str) -> str:

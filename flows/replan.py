@@ -1,8 +1,11 @@
 """Re-plan: a change in the child's record proposes plan vN+1 from the whole record.
 
-On a unit's server a change is an event (``sidflows.plan.replan-requested``,
-the ref only) and the ``replan`` deployment's trigger runs this flow. An item
-run that finds a re-plan is needed asks for it the same way, unless whoever
+On a unit's server a change in the record writes a ``replan`` intent in the
+store (sidflows.service), carried out as a run of the ``replan`` deployment
+under the intent's key (flows/intents.py): the command does it, else
+``serve``'s every-minute pass or the sweep, once. The deployment's trigger on
+the event ``sidflows.plan.replan-requested`` (the ref only) stays for other
+systems. An item run that finds a re-plan is needed emits that event, unless whoever
 runs the item here has said re-plans run here too (``replanning_here``: the
 in-process orchestrator, for the demo's simulated year).
 """
@@ -21,6 +24,8 @@ from prefect.events import emit_event
 from flows import runtime
 from flows.notifications import send_queued
 from flows.tasks import activate_and_schedule, propose_plan
+from sidflows.store import db, intents
+from sidflows.store.models import utcnow
 
 
 @flow(name="replan", flow_run_name="replan-{ref}")
@@ -51,9 +56,16 @@ def request_replan(ref: str, reason: str) -> None:
 
 
 def run_replan(ref: str, reason: str, today: dt.date | None = None) -> str:
-    """The re-plan in this process, with the tags of a deployment run."""
+    """The re-plan in this process, with the tags of a deployment run.
+
+    It carries out the child's pending re-plan intents (vN+1 is proposed from the
+    whole record, whichever changes asked for it), so none of them runs again.
+    """
     with tags(*runtime.tags("replan", ref)):
-        return asyncio.run(replan(ref, reason, today))
+        answer = asyncio.run(replan(ref, reason, today))
+    with db.session_scope() as session:
+        intents.settle(session=session, ref=ref, kind="replan", now=utcnow())
+    return answer
 
 
 # ----------------------------------------------------------------------------- after an item

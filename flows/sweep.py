@@ -1,5 +1,5 @@
-"""The daily sweep: unfinished activations, due and overdue items, Prefect's runs, the census,
-then the day's reminders, escalations and digests.
+"""The daily sweep: intents not yet carried out, unfinished activations, due and overdue
+items, Prefect's runs, the census, then the day's reminders, escalations and digests.
 
 It reads the store and never rewrites an item (each item's own run records its
 transitions), so a sweep run twice, or interrupted, changes nothing.
@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import projection, runtime
 from flows.artifacts import publish_census
+from flows.intents import carry_out_intents
 from flows.notifications import dispatch_notifications, queue_daily
 from flows.tasks import activate_and_schedule
 from sidflows import service
@@ -90,6 +91,8 @@ async def sweep(
     """
     swept = runtime.today(day)
     summary: dict[str, Any] = {"day": swept.isoformat()}
+    # First what must reach Prefect: stored intents (pathways, re-plans) not yet carried out.
+    summary["intents"] = await carry_out_intents()
     unfinished = unfinished_activations()
     for ref in unfinished:
         get_run_logger().warning("%s: plan approved but never activated: activating it now", ref)

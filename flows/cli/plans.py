@@ -1,9 +1,12 @@
 """The commands that move a child's plan on: refer, show, approve, consent, treatment change,
 lab result.
 
-Each stores what it was given in one transaction (sidflows.service), then asks
-the orchestrator (flows/orchestrator.py) to carry the pathway on: on the unit's
-Prefect server, or here. A document reaches these commands already validated
+Each stores what it was given in one transaction (sidflows.service), with the
+intent of what must follow in Prefect (a pathway, a re-plan), then asks the
+orchestrator (flows/orchestrator.py) to carry this child's intents out: on the
+unit's Prefect server, or here. When Prefect cannot be reached the command says
+so and exits 0: the intent is stored, and `serve`'s every-minute pass or the
+sweep carries it out. A document reaches these commands already validated
 (flows/cli/parser.py reads it before it loads this module, the store or Prefect).
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from flows import runtime
 from flows.cli.io import EXIT_OK, by, by_option, day, out, print_json
 from flows.orchestrator import pick
 from flows.runtime import ensure_store
@@ -24,7 +28,7 @@ from sidflows.store.views import show_document
 def refer(args: argparse.Namespace) -> int:
     today = day(args.today, "--today")
     ensure_store()
-    referred = service.refer(args.document, actor=by(None))
+    referred = service.refer(args.document, unit=runtime.unit(), actor=by(None), today=today)
     if referred.duplicate:
         out(f"{referred.ref}: this referral is already stored (nothing changed)")
         if referred.state != PatientState.referred:
@@ -72,7 +76,7 @@ def approve(args: argparse.Namespace) -> int:
     ensure_store()
     approver = by(args.by)
     with by_option():
-        result = service.decide(args.ref, decision="approve", by=approver)
+        result = service.decide(args.ref, unit=runtime.unit(), decision="approve", by=approver)
     out(f"{args.ref}: {result.message}")
     if result.changed or (result.plan is not None and result.plan.status == "proposed"):
         answer = {"decision": "approve", "approver": approver}
@@ -83,7 +87,7 @@ def approve(args: argparse.Namespace) -> int:
 def consent(args: argparse.Namespace) -> int:
     ensure_store()
     with by_option():
-        recorded = service.consent(args.ref, by=by(args.by))
+        recorded = service.consent(args.ref, unit=runtime.unit(), by=by(args.by))
     out(
         f"{args.ref}: family consent to the cost "
         f"{'recorded' if recorded else 'was already recorded'}"

@@ -55,25 +55,30 @@ def add(*, session: Session, kind: str, ref: str, key: str, parameters: Mapping[
         "attempts": 0,
         "created_at": utcnow(),
     }
-    done = session.execute(make(Intent).on_conflict_do_nothing(index_elements=["key"]), [row])
-    return bool(getattr(done, "rowcount", 0))
+    statement = (
+        make(Intent).values(**row).on_conflict_do_nothing(index_elements=["key"])
+    ).returning(col(Intent.id))
+    # RETURNING, not rowcount: the drivers disagree on an insert that did nothing
+    return session.execute(statement).first() is not None
 
 
-def claim(*, session: Session, now: dt.datetime, limit: int = 100) -> list[Pending]:
-    """The pending intents whose time has come, oldest first, claimed for a while.
+def claim(
+    *, session: Session, now: dt.datetime, limit: int = 100, ref: str | None = None
+) -> list[Pending]:
+    """The pending intents whose time has come (this child's, or all), oldest first,
+    claimed for a while.
 
     A claim only moves ``next_attempt_at`` forward: a pass that dies holding it
-    leaves the intent to the pass after the claim runs out.
+    leaves the intent to the pass after the claim runs out. Each row is moved by a
+    conditional update, so of two passes racing for it only one gets it.
     """
-    rows = session.exec(
-        select(Intent)
-        .where(
-            Intent.status == IntentStatus.pending,
-            or_(col(Intent.next_attempt_at).is_(None), col(Intent.next_attempt_at) <= now),
-        )
-        .order_by(col(Intent.id))
-        .limit(limit)
-    ).all()
+    query = select(Intent).where(
+        Intent.status == IntentStatus.pending,
+        or_(col(Intent.next_attempt_at).is_(None), col(Intent.next_attempt_at) <= now),
+    )
+    if ref is not None:
+        query = query.where(Intent.ref == ref)
+    rows = session.exec(query.order_by(col(Intent.id)).limit(limit)).all()
     claimed: list[Pending] = []
     for row in rows:
         assert row.id is not None
@@ -85,6 +90,7 @@ def claim(*, session: Session, now: dt.datetime, limit: int = 100) -> list[Pendi
                 or_(col(Intent.next_attempt_at).is_(None), col(Intent.next_attempt_at) <= now),
             )
             .values(next_attempt_at=now + CLAIM_FOR)
+            .execution_options(synchronize_session=False)
         )
         if getattr(moved, "rowcount", 0):
             claimed.append(
@@ -98,6 +104,7 @@ def done(*, session: Session, intent_id: int, run_id: str | None, now: dt.dateti
         update(Intent)
         .where(col(Intent.id) == intent_id)
         .values(status=IntentStatus.done, run_id=run_id, done_at=now, last_error=None)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -111,6 +118,25 @@ def failed(*, session: Session, intent_id: int, error: str, now: dt.datetime) ->
     row.next_attempt_at = now + wait
     session.add(row)
     return row.next_attempt_at
+
+
+def settle(*, session: Session, ref: str, kind: str, now: dt.datetime) -> int:
+    """This child's pending intents of ``kind`` are fulfilled (their flow ran here); how many."""
+    moved = session.execute(
+        update(Intent)
+        .where(
+            col(Intent.ref) == ref,
+            col(Intent.kind) == kind,
+            col(Intent.status) == IntentStatus.pending,
+        )
+        .values(status=IntentStatus.done, done_at=now, last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(moved, "rowcount", 0) or 0)
+
+
+def by_key(*, session: Session, key: str) -> Intent | None:
+    return session.exec(select(Intent).where(Intent.key == key)).first()
 
 
 def pending_count(*, session: Session, ref: str | None = None) -> int:

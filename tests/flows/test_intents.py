@@ -1,0 +1,134 @@
+"""Nothing the unit decides is lost on its way to Prefect: intents, carried out exactly once.
+
+A referral, a treatment change or a result stores, in its own transaction, the
+intent of what must follow in Prefect (a pathway run, a re-plan run). With the
+Prefect server down the command says so and exits 0; once the server answers
+the next pass (``sidflows sweep`` here, ``serve``'s every-minute pass in a unit)
+carries each intent out as a run under the intent's key: one run per intent,
+and a pass run again creates nothing more. Twenty referrals at once against a
+SQLite-backed server: every child gets its one pathway run, none stranded.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLES
+from tests.flows.processes import BIN, Unit, running_unit, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
+
+CHANGE = {
+    "date": "2026-11-24",
+    "treatments": [
+        {
+            "drug": "prednisolone",
+            "class": "corticosteroid",
+            "start": "2026-11-24",
+            "end": None,
+            "dose_mg_day": 40,
+        }
+    ],
+}
+
+
+def referral(unit: Unit, ref: str) -> Path:
+    document = json.loads((EXAMPLES / "all-after-maintenance.json").read_text())
+    document["patient"]["ref"] = ref
+    path = unit.tmp / f"referral-{ref}.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def intents(unit: Unit) -> list[tuple[str, str, str, str | None]]:
+    """Every intent in the unit's store: (kind, ref, status, run id)."""
+    with sqlite3.connect(unit.tmp / "store.db") as conn:
+        rows = conn.execute("SELECT kind, ref, status, run_id FROM intent ORDER BY id").fetchall()
+    return [tuple(row) for row in rows]
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def sweep(unit: Unit) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(ok(unit.cli("sweep", timeout=240)))
+    return summary
+
+
+def test_what_is_stored_while_the_server_is_down_reaches_it_once(tmp_path: Path) -> None:
+    """Server down: refer and treatment-change say so honestly, exit 0; back up: one run each."""
+    with running_unit(tmp_path) as unit:
+        first = ok(unit.cli("refer", str(referral(unit, "INT-A"))))
+        assert "INT-A: pathway run " in first, first
+        unit.server.stop()
+
+        (unit.tmp / "change.json").write_text(json.dumps(CHANGE))
+        changed = unit.cli("treatment-change", "INT-A", str(unit.tmp / "change.json"))
+        assert "INT-A: stored; the re-plan will run when the Prefect server answers" in ok(
+            changed
+        ), changed.stdout
+        referred = ok(unit.cli("refer", str(referral(unit, "INT-B"))))
+        assert "INT-B: referral stored" in referred
+        assert "INT-B: stored; the pathway will start when the Prefect server answers" in referred
+        assert "Traceback" not in changed.stderr + referred, changed.stderr
+        pending = {(kind, ref) for kind, ref, status, _ in intents(unit) if status == "pending"}
+        assert pending == {("replan", "INT-A"), ("pathway", "INT-B")}
+
+        unit.server.start()  # the same home, database and port
+        # serve's every-minute pass, once the intents' wait after the failure has run out
+        wait_for(
+            "the intents carried out by serve's pass",
+            lambda: all(status == "done" for _, _, status, _ in intents(unit)),
+            timeout=150,
+            every=2,
+        )
+        assert all(status == "done" and run for _, _, status, run in intents(unit))
+        assert len(unit.runs("ref:INT-A", "step:replan")) == 1
+        assert len(unit.runs("ref:INT-B", "step:pathway")) == 1
+        assert len(unit.runs("ref:INT-A", "step:pathway")) == 1
+
+        again = sweep(unit)  # a pass again: nothing more
+        assert (again["intents"]["done"], again["intents"]["pending"]) == (0, 0)
+        assert len(unit.runs("ref:INT-A", "step:replan")) == 1
+        assert len(unit.runs("ref:INT-B", "step:pathway")) == 1
+
+
+def test_twenty_referrals_at_once_each_get_one_pathway_run(tmp_path: Path) -> None:
+    """20 parallel `sidflows refer` against a SQLite-backed server: one pathway run each."""
+    refs = [f"PAR-{i:02d}" for i in range(20)]
+    with running_unit(tmp_path) as unit:
+        paths = [referral(unit, ref) for ref in refs]
+        started = [
+            subprocess.Popen(
+                [str(BIN / "sidflows"), "refer", str(path)],
+                env=unit.env,
+                cwd=unit.tmp,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for path in paths
+        ]
+        for process in started:
+            _, err = process.communicate(timeout=240)
+            assert process.returncode == 0, err[-3000:]
+        stored = {ref for _, ref, _, _ in intents(unit)}
+        assert stored == set(refs)
+        # Whatever a command could not start, serve's every-minute pass carries out.
+        wait_for(
+            "every intent carried out",
+            lambda: all(status == "done" for _, _, status, _ in intents(unit)),
+            timeout=150,
+            every=2,
+        )
+        assert all(run for _, _, _, run in intents(unit))
+        for ref in refs:
+            assert len(unit.runs(f"ref:{ref}", "step:pathway")) == 1, ref
