@@ -331,6 +331,23 @@ class Protocol(_Section):
     review: Review
     funding: Funding
 
+    def cite(self, *paths: str) -> str:
+        """The citations of these parameters (dotted paths), distinct ones joined by "; ".
+
+        Each is :meth:`source` exactly as the file gives it. A parameter the file
+        gives no citation for is named as such (the decision still stands; the
+        missing citation shows beside it).
+        """
+        found: list[str] = []
+        for path in paths:
+            try:
+                citation = self.source(path)
+            except KeyError:
+                citation = f"protocol {self.version} records no source for {path}"
+            if citation not in found:
+                found.append(citation)
+        return "; ".join(found)
+
     def source(self, path: str) -> str:
         """The citation the protocol records for a parameter, exactly as the file gives it.
 

@@ -39,21 +39,8 @@ class PlanContext:
             raise ValueError(f"facts derived on {self.facts.today}, context is for {self.today}")
 
     def cite(self, *paths: str) -> str:
-        """The protocol's citations of these parameters (dotted paths), distinct ones joined.
-
-        Each is :meth:`Protocol.source` exactly as the file gives it. A parameter
-        the unit's protocol gives no citation for is named as such in the text
-        (the plan is still proposed; the missing citation shows beside the decision).
-        """
-        found: list[str] = []
-        for path in paths:
-            try:
-                citation = self.protocol.source(path)
-            except KeyError:
-                citation = f"protocol {self.protocol.version} records no source for {path}"
-            if citation not in found:
-                found.append(citation)
-        return "; ".join(found)
+        """The protocol's citations of these parameters (``Protocol.cite``)."""
+        return self.protocol.cite(*paths)
 
     @classmethod
     def build(

@@ -102,16 +102,8 @@ class OutcomeContext:
         )
 
     def cite(self, *paths: str) -> str:
-        """The protocol's citations of these parameters, distinct ones joined (as planning)."""
-        found: list[str] = []
-        for path in paths:
-            try:
-                citation = self.protocol.source(path)
-            except KeyError:
-                citation = f"protocol {self.protocol.version} records no source for {path}"
-            if citation not in found:
-                found.append(citation)
-        return "; ".join(found)
+        """The protocol's citations of these parameters (``Protocol.cite``)."""
+        return self.protocol.cite(*paths)
 
 
 def _lab_values(values: Any, today: date) -> dict[str, float]:
