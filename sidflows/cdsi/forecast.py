@@ -53,12 +53,19 @@ def _applies(ctx: Context, begin: Duration | None, end: Duration | None) -> bool
 
 
 def is_contraindicated(ctx: Context, antigen: Antigen, target: SeriesDose | None) -> bool:
-    """Table 7-7: an antigen contraindication applies, or every preferable vaccine of the
-    target dose has a vaccine contraindication that applies (Tables 7-5 and 7-6)."""
+    """Table 7-7: an antigen contraindication applies, or every vaccine the target dose
+    accepts (preferable and allowable) has a vaccine contraindication that applies
+    (Tables 7-5 and 7-6): a contraindicated vaccine is otherwise only left out of the
+    recommended vaccines (FORECASTRECVAC-1)."""
     for ci in antigen.antigen_contraindications:
         if ci.observation_code in ctx.observations and _applies(ctx, ci.begin_age, ci.end_age):
             return True
-    if target is None or not target.preferable_vaccines:
+    if target is None:
+        return False
+    usable = {v.cvx for v in target.preferable_vaccines} | {
+        v.cvx for v in target.allowable_vaccines
+    }
+    if not usable:
         return False
     blocked: set[str] = set()
     for vci in antigen.vaccine_contraindications:
@@ -69,7 +76,7 @@ def is_contraindicated(ctx: Context, antigen: Antigen, target: SeriesDose | None
                 blocked.add(cvx)
     if not blocked:
         return False
-    return all(v.cvx in blocked for v in target.preferable_vaccines)
+    return usable <= blocked
 
 
 @dataclass(frozen=True, slots=True)

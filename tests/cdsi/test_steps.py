@@ -270,6 +270,24 @@ def test_antigen_contraindication() -> None:
     assert result.vaccine_groups["DTaP/Tdap/Td"].status == "Contraindicated"
 
 
+def test_vaccine_contraindication_leaves_other_vaccines() -> None:
+    """Section 7.3, Tables 7-6 and 7-7: a vaccine contraindication (079, encephalopathy
+    after a pertussis vaccine) contraindicates the series only when every vaccine its
+    target dose accepts is contraindicated; otherwise the contraindicated vaccines are
+    only left out of the recommended ones (FORECASTRECVAC-1)."""
+    result = assess(
+        Patient(D(2011, 2, 2), "F"),
+        [AdministeredDose("1", "110", D(2011, 4, 2))],
+        D(2011, 4, 2),
+        [PatientObservation("079")],
+        vaccine_groups=["DTaP/Tdap/Td"],
+    )
+    group = result.vaccine_groups["DTaP/Tdap/Td"]
+    assert group.status == "Not Complete"
+    assert (group.earliest, group.recommended) == (D(2011, 4, 30), D(2011, 6, 2))
+    assert "110" not in group.vaccines
+
+
 def test_scoring_rows() -> None:
     """Section 8.5, Table 8-9: a condition true for one series scores +n, true for two or
     more scores the tie value (0), untrue scores -n; 'n/a' ties keep +n."""
