@@ -197,22 +197,64 @@ def drug_for_atc(atc_code: str, codes: Codes | None = None) -> Match | None:
     return Match(row.drug, row.source, row.drug)
 
 
+class _TextAnswers:
+    """The answers of one pure text lookup over one code table, kept for the texts seen
+    (bounded): a referral's labels and drug names repeat, the table does not change."""
+
+    __slots__ = ("_answers", "_codes")
+    _LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._codes: Codes | None = None
+        self._answers: dict[str, Match | None] = {}
+
+    def get(self, codes: Codes, text: str) -> tuple[bool, Match | None]:
+        if self._codes is not codes:
+            return False, None
+        answers = self._answers
+        if text in answers:
+            return True, answers[text]
+        return False, None
+
+    def put(self, codes: Codes, text: str, answer: Match | None) -> None:
+        if self._codes is not codes or len(self._answers) >= self._LIMIT:
+            self._codes = codes
+            self._answers = {}
+        self._answers[text] = answer
+
+
+_GROUP_FOR_LABEL = _TextAnswers()
+_CLASS_FOR_DRUG_NAME = _TextAnswers()
+
+
 def group_for_label(label: str, codes: Codes | None = None) -> Match | None:
     """The first group whose curated label variants the label mentions."""
     codes = codes or load_codes()
+    known, answer = _GROUP_FOR_LABEL.get(codes, label)
+    if known:
+        return answer
+    answer = None
     for name, group in codes.groups.items():
         if words_match(label, group.labels):
-            return Match(name, group.source)
-    return None
+            answer = Match(name, group.source)
+            break
+    _GROUP_FOR_LABEL.put(codes, label, answer)
+    return answer
 
 
 def class_for_drug_name(name: str, codes: Codes | None = None) -> Match | None:
     """The first class whose curated names the drug name mentions (None: unknown to the unit)."""
     codes = codes or load_codes()
+    known, answer = _CLASS_FOR_DRUG_NAME.get(codes, name)
+    if known:
+        return answer
+    answer = None
     for cls, names in codes.drug_names.items():
         if words_match(name, names):
-            return Match(cls, codes.drug_names_sources.source)
-    return None
+            answer = Match(cls, codes.drug_names_sources.source)
+            break
+    _CLASS_FOR_DRUG_NAME.put(codes, name, answer)
+    return answer
 
 
 @cache

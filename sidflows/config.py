@@ -28,8 +28,13 @@ class Parser(Protocol[T_co]):
     def __hash__(self) -> int: ...  # the cache is keyed on it
 
 
+@cache
 def _config_dir() -> Path:
-    """config/ beside the source tree, or the copy a wheel install carries."""
+    """config/ beside the source tree, or the copy a wheel install carries.
+
+    Found once per process (loaders are called on every decision; the install does not
+    move while it runs); not found is not cached, so the error repeats.
+    """
     here = Path(__file__).resolve().parent
     for candidate in (here / "_config", here.parent / "config"):
         if candidate.is_dir():

@@ -9,7 +9,7 @@ years and months are applied before weeks and days.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 
@@ -30,6 +30,11 @@ class Duration:
     months: int = 0
     days: int = 0
     text: str = ""
+    delta: timedelta = field(init=False, repr=False, compare=False)
+    """``days`` as a timedelta (made once, not per date calculation)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "delta", timedelta(days=self.days))
 
     def __str__(self) -> str:
         return self.text
@@ -81,9 +86,9 @@ def add_months(start: date, months: int) -> date:
 
 def add_duration(start: date, duration: Duration) -> date:
     """CALCDT-6: years and months first, then weeks and days."""
-    shifted = add_months(start, duration.months)
+    shifted = add_months(start, duration.months) if duration.months else start
     if duration.days:
-        shifted = shifted + timedelta(days=duration.days)
+        shifted = shifted + duration.delta
     return shifted
 
 

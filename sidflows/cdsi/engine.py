@@ -13,10 +13,10 @@ from datetime import date
 
 from sidflows.cdsi.data import load, norm_cvx
 from sidflows.cdsi.evaluate import evaluate_series
-from sidflows.cdsi.forecast import forecast_series
+from sidflows.cdsi.forecast import contraindicable, forecast_series
 from sidflows.cdsi.model import Antigen, Series, SupportingData, VaccineGroup
 from sidflows.cdsi.select import Candidate, best_series
-from sidflows.cdsi.state import Context, Record, age_date
+from sidflows.cdsi.state import Context, Record, SeriesRun, age_date
 from sidflows.cdsi.types import (
     AdministeredDose,
     AntigenEvaluation,
@@ -30,7 +30,7 @@ from sidflows.cdsi.types import (
     VaccineGroupForecast,
 )
 
-__all__ = ["assess", "organize_history", "relevant_series"]
+__all__ = ["Assessor", "assess", "organize_history", "relevant_series"]
 
 _GENDER = {"F": "Female", "M": "Male", "U": "Unknown"}
 
@@ -66,7 +66,7 @@ def organize_history(
 def relevant_series(ctx: Context, antigen: Antigen) -> list[Series]:
     """Section 5.1 (Tables 5-4 and 5-5): gender, series type and indications."""
     gender = _GENDER.get(ctx.patient.gender, "Unknown")
-    birth = ctx.patient.birth_date
+    observations = ctx.observations
     out: list[Series] = []
     upcoming: list[Series] = []
     for series in antigen.series:
@@ -75,12 +75,14 @@ def relevant_series(ctx: Context, antigen: Antigen) -> list[Series]:
         if series.series_type in ("Standard", "Evaluation Only"):
             out.append(series)
             continue
+        if series.indication_codes.isdisjoint(observations):
+            continue  # no indication observed: neither relevant nor upcoming
         soon = False
         for ind in series.indications:
-            if ind.observation_code not in ctx.observations:
+            if ind.observation_code not in observations:
                 continue
-            begin = age_date(birth, ind.begin_age, low=True)
-            end = age_date(birth, ind.end_age, low=False)
+            begin = ctx.age_bound(ind.begin_age, low=True)
+            end = ctx.age_bound(ind.end_age, low=False)
             if begin <= ctx.assessment_date < end:
                 out.append(series)
                 break
@@ -98,9 +100,55 @@ def _antigen_candidates(
     ctx: Context, antigen: Antigen, series_list: Sequence[Series], records: Sequence[Record]
 ) -> list[Candidate]:
     """Section 4.4 for every relevant series; 'Completed Series' skip conditions (Table
-    6-7) are answered by evaluating the named series group first."""
-    done: dict[str, Candidate] = {}
+    6-7) are answered by evaluating the named series group first.
+
+    When the order the series run in cannot matter (``Antigen.order_free``: no series of
+    a named series group names one itself), each series is evaluated and forecast only
+    when the selection (chapter 8) first reads it; otherwise all run now, in order.
+    """
+    may_ci = dict(
+        zip((s.name for s in series_list), contraindicable(ctx, antigen, series_list), strict=True)
+    )
     busy: set[str] = set()
+    if antigen.order_free:
+        lazy: dict[str, Candidate] = {}
+
+        def lazy_group_complete(group: str) -> bool:
+            for other in series_list:
+                if other.series_group != group or other.name in busy:
+                    continue
+                if lazy[other.name].forecast.status == "Complete":
+                    return True
+            return False
+
+        def candidate(series: Series) -> Candidate:
+            def evaluate() -> SeriesRun:
+                busy.add(series.name)
+                try:
+                    return evaluate_series(ctx, series, records, lazy_group_complete)
+                finally:
+                    busy.discard(series.name)
+
+            def predict(run: SeriesRun) -> tuple[SeriesForecast, int]:
+                busy.add(series.name)
+                try:
+                    return forecast_series(ctx, antigen, run, lazy_group_complete)
+                finally:
+                    busy.discard(series.name)
+
+            # No records: the evaluation is immediate and asks no series group.
+            run = (
+                evaluate_series(ctx, series, records, lazy_group_complete) if not records else None
+            )
+            return Candidate.lazy(
+                series, evaluate, predict, may_be_contraindicated=may_ci[series.name], run=run
+            )
+
+        for series in series_list:
+            lazy[series.name] = candidate(series)
+        return [lazy[series.name] for series in series_list]
+
+    done: dict[str, Candidate] = {}
 
     def run(series: Series) -> Candidate:
         if series.name in done:
@@ -109,7 +157,7 @@ def _antigen_candidates(
         ev = evaluate_series(ctx, series, records, group_complete)
         fc, target = forecast_series(ctx, antigen, ev, group_complete)
         busy.discard(series.name)
-        cand = Candidate(ev, fc, target)
+        cand = Candidate(ev, fc, target, may_be_contraindicated=may_ci[series.name])
         done[series.name] = cand
         return cand
 
@@ -249,11 +297,13 @@ def _group_forecast(
     if len(group.antigens) > 1:
         # MULTIANTVG-1 with FORECASTPRIORITY-1.
         if any(f.priority for f in due):
-            group_cvx = {
-                cvx
-                for cvx, assocs in data.cvx_map.items()
-                if any(x.antigen in group.antigens for x in assocs)
-            }
+            group_cvx = data.group_cvx.get(group.name)
+            if group_cvx is None or data.vaccine_groups.get(group.name) is not group:
+                group_cvx = frozenset(
+                    cvx
+                    for cvx, assocs in data.cvx_map.items()
+                    if any(x.antigen in group.antigens for x in assocs)
+                )
             latest_given = max(
                 (r.when for r in history if r.cvx in group_cvx), default=min(earliest_dates)
             )
@@ -286,6 +336,67 @@ def _group_forecast(
     )
 
 
+class Assessor:
+    """One patient on one assessment date, assessed a vaccine group at a time.
+
+    The history is organised once (section 4.2); each antigen is evaluated and
+    forecast the first time a vaccine group needs it, then kept. ``group(name)`` is
+    exactly ``assess(..., vaccine_groups=[name]).vaccine_groups.get(name)``: the
+    antigens of a vaccine group do not depend on which other groups are assessed.
+    """
+
+    __slots__ = ("_antigens", "by_antigen", "ctx", "data")
+
+    def __init__(
+        self,
+        patient: Patient,
+        doses: Sequence[AdministeredDose],
+        assessment_date: date,
+        observations: Iterable[PatientObservation] = (),
+        *,
+        data: SupportingData | None = None,
+    ) -> None:
+        data = data or load()
+        obs: dict[str, date | None] = {}
+        for o in observations:
+            code = o.code.strip()
+            if code.isdigit():
+                code = code.zfill(3)
+            obs[code] = o.observed_on or obs.get(code)
+        history, by_antigen = organize_history(data, patient, doses)
+        self.data = data
+        self.ctx = Context(patient, assessment_date, obs, history, data)
+        self.by_antigen = by_antigen
+        self._antigens: dict[str, AntigenEvaluation | None] = {}
+
+    def antigen(self, name: str) -> AntigenEvaluation | None:
+        """Chapters 5 to 8 for one antigen (None: unknown, or no relevant series)."""
+        if name in self._antigens:
+            return self._antigens[name]
+        result: AntigenEvaluation | None = None
+        antigen = self.data.antigens.get(name)
+        if antigen is not None:
+            ctx = self.ctx
+            series_list = relevant_series(ctx, antigen)
+            if series_list:
+                records = self.by_antigen.get(name, [])
+                candidates = _antigen_candidates(ctx, antigen, series_list, records)
+                best = best_series(ctx, candidates)
+                result = AntigenEvaluation(
+                    antigen=name,
+                    best_series=tuple(c.forecast for c in best),
+                    doses=_dose_results(name, best),
+                )
+        self._antigens[name] = result
+        return result
+
+    def group(self, name: str) -> VaccineGroupForecast | None:
+        """Chapter 9 for one vaccine group (None: none of its antigens has a forecast)."""
+        group = self.data.vaccine_groups[name]
+        antigens = {a: ev for a in group.antigens if (ev := self.antigen(a)) is not None}
+        return _group_forecast(group, antigens, self.ctx.history, self.data)
+
+
 def assess(
     patient: Patient,
     doses: Sequence[AdministeredDose],
@@ -296,15 +407,8 @@ def assess(
     data: SupportingData | None = None,
 ) -> Assessment:
     """Evaluate every dose and forecast every vaccine group (or only ``vaccine_groups``)."""
-    data = data or load()
-    obs: dict[str, date | None] = {}
-    for o in observations:
-        code = o.code.strip()
-        if code.isdigit():
-            code = code.zfill(3)
-        obs[code] = o.observed_on or obs.get(code)
-    history, by_antigen = organize_history(data, patient, doses)
-    ctx = Context(patient, assessment_date, obs, history, data)
+    assessor = Assessor(patient, doses, assessment_date, observations, data=data)
+    data = assessor.data
     if vaccine_groups is None:
         groups = list(data.vaccine_groups.values())
     else:
@@ -312,22 +416,14 @@ def assess(
     antigens: dict[str, AntigenEvaluation] = {}
     for group in groups:
         for name in group.antigens:
-            if name in antigens or name not in data.antigens:
+            if name in antigens:
                 continue
-            antigen = data.antigens[name]
-            series_list = relevant_series(ctx, antigen)
-            if not series_list:
-                continue
-            candidates = _antigen_candidates(ctx, antigen, series_list, by_antigen.get(name, []))
-            best = best_series(ctx, candidates)
-            antigens[name] = AntigenEvaluation(
-                antigen=name,
-                best_series=tuple(c.forecast for c in best),
-                doses=_dose_results(name, best),
-            )
+            evaluation = assessor.antigen(name)
+            if evaluation is not None:
+                antigens[name] = evaluation
     forecasts: dict[str, VaccineGroupForecast] = {}
     for group in groups:
-        result = _group_forecast(group, antigens, history, data)
+        result = _group_forecast(group, antigens, assessor.ctx.history, data)
         if result is not None:
             forecasts[group.name] = result
     return Assessment(assessment_date, antigens, forecasts)

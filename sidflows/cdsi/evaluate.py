@@ -9,11 +9,12 @@ together; chapter 6 evaluates one record against one target dose:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
+from types import MappingProxyType
 
 from sidflows.cdsi.dates import MIN_DATE, Duration, add_duration
-from sidflows.cdsi.model import Interval, Series, SeriesDose, VaccineRule, in_effect
+from sidflows.cdsi.model import Interval, Series, SeriesDose, VaccineRule
 from sidflows.cdsi.skip import can_skip
 from sidflows.cdsi.state import Context, DoseEval, GroupComplete, Record, SeriesRun, age_date
 
@@ -93,7 +94,7 @@ def interval_reference(
     ctx: Context,
     interval: Interval,
     previous: Record | None,
-    satisfied_by: dict[int, Record],
+    satisfied_by: Mapping[int, Record],
     before: date,
     before_position: int,
 ) -> date | None:
@@ -120,11 +121,10 @@ def interval_reference(
 def _vaccine_matches(rule: VaccineRule, ctx: Context, record: Record) -> bool:
     if rule.cvx != record.cvx:
         return False
-    birth = ctx.patient.birth_date
     return (
-        age_date(birth, rule.begin_age, low=True)
+        ctx.age_bound(rule.begin_age, low=True)
         <= record.when
-        < age_date(birth, rule.end_age, low=False)
+        < ctx.age_bound(rule.end_age, low=False)
     )
 
 
@@ -182,9 +182,14 @@ def _evaluate_against(
     age = target.age_on(record.when)
     age_result = "valid"
     if age is not None:
-        age_result = evaluate_age(
-            ctx.patient.birth_date, record.when, age.abs_min_age, age.min_age, age.max_age
-        )
+        # Table 6-15 (evaluate_age) on the patient's age dates.
+        when = record.when
+        if when < ctx.age_bound(age.abs_min_age, low=True):
+            age_result = "too young"
+        elif when >= ctx.age_bound(age.max_age, low=False):
+            age_result = "too old"
+        elif when < ctx.age_bound(age.min_age, low=True):
+            age_result = "grace"
     if age_result == "too young":
         reasons.append(R_TOO_YOUNG)
     elif age_result == "too old":
@@ -192,12 +197,7 @@ def _evaluate_against(
     elif age_result == "grace":
         reasons.append(R_AGE_GRACE)
     interval_ok = True
-    intervals = [
-        iv
-        for iv in target.intervals
-        if in_effect(iv.effective_date, iv.cessation_date, record.when)
-    ]
-    for iv in intervals:
+    for iv in target.intervals_on(record.when):
         ref = interval_reference(ctx, iv, previous, satisfied_by, record.when, record.position)
         if ref is None:
             continue
@@ -207,11 +207,7 @@ def _evaluate_against(
         elif result == "grace":
             reasons.append(R_INTERVAL_GRACE)
     if not interval_ok:
-        allowable = [
-            iv
-            for iv in target.allowable_intervals
-            if in_effect(iv.effective_date, iv.cessation_date, record.when)
-        ]
+        allowable = target.allowable_intervals_on(record.when)
         allowed = bool(allowable)
         for aiv in allowable:
             as_interval = Interval(
@@ -247,6 +243,31 @@ def _evaluate_against(
     return DoseEval("Valid", tuple(reasons), target_index)
 
 
+_UNEVALUATED: dict[int, SeriesRun] = {}
+
+
+def _unevaluated(series: Series) -> SeriesRun:
+    """A series with no records: nothing to evaluate, every target dose still to satisfy.
+    The same (frozen) run for every patient, made once per series (it holds the series,
+    so the identity it is kept under is not reused)."""
+    run = _UNEVALUATED.get(id(series))
+    if run is None or run.series is not series:
+        doses = series.doses
+        run = SeriesRun(
+            series=series,
+            records=(),
+            evals=(),
+            targets=doses,
+            target_status=("Not Satisfied",) * len(doses),
+            satisfied_by=MappingProxyType({}),
+            next_target=0,
+        )
+        if len(_UNEVALUATED) >= 4096:
+            _UNEVALUATED.clear()
+        _UNEVALUATED[id(series)] = run
+    return run
+
+
 def evaluate_series(
     ctx: Context,
     series: Series,
@@ -254,6 +275,8 @@ def evaluate_series(
     group_complete: GroupComplete,
 ) -> SeriesRun:
     """Figure 4-6: evaluate every antigen administered record against the target doses."""
+    if not records:
+        return _unevaluated(series)
     targets = list(series.doses)
     status = ["Not Satisfied"] * len(targets)
     satisfied_by: dict[int, Record] = {}
@@ -265,13 +288,14 @@ def evaluate_series(
             evals[k] = DoseEval("Sub standard", (R_SUBSTANDARD,), None)
             statuses[record.position] = "Sub standard"
             continue
-        prior = [(records[j], evals[j]) for j in range(k)]
-        previous_any = records[k - 1] if k > 0 else None
-        while t < len(targets) and can_skip(
-            ctx, targets[t], "Evaluation", record.when, previous_any, prior, group_complete
-        ):
-            status[t] = "Skipped"
-            t += 1
+        if t < len(targets) and targets[t].evaluation_skips:
+            prior = [(records[j], evals[j]) for j in range(k)]
+            previous_any = records[k - 1] if k > 0 else None
+            while t < len(targets) and can_skip(
+                ctx, targets[t], "Evaluation", record.when, previous_any, prior, group_complete
+            ):
+                status[t] = "Skipped"
+                t += 1
         if t >= len(targets):
             evals[k] = DoseEval("Extraneous", (R_ALREADY_COMPLETE,), None)
             statuses[record.position] = "Extraneous"

@@ -7,18 +7,20 @@ recommendation (conditional skip at the earliest date).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sidflows.cdsi.dates import Duration, add_duration
 from sidflows.cdsi.evaluate import interval_reference
-from sidflows.cdsi.model import Antigen, SeriesDose, in_effect
+from sidflows.cdsi.model import Antigen, Series, SeriesDose
 from sidflows.cdsi.skip import can_skip
-from sidflows.cdsi.state import Context, GroupComplete, Record, SeriesRun, age_date
+from sidflows.cdsi.state import Context, DoseEval, GroupComplete, Record, SeriesRun
 from sidflows.cdsi.types import SeriesForecast, SeriesStatus
 
 __all__ = [
     "ForecastDates",
+    "contraindicable",
     "forecast_dates",
     "forecast_series",
     "has_immunity",
@@ -33,22 +35,21 @@ def has_immunity(ctx: Context, antigen: Antigen) -> bool:
     """Table 7-3: an immunity guideline observed, or born before the immunity birth date
     without an exclusion condition (and, if given, in the immunity birth country)."""
     immunity = antigen.immunity
-    if any(code in ctx.observations for code in immunity.guideline_codes):
+    if not immunity.guideline_codes.isdisjoint(ctx.observations):
         return True
     if immunity.immunity_birth_date is None:
         return False
     if ctx.patient.birth_date >= immunity.immunity_birth_date:
         return False
-    if any(code in ctx.observations for code in immunity.exclusion_codes):
+    if not immunity.exclusion_codes.isdisjoint(ctx.observations):
         return False
     return immunity.birth_country is None
 
 
 def _applies(ctx: Context, begin: Duration | None, end: Duration | None) -> bool:
     """CALCDTCI-1/-2: begin age date <= assessment date < end age date."""
-    birth = ctx.patient.birth_date
-    low = age_date(birth, begin, low=True)
-    high = age_date(birth, end, low=False)
+    low = ctx.age_bound(begin, low=True)
+    high = ctx.age_bound(end, low=False)
     return low <= ctx.assessment_date < high
 
 
@@ -57,14 +58,14 @@ def is_contraindicated(ctx: Context, antigen: Antigen, target: SeriesDose | None
     accepts (preferable and allowable) has a vaccine contraindication that applies
     (Tables 7-5 and 7-6): a contraindicated vaccine is otherwise only left out of the
     recommended vaccines (FORECASTRECVAC-1)."""
+    if antigen.contraindication_codes.isdisjoint(ctx.observations):
+        return False  # none of its contraindications is observed
     for ci in antigen.antigen_contraindications:
         if ci.observation_code in ctx.observations and _applies(ctx, ci.begin_age, ci.end_age):
             return True
     if target is None:
         return False
-    usable = {v.cvx for v in target.preferable_vaccines} | {
-        v.cvx for v in target.allowable_vaccines
-    }
+    usable = target.usable_cvx
     if not usable:
         return False
     blocked: set[str] = set()
@@ -77,6 +78,30 @@ def is_contraindicated(ctx: Context, antigen: Antigen, target: SeriesDose | None
     if not blocked:
         return False
     return usable <= blocked
+
+
+def contraindicable(ctx: Context, antigen: Antigen, series: Sequence[Series]) -> list[bool]:
+    """Per series: can its forecast be 'Contraindicated' (chapter 7's order: not if the
+    patient is immune; always if an antigen contraindication applies; else only if one of
+    its target doses has every vaccine it accepts contraindicated, as in
+    :func:`is_contraindicated`)? False is certain; True means "forecast to know"."""
+    if antigen.contraindication_codes.isdisjoint(ctx.observations):
+        return [False] * len(series)
+    if has_immunity(ctx, antigen):
+        return [False] * len(series)
+    for ci in antigen.antigen_contraindications:
+        if ci.observation_code in ctx.observations and _applies(ctx, ci.begin_age, ci.end_age):
+            return [True] * len(series)
+    blocked: set[str] = set()
+    for vci in antigen.vaccine_contraindications:
+        if vci.observation_code not in ctx.observations:
+            continue
+        for cvx, begin, end in vci.ages:
+            if _applies(ctx, begin, end):
+                blocked.add(cvx)
+    if not blocked:
+        return [False] * len(series)
+    return [any(d.usable_cvx and d.usable_cvx <= blocked for d in s.doses) for s in series]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,24 +123,23 @@ def forecast_dates(ctx: Context, run: SeriesRun, target: SeriesDose) -> Forecast
     earliest_rec_age = latest_rec_age = max_age_date = None
     if age is not None:
         if age.min_age is not None:
-            candidates.append(add_duration(birth, age.min_age))
+            candidates.append(ctx.at_age(age.min_age))
         if age.earliest_rec_age is not None:
-            earliest_rec_age = add_duration(birth, age.earliest_rec_age)
+            earliest_rec_age = ctx.at_age(age.earliest_rec_age)
         if age.latest_rec_age is not None:
-            latest_rec_age = add_duration(birth, age.latest_rec_age)
+            latest_rec_age = ctx.at_age(age.latest_rec_age)
         if age.max_age is not None:
-            max_age_date = add_duration(birth, age.max_age)
+            max_age_date = ctx.at_age(age.max_age)
     # CALCDTINT-1: previous dose = most recent 'Valid'/'Not Valid', not inadvertent.
     previous: Record | None = None
-    for record, ev in zip(run.records, run.evals, strict=True):
+    pairs = list(zip(run.records, run.evals, strict=True))
+    for record, ev in pairs:
         if ev.status in ("Valid", "Not Valid") and not ev.inadvertent:
             previous = record
-    satisfied = dict(run.satisfied_by)
+    satisfied = run.satisfied_by
     earliest_rec_int: list[date] = []
     latest_rec_int: list[date] = []
-    intervals = [
-        iv for iv in target.intervals if in_effect(iv.effective_date, iv.cessation_date, on)
-    ]
+    intervals = target.intervals_on(on)
     for iv in intervals:
         ref = interval_reference(ctx, iv, previous, satisfied, date.max, 1 << 30)
         if ref is None:
@@ -126,16 +150,17 @@ def forecast_dates(ctx: Context, run: SeriesRun, target: SeriesDose) -> Forecast
             earliest_rec_int.append(add_duration(ref, iv.earliest_rec_int))
         if iv.latest_rec_int is not None:
             latest_rec_int.append(add_duration(ref, iv.latest_rec_int))
-    # CALCDTCONFLICT-3: forecast conflict end dates.
-    preferable = {v.cvx for v in target.preferable_vaccines}
-    for cvx in preferable:
-        for conflict in ctx.data.live_virus_conflicts.get(cvx, ()):
+    # CALCDTCONFLICT-3: forecast conflict end dates (each previous dose of a vaccine
+    # that conflicts with a preferable vaccine of the target dose).
+    if ctx.history:
+        conflicts = ctx.data.forecast_conflicts(target)
+        if conflicts:
             for record in ctx.history:
-                if record.cvx == conflict.previous_cvx:
-                    candidates.append(add_duration(record.when, conflict.end_interval))
+                for end_interval in conflicts.get(record.cvx, ()):
+                    candidates.append(add_duration(record.when, end_interval))
     if target.seasonal_start is not None:
         candidates.append(target.seasonal_start)
-    for record, ev in zip(run.records, run.evals, strict=True):
+    for record, ev in pairs:
         if ev.target is not None or ev.inadvertent:
             candidates.append(record.when)
     earliest = max(candidates) if candidates else birth
@@ -160,18 +185,18 @@ def recommended_vaccines(
 ) -> tuple[str, ...]:
     """FORECASTRECVAC-1: preferable vaccines flagged as forecast vaccine types, not
     contraindicated, whose age window holds the earliest or the recommended date."""
-    birth = ctx.patient.birth_date
     blocked: set[str] = set()
-    for vci in antigen.vaccine_contraindications:
-        if vci.observation_code in ctx.observations:
-            blocked.update(cvx for cvx, begin, end in vci.ages if _applies(ctx, begin, end))
+    if not antigen.contraindication_codes.isdisjoint(ctx.observations):
+        for vci in antigen.vaccine_contraindications:
+            if vci.observation_code in ctx.observations:
+                blocked.update(cvx for cvx, begin, end in vci.ages if _applies(ctx, begin, end))
     recommended = max(dates.earliest, dates.unadjusted_recommended)
     out: list[str] = []
-    for v in target.preferable_vaccines:
-        if not v.forecast_vaccine_type or v.cvx in blocked or v.cvx in out:
+    for v in target.forecast_vaccines:
+        if v.cvx in blocked or v.cvx in out:
             continue
-        low = age_date(birth, v.begin_age, low=True)
-        high = age_date(birth, v.end_age, low=False)
+        low = ctx.age_bound(v.begin_age, low=True)
+        high = ctx.age_bound(v.end_age, low=False)
         if low <= dates.earliest < high or low <= recommended < high:
             out.append(v.cvx)
     return tuple(out)
@@ -236,20 +261,27 @@ def forecast_series(
 def _forecast_series(
     ctx: Context, antigen: Antigen, run: SeriesRun, group_complete: GroupComplete
 ) -> tuple[SeriesForecast, int]:
-    prior = list(zip(run.records, run.evals, strict=True))
+    prior: list[tuple[Record, DoseEval | None]] | None = None
     last = run.records[-1] if run.records else None
     t = run.next_target
     targets = run.targets
     dates: ForecastDates | None = None
     while t < len(targets):
         target = targets[t]
+        skips = bool(target.forecast_skips)
+        if skips and prior is None:
+            prior = list(zip(run.records, run.evals, strict=True))
         # 7.1: skip at the assessment date.
-        if can_skip(ctx, target, "Forecast", ctx.assessment_date, last, prior, group_complete):
+        if skips and can_skip(
+            ctx, target, "Forecast", ctx.assessment_date, last, prior or [], group_complete
+        ):
             t += 1
             continue
         dates = forecast_dates(ctx, run, target)
         # 7.6: the recommendation must still hold at the earliest date.
-        if can_skip(ctx, target, "Forecast", dates.earliest, last, prior, group_complete):
+        if skips and can_skip(
+            ctx, target, "Forecast", dates.earliest, last, prior or [], group_complete
+        ):
             t += 1
             dates = None
             continue

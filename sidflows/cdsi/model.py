@@ -132,6 +132,12 @@ class ConditionalSkip:
     """'Evaluation', 'Forecast' or 'Both'."""
     set_logic: str
     sets: tuple[SkipSet, ...]
+    undated: bool = field(init=False, repr=False, compare=False)
+    """No set has an effective or cessation date (every set is in effect on any day)."""
+
+    def __post_init__(self) -> None:
+        undated = all(s.effective_date is None and s.cessation_date is None for s in self.sets)
+        object.__setattr__(self, "undated", undated)
 
     def applies_to(self, context: str) -> bool:
         return self.context in {"Both", context}
@@ -150,13 +156,80 @@ class SeriesDose:
     recurring: bool
     seasonal_start: date | None
     seasonal_end: date | None
+    # Derived once from the fields above (not compared, not shown): what the evaluation
+    # and the forecast would otherwise recompute for every patient.
+    usable_cvx: frozenset[str] = field(init=False, repr=False, compare=False)
+    """CVX codes of the preferable and allowable vaccines."""
+    preferable_cvx: frozenset[str] = field(init=False, repr=False, compare=False)
+    evaluation_skips: tuple[ConditionalSkip, ...] = field(init=False, repr=False, compare=False)
+    """The conditional skips whose context is Evaluation or Both."""
+    forecast_skips: tuple[ConditionalSkip, ...] = field(init=False, repr=False, compare=False)
+    """The conditional skips whose context is Forecast or Both."""
+    undated_intervals: bool = field(init=False, repr=False, compare=False)
+    """No preferable interval has an effective or cessation date."""
+    undated_allowable_intervals: bool = field(init=False, repr=False, compare=False)
+    only_age: AgeRule | None = field(init=False, repr=False, compare=False)
+    """The single age rule when it is in effect on every day (else None)."""
+    forecast_vaccines: tuple[VaccineRule, ...] = field(init=False, repr=False, compare=False)
+    """The preferable vaccines flagged as forecast vaccine types, in order."""
+
+    def __post_init__(self) -> None:
+        preferable = frozenset(v.cvx for v in self.preferable_vaccines)
+        allowable = frozenset(v.cvx for v in self.allowable_vaccines)
+        only = None
+        if len(self.ages) == 1:
+            rule = self.ages[0]
+            if rule.effective_date is None and rule.cessation_date is None:
+                only = rule
+        derived = {
+            "usable_cvx": preferable | allowable,
+            "preferable_cvx": preferable,
+            "evaluation_skips": tuple(
+                s for s in self.conditional_skips if s.applies_to("Evaluation")
+            ),
+            "forecast_skips": tuple(s for s in self.conditional_skips if s.applies_to("Forecast")),
+            "undated_intervals": all(
+                iv.effective_date is None and iv.cessation_date is None for iv in self.intervals
+            ),
+            "undated_allowable_intervals": all(
+                iv.effective_date is None and iv.cessation_date is None
+                for iv in self.allowable_intervals
+            ),
+            "only_age": only,
+            "forecast_vaccines": tuple(
+                v for v in self.preferable_vaccines if v.forecast_vaccine_type
+            ),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     def age_on(self, on: date) -> AgeRule | None:
         """The age rule in effect on a date (section 3.3), or None if none is."""
+        only = self.only_age
+        if only is not None:
+            return only
         for rule in self.ages:
             if in_effect(rule.effective_date, rule.cessation_date, on):
                 return rule
         return None
+
+    def intervals_on(self, on: date) -> tuple[Interval, ...]:
+        """The preferable intervals in effect on a date (section 3.3)."""
+        if self.undated_intervals:
+            return self.intervals
+        return tuple(
+            iv for iv in self.intervals if in_effect(iv.effective_date, iv.cessation_date, on)
+        )
+
+    def allowable_intervals_on(self, on: date) -> tuple[AllowableInterval, ...]:
+        """The allowable intervals in effect on a date (section 3.3)."""
+        if self.undated_allowable_intervals:
+            return self.allowable_intervals
+        return tuple(
+            iv
+            for iv in self.allowable_intervals
+            if in_effect(iv.effective_date, iv.cessation_date, on)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +261,12 @@ class Series:
     indications: tuple[Indication, ...]
     doses: tuple[SeriesDose, ...]
     admin_guidance: tuple[str, ...] = ()
+    indication_codes: frozenset[str] = field(init=False, repr=False, compare=False)
+    """The observation codes of the indications (derived, not compared)."""
+
+    def __post_init__(self) -> None:
+        codes = frozenset(i.observation_code for i in self.indications)
+        object.__setattr__(self, "indication_codes", codes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +301,30 @@ class Antigen:
     antigen_contraindications: tuple[AntigenContraindication, ...]
     vaccine_contraindications: tuple[VaccineContraindication, ...]
     series: tuple[Series, ...]
+    contraindication_codes: frozenset[str] = field(init=False, repr=False, compare=False)
+    """Observation codes of every antigen and vaccine contraindication: a patient with
+    none of them has no contraindication of this antigen."""
+    order_free: bool = field(init=False, repr=False, compare=False)
+    """No series of a series group that a 'completed series' skip condition names has
+    such a condition itself: every series evaluates and forecasts the same whatever the
+    order the series are run in (the engine may then run only the series it needs)."""
+
+    def __post_init__(self) -> None:
+        codes = frozenset(c.observation_code for c in self.antigen_contraindications) | {
+            c.observation_code for c in self.vaccine_contraindications
+        }
+        named: set[str] = set()
+        naming: set[str] = set()
+        for series in self.series:
+            for dose in series.doses:
+                for skip in dose.conditional_skips:
+                    for skip_set in skip.sets:
+                        for condition in skip_set.conditions:
+                            if condition.condition_type == "completed series":
+                                named.update(condition.series_groups)
+                                naming.add(series.series_group)
+        object.__setattr__(self, "contraindication_codes", codes)
+        object.__setattr__(self, "order_free", not (named & naming))
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,3 +368,34 @@ class SupportingData:
     cvx_descriptions: dict[str, str]
     observations: dict[str, Observation]
     antigen_to_group: dict[str, str] = field(default_factory=dict)
+    group_cvx: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
+    """Per vaccine group: the CVX codes associated with any of its antigens."""
+    _conflicts_by_target: dict[int, tuple[SeriesDose, dict[str, tuple[Duration, ...]]]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def forecast_conflicts(self, target: SeriesDose) -> dict[str, tuple[Duration, ...]]:
+        """CALCDTCONFLICT-3's table for a target dose: previous CVX -> the conflict end
+        intervals of the live virus conflicts that impact its preferable vaccines
+        (made once per target dose; the target is kept with it)."""
+        hit = self._conflicts_by_target.get(id(target))
+        if hit is not None and hit[0] is target:
+            return hit[1]
+        table: dict[str, list[Duration]] = {}
+        for cvx in target.preferable_cvx:
+            for conflict in self.live_virus_conflicts.get(cvx, ()):
+                table.setdefault(conflict.previous_cvx, []).append(conflict.end_interval)
+        frozen = {k: tuple(v) for k, v in table.items()}
+        self._conflicts_by_target[id(target)] = (target, frozen)
+        return frozen
+
+    def __post_init__(self) -> None:
+        group_cvx = {
+            name: frozenset(
+                cvx
+                for cvx, assocs in self.cvx_map.items()
+                if any(x.antigen in group.antigens for x in assocs)
+            )
+            for name, group in self.vaccine_groups.items()
+        }
+        object.__setattr__(self, "group_cvx", group_cvx)

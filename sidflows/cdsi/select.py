@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date
 
 from sidflows.cdsi.dates import add_duration
-from sidflows.cdsi.state import Context, SeriesRun, age_date
+from sidflows.cdsi.model import Series
+from sidflows.cdsi.state import Context, SeriesRun
 from sidflows.cdsi.types import SeriesForecast
 
 __all__ = ["Candidate", "best_series", "prioritized_in_group", "scorable"]
@@ -15,14 +15,88 @@ __all__ = ["Candidate", "best_series", "prioritized_in_group", "scorable"]
 _PRIORITY_RANK = {"A": 0, "B": 1, "C": 2, "D": 3}
 
 
-@dataclass(frozen=True, slots=True)
 class Candidate:
-    """A relevant patient series with its evaluation and forecast."""
+    """A relevant patient series with its evaluation and forecast.
 
-    run: SeriesRun
-    forecast: SeriesForecast
-    forecast_target: int
-    """Index of the target dose forecast (after forecast-time skips)."""
+    Built either from both (``Candidate(run, forecast, forecast_target)``) or by the
+    engine with :meth:`lazy`, which evaluates and forecasts the series only when the
+    selection first reads them: pure steps, so when (and whether) a series is run
+    changes nothing in its result.
+    """
+
+    __slots__ = (
+        "_evaluate",
+        "_forecast",
+        "_predict",
+        "_run",
+        "_target",
+        "may_be_contraindicated",
+        "series",
+    )
+
+    def __init__(
+        self,
+        run: SeriesRun,
+        forecast: SeriesForecast,
+        forecast_target: int,
+        *,
+        may_be_contraindicated: bool = True,
+    ) -> None:
+        self.series: Series = run.series
+        self._run: SeriesRun | None = run
+        self._forecast: SeriesForecast | None = forecast
+        self._target = forecast_target
+        self._evaluate: Callable[[], SeriesRun] | None = None
+        self._predict: Callable[[SeriesRun], tuple[SeriesForecast, int]] | None = None
+        self.may_be_contraindicated = may_be_contraindicated
+        """False when no candidate of the antigen can forecast 'Contraindicated' (the
+        patient has none of its contraindication observations)."""
+
+    @classmethod
+    def lazy(
+        cls,
+        series: Series,
+        evaluate: Callable[[], SeriesRun],
+        predict: Callable[[SeriesRun], tuple[SeriesForecast, int]],
+        *,
+        may_be_contraindicated: bool = True,
+        run: SeriesRun | None = None,
+    ) -> Candidate:
+        """A candidate evaluated (``evaluate``, unless ``run`` is given) and forecast
+        (``predict``) when first read."""
+        self = cls.__new__(cls)
+        self.series = series
+        self._run = run
+        self._forecast = None
+        self._target = 0
+        self._evaluate = evaluate
+        self._predict = predict
+        self.may_be_contraindicated = may_be_contraindicated
+        return self
+
+    @property
+    def run(self) -> SeriesRun:
+        run = self._run
+        if run is None:
+            assert self._evaluate is not None
+            run = self._run = self._evaluate()
+        return run
+
+    @property
+    def forecast(self) -> SeriesForecast:
+        forecast = self._forecast
+        if forecast is None:
+            assert self._predict is not None
+            forecast, self._target = self._predict(self.run)
+            self._forecast = forecast
+        return forecast
+
+    @property
+    def forecast_target(self) -> int:
+        """Index of the target dose forecast (after forecast-time skips)."""
+        if self._forecast is None:
+            self.forecast  # noqa: B018 (computes the forecast and its target)
+        return self._target
 
     @property
     def remaining(self) -> int:
@@ -42,11 +116,11 @@ class Candidate:
     @property
     def default(self) -> bool:
         """SELECTB-7."""
-        return self.run.series.default_series
+        return self.series.default_series
 
 
 def _rank(c: Candidate) -> int:
-    return _PRIORITY_RANK.get(c.run.series.series_priority.upper(), 9)
+    return _PRIORITY_RANK.get(c.series.series_priority.upper(), 9)
 
 
 def can_start(ctx: Context, c: Candidate) -> bool:
@@ -54,35 +128,36 @@ def can_start(ctx: Context, c: Candidate) -> bool:
     (selectSeries ``minAgeToStart``); such a series is left out of its series group
     before section 8.1 (the test cases expect, e.g., no adult pneumococcal forecast for
     a child who completed the childhood series)."""
-    if c.run.valid_count > 0:
-        return True
-    series = c.run.series
-    birth = ctx.patient.birth_date
-    return age_date(birth, series.min_age_to_start, low=True) <= ctx.assessment_date
+    start = ctx.age_bound(c.series.min_age_to_start, low=True)
+    return start <= ctx.assessment_date or c.run.valid_count > 0
 
 
 def scorable(ctx: Context, group: Sequence[Candidate]) -> list[Candidate]:
     """Section 8.1: SELECTB-24 (candidates) and SELECTSCORE-2 (scorable)."""
-    all_ci = all(c.forecast.status == "Contraindicated" for c in group)
-    candidates = [c for c in group if c.forecast.status != "Contraindicated" or all_ci]
-    risk_rank = min((_rank(c) for c in group if c.run.series.series_type == "Risk"), default=9)
-    none_valid = all(c.run.valid_count == 0 for c in group)
+    if any(c.may_be_contraindicated for c in group):
+        all_ci = all(c.forecast.status == "Contraindicated" for c in group)
+        candidates = [c for c in group if c.forecast.status != "Contraindicated" or all_ci]
+    else:
+        candidates = list(group)  # none is contraindicated
+    risk_rank = min((_rank(c) for c in group if c.series.series_type == "Risk"), default=9)
+    none_valid: bool | None = None  # computed when first needed
     has_default = any(c.default for c in group)
-    birth = ctx.patient.birth_date
     out: list[Candidate] = []
     for c in candidates:
-        series = c.run.series
+        series = c.series
         if series.series_type == "Risk":
             if _rank(c) <= risk_rank:
                 out.append(c)
         elif series.series_type == "Standard":
             first = c.run.first_valid()
-            max_start = age_date(birth, series.max_age_to_start, low=False)
             if first is not None:
-                if first.when < max_start:
+                if first.when < ctx.age_bound(series.max_age_to_start, low=False):
                     out.append(c)
-            elif none_valid and not has_default:
-                out.append(c)
+            elif not has_default:
+                if none_valid is None:
+                    none_valid = all(m.run.valid_count == 0 for m in group)
+                if none_valid:
+                    out.append(c)
         elif c.complete:
             out.append(c)
     return out
@@ -133,7 +208,7 @@ def _score(ctx: Context, pool: Sequence[Candidate], rules: str) -> Candidate:
         _award(scores, most_valid, 1, 0, -1)
     elif rules == "in-process":
         product_all_valid = [
-            c.run.series.product_path
+            c.series.product_path
             and all(e.status == "Valid" for e in c.run.evals if e.target is not None)
             for c in pool
         ]
@@ -156,8 +231,8 @@ def _score(ctx: Context, pool: Sequence[Candidate], rules: str) -> Candidate:
         start_earliest = [s is not None and s <= min(known_starts) for s in starts]
         _award(scores, start_earliest, 1, 0, -1)
         _award(scores, [_completable(ctx, c) for c in pool], 1, None, -1)
-        _award(scores, [not c.run.series.product_path for c in pool], 1, None, -1)
-    best = max(range(len(pool)), key=lambda i: (scores[i], -pool[i].run.series.series_preference))
+        _award(scores, [not c.series.product_path for c in pool], 1, None, -1)
+    best = max(range(len(pool)), key=lambda i: (scores[i], -pool[i].series.series_preference))
     return pool[best]
 
 
@@ -197,7 +272,7 @@ def best_series(
     prioritize = prioritize or prioritized_in_group
     groups: dict[str, list[Candidate]] = {}
     for c in candidates:
-        groups.setdefault(c.run.series.series_group, []).append(c)
+        groups.setdefault(c.series.series_group, []).append(c)
     prioritized: dict[str, Candidate] = {}
     for name, members in groups.items():
         chosen = prioritize(ctx, members)
@@ -207,7 +282,7 @@ def best_series(
     for name, c in prioritized.items():
         equivalents = [
             prioritized[g]
-            for g in c.run.series.equivalent_series_groups
+            for g in c.series.equivalent_series_groups
             if g in prioritized and g != name
         ]
         if c.complete:
@@ -215,9 +290,9 @@ def best_series(
             continue
         if any(e.complete for e in equivalents):
             continue
-        kind = c.run.series.series_type
+        kind = c.series.series_type
         if kind == "Evaluation Only":
             continue
-        if kind == "Risk" or not any(e.run.series.series_type == "Risk" for e in equivalents):
+        if kind == "Risk" or not any(e.series.series_type == "Risk" for e in equivalents):
             best.append(c)
     return best

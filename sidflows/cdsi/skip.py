@@ -7,7 +7,7 @@ from datetime import date
 
 from sidflows.cdsi.dates import MAX_DATE, MIN_DATE, add_duration
 from sidflows.cdsi.model import SeriesDose, SkipCondition, SkipSet, in_effect
-from sidflows.cdsi.state import Context, DoseEval, GroupComplete, Record, age_date
+from sidflows.cdsi.state import Context, DoseEval, GroupComplete, Record
 
 __all__ = ["can_skip", "count_is_met"]
 
@@ -33,12 +33,11 @@ def _condition_met(
     prior: Sequence[tuple[Record, DoseEval | None]],
     group_complete: GroupComplete,
 ) -> bool:
-    birth = ctx.patient.birth_date
     kind = condition.condition_type
     if kind == "age":
         # Table 6-6: begin age date <= reference date < end age date.
-        begin = age_date(birth, condition.begin_age, low=True)
-        end = age_date(birth, condition.end_age, low=False)
+        begin = ctx.age_bound(condition.begin_age, low=True)
+        end = ctx.age_bound(condition.end_age, low=False)
         return begin <= reference < end
     if kind == "completed series":
         # Table 6-7.
@@ -50,8 +49,8 @@ def _condition_met(
         return reference >= add_duration(previous.when, condition.interval)
     if kind.startswith("vaccine count"):
         # CONDSKIP-1 and Table 6-9.
-        begin_age = age_date(birth, condition.begin_age, low=True)
-        end_age = age_date(birth, condition.end_age, low=False)
+        begin_age = ctx.age_bound(condition.begin_age, low=True)
+        end_age = ctx.age_bound(condition.end_age, low=False)
         start = condition.start_date or MIN_DATE
         end = condition.end_date or MAX_DATE
         valid_only = condition.dose_type == "valid"
@@ -76,14 +75,17 @@ def _set_met(
     prior: Sequence[tuple[Record, DoseEval | None]],
     group_complete: GroupComplete,
 ) -> bool:
-    """Table 6-10: AND needs every condition, OR at least one."""
-    results = (
-        _condition_met(ctx, c, reference, previous, prior, group_complete)
-        for c in skip_set.conditions
-    )
+    """Table 6-10: AND needs every condition, OR at least one (the first condition that
+    settles the set ends it)."""
     if skip_set.condition_logic == "OR":
-        return any(results)
-    return all(results)
+        for c in skip_set.conditions:
+            if _condition_met(ctx, c, reference, previous, prior, group_complete):
+                return True
+        return False
+    for c in skip_set.conditions:
+        if not _condition_met(ctx, c, reference, previous, prior, group_complete):
+            return False
+    return True
 
 
 def can_skip(
@@ -101,10 +103,19 @@ def can_skip(
     dose administered, and ``prior`` the antigen doses (with their evaluations) that the
     dose counts of CONDSKIP-1 may count.
     """
-    for skip in target.conditional_skips:
-        if not skip.applies_to(context):
-            continue
-        sets = [s for s in skip.sets if in_effect(s.effective_date, s.cessation_date, reference)]
+    if context == "Evaluation":
+        skips = target.evaluation_skips
+    elif context == "Forecast":
+        skips = target.forecast_skips
+    else:
+        skips = tuple(s for s in target.conditional_skips if s.applies_to(context))
+    for skip in skips:
+        if skip.undated:
+            sets: Sequence[SkipSet] = skip.sets
+        else:
+            sets = [
+                s for s in skip.sets if in_effect(s.effective_date, s.cessation_date, reference)
+            ]
         if not sets:
             continue
         met = [_set_met(ctx, s, reference, previous, prior, group_complete) for s in sets]

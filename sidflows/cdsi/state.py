@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from sidflows.cdsi.dates import MAX_DATE, MIN_DATE, Duration, add_duration
@@ -42,11 +42,35 @@ class Context:
     observations: Mapping[str, date | None]
     history: tuple[Record, ...]
     data: SupportingData
+    _ages: dict[int, tuple[Duration, date]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    """The patient's age dates computed so far in this assessment, by the duration's
+    identity (the duration is kept with its date, so its identity is not reused)."""
 
     def age_date(self, age: Duration | None, default: date | None = None) -> date | None:
         if age is None:
             return default
-        return add_duration(self.patient.birth_date, age)
+        return self.at_age(age)
+
+    def at_age(self, age: Duration) -> date:
+        """The date the patient reaches ``age`` (computed once per assessment)."""
+        hit = self._ages.get(id(age))
+        if hit is not None:
+            return hit[1]  # the entry holds ``age``: no other object has its identity
+        when = add_duration(self.patient.birth_date, age)
+        self._ages[id(age)] = (age, when)
+        return when
+
+    def age_bound(self, age: Duration | None, low: bool) -> date:
+        """:func:`age_date` of the patient's birth date (an empty age is the spec's
+        assumed 01/01/1900 as a lower bound, 12/31/2999 as an upper one)."""
+        if age is None:
+            return MIN_DATE if low else MAX_DATE
+        hit = self._ages.get(id(age))
+        if hit is not None:
+            return hit[1]
+        return self.at_age(age)
 
 
 def age_date(birth: date, age: Duration | None, low: bool) -> date:
@@ -81,7 +105,7 @@ class SeriesRun:
 
     @property
     def valid_count(self) -> int:
-        return sum(1 for s in self.target_status if s == "Satisfied")
+        return self.target_status.count("Satisfied")
 
     def first_valid(self) -> Record | None:
         for record, ev in zip(self.records, self.evals, strict=True):

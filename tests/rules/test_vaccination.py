@@ -439,10 +439,12 @@ def test_influenza_from_six_months_of_age() -> None:
 
 
 def test_influenza_too_young_for_this_season() -> None:
-    """§4: a child reaching 6 months after the season ends is vaccinated the next season."""
+    """§4: a child reaching 6 months after the season ends is vaccinated the next season,
+    with two doses 4 weeks apart: a first season under 9 years (ACIP influenza
+    recommendations; changed from one dose, which missed ACIP's second dose)."""
     birth = date(2026, 10, 15)
     doses = _iiv(_plan(birth_date=birth, weight_kg=5.0))
-    assert [d.due for d in doses] == [date(2027, 10, 1)]
+    assert [d.due for d in doses] == [date(2027, 10, 1), date(2027, 10, 29)]
 
 
 def test_influenza_not_during_anti_cd20_depletion() -> None:

@@ -24,6 +24,7 @@ from sidflows.rules.vaccination.blocks import (
     is_live,
     live_vaccine_blocks,
 )
+from sidflows.rules.vaccination.cdsi_history import CdsiHistory, cdsi_history, groups_for
 from sidflows.rules.vaccination.chemotherapy import boost_after_chemotherapy
 from sidflows.rules.vaccination.hsct import revaccinate_after_hsct
 from sidflows.rules.vaccination.immune_mediated import reinforce_immune_mediated
@@ -31,6 +32,7 @@ from sidflows.rules.vaccination.influenza import plan_influenza
 from sidflows.rules.vaccination.series import Schedule, Series, VaccinationPlan
 
 __all__ = [
+    "CdsiHistory",
     "Series",
     "VaccinationPlan",
     "first_free_day",
@@ -40,17 +42,38 @@ __all__ = [
     "is_live",
     "live_vaccine_blocks",
     "plan_vaccination",
+    "vaccine_groups_needed",
 ]
+
+
+def vaccine_groups_needed(ctx: PlanContext) -> set[str]:
+    """The CDSi vaccine groups of the vaccines this child's plan may give (the engine
+    forecasts only these: one call per plan, kept fast)."""
+    v = ctx.protocol.vaccination
+    referral = ctx.referral
+    if referral.hsct is not None:
+        h = v.hsct
+        codes = ["PCV", "PPSV23", *h.inactivated, *h.live]
+    elif any(t.drug_class == "chemotherapy" for t in referral.treatments):
+        ended = ctx.facts.chemotherapy_end is not None
+        codes = [*v.after_chemotherapy_inactivated, "PPSV23"] if ended else []
+        codes += v.after_chemotherapy_live if ended else []
+    else:
+        codes = [*v.immune_mediated_inactivated, "PPSV23", *v.immune_mediated_live]
+    return groups_for([*codes, "IIV"])
 
 
 def plan_vaccination(ctx: PlanContext, *, ig: IgDecision) -> VaccinationPlan:
     """Boosters, influenza and pneumococcal doses of the horizon, and deferred live vaccines."""
     plan = VaccinationPlan()
+    cdsi = cdsi_history(ctx, ig=ig, groups=vaccine_groups_needed(ctx))
+    plan.decisions.extend(cdsi.decisions())
     schedule = Schedule(
         ctx=ctx,
         live_blocks=tuple(live_vaccine_blocks(ctx, ig=ig)),
         plan=plan,
         gap=timedelta(days=ctx.protocol.vaccination.min_dose_interval_days),
+        cdsi=cdsi,
     )
     if ctx.referral.hsct is not None:
         revaccinate_after_hsct(schedule)

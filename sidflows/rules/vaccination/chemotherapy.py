@@ -62,6 +62,10 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
             )
             plan.deferred.append(Deferral(code, None, reasons))
         return
+    # §4.2: one booster of each after the end, on the protocol's dates, whatever CDSi's
+    # status of the series (complete, aged out, next routine dose years ahead); CDSi's
+    # minimum ages still bound it and its evaluation still counts the doses given.
+    rule = f"one booster of each after the end of chemotherapy on {valid_from} (§4.2)"
     pcv_doses: list[VaccineDose] = []
     for code in v.after_chemotherapy_inactivated:
         vaccine = tetanus_code(ctx) if code in ("DTaP", "Tdap") else code
@@ -79,12 +83,17 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
                     "vaccination.after_chemotherapy_inactivated_months",
                     "vaccination.after_chemotherapy_inactivated_months_anti_cd20",
                 ),
-                given_doses(referral, vaccine, valid_from),
+                given_doses(schedule, vaccine, valid_from, protocol_dates=True),
+                protocol_rule=rule,
+                protocol_dates=True,
             ),
         )
         if vaccine == "PCV":
             pcv_doses = scheduled
-    pcv_dates = [*given_doses(referral, "PCV", valid_from), *(d.due for d in pcv_doses)]
+    # The unit's PCV-then-PPSV23 schedule (IDSA 2013) stands over CDSi's pneumococcal
+    # dates: beyond the childhood series CDSi forecasts only its risk or 50+ series.
+    pcv_given = given_doses(schedule, "PCV", valid_from, protocol_dates=True)
+    pcv_dates = [*pcv_given, *(d.due for d in pcv_doses)]
     if pcv_dates:
         schedule_series(
             schedule,
@@ -95,7 +104,9 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
                 base,
                 f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate",
                 ctx.cite("vaccination.ppsv23_after_pcv_weeks"),
-                given_doses(referral, "PPSV23", valid_from),
+                given_doses(schedule, "PPSV23", valid_from, protocol_dates=True),
+                protocol_rule=rule,
+                protocol_dates=True,
             ),
         )
     for code in v.after_chemotherapy_live:
@@ -109,6 +120,7 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
                 f"live booster {v.after_chemotherapy_live_months} months after the end of "
                 "chemotherapy, off immunosuppression and clear of immunoglobulin",
                 ctx.cite("vaccination.after_chemotherapy_live_months"),
-                given_doses(referral, code, valid_from),
+                given_doses(schedule, code, valid_from),
+                protocol_rule=rule,
             ),
         )

@@ -25,6 +25,9 @@ def revaccinate_after_hsct(schedule: Schedule) -> None:
     hsct = referral.hsct
     titre = protocol.reassessment.titre_panel_words
     base = tuple(inactivated_blocks(ctx))
+    # §4.6: the schedule counted from the transplant stands over CDSi's (which knows
+    # neither the restart of every series nor the unit's month between doses).
+    rule = f"revaccination after HSCT on {hsct.date} on the protocol's schedule (§4.6)"
     pcv = Series(
         "PCV",
         h.pcv_doses,
@@ -37,8 +40,10 @@ def revaccinate_after_hsct(schedule: Schedule) -> None:
             "vaccination.hsct.pcv_doses",
             "vaccination.hsct.pcv_dose_interval_months",
         ),
-        given_doses(referral, "PCV", hsct.date),
+        given_doses(schedule, "PCV", hsct.date, protocol_dates=True),
         h.pcv_dose_interval_months,
+        protocol_rule=rule,
+        protocol_dates=True,
     )
     pcv_doses = schedule_series(schedule, pcv)
     pcv_done = list(pcv.given) + [d.due for d in pcv_doses]
@@ -51,8 +56,10 @@ def revaccinate_after_hsct(schedule: Schedule) -> None:
                 base,
                 "active GVHD: a 4th conjugate dose instead of PPSV23 (EBMT 0-1-2-12 months)",
                 ctx.cite("vaccination.hsct.pcv4_after_first_months"),
-                given_doses(referral, "PCV", hsct.date)[h.pcv_doses :],
+                given_doses(schedule, "PCV", hsct.date, protocol_dates=True)[h.pcv_doses :],
                 number_from=h.pcv_doses + 1,
+                protocol_rule=rule,
+                protocol_dates=True,
             )
             schedule_series(schedule, fourth)
         else:
@@ -73,8 +80,10 @@ def revaccinate_after_hsct(schedule: Schedule) -> None:
                     ctx.cite(
                         "vaccination.hsct.ppsv23_from_months", "vaccination.ppsv23_after_pcv_weeks"
                     ),
-                    given_doses(referral, "PPSV23", hsct.date),
+                    given_doses(schedule, "PPSV23", hsct.date, protocol_dates=True),
                     titres=titre.get("PCV"),
+                    protocol_rule=rule,
+                    protocol_dates=True,
                 ),
             )
     for code in h.inactivated:
@@ -92,9 +101,11 @@ def revaccinate_after_hsct(schedule: Schedule) -> None:
                     "vaccination.hsct.inactivated_start_months",
                     "vaccination.hsct.inactivated_doses",
                 ),
-                given_doses(referral, vaccine, hsct.date),
+                given_doses(schedule, vaccine, hsct.date, protocol_dates=True),
                 h.inactivated_dose_interval_months,
                 titres=titre.get(vaccine),
+                protocol_rule=rule,
+                protocol_dates=True,
             ),
         )
     for code in h.live:
@@ -108,7 +119,9 @@ def revaccinate_after_hsct(schedule: Schedule) -> None:
                 f"after HSCT: {h.live_doses} doses from {h.live_from_months} months, no GVHD, off "
                 "immunosuppression, 8-11 months after the last IVIG",
                 ctx.cite("vaccination.hsct.live_doses", "vaccination.hsct.live_from_months"),
-                given_doses(referral, code, hsct.date),
+                given_doses(schedule, code, hsct.date, protocol_dates=True),
+                protocol_rule=rule,
+                protocol_dates=True,
             ),
         )
     plan.decisions.append(

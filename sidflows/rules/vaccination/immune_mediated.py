@@ -21,7 +21,10 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
     referral, protocol, start = ctx.referral, ctx.protocol, ctx.start
     v = protocol.vaccination
     base = tuple(inactivated_blocks(ctx))
-    pcv_given = given_doses(referral, "PCV", None)
+    # §4.3/§4.4: the unit's PCV-then-PPSV23 schedule (IDSA 2013) stands over CDSi's
+    # pneumococcal dates: beyond the childhood series CDSi has only its risk or 50+ series.
+    rule = "pneumococcal reinforcement under immunosuppression (IDSA 2013, §4.3, §4.4)"
+    pcv_given = given_doses(schedule, "PCV", None, protocol_dates=True)
     pcv_doses: list[VaccineDose] = []
     if "PCV" in v.immune_mediated_inactivated and not pcv_given:
         pcv_doses = schedule_series(
@@ -34,6 +37,8 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
                 "pneumococcal conjugate first, then PPSV23; vaccinate before anti-CD20 or >= 6 "
                 "months after it",
                 PNEUMO_SRC,
+                protocol_rule=rule,
+                protocol_dates=True,
             ),
         )
     for code in v.immune_mediated_inactivated:
@@ -47,11 +52,11 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
                     base,
                     "reinforcement under immunosuppression",
                     IDSA,
-                    given_doses(referral, code, None),
+                    given_doses(schedule, code, None),
                 ),
             )
     pcv_dates = [*pcv_given, *(d.due for d in pcv_doses)]
-    ppsv = given_doses(referral, "PPSV23", None)
+    ppsv = given_doses(schedule, "PPSV23", None, protocol_dates=True)
     if pcv_dates and not ppsv:
         schedule_series(
             schedule,
@@ -62,6 +67,8 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
                 base,
                 f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate",
                 ctx.cite("vaccination.ppsv23_after_pcv_weeks"),
+                protocol_rule=rule,
+                protocol_dates=True,
             ),
         )
     elif len(ppsv) == 1 and referral.diagnosis.category == "immune_mediated":
@@ -76,10 +83,12 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
                 "inflammatory disease",
                 ctx.cite("vaccination.ppsv23_repeat_years"),
                 number_from=2,
+                protocol_rule=rule,
+                protocol_dates=True,
             ),
         )
     for code in v.immune_mediated_live:
-        given = given_doses(referral, code, None)
+        given = given_doses(schedule, code, None)
         if len(given) >= v.live_series_doses:
             continue
         schedule_series(

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from sidflows.calendar import add_years
 from sidflows.protocol import Protocol
 from sidflows.rules.model import Block, VaccineDose
 from sidflows.rules.vaccination.blocks import influenza_blocks
 from sidflows.rules.vaccination.series import Schedule, Series, schedule_series
+
+ACIP_FLU = (
+    "ACIP influenza recommendations (Grohskopf et al., MMWR): 6 months-8 years without 2 "
+    "doses before 1 July of the season, 2 doses >= 4 weeks apart"
+)
+ACIP_TWO_DOSES_BELOW_YEARS = 9
+ACIP_TWO_DOSES_WEEKS = 4
 
 
 def season_bounds(year: int, protocol: Protocol) -> tuple[date, date]:
@@ -20,24 +28,50 @@ def season_bounds(year: int, protocol: Protocol) -> tuple[date, date]:
     return begin, end
 
 
+def acip_two_doses(birth: date, first_day: date, before_july: int) -> bool:
+    """ACIP: 6 months to 8 years, fewer than 2 doses before 1 July of the season: 2 doses."""
+    return add_years(birth, ACIP_TWO_DOSES_BELOW_YEARS) > first_day and before_july < 2
+
+
 def plan_influenza(schedule: Schedule) -> None:
-    """One dose a season (two in the first season after HSCT), inside the campaign dates."""
+    """One dose a season; two, 4 weeks apart, in the first season for a child of 6 months to
+    8 years who has not had two before (ACIP) and in the first season after HSCT (§4.6)."""
     ctx, plan = schedule.ctx, schedule.plan
     referral, protocol, start, horizon_end = ctx.referral, ctx.protocol, ctx.start, ctx.horizon_end
     blocks = influenza_blocks(ctx)
+    # The doses CDSi counts (since the transplant after HSCT; same-day duplicates once).
+    counted = list(schedule.cdsi.counted("IIV"))
     # Two doses in the first season after HSCT (none given since the transplant).
-    hsct_first = referral.hsct is not None and not any(
-        x.vaccine == "IIV" and x.date >= referral.hsct.date for x in referral.vaccinations
-    )
+    hsct_first = referral.hsct is not None and not counted
+    birth = referral.patient.birth_date
     for year in range(start.year - 1, horizon_end.year + 1):
         begin, end = season_bounds(year, protocol)
         if end < start or begin > horizon_end:
             continue
-        given = tuple(
-            x.date for x in referral.vaccinations if x.vaccine == "IIV" and begin <= x.date <= end
+        given = tuple(d for d in counted if begin <= d <= end)
+        july = date(begin.year, 7, 1)
+        before_july = sum(1 for d in counted if d < july)
+        acip = acip_two_doses(birth, max(start, begin), before_july)
+        doses = 2 if acip else 1
+        why = f"{doses} dose(s) this season" + (
+            f": under 9 years with {before_july} dose(s) before {july} (ACIP: 2 doses >= 4 "
+            "weeks apart)"
+            if acip
+            else ""
         )
-        doses = protocol.vaccination.hsct.influenza_first_season_doses if hsct_first else 1
+        source = ctx.cite(
+            "vaccination.influenza_min_age_months",
+            "vaccination.influenza_season_start",
+            "vaccination.influenza_season_end",
+        )
+        if acip:
+            source = f"{source}; {ACIP_FLU}"
         if hsct_first:
+            hsct_doses = protocol.vaccination.hsct.influenza_first_season_doses
+            if hsct_doses > doses:
+                doses = hsct_doses
+                why = f"{doses} doses in the first season after HSCT (protocol, §4.6)"
+            source = f"{source}; {ctx.cite('vaccination.hsct.influenza_first_season_doses')}"
             hsct_first = False
         window = (
             Block("outside the influenza season", "unit policy (campaign dates)", begin),
@@ -54,17 +88,18 @@ def plan_influenza(schedule: Schedule) -> None:
             max(start, begin),
             (*blocks, *window),
             f"inactivated influenza every season from 6 months of age (season {begin.year}-"
-            f"{end.year})",
-            ctx.cite(
-                "vaccination.influenza_min_age_months",
-                "vaccination.influenza_season_start",
-                "vaccination.influenza_season_end",
-            ),
+            f"{end.year}): {why}",
+            source,
             given,
             gap_months=0,
+            # CDSi's influenza dates are those of the supporting data's season (4.64:
+            # 2025-26); the unit's campaign dates and the ACIP doses above stand.
+            protocol_rule="the unit's influenza campaign dates and doses per season (§4.5)",
+            protocol_dates=True,
         )
         before = len(plan.items)
-        schedule_series(schedule, series, min_gap=timedelta(days=28))
+        schedule_series(schedule, series, min_gap=timedelta(weeks=ACIP_TWO_DOSES_WEEKS))
+        counted += [plan.items[i].due for i in range(before, len(plan.items))]
         for i in range(before, len(plan.items)):
             item = plan.items[i]
             plan.items[i] = VaccineDose(

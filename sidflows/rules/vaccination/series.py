@@ -6,13 +6,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sidflows.calendar import add_months
-from sidflows.referral import ReferralDocument
 from sidflows.rules.context import PlanContext
 from sidflows.rules.model import Block, Decision, Deferral, VaccineDose
 from sidflows.rules.vaccination.blocks import first_free_day, holding, is_live
-
-# Which earlier doses count toward a vaccine's series.
-_COUNTS_AS = {"MMR": ("MMR", "MMRV"), "VAR": ("VAR", "MMRV")}
+from sidflows.rules.vaccination.cdsi_history import CDSI_SRC, CdsiHistory
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +26,11 @@ class Series:
     gap_months: int = 1
     number_from: int = 1
     titres: str | None = None
+    protocol_rule: str | None = None
+    """The protocol rule that stands where CDSi's forecast disagrees: a dose CDSi calls
+    complete, aged out or not recommended; with ``protocol_dates`` also an earlier date
+    than CDSi's earliest (and a dose CDSi finds too soon after the previous one)."""
+    protocol_dates: bool = False
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Schedule:
     live_blocks: tuple[Block, ...]
     plan: VaccinationPlan
     gap: timedelta
+    cdsi: CdsiHistory
 
 
 def schedule_series(
@@ -63,10 +66,19 @@ def schedule_series(
     done = len(series.given)
     prev = max(series.given) if series.given else None
     scheduled: list[VaccineDose] = []
+    notes: list[str] = []
+    min_age = schedule.cdsi.min_age_date(series.vaccine)
     for number in range(series.number_from + done, series.number_from + series.doses):
         earliest = series.earliest
         if prev is not None:
             earliest = max(earliest, add_months(prev, series.gap_months), prev + gap)
+        if not scheduled:
+            notes = cdsi_notes(schedule, series, earliest)
+            bound = None if series.protocol_dates else schedule.cdsi.earliest(series.vaccine)
+            if bound is not None:
+                earliest = max(earliest, bound)
+        if min_age is not None:
+            earliest = max(earliest, min_age)
         free = first_free_day(series.blocks, earliest)
         due = None
         while free is not None:
@@ -104,22 +116,52 @@ def schedule_series(
             if scheduled
             else f"{series.vaccine}: no dose possible in the horizon"
         )
-        plan.decisions.append(Decision("vaccination", what, series.rationale, series.source))
+        rationale = "; ".join([series.rationale, *notes])
+        plan.decisions.append(
+            Decision("vaccination", what, rationale, f"{series.source}; {CDSI_SRC}")
+        )
     if series.titres and scheduled and len(scheduled) == series.doses - done:
         plan.titres.append((scheduled[-1].due, series.titres))
     return scheduled
 
 
-def given_doses(referral: ReferralDocument, vaccine: str, since: date | None) -> tuple[date, ...]:
-    """Dates of the doses given (on or after ``since``) that count toward ``vaccine``."""
-    names = _COUNTS_AS.get(vaccine, (vaccine,))
-    return tuple(
-        sorted(
-            v.date
-            for v in referral.vaccinations
-            if v.vaccine in names and (since is None or v.date >= since)
-        )
-    )
+def cdsi_notes(schedule: Schedule, series: Series, earliest: date) -> list[str]:
+    """What CDSi says of the series' next dose (the protocol would give it from
+    ``earliest``), and where the protocol's rule stands instead."""
+    cdsi = schedule.cdsi
+    vaccine = series.vaccine
+    notes = [cdsi.describe(vaccine)]
+    min_age = cdsi.min_age_date(vaccine)
+    if min_age is not None and min_age > earliest:
+        notes.append(f"CDSi minimum age of {vaccine}: not before {min_age}")
+    fc = cdsi.forecast(vaccine)
+    cdsi_earliest = cdsi.earliest(vaccine)
+    rule = series.protocol_rule
+    if cdsi_earliest is not None and cdsi_earliest > earliest:
+        if series.protocol_dates and rule is not None:
+            notes.append(f"the protocol wins over CDSi's earliest date {cdsi_earliest}: {rule}")
+        else:
+            notes.append(f"not before CDSi's earliest date {cdsi_earliest}")
+    elif fc is not None and fc.status != "Not Complete" and rule is not None:
+        notes.append(f"the protocol wins over CDSi ({fc.status}): {rule}")
+    for entry, why in cdsi.not_counted(vaccine, gap=_gap(schedule, series)):
+        notes.append(f"{entry.code} on {entry.when} not counted (CDSi {why})")
+    return notes
+
+
+def _gap(schedule: Schedule, series: Series) -> timedelta | None:
+    """The protocol's interval that stands over CDSi's, for a series on protocol dates."""
+    return schedule.gap if series.protocol_dates else None
+
+
+def given_doses(
+    schedule: Schedule, vaccine: str, since: date | None, *, protocol_dates: bool = False
+) -> tuple[date, ...]:
+    """Dates of the doses given (on or after ``since``) that count toward ``vaccine``'s
+    series, as CDSi counts them (by antigen, same-day duplicates once, valid doses); on
+    the protocol's dates a dose CDSi finds too soon counts if the protocol's interval
+    (``min_dose_interval_days``) separates it from the previous one."""
+    return schedule.cdsi.counted(vaccine, since, gap=schedule.gap if protocol_dates else None)
 
 
 def tetanus_code(ctx: PlanContext) -> str:
