@@ -31,14 +31,24 @@ _KIND_ORDER = {
 
 
 def propose_plan(
-    referral: ReferralDocument, *, today: date, protocol: Protocol, calendar: UnitCalendar
+    referral: ReferralDocument,
+    *,
+    today: date,
+    protocol: Protocol,
+    calendar: UnitCalendar,
+    last_review: date | None = None,
 ) -> Plan:
-    """The plan the unit would propose for this child on ``today``, 12 months ahead."""
-    ctx = PlanContext.build(referral, today=today, protocol=protocol, calendar=calendar)
+    """The plan the unit would propose for this child on ``today``, 12 months ahead.
+
+    ``last_review``: the day of the last plan review held, when the unit has held one.
+    """
+    ctx = PlanContext.build(
+        referral, today=today, protocol=protocol, calendar=calendar, last_review=last_review
+    )
     grading = grade(ctx)
     ig = decide_immunoglobulin(ctx)
     ig_items, ig_notes = ig_schedule(ctx, ig=ig)
-    vaccination = plan_vaccination(ctx, ig=ig)
+    vaccination = plan_vaccination(ctx, ig=ig, grading=grading)
     reviews, review_notes = plan_reviews(ctx, ig=ig)
     first_review = min(
         (r.due for r in reviews if r.reason == "periodic review"), default=ctx.horizon_end
@@ -88,10 +98,17 @@ def _funding(items: list[Item], funded: dict[str, bool], consent: bool, *, sourc
     )
 
 
+_GIVES_IG = ("start IG replacement", "continue IG replacement")
+
+
 def _essentials(document: dict[str, Any]) -> dict[str, set[str]]:
     """The clinical substance of a plan document, without its dates."""
     decisions = document["decisions"]
     ig = next((d["decision"] for d in decisions if d["topic"] == "immunoglobulin"), "")
+    if ig.startswith(_GIVES_IG):
+        # Starting and continuing are one course of treatment: the first result on IG
+        # (the plan now says "continue") is no reason for a clinician to approve again.
+        ig = "IG replacement given"
     recovery = {
         d["decision"]
         for d in decisions

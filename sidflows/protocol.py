@@ -128,6 +128,9 @@ class GradingRules(_Section):
     # Classes whose effect (B-cell depletion) outlasts the treatment: graded by the counts
     # (docs/clinical-reference.md §2.6).
     b_cell_depleting_classes: tuple[TreatmentClass, ...] = ("anti_cd20", "car_t")
+    # Other B-cell-depleting treatments, by drug name (or the drug of their ATC row),
+    # whatever class the referral gives them (docs/clinical-reference.md §2.6).
+    other_b_cell_depleting_drugs: tuple[str, ...] = ("blinatumomab", "inotuzumab")
     # B-cell aplasia when the lab reports no CD19 lower limit (Hill 2019: < 20 cells/uL).
     b_cell_aplasia_below_cd19_per_ul: Positive = 20.0
     anc_severe_below_per_ul: Positive
@@ -189,6 +192,9 @@ class Immunoglobulin(_Section):
     trough_window_days: Annotated[int, Field(ge=0, le=14)] = 0
     # Home SC logs may reach the record late: added to the on-replacement window for SC.
     home_log_lag_days: Annotated[int, Field(ge=0, le=90)] = 0
+    # An IV course (consecutive days summed) of at least this many g/kg is immunomodulatory
+    # (Kawasaki, ITP), not replacement (docs/clinical-reference.md §3.1).
+    immunomodulatory_iv_min_g_per_kg: Positive = 1.0
     trial_off_recheck_months: Months
     trial_off_season_start: MonthDay
     trial_off_season_end: MonthDay

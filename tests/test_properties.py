@@ -19,7 +19,7 @@ from typing import Any
 
 import holidays
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sidflows.calendar import load_calendar
@@ -353,6 +353,8 @@ def live_vaccine_violations(doc: Doc, plan: dict[str, Any], due: date) -> list[s
     depletion = b_cell_depletion_holds(doc, plan)
     if depletion:
         broken.append(depletion)
+    if graded_high_from_markers(doc, d(plan["as_of"])):
+        broken.append("graded high-level from a severe CD4 or neutropenia (§4.3)")
     for product in doc.get("blood_products", []):
         months = PRODUCT_MONTHS[product["product"]]
         if due < plus_months(d(product["date"]), months):
@@ -376,13 +378,43 @@ def live_vaccine_violations(doc: Doc, plan: dict[str, Any], due: date) -> list[s
 
 def _live_ongoing_cause(doc: Doc, plan: dict[str, Any], today: date) -> bool:
     """A cause with no end in sight: open-ended treatment already started, GVHD, IG continuing
-    (not a trial off: its sessions end), B-cell depletion judged by the counts (§2.6)."""
+    (not a trial off: its sessions end), B-cell depletion judged by the counts (§2.6), a
+    high-level grading from laboratory markers (§4.3)."""
     ig_continues = any(i["kind"] == "ig_session" for i in plan["items"]) and not _trial_off(plan)
     return (
         any(d(t["start"]) <= today and not t.get("end") for t in doc["treatments"])
         or bool(doc.get("hsct", {}).get("active_gvhd"))
         or ig_continues
         or bool(b_cell_depletion_holds(doc, plan))
+        or graded_high_from_markers(doc, today)
+    )
+
+
+# §2.2 and §2.3: severe neutropenia (IDSA febrile neutropenia) and the CDC 2014 severe CD4
+# thresholds by age (below age in years, count per uL, percentage), re-typed.
+ANC_SEVERE_BELOW = 500.0
+SEVERE_CD4_BY_AGE = ((1, 750.0, 26.0), (6, 500.0, 22.0), (19, 200.0, 14.0))
+
+
+def graded_high_from_markers(doc: Doc, today: date) -> bool:
+    """§2.2, §2.3 and §4.3: the newest fresh CD4 count or percentage below the severe
+    threshold for age, or the newest fresh ANC below 500/uL, grades high-level; no live
+    vaccine while so graded (the next plan grades again)."""
+    fresh_from = plus_months(today, -RESULT_VALID_MONTHS)
+    birth = d(doc["patient"]["birth_date"])
+    months = (today.year - birth.year) * 12 + today.month - birth.month - (today.day < birth.day)
+    band = next((b for b in SEVERE_CD4_BY_AGE if months // 12 < b[0]), SEVERE_CD4_BY_AGE[-1])
+
+    def newest(field: str) -> float | None:
+        rows = [row for row in doc["labs"] if row.get(field) is not None]
+        row = max(rows, key=lambda r: r["date"], default=None)
+        return None if row is None or d(row["date"]) < fresh_from else float(row[field])
+
+    count, percent, anc = newest("cd4_per_ul"), newest("cd4_percent"), newest("anc_per_ul")
+    return (
+        (count is not None and count < band[1])
+        or (percent is not None and percent < band[2])
+        or (anc is not None and anc < ANC_SEVERE_BELOW)
     )
 
 
@@ -570,14 +602,59 @@ def test_same_referral_same_document(case: tuple[Doc, date]) -> None:
     assert first == again
 
 
+@given(planning_cases())
+def test_the_plan_document_never_holds_the_birth_date(case: tuple[Doc, date]) -> None:
+    """The plan document goes to Prefect (artifacts, the approval form): identity stays in
+    the store, and the birth date is identity. (A CDSi forecast's earliest date can be the
+    birth date: it was printed in a rationale until this test found it.)"""
+    doc, today = case
+    born = doc["patient"]["birth_date"]
+    others = {**doc, "patient": {**doc["patient"], "birth_date": None}}
+    # A day the record gives for something else (a lab drawn on the day of birth) may show.
+    assume(born != today.isoformat() and born not in json.dumps(others))
+    assert born not in json.dumps(_propose(doc, today))
+
+
 ON_REPLACEMENT_INTERVALS = 2  # §3.5 unit policy
 HOME_LOG_LAG_DAYS = 28  # §3.8 unit policy
 HSCT_HIGH_MONTHS = 24  # §2.5
 
 
+IMMUNOMODULATORY_MIN_G_PER_KG = 1.0  # §3.1 EMA core SmPC: 1-2 g/kg is immunomodulatory
+
+
+def _replacement_doses(doc: Doc, today: date) -> list[Doc]:
+    """§3.1: the doses given so far, less those of an IV course (consecutive days summed) of
+    an immunomodulatory dose: such a course is not replacement."""
+    given = sorted(
+        (x for x in doc["immunoglobulin_doses"] if d(x["date"]) <= today), key=lambda x: x["date"]
+    )
+    courses: list[list[Doc]] = []
+    for dose in given:
+        last = courses[-1][-1] if courses else None
+        if (
+            last is not None
+            and last["route"] == dose["route"]
+            and (d(dose["date"]) - d(last["date"])).days <= 1
+        ):
+            courses[-1].append(dose)
+            continue
+        courses.append([dose])
+    return [
+        dose
+        for course in courses
+        if not (
+            course[0]["route"] == "iv"
+            and sum(x["g_per_kg"] for x in course) >= IMMUNOMODULATORY_MIN_G_PER_KG - 1e-9
+        )
+        for dose in course
+    ]
+
+
 def _on_ig(doc: Doc, today: date) -> bool:
-    """§3.5/§3.8: a dose within 2 intervals of its route (plus the home log's lag for SC)."""
-    doses = [x for x in doc["immunoglobulin_doses"] if d(x["date"]) <= today]
+    """§3.5/§3.8: a replacement dose within 2 intervals of its route (plus the home log's lag
+    for SC); an immunomodulatory course does not count (§3.1)."""
+    doses = _replacement_doses(doc, today)
     if not doses:
         return False
     last = max(doses, key=lambda x: x["date"])

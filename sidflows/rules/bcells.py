@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sidflows.calendar import add_months
+from sidflows.codes import drug_for_atc, load_codes, treatment_class, words_match
 from sidflows.protocol import Protocol
 from sidflows.referral import ReferralDocument, TreatmentEntry
 
@@ -25,6 +26,29 @@ class BCellDepletion:
     source_paths: tuple[str, ...]
 
 
+def depleting_class(t: TreatmentEntry, protocol: Protocol) -> str | None:
+    """The B-cell-depleting class a treatment is recognised as, whatever class the referral
+    gives it (§2.6): its own class; else the class of its ATC row or of the class's curated
+    names (config/codes.toml: rituximab referred as chemotherapy is anti_cd20); else
+    "other" for another B-cell-depleting drug (blinatumomab), by name or by its ATC row's
+    drug. None: not B-cell depleting."""
+    g = protocol.grading
+    if t.drug_class in g.b_cell_depleting_classes:
+        return t.drug_class
+    codes = load_codes()
+    coded = treatment_class(t.code, codes) if t.code is not None else None
+    if coded is not None and coded.value in g.b_cell_depleting_classes:
+        return coded.value
+    for cls in g.b_cell_depleting_classes:
+        if words_match(t.drug, codes.drug_names.get(cls, ())):
+            return cls
+    drug = drug_for_atc(t.code, codes) if t.code is not None else None
+    names = g.other_b_cell_depleting_drugs
+    if words_match(t.drug, names) or (drug is not None and words_match(drug.value, names)):
+        return "other"
+    return None
+
+
 def b_cell_depletion(
     referral: ReferralDocument, today: date, protocol: Protocol, valid_from: date
 ) -> BCellDepletion | None:
@@ -37,15 +61,18 @@ def b_cell_depletion(
     depletion lasts until a count shows recovery.
     """
     g = protocol.grading
-    depleting = [
-        t
+    recognised = [
+        (t, kind)
         for t in referral.treatments
-        if t.drug_class in g.b_cell_depleting_classes and t.start <= today
+        if t.start <= today and (kind := depleting_class(t, protocol)) is not None
     ]
-    if not depleting:
+    if not recognised:
         return None
+    depleting = [t for t, _ in recognised]
     ongoing = [t for t in depleting if t.end is None or t.end >= today]
-    paths = ("grading.b_cell_depleting_classes",)
+    paths: tuple[str, ...] = ("grading.b_cell_depleting_classes",)
+    if any(kind == "other" for _, kind in recognised):
+        paths += ("grading.other_b_cell_depleting_drugs",)
     if ongoing:
         names = ", ".join(t.drug for t in ongoing)
         return BCellDepletion(
@@ -76,7 +103,7 @@ def b_cell_depletion(
         and count.cd19_per_ul >= count.cd19_lower_limit_per_ul
         and count.date >= valid_from
     )
-    car_t = [t for t in depleting if t.drug_class == "car_t"]
+    car_t = [t for t, kind in recognised if kind == "car_t"]
     if car_t and not recovered:
         drug = car_t[-1].drug
         return BCellDepletion(
@@ -85,7 +112,7 @@ def b_cell_depletion(
             None,
             paths,
         )
-    cd20 = [t for t in depleting if t.drug_class == "anti_cd20"]
+    cd20 = [t for t, kind in recognised if kind == "anti_cd20"]
     if cd20:
         cd20_last = max(t.end or t.start for t in cd20)
         until = add_months(cd20_last, g.anti_cd20_depletion_months)

@@ -23,7 +23,9 @@ class PlanContext:
     """One child's referral on one day, as every rule of the plan sees it.
 
     ``start`` is the first day an item may be due (``today`` plus the unit's
-    lead time); ``horizon_end`` the last day the plan covers.
+    lead time); ``horizon_end`` the last day the plan covers. ``last_review`` is
+    the day of the last plan review held (the store's record of the unit's own
+    follow-up), so that a result already reviewed does not ask for a review again.
     """
 
     referral: ReferralDocument
@@ -33,6 +35,7 @@ class PlanContext:
     today: date
     start: date
     horizon_end: date
+    last_review: date | None = None
 
     def __post_init__(self) -> None:
         if self.facts.today != self.today:
@@ -50,6 +53,7 @@ class PlanContext:
         today: date,
         protocol: Protocol,
         calendar: UnitCalendar,
+        last_review: date | None = None,
     ) -> PlanContext:
         """The context of the plan proposed on ``today``, ``HORIZON_MONTHS`` ahead."""
         return cls(
@@ -60,4 +64,5 @@ class PlanContext:
             today=today,
             start=today + timedelta(days=calendar.config.first_item_lead_days),
             horizon_end=add_months(today, HORIZON_MONTHS),
+            last_review=last_review,
         )

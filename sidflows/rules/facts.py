@@ -18,7 +18,7 @@ from sidflows.codes import (
 from sidflows.protocol import Protocol
 from sidflows.referral import ImmunoglobulinDose, LabEntry, ReferralDocument, TreatmentEntry
 from sidflows.rules.bcells import BCellDepletion, b_cell_depletion
-from sidflows.rules.igrecord import IgCourse, find_troughs, ig_courses, interval_in_use
+from sidflows.rules.igrecord import IgCourse, find_troughs, interval_in_use, replacement_record
 
 IMMUNOSUPPRESSIVE = frozenset(
     {
@@ -157,7 +157,9 @@ class Facts:
     stale_panel: tuple[str, ...] = ()
     b_cell_depletion: BCellDepletion | None = None
     after_car_t: bool = False
+    # Replacement courses only; immunomodulatory courses (§3.1) apart.
     ig_courses: tuple[IgCourse, ...] = ()
+    ig_immunomodulatory_courses: tuple[IgCourse, ...] = ()
     ig_interval_in_use_days: int | None = None
     latest_trough: LabEntry | None = None
     igg_on_ig_not_trough: LabEntry | None = None
@@ -265,7 +267,10 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
     cd20_ongoing = any(t.end is None or t.end >= today for t in cd20)
     cd20_last = max((t.end or t.start) for t in cd20) if cd20 else None
 
-    doses = [d for d in referral.immunoglobulin_doses if d.date <= today]
+    given = [d for d in referral.immunoglobulin_doses if d.date <= today]
+    # An immunomodulatory course (1-2 g/kg, §3.1) is not replacement: the replacement facts
+    # read the other courses only (its antibody interval is the vaccination rules', §4.7).
+    courses, modulatory, doses = replacement_record(given, protocol)
     last_dose = max(doses, key=lambda d: d.date) if doses else None
     on_ig = False
     ig = protocol.immunoglobulin
@@ -275,7 +280,6 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         if last_dose.route == "sc":
             within += ig.home_log_lag_days  # home logs reach the record late
         on_ig = today - last_dose.date <= timedelta(days=within)
-    courses = ig_courses(doses)
     interval = interval_in_use(courses, protocol)
     on_ig_igg = [
         lab
@@ -324,6 +328,7 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         b_cell_depletion=b_cell_depletion(referral, today, protocol, valid_from),
         after_car_t=any(t.drug_class == "car_t" and t.start <= today for t in referral.treatments),
         ig_courses=courses,
+        ig_immunomodulatory_courses=modulatory,
         ig_interval_in_use_days=interval,
         latest_trough=trough,
         igg_on_ig_not_trough=not_trough,

@@ -155,6 +155,7 @@ def grade(ctx: PlanContext) -> Grading:
     today = ctx.today
     levels: list[str] = []
     reasons: list[str] = []
+    markers: list[str] = []
 
     def add(level: str, reason: str) -> None:
         levels.append(level)
@@ -187,12 +188,14 @@ def grade(ctx: PlanContext) -> Grading:
             f"{word} neutropenia: ANC {anc.anc_per_ul:g}/uL on {anc.date} "
             "(IDSA febrile neutropenia)",
         )
+        markers.append(reasons[-1])
     for severity, shown in cd4_findings(facts, protocol):
         if severity == "severe":
             add(
                 "high",
                 f"{shown}: below the severe threshold for age (CDC 2014 staging, used as a flag)",
             )
+            markers.append(reasons[-1])
         else:
             add(
                 "low",
@@ -208,7 +211,12 @@ def grade(ctx: PlanContext) -> Grading:
         reasons.append("no active immunosuppressive treatment and no marker of immunosuppression")
     transient, why = _transience(referral, facts)
     reasons.append(why)
-    return Grading(level=level, transient=transient, reasons=tuple(reasons))  # type: ignore[arg-type]
+    return Grading(
+        level=level,  # type: ignore[arg-type]
+        transient=transient,
+        reasons=tuple(reasons),
+        markers=tuple(markers),
+    )
 
 
 def _transience(referral: ReferralDocument, facts: Facts) -> tuple[bool, str]:

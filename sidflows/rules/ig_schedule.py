@@ -63,6 +63,22 @@ def ig_schedule(
             setting = "home"
         hospital = setting != "home"
         due = calendar.next_working_day(nominal) if hospital else nominal
+        earliest = max(start, nominal - timedelta(days=dosing.window_days_early))
+        if stop is not None and due >= stop:
+            # A trial off: no session on or after the stop day (§3.7). A closed day before
+            # it takes the last working day before instead, within the session's window.
+            due = next(
+                (
+                    day
+                    for day in (
+                        stop - timedelta(days=k) for k in range(1, (stop - earliest).days + 1)
+                    )
+                    if calendar.is_working_day(day)
+                ),
+                stop,
+            )
+            if due >= stop:
+                break
         if due > horizon_end:
             break
         grams = ig.loading_dose_g if (n == 1 and ig.loading_dose_g) else ig.dose_g
@@ -80,7 +96,7 @@ def ig_schedule(
                 route=ig.route,
                 dose_g=grams,
                 dose_g_per_kg=round(grams / facts.weight_kg, 2),
-                earliest=max(start, nominal - timedelta(days=dosing.window_days_early)),
+                earliest=earliest,
                 latest=due,
                 setting=setting,
                 session_minutes=minutes,

@@ -38,6 +38,28 @@ def ig_courses(doses: list[ImmunoglobulinDose]) -> tuple[IgCourse, ...]:
     return tuple(courses)
 
 
+def is_immunomodulatory(course: IgCourse, protocol: Protocol) -> bool:
+    """An IV course of an immunomodulatory dose (1-2 g/kg: Kawasaki, ITP), not replacement
+    (§3.1); SC courses are always replacement."""
+    threshold = protocol.immunoglobulin.immunomodulatory_iv_min_g_per_kg
+    return course.route == "iv" and course.g_per_kg >= threshold - 1e-9
+
+
+def replacement_record(
+    doses: list[ImmunoglobulinDose], protocol: Protocol
+) -> tuple[tuple[IgCourse, ...], tuple[IgCourse, ...], list[ImmunoglobulinDose]]:
+    """(replacement courses, immunomodulatory courses, the doses of the replacement courses)."""
+    courses = ig_courses(doses)
+    modulatory = tuple(c for c in courses if is_immunomodulatory(c, protocol))
+    replacement = tuple(c for c in courses if c not in modulatory)
+    kept = [
+        d
+        for d in doses
+        if not any(c.route == d.route and c.start <= d.date <= c.end for c in modulatory)
+    ]
+    return replacement, modulatory, kept
+
+
 def interval_in_use(courses: tuple[IgCourse, ...], protocol: Protocol) -> int | None:
     """The gap between the two newest courses of the route in use, when within its window."""
     if not courses:

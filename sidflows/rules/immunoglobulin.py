@@ -122,6 +122,24 @@ def b_cells_recovered(facts: Facts) -> bool | None:
     return lab.cd19_per_ul >= lab.cd19_lower_limit_per_ul and facts.b_cell_depletion is None
 
 
+def _immunomodulatory_notes(ctx: PlanContext) -> list[Decision]:
+    """Each immunomodulatory IV course of the record, said not to be replacement (§3.1)."""
+    threshold = ctx.protocol.immunoglobulin.immunomodulatory_iv_min_g_per_kg
+    return [
+        Decision(
+            "immunoglobulin",
+            f"IV course of {c.g_per_kg:g} g/kg ({c.start} to {c.end}, {c.doses} dose(s)) not "
+            "counted as replacement",
+            f"an immunomodulatory dose (>= {threshold:g} g/kg a course, consecutive days "
+            "summed; replacement is 0.2-0.6 g/kg IV every 3-4 weeks): it does not make the "
+            "child on IG replacement, and an IgG measured after it reflects the infused IG; its "
+            "interval before MMR or varicella still applies",
+            ctx.cite("immunoglobulin.immunomodulatory_iv_min_g_per_kg"),
+        )
+        for c in ctx.facts.ig_immunomodulatory_courses
+    ]
+
+
 def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
     """Whether to start, continue or trial off IG replacement, and at what dose."""
     facts, protocol = ctx.facts, ctx.protocol
@@ -154,6 +172,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
         sessions_until: date | None = None,
     ) -> IgDecision:
         decisions = [Decision("immunoglobulin", decision, rationale, source)]
+        decisions += _immunomodulatory_notes(ctx)
         loading = None
         gives = status in ("start", "continue") or sessions_until is not None
         if gives:
@@ -323,7 +342,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
     if igg < facts.igg_lower_limit_g_l:
         return outcome(
             "not_indicated",
-            "IG replacement not indicated now",
+            "IG replacement not indicated",
             f"IgG {igg:g} g/L is below the lower limit {facts.igg_lower_limit_g_l:g} g/L "
             f"({facts.igg_lower_limit_source}) but without severe or recurrent infections "
             f"({infections}): recheck at reassessment",

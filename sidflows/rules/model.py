@@ -24,9 +24,14 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Grading:
+    """The grading of one day. ``markers`` are the reasons graded high from laboratory
+    markers alone (a severe CD4, severe neutropenia): no other rule gives them a block of
+    their own, so the live-vaccine blocks read them from here (§4.3)."""
+
     level: Level
     transient: bool
     reasons: tuple[str, ...]
+    markers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

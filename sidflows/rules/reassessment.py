@@ -232,6 +232,8 @@ def plan_reviews(
         and igg is not None
         and igg.igg_g_l is not None
         and igg.igg_g_l < ig.trough_target_g_l
+        # Each low trough asks for one early review: one held since it was drawn answered it.
+        and (ctx.last_review is None or igg.date > ctx.last_review)
     ):
         due = calendar.next_working_day(start)
         items.append(

@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
 from sidflows.errors import InvalidInput
@@ -105,6 +105,19 @@ def record_run(*, session: Session, item: PlanItem, run_id: str, actor: str) -> 
     session.add(item)
 
 
+def last_plan_review(*, session: Session, patient: Patient, today: dt.date) -> dt.date | None:
+    """The day of the child's last plan review held (done) by ``today``, any plan version."""
+    found = session.exec(
+        select(func.max(PlanItem.due)).where(
+            PlanItem.patient_id == patient.id,
+            PlanItem.kind == "plan_review",
+            PlanItem.status == ItemStatus.done,
+            PlanItem.due <= today,
+        )
+    ).one()
+    return found if isinstance(found, dt.date) else None
+
+
 def next_in_streams(*, session: Session, plan: CarePlan) -> list[PlanItem]:
     """The next open item of each stream of a plan: the ones that get a Prefect run."""
     items = session.exec(
@@ -118,8 +131,100 @@ def next_in_streams(*, session: Session, plan: CarePlan) -> list[PlanItem]:
     return list(first.values())
 
 
+def held_items(*, session: Session, plan: CarePlan) -> list[PlanItem]:
+    """The plan's open items held while a re-plan waits (docs/clinical-reference.md §4.8)."""
+    return list(
+        session.exec(
+            select(PlanItem)
+            .where(
+                PlanItem.plan_id == plan.id,
+                col(PlanItem.status).in_(OPEN_ITEM_STATUSES),
+                col(PlanItem.hold_reason).is_not(None),
+            )
+            .order_by(col(PlanItem.due), col(PlanItem.id))
+        ).all()
+    )
+
+
+def hold_item(*, session: Session, item: PlanItem, reason: str, version: int, actor: str) -> bool:
+    """Hold an open item until plan ``version`` is answered; the same hold again changes nothing."""
+    if item.hold_reason == reason and item.held_for == version:
+        return False
+    before = {"hold_reason": item.hold_reason, "held_for": item.held_for}
+    audit_item(
+        session,
+        item,
+        actor,
+        "held",
+        before,
+        {"hold_reason": reason, "held_for": version, "item_status": item.status},
+    )
+    item.hold_reason, item.held_for, item.updated_at = reason, version, utcnow()
+    session.add(item)
+    return True
+
+
+def release_item(*, session: Session, item: PlanItem, actor: str, why: str) -> bool:
+    """Lift an item's hold (it goes ahead under the active plan); an item not held: nothing."""
+    if item.hold_reason is None:
+        return False
+    audit_item(
+        session,
+        item,
+        actor,
+        "released",
+        {"hold_reason": item.hold_reason, "held_for": item.held_for},
+        {"hold_reason": None, "item_status": item.status, "why": why},
+    )
+    item.hold_reason, item.held_for, item.updated_at = None, None, utcnow()
+    session.add(item)
+    return True
+
+
+def apply_holds(
+    *, session: Session, plan: CarePlan, holds: dict[str, str], version: int, actor: str
+) -> tuple[list[str], list[str]]:
+    """Make the plan's holds these (key -> reason) for plan ``version``: (held, released) keys.
+
+    An item held for an earlier proposal that this one no longer holds is released.
+    """
+    items = session.exec(
+        select(PlanItem)
+        .where(PlanItem.plan_id == plan.id, col(PlanItem.status).in_(OPEN_ITEM_STATUSES))
+        .order_by(col(PlanItem.due), col(PlanItem.id))
+    ).all()
+    held, released = [], []
+    for item in items:
+        reason = holds.get(item.key)
+        if reason is not None:
+            if hold_item(session=session, item=item, reason=reason, version=version, actor=actor):
+                held.append(item.key)
+        elif release_item(
+            session=session, item=item, actor=actor, why=f"plan v{version} does not hold it"
+        ):
+            released.append(item.key)
+    return held, released
+
+
+def cancel_held(*, session: Session, item: PlanItem, actor: str, why: str) -> None:
+    """Cancel a held item (the approved plan dropped it), its chair freed, the hold kept on it."""
+    session.execute(delete(Booking).where(col(Booking.item_id) == item.id))
+    set_item_status(session=session, item=item, status=ItemStatus.cancelled, actor=actor)
+    audit_item(
+        session,
+        item,
+        actor,
+        "hold ended: cancelled",
+        {"hold_reason": item.hold_reason, "held_for": item.held_for},
+        {"item_status": "cancelled", "why": why},
+    )
+
+
 def cancel_open_items(*, session: Session, plan: CarePlan, actor: str, why: str) -> list[int]:
-    """Cancel every open item of a plan (and free its chairs), one audit entry each."""
+    """Cancel every open item of a plan (and free its chairs), one audit entry each.
+
+    A held item's entry says it was held, and why (docs/clinical-reference.md §4.8).
+    """
     items = session.exec(
         select(PlanItem).where(
             PlanItem.plan_id == plan.id, col(PlanItem.status).in_(OPEN_ITEM_STATUSES)
@@ -146,7 +251,8 @@ def cancel_open_items(*, session: Session, plan: CarePlan, actor: str, why: str)
                 patient_ref=ref.ref if ref else "",
                 action="cancelled",
                 before={"status": was[i.id]},
-                after={"status": "cancelled", "why": why},
+                after={"status": "cancelled", "why": why}
+                | ({"held": i.hold_reason, "held_for": i.held_for} if i.hold_reason else {}),
             )
             for i in items
             if i.id is not None
@@ -200,6 +306,9 @@ def record_outcome(
     """Record what happened (given, missed, results) and apply what the rule says follows."""
     if item.status in (ItemStatus.done, ItemStatus.missed):
         return FollowUp(notes=[f"{item.key} already recorded as {item.status}"])
+    # What happened is recorded even while the item is held (a form opened before the
+    # hold): the record must say it; the hold ends with it.
+    release_item(session=session, item=item, actor=actor, why="outcome recorded")
     context = OutcomeContext.build(
         kind=item.kind,
         key=item.key,

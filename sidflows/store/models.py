@@ -237,6 +237,10 @@ class PlanItem(SQLModel, table=True):
     outcome: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     flow_run_id: str | None = Field(default=None, max_length=40)
     escalations: int = 0
+    # A safety hold while a re-plan waits (docs/clinical-reference.md §4.8): why, with its
+    # source, and the proposed version whose answer releases or cancels the item.
+    hold_reason: str | None = Field(default=None, max_length=1000)
+    held_for: int | None = None
     updated_at: dt.datetime = _ts()
 
 

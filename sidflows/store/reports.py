@@ -52,7 +52,10 @@ def ongoing_treatments(*, session: Session) -> list[tuple[str, Treatment]]:
 
 
 def items_with_runs_due(*, session: Session, on: dt.date) -> list[PlanItem]:
-    """Open items of active plans due by ``on`` that have a Prefect run, oldest first."""
+    """Open items of active plans due by ``on`` that have a Prefect run, oldest first.
+
+    A held item (waiting for a clinician's answer) is not among them: nobody acts on it.
+    """
     return list(
         session.exec(
             select(PlanItem)
@@ -62,6 +65,7 @@ def items_with_runs_due(*, session: Session, on: dt.date) -> list[PlanItem]:
                 col(PlanItem.status).in_(OPEN_ITEM_STATUSES),
                 PlanItem.due <= on,
                 col(PlanItem.flow_run_id).is_not(None),
+                col(PlanItem.hold_reason).is_(None),
             )
             .order_by(col(PlanItem.due), col(PlanItem.id))
         )

@@ -17,10 +17,17 @@ from sqlmodel import Session, col, select
 from sidflows.calendar import UnitCalendar
 from sidflows.errors import InvalidInput
 from sidflows.plan_document import plan_document
+from sidflows.rules.holds import kept_by
 from sidflows.rules.model import Plan
 from sidflows.store.audit import audit
 from sidflows.store.bookings import book_session
-from sidflows.store.items import cancel_open_items, discharge
+from sidflows.store.items import (
+    cancel_held,
+    cancel_open_items,
+    discharge,
+    held_items,
+    release_item,
+)
 from sidflows.store.models import (
     Booking,
     CarePlan,
@@ -161,9 +168,11 @@ def decide(
             action=f"plan v{proposed.version} approved",
             after={"note": note},
         )
+        settle_holds(session=session, patient=patient, answered=proposed, kept=proposed, by=by)
         return ApprovalResult(proposed, True, f"plan v{proposed.version} approved by {by}")
     if decision == "reject":
         set_plan_status(session, patient, proposed, PlanStatus.closed, by, f"rejected: {note}")
+        settle_holds(session=session, patient=patient, answered=proposed, kept=None, by=by)
         if latest_plan(session=session, patient=patient, status=PlanStatus.active) is None:
             set_state(session, patient, PatientState.referred, by)  # else the active plan stands
         return ApprovalResult(proposed, True, f"plan v{proposed.version} rejected by {by}")
@@ -202,7 +211,49 @@ def decide(
         f"plan v{row.version} modified and approved",
         {"removed": list(remove_items), "note": note},
     )
+    settle_holds(session=session, patient=patient, answered=proposed, kept=row, by=by)
     return ApprovalResult(row, True, f"plan v{row.version} (modified) approved by {by}")
+
+
+def settle_holds(
+    *, session: Session, patient: Patient, answered: CarePlan, kept: CarePlan | None, by: str
+) -> tuple[list[str], list[str]]:
+    """The clinician answered the proposal the active plan's items were held for.
+
+    Rejected (``kept`` None): the active plan stands, its held items are released.
+    Approved (``kept`` the approved version): a held item the approved plan still
+    has, same key on the same day, is released; one it dropped is cancelled, the
+    hold's reason kept in the cancellation (docs/clinical-reference.md §4.8).
+    Returns the (released, cancelled) keys.
+    """
+    active = latest_plan(session=session, patient=patient, status=PlanStatus.active)
+    if active is None:
+        return [], []
+    approved = (
+        {i["key"]: dt.date.fromisoformat(i["due"]) for i in kept.document["items"]}
+        if kept is not None
+        else None
+    )
+    released, cancelled = [], []
+    for item in held_items(session=session, plan=active):
+        if item.held_for not in (None, answered.version, kept.version if kept else None):
+            continue  # held for another proposal (cannot happen: one proposal at a time)
+        if approved is None:
+            why = f"plan v{answered.version} rejected by {by}: plan v{active.version} stands"
+            release_item(session=session, item=item, actor=by, why=why)
+            released.append(item.key)
+        elif kept_by(item.key, item.due, approved):
+            why = f"plan v{kept.version if kept else '?'} approved by {by} keeps it on its day"
+            release_item(session=session, item=item, actor=by, why=why)
+            released.append(item.key)
+        else:
+            why = (
+                f"held while plan v{answered.version} waited ({item.hold_reason}); plan "
+                f"v{kept.version if kept else '?'} approved by {by} does not give it on its day"
+            )
+            cancel_held(session=session, item=item, actor=by, why=why)
+            cancelled.append(item.key)
+    return released, cancelled
 
 
 @dataclass

@@ -85,6 +85,88 @@ LEVEL_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "no active immunosuppressive",
     ),
     (
+        "§2.6 blinatumomab (anti-CD19, referred as chemotherapy) ended 8 months ago, CD19 0 "
+        "-> high (other B-cell-depleting treatment, by name)",
+        {
+            "treatments": [treatment("blinatumomab", "chemotherapy", ago(months=9), ago(months=8))],
+            "labs": [lab(ago(days=10), cd19_per_ul=0.0, igg_g_l=6.0)],
+        },
+        "high",
+        "B-cell depletion after blinatumomab",
+    ),
+    (
+        "§2.6 inotuzumab (anti-CD22) ended 8 months ago, CD19 5/uL (below Hill 2019's 20) -> high",
+        {
+            "treatments": [treatment("inotuzumab", "chemotherapy", ago(months=9), ago(months=8))],
+            "labs": [lab(ago(days=10), cd19_per_ul=5.0, igg_g_l=6.0)],
+        },
+        "high",
+        "B-cell depletion after inotuzumab",
+    ),
+    (
+        "§2.6 blinatumomab ended 8 months ago, CD19 300 >= lab limit 100 -> none (recovered)",
+        {
+            "treatments": [treatment("blinatumomab", "chemotherapy", ago(months=9), ago(months=8))],
+            "labs": [
+                lab(ago(days=10), cd19_per_ul=300.0, cd19_lower_limit_per_ul=100.0, igg_g_l=6.0)
+            ],
+        },
+        "none",
+        "no active immunosuppressive",
+    ),
+    (
+        "§2.6 rituximab referred as chemotherapy ended 8 months ago, CD19 0 -> high (anti-CD20 "
+        "by the class's curated names, config/codes.toml)",
+        {
+            "treatments": [treatment("rituximab", "chemotherapy", ago(months=9), ago(months=8))],
+            "labs": [lab(ago(days=10), cd19_per_ul=0.0, igg_g_l=6.0)],
+        },
+        "high",
+        "B-cell depletion after rituximab",
+    ),
+    (
+        "§2.6 an unnamed drug coded ATC L01FX07 (blinatumomab) ended 8 months ago, CD19 0 -> high "
+        "(by its ATC row's drug)",
+        {
+            "treatments": [
+                {
+                    **treatment("study drug", "chemotherapy", ago(months=9), ago(months=8)),
+                    "code": "L01FX07",
+                    "system": "http://www.whocc.no/atc",
+                }
+            ],
+            "labs": [lab(ago(days=10), cd19_per_ul=0.0, igg_g_l=6.0)],
+        },
+        "high",
+        "B-cell depletion after study drug",
+    ),
+    (
+        "§2.6 rituximab coded ATC L01FA01 but referred as other biologic, ended 8 months ago, "
+        "CD19 0 -> high (anti-CD20 by its ATC code)",
+        {
+            "treatments": [
+                {
+                    **treatment("MabThera", "other_biologic", ago(months=9), ago(months=8)),
+                    "code": "L01FA01",
+                    "system": "http://www.whocc.no/atc",
+                }
+            ],
+            "labs": [lab(ago(days=10), cd19_per_ul=0.0, igg_g_l=6.0)],
+        },
+        "high",
+        "B-cell depletion after MabThera",
+    ),
+    (
+        "§2.6 vincristine (not B-cell depleting) ended 8 months ago, CD19 0 -> not graded as "
+        "B-cell depletion",
+        {
+            "treatments": [treatment("vincristine", "chemotherapy", ago(months=9), ago(months=8))],
+            "labs": [lab(ago(days=10), cd19_per_ul=0.0, igg_g_l=6.0)],
+        },
+        "none",
+        "no active immunosuppressive",
+    ),
+    (
         "§2 anti-TNF -> high",
         {"treatments": [treatment("infliximab", "anti_tnf", ago(months=4))]},
         "high",

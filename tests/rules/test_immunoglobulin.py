@@ -29,6 +29,7 @@ from conftest_rules import (
 )
 
 from sidflows.calendar import add_months
+from sidflows.planning import propose_plan
 from sidflows.referral import ReferralDocument
 from sidflows.rules.ig_schedule import session_minutes
 from sidflows.rules.immunoglobulin import (
@@ -242,6 +243,48 @@ def test_trial_off_is_proposed_with_a_recheck_not_stopped_silently() -> None:
         r for r in items_of(plan, "reassessment") if f"IgG recheck {months} months" in r.reason
     ]
     assert [r.due for r in recheck] == [CALENDAR.next_working_day(add_months(season, months))]
+
+
+# (id, last IV dose, the last session's expected day): the trial off stops on 1 June 2026.
+TRIAL_OFF_STOP_CASES: list[tuple[str, str, date | None]] = [
+    (
+        "§3.7 last nominal session Saturday 30 May -> Friday 29 May, not the stop day 1 June",
+        "2026-05-02",
+        date(2026, 5, 29),
+    ),
+    (
+        "§3.7 last nominal session Thursday 28 May (a working day) -> kept on 28 May",
+        "2026-04-30",
+        date(2026, 5, 28),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("last_dose", "last_session"),
+    [pytest.param(last, due, id=case) for case, last, due in TRIAL_OFF_STOP_CASES],
+)
+def test_no_session_on_or_after_the_trial_off_stop_day(last_dose: str, last_session: date) -> None:
+    """§3.7: a trial off from the season's start (1 June): sessions until then, none on or
+    after the stop day; a closed day before it takes the working day before, in the window."""
+    today = date(2026, 5, 4)
+    referral = make_referral(
+        received="2026-05-04",
+        treatments=[treatment("rituximab", "anti_cd20", "2025-03-02", "2025-04-02")],
+        labs=[lab("2026-05-02", cd19_per_ul=300.0, cd19_lower_limit_per_ul=100.0, igg_g_l=8.0)],
+        immunoglobulin_doses=[
+            ig_dose(last_dose),
+            ig_dose(date.fromisoformat(last_dose) - timedelta(days=28)),
+        ],
+    )
+    ig = decide_immunoglobulin(context_for(referral, today=today))
+    assert ig.status == "trial_off"
+    assert ig.sessions_until == date(2026, 6, 1)
+    sessions = items_of(plan_for(referral, today=today), "ig_session")
+    assert sessions
+    assert all(s.due < date(2026, 6, 1) for s in sessions)
+    assert sessions[-1].due == last_session
+    assert sessions[-1].earliest <= sessions[-1].due <= sessions[-1].latest
 
 
 ROUTE_CASES: list[tuple[str, dict[str, Any], str, str]] = [
@@ -512,6 +555,33 @@ def test_trough_below_target_asks_for_an_early_review() -> None:
     assert "review the dose" in decisions_text(plan, "immunoglobulin")
 
 
+@pytest.mark.parametrize(
+    ("last_review_days_ago", "early"),
+    [(None, True), (27, True), (20, False), (6, False)],
+    ids=["never-reviewed", "reviewed-before-the-trough", "reviewed-that-day", "reviewed-since"],
+)
+def test_a_low_trough_asks_for_one_early_review(
+    last_review_days_ago: int | None, early: bool
+) -> None:
+    """§3.5, §6.5: each low trough asks for one early review. A review held since it was
+    drawn answered it: the plan that review made does not book another (before, every
+    weekly review re-planned and booked the next, for as long as the trough stayed the
+    latest: the demo's year had children reviewed every week)."""
+    referral = make_referral(
+        labs=[lab(ago(days=20), igg_g_l=5.2)],
+        immunoglobulin_doses=[ig_dose(ago(days=20))],
+    )
+    last = (
+        None if last_review_days_ago is None else date.fromisoformat(ago(days=last_review_days_ago))
+    )
+    plan = propose_plan(
+        referral, today=TODAY, protocol=PROTOCOL, calendar=CALENDAR, last_review=last
+    )
+    booked = [r for r in items_of(plan, "plan_review") if "below target" in r.reason]
+    assert bool(booked) is early
+    assert [r.reason for r in items_of(plan, "plan_review")].count("periodic review") >= 3
+
+
 def test_no_sessions_when_not_indicated() -> None:
     """§3: no IG item at all unless IG is started or continued."""
     plan = plan_for(make_referral(labs=_igg(3.0)))
@@ -543,3 +613,95 @@ def test_dose_never_above_max_per_kg_for_any_configured_target() -> None:
                 g_per_kg = round(dosing.min_g_per_kg + 0.05 * k, 2)
                 grams, _ = dose_for(dosing, weight, g_per_kg)
                 assert grams <= dosing.max_g_per_kg * weight + 1e-9, (route, weight, g_per_kg)
+
+
+# ----------------------------------------------------------------------------- immunomodulatory IG
+# §3.1: replacement is 0.2-0.6 g/kg IV every 3-4 weeks (0.4-0.8 g/kg a month SC); 1-2 g/kg
+# is immunomodulatory (EMA core SmPC IVIg). A course over consecutive days counts as its total.
+
+IMMUNOMODULATORY_CASES: list[tuple[str, list[dict[str, Any]], float, bool]] = [
+    (
+        "§3.1 Kawasaki 2 g/kg over 2 days 3 weeks ago, IgG 18 -> not on replacement",
+        [ig_dose(ago(days=21), 1.0), ig_dose(ago(days=20), 1.0)],
+        18.0,
+        False,
+    ),
+    (
+        "§3.1 ITP 1 g/kg once 2 weeks ago, IgG 9 -> not on replacement",
+        [ig_dose(ago(days=14), 1.0)],
+        9.0,
+        False,
+    ),
+    (
+        "§3.1 0.8 g/kg IV course 3 weeks ago (between the ranges) -> still replacement "
+        "(cautious: immunomodulatory from 1 g/kg)",
+        [ig_dose(ago(days=21), 0.8)],
+        9.0,
+        True,
+    ),
+    (
+        "§3.1 SC 0.2 g/kg on 6 consecutive days (1.2 g/kg) -> replacement (SC is never "
+        "immunomodulatory)",
+        [ig_dose(ago(days=k), 0.2, route="sc") for k in range(10, 16)],
+        9.0,
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("doses", "igg", "on_replacement"),
+    [pytest.param(doses, igg, on, id=case) for case, doses, igg, on in IMMUNOMODULATORY_CASES],
+)
+def test_an_immunomodulatory_course_is_not_replacement(
+    doses: list[dict[str, Any]], igg: float, on_replacement: bool
+) -> None:
+    referral = make_referral(
+        birth_date=born(years=4),
+        weight_kg=16.0,
+        immunoglobulin_doses=doses,
+        labs=[lab(ago(days=5), igg_g_l=igg)],
+    )
+    ctx = context_for(referral)
+    assert ctx.facts.on_ig_replacement is on_replacement
+    ig = decide_immunoglobulin(ctx)
+    assert (ig.status == "continue") is on_replacement, [x.decision for x in ig.decisions]
+    said = decisions_text(plan_for(referral))
+    assert ("not counted as replacement" in said) is (not on_replacement), said
+    if not on_replacement:
+        assert not items_of(plan_for(referral), "ig_session")
+
+
+def test_an_immunomodulatory_course_keeps_its_live_vaccine_interval() -> None:
+    """§3.1 and §4.7: not replacement, but 2 g/kg (Kawasaki) still holds MMR and varicella
+    11 months from the course's end (ACIP antibody-live vaccine interval table)."""
+    end = ago(days=20)
+    referral = make_referral(
+        birth_date=born(years=4),
+        weight_kg=16.0,
+        immunoglobulin_doses=[ig_dose(ago(days=21), 1.0), ig_dose(end, 1.0)],
+        labs=[lab(ago(days=5), igg_g_l=18.0)],
+    )
+    plan = plan_for(referral)
+    for vaccine in ("MMR", "VAR"):
+        doses = items_of(plan, "vaccine_dose", vaccine=vaccine)
+        assert doses, [i.key for i in plan.items]
+        assert doses[0].due >= add_months(date.fromisoformat(end), 11), doses[0]
+
+
+def test_an_immunomodulatory_course_during_replacement_keeps_the_replacement_dose() -> None:
+    """§3.1 and §3.8: a child on 0.4 g/kg every 28 days given 2 g/kg for ITP in between goes on
+    at the replacement dose in use, not at the immunomodulatory one (capped at the maximum)."""
+    referral = make_referral(
+        weight_kg=20.0,
+        immunoglobulin_doses=[
+            ig_dose(ago(days=45), 0.4),
+            ig_dose(ago(days=17), 0.4),
+            ig_dose(ago(days=10), 1.0),
+            ig_dose(ago(days=9), 1.0),
+        ],
+        labs=[lab(ago(days=17), igg_g_l=7.5)],
+    )
+    ig = decide_immunoglobulin(context_for(referral))
+    assert ig.status == "continue", [x.decision for x in ig.decisions]
+    assert ig.dose_g_per_kg == pytest.approx(0.4), ig

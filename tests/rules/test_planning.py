@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest_rules import (
@@ -25,7 +26,7 @@ from conftest_rules import (
 
 from sidflows.calendar import add_months
 from sidflows.plan_document import plan_document
-from sidflows.planning import propose_plan
+from sidflows.planning import plan_changes, propose_plan
 from sidflows.referral import ReferralDocument, parse_referral, validate_referral
 from sidflows.rules.model import Plan
 from sidflows.testing.cohort import synthetic_referrals
@@ -177,7 +178,7 @@ def test_deterministic_across_parses() -> None:
 def test_protocol_version_recorded() -> None:
     """Each plan records the protocol version it was made under."""
     referral = make_referral(**RICH)
-    assert plan_for(referral).protocol_version == PROTOCOL.version == "2026.2"
+    assert plan_for(referral).protocol_version == PROTOCOL.version == "2026.3"
     other = with_protocol(PROTOCOL, "version", "2027.1-test")
     assert plan_document(plan_for(referral, protocol=other))["protocol_version"] == "2027.1-test"
 
@@ -224,3 +225,27 @@ def test_first_items_wait_for_the_lead_days() -> None:
     assert min(i.due for i in plan.items) == CALENDAR.next_working_day(
         date.fromordinal(TODAY.toordinal() + lead)
     )
+
+
+def test_starting_then_continuing_ig_is_no_change_of_plan() -> None:
+    """§3: "start" and "continue IG replacement" are one course: the first result on IG
+    does not ask a clinician to approve the same plan again; stopping it does."""
+
+    def document(ig: str, level: str = "high") -> dict[str, Any]:
+        return {
+            "decisions": [{"topic": "immunoglobulin", "decision": ig}],
+            "grading": {"level": level},
+            "items": [],
+            "deferred": [],
+        }
+
+    assert plan_changes(document("start IG replacement"), document("continue IG replacement")) == []
+    assert (
+        plan_changes(
+            document("start IG replacement (after CAR-T)"), document("continue IG replacement")
+        )
+        == []
+    )
+    assert plan_changes(
+        document("continue IG replacement"), document("IG replacement not indicated")
+    ) == ["immunoglobulin: now IG replacement not indicated; no longer IG replacement given"]

@@ -198,6 +198,39 @@ LIVE_BLOCK_CASES: list[tuple[str, dict[str, Any], str]] = [
         },
         "active GVHD",
     ),
+    (
+        "§4.3 IDSA 2013 table 6: 8 years, CD4 100/uL and 8 % (CDC 2014 severe, §2.3), no "
+        "treatment -> graded high, no live vaccine until reassessment, until null",
+        {
+            "birth_date": born(years=8),
+            "labs": [lab(ago(days=10), igg_g_l=8.0, cd4_per_ul=100.0, cd4_percent=8.0)],
+        },
+        "graded high-level immunosuppression (CD4 100/uL",
+    ),
+    (
+        "§4.3 IDSA 2013 table 6: 3 years, CD4 18 % alone (severe below 22 %, §2.3) -> graded "
+        "high, no live vaccine, until null",
+        {
+            "birth_date": born(years=3),
+            "labs": [lab(ago(days=10), igg_g_l=8.0, cd4_percent=18.0)],
+        },
+        "graded high-level immunosuppression (CD4 18 %",
+    ),
+    (
+        "§4.3 IDSA 2013 table 6: ANC 300/uL (severe neutropenia, §2.2) -> graded high, no live "
+        "vaccine, until null",
+        {"labs": [lab(ago(days=10), igg_g_l=8.0, anc_per_ul=300.0)]},
+        "graded high-level immunosuppression (severe neutropenia",
+    ),
+    (
+        "§2.6 IDSA 2013 table 6: blinatumomab (referred as chemotherapy) ended 8 months ago, "
+        "CD19 0 -> B-cell depletion, no live vaccine until B cells recover, until null",
+        {
+            "treatments": [treatment("blinatumomab", "chemotherapy", ago(months=9), ago(months=8))],
+            "labs": [lab(ago(days=10), igg_g_l=8.0, cd19_per_ul=0.0)],
+        },
+        "B-cell depletion after blinatumomab",
+    ),
 ]
 
 
@@ -214,6 +247,18 @@ def test_live_vaccine_deferred_while_a_cause_is_ongoing(
         deferral = _deferral(plan, vaccine)
         assert deferral.until is None
         assert any(reason in r for r in deferral.reasons), deferral.reasons
+
+
+def test_moderate_cd4_graded_low_does_not_block_live_vaccines() -> None:
+    """§4.3: the block is for high-level grading; 8 years, CD4 300/uL (CDC 2014 moderate,
+    §2.3) grades low and MMR/varicella are planned as usual (the control of the cases above)."""
+    plan = _plan(
+        birth_date=born(years=8),
+        labs=[lab(ago(days=10), igg_g_l=8.0, cd4_per_ul=300.0)],
+    )
+    assert plan.grading.level == "low"
+    assert _doses(plan, "MMR")
+    assert _doses(plan, "VAR")
 
 
 # (id, g/kg of an IG dose given on IG_DAY, months before MMR/varicella)

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from sidflows.rules.context import PlanContext
 from sidflows.rules.immunoglobulin import IgDecision
+from sidflows.rules.model import Grading
 from sidflows.rules.vaccination.blocks import (
     first_free_day,
     holding,
@@ -63,14 +64,17 @@ def vaccine_groups_needed(ctx: PlanContext) -> set[str]:
     return groups_for([*codes, "IIV"])
 
 
-def plan_vaccination(ctx: PlanContext, *, ig: IgDecision) -> VaccinationPlan:
-    """Boosters, influenza and pneumococcal doses of the horizon, and deferred live vaccines."""
+def plan_vaccination(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> VaccinationPlan:
+    """Boosters, influenza and pneumococcal doses of the horizon, and deferred live vaccines.
+
+    ``grading`` is the plan's grading of ``ctx.today`` (the live-vaccine blocks read it).
+    """
     plan = VaccinationPlan()
     cdsi = cdsi_history(ctx, ig=ig, groups=vaccine_groups_needed(ctx))
     plan.decisions.extend(cdsi.decisions())
     schedule = Schedule(
         ctx=ctx,
-        live_blocks=tuple(live_vaccine_blocks(ctx, ig=ig)),
+        live_blocks=tuple(live_vaccine_blocks(ctx, ig=ig, grading=grading)),
         plan=plan,
         gap=timedelta(days=ctx.protocol.vaccination.min_dose_interval_days),
         cdsi=cdsi,

@@ -15,7 +15,7 @@ from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import is_high_dose_steroid, name_matches
 from sidflows.rules.igrecord import ig_courses
 from sidflows.rules.immunoglobulin import IgDecision
-from sidflows.rules.model import Block
+from sidflows.rules.model import Block, Grading
 from sidflows.rules.vaccination.sources import (
     ACIP_ABS,
     CD20_SRC,
@@ -35,11 +35,26 @@ def span(t: TreatmentEntry) -> str:
     return f"{t.start} to {t.end}" if t.end else f"since {t.start}, ongoing"
 
 
-def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision) -> list[Block]:
-    """Every cause in docs/clinical-reference.md §4 that keeps MMR or varicella from being given."""
+def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> list[Block]:
+    """Every cause in docs/clinical-reference.md §4 that keeps MMR or varicella from being given.
+
+    ``grading`` is the plan's own grading of ``ctx.today`` (not graded again here).
+    """
     referral, facts, protocol = ctx.referral, ctx.facts, ctx.protocol
     v = protocol.vaccination
     blocks: list[Block] = []
+    if grading.level == "high" and grading.markers:
+        # Graded high from laboratory markers alone: no treatment block covers it. It holds
+        # until a reassessment grades otherwise (the next plan grades again), §4.3.
+        blocks.append(
+            Block(
+                "graded high-level immunosuppression ("
+                + "; ".join(grading.markers)
+                + "): no live vaccine until a reassessment shows otherwise",
+                f"docs/clinical-reference.md §4.3; {IDSA_T6}",
+                None,
+            )
+        )
     before = timedelta(days=v.live_before_immunosuppression_days)
     for t in referral.treatments:
         wait, why = 0, ""
