@@ -8,15 +8,20 @@ same set; the in-process orchestrator registers it on the temporary server.
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import prefect
 from prefect import get_client
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
@@ -26,6 +31,70 @@ SWEEP_CRON = "0 7 * * *"  # 07:00 in the unit's timezone, every day
 DISPATCH_EVERY = timedelta(minutes=1)  # the outbox's dispatcher, whatever else runs
 WORK_POOL = "sidflows"
 YAML_PATH = Path("config") / "prefect.yaml"
+# Flow runs send a heartbeat this often (Prefect's PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+# 30 s at least); a run silent for MISSED_HEARTBEATS of them is marked Crashed.
+HEARTBEAT_SECONDS = 60
+MISSED_HEARTBEATS = 3
+ZOMBIE_AUTOMATION = "sidflows: mark flow runs without a heartbeat as crashed"
+
+
+def heartbeat_seconds() -> int:
+    """The heartbeat of the unit's flow runs: the Prefect setting when given, else 60 s."""
+    value = os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "").strip()
+    return max(30, int(value)) if value.isdigit() else HEARTBEAT_SECONDS
+
+
+def zombie_automation(every: int) -> AutomationCore:
+    """Prefect's guidance for self-hosted servers ("detect zombie flows"): a run whose
+    process died stops sending heartbeats and is marked Crashed, so the next sweep gives
+    its item a fresh run. Suspended and paused runs (waiting for a nurse or a clinician)
+    have no process and send none: their state event ends the wait, like a final state.
+    """
+    return AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        description=(
+            f"Flow runs send a heartbeat every {every} s; one silent for "
+            f"{every * MISSED_HEARTBEATS} s lost its process and is marked Crashed "
+            "(installed by sidflows serve and sidflows automations)."
+        ),
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+                "prefect.flow-run.Paused",
+                "prefect.flow-run.Suspended",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=every * MISSED_HEARTBEATS),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {every * MISSED_HEARTBEATS} s: its process died",
+            )
+        ],
+    )
+
+
+def install_automations(every: int | None = None) -> str:
+    """Create, or bring up to date, the unit's automations on the server (idempotent)."""
+    wanted = zombie_automation(every or heartbeat_seconds())
+    with get_client(sync_client=True) as client:
+        found = client.read_automations_by_name(ZOMBIE_AUTOMATION)
+        if not found:
+            client.create_automation(wanted)
+            return "created"
+        client.update_automation(found[0].id, wanted)
+        for duplicate in found[1:]:  # two installs at once
+            client.delete_automation(duplicate.id)
+        return "updated"
 
 
 def deployments(
@@ -108,7 +177,12 @@ YAML_HEADER = """\
 #   export PREFECT_API_URL=https://prefect.unit.example/api   # behind TLS
 #   prefect work-pool create sidflows --type process
 #   prefect --no-prompt deploy --all --prefect-file config/prefect.yaml
+#   sidflows automations        # runs without a heartbeat are marked Crashed
 #   prefect worker start --pool sidflows                        # on each worker machine
+#
+# Each deployment's runs send a heartbeat every {heartbeat} s (job_variables env);
+# `sidflows automations` installs the automation that marks a run silent for
+# three of them Crashed, so the next sweep replaces an item run whose process died.
 #
 # Workers need the project installed (python3 dev.py ... or pip install -r
 # requirements.lock && pip install -e .) and the same SIDFLOWS_* settings as
@@ -127,6 +201,12 @@ YAML_HEADER = """\
 # name, tag, event and artifact to every UI user. A deployment's description is
 # its flow's docstring (as `sidflows serve` shows it).
 """
+
+
+def work_pool() -> dict[str, Any]:
+    """The process pool, its runs sending heartbeats (what serve's runner sets)."""
+    env = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
+    return {"name": WORK_POOL, "job_variables": {"env": env}}
 
 
 def entrypoint(deployment: RunnerDeployment) -> str:
@@ -193,7 +273,9 @@ def prefect_yaml(made: list[RunnerDeployment] | None = None) -> str:
     """config/prefect.yaml for ``prefect deploy``: the same deployments ``serve`` serves."""
     made = deployments() if made is None else made
     lines = [
-        YAML_HEADER.format(timezone=runtime.calendar().config.timezone),
+        YAML_HEADER.format(
+            timezone=runtime.calendar().config.timezone, heartbeat=HEARTBEAT_SECONDS
+        ),
         "name: sidflows",
         f"prefect-version: {prefect.__version__}",
         "",
@@ -212,7 +294,7 @@ def prefect_yaml(made: list[RunnerDeployment] | None = None) -> str:
             f"    entrypoint: {_value(entrypoint(deployment))}",
             f"    tags: {_value(list(deployment.tags))}",
             f"    parameters: {_value(deployment.parameters or {})}",
-            f"    work_pool: {_value({'name': WORK_POOL})}",
+            f"    work_pool: {_value(work_pool())}",
         ]
         schedules = [_schedule(s.schedule) for s in deployment.schedules or []]
         if schedules:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -37,6 +37,7 @@ from flows.runtime import (
     ITEM_DEPLOYMENT,
     calendar,
     idempotency_key,
+    item_of_key,
     run_name,
     scheduled_time,
     tags,
@@ -45,15 +46,24 @@ from sidflows.service import RunSpec
 
 WAITING_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED]
 LIVE_STATES = (StateType.RUNNING, StateType.CANCELLING)  # a process is executing the run
+# Ended without recording its item: the item's stream needs a fresh run. (A completed
+# item run recorded its item, or found it cancelled or superseded.)
+DEAD_STATES = (StateType.CRASHED, StateType.CANCELLED, StateType.FAILED)
+MAX_ATTEMPTS = 20
+CLOCK_SLACK = dt.timedelta(seconds=30)  # between this machine's clock and the server's
 PAGE = 200
 
 
 @dataclass
 class Reconciled:
-    expected: int
-    existing: int
-    created: int
-    cancelled: int
+    """What the reconciliation really did (the sweep reports it as it is)."""
+
+    expected: int  # open items due within the look-ahead, next in their stream
+    existing: int  # of them, with a run waiting in Prefect
+    created: int  # new runs (replacements included)
+    cancelled: int  # waiting runs with no open item in the store
+    replaced: int = 0  # of the new runs, those replacing a run that died with its item open
+    running: int = 0  # held by a run still executing (left alone until it ends or crashes)
 
 
 def item_parameters(spec: RunSpec) -> dict[str, object]:
@@ -86,32 +96,100 @@ def _read_item_deployment_id() -> UUID:
         return client.read_deployment_by_name(ITEM_DEPLOYMENT).id
 
 
-def _run_fields(spec: RunSpec) -> dict[str, Any]:
+def _run_fields(spec: RunSpec, attempt: int) -> dict[str, Any]:
     return {
         "parameters": item_parameters(spec),
         "state": Scheduled(scheduled_time=scheduled_time(spec.due)),
         "name": run_name(spec.kind, spec.ref),
         "tags": [*tags("item", spec.ref, spec.kind), f"plan:v{spec.plan_version}"],
-        "idempotency_key": idempotency_key(spec.ref, spec.plan_version, spec.item_key),
+        "idempotency_key": idempotency_key(spec.ref, spec.plan_version, spec.item_key, attempt),
     }
 
 
-def _create_run(client: SyncPrefectClient, deployment_id: UUID, spec: RunSpec) -> FlowRun:
-    fields = _run_fields(spec)
-    run = client.create_flow_run_from_deployment(deployment_id, **fields)
-    if run.deployment_id != deployment_id and run.state_type not in LIVE_STATES:
-        # The key is held by a run of a deleted deployment (deleting a deployment keeps
-        # its suspended runs): that run can never resume, so it gives its key back.
-        client.delete_flow_run(run.id)
+@dataclass(frozen=True)
+class Replaced:
+    """A run that died holding an open item's key, and the attempt that replaced it."""
+
+    ref: str
+    plan_version: int
+    item_key: str
+    state: str  # what the dead run ended as (Crashed, Cancelled, Failed)
+    message: str
+    attempt: int
+    run_id: str
+
+
+@dataclass
+class ScheduledBatch:
+    """What scheduling a batch of items did in Prefect."""
+
+    runs: dict[tuple[str, int, str], str] = field(default_factory=dict)  # every item's run
+    created: int = 0  # runs that did not exist before
+    running: int = 0  # the key is held by a run a process is executing: left alone
+    replaced: list[Replaced] = field(default_factory=list)
+
+
+def _state_name(run: FlowRun) -> str:
+    return str(run.state.name) if run.state is not None else str(run.state_type)
+
+
+def _create_run(
+    client: SyncPrefectClient, deployment_id: UUID, spec: RunSpec, done: ScheduledBatch
+) -> FlowRun:
+    """The item's run: the one waiting under its key, or a new one.
+
+    A run that ended without recording the item (crashed, killed and marked
+    crashed by the heartbeat automation, cancelled by hand, timed out waiting
+    for its outcome) still holds its key, so Prefect would return it forever:
+    the next attempt's key (``#2``, ``#3``...) makes a fresh run, once, since a
+    repeat returns that attempt's run.
+    """
+    dead: FlowRun | None = None
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        fields = _run_fields(spec, attempt)
+        requested = dt.datetime.now(dt.UTC)
         run = client.create_flow_run_from_deployment(deployment_id, **fields)
-    return run
+        if run.deployment_id != deployment_id and run.state_type not in LIVE_STATES:
+            # The key is held by a run of a deleted deployment (deleting a deployment keeps
+            # its suspended runs): that run can never resume, so it gives its key back.
+            client.delete_flow_run(run.id)
+            run = client.create_flow_run_from_deployment(deployment_id, **fields)
+        if run.state_type in DEAD_STATES:
+            dead = run
+            continue
+        if run.state_type in LIVE_STATES:
+            done.running += 1
+        elif run.created is not None and run.created >= requested - CLOCK_SLACK:
+            done.created += 1
+            if dead is not None:
+                done.replaced.append(
+                    Replaced(
+                        spec.ref,
+                        spec.plan_version,
+                        spec.item_key,
+                        _state_name(dead),
+                        (dead.state.message or "") if dead.state is not None else "",
+                        attempt,
+                        str(run.id),
+                    )
+                )
+        return run
+    raise RuntimeError(
+        f"{spec.ref} {spec.item_key}: {MAX_ATTEMPTS} runs in a row ended without "
+        "recording the item; look at the item deployment's runs"
+    )
 
 
 def schedule_runs(specs: Iterable[RunSpec]) -> dict[tuple[str, int, str], str]:
     """One scheduled run per spec (idempotent). Returns (ref, version, key) -> run id."""
+    return schedule_batch(specs).runs
+
+
+def schedule_batch(specs: Iterable[RunSpec]) -> ScheduledBatch:
+    """One run per spec (idempotent), with what was created, left running and replaced."""
     specs = list(specs)
     if not specs:
-        return {}
+        return ScheduledBatch()
     try:
         return _create_runs(item_deployment_id(), specs)
     except PrefectHTTPStatusError as exc:
@@ -120,14 +198,13 @@ def schedule_runs(specs: Iterable[RunSpec]) -> dict[tuple[str, int, str], str]:
         return _create_runs(item_deployment_id(refresh=True), specs)  # deployment re-created
 
 
-def _create_runs(deployment_id: UUID, specs: list[RunSpec]) -> dict[tuple[str, int, str], str]:
+def _create_runs(deployment_id: UUID, specs: list[RunSpec]) -> ScheduledBatch:
+    done = ScheduledBatch()
     with get_client(sync_client=True) as client:
-        return {
-            (spec.ref, spec.plan_version, spec.item_key): str(
-                _create_run(client, deployment_id, spec).id
-            )
-            for spec in specs
-        }
+        for spec in specs:
+            run = _create_run(client, deployment_id, spec, done)
+            done.runs[(spec.ref, spec.plan_version, spec.item_key)] = str(run.id)
+    return done
 
 
 def waiting_item_runs(client: SyncPrefectClient, *, ref: str | None = None) -> list[FlowRun]:
@@ -169,26 +246,27 @@ def cancel_superseded(ref: str, keys: Iterable[str]) -> int:
         runs = waiting_item_runs(client, ref=ref)
         return _cancel(
             client,
-            [r for r in runs if r.idempotency_key in wanted],
+            [r for r in runs if r.idempotency_key and item_of_key(r.idempotency_key)[0] in wanted],
             "item replaced by a new plan version",
         )
 
 
 def reconcile(
     expected: list[RunSpec], *, until: dt.date | None = None
-) -> tuple[Reconciled, dict[tuple[str, int, str], str]]:
-    """Make Prefect's waiting runs match the store, both ways. Returns the runs created.
+) -> tuple[Reconciled, ScheduledBatch]:
+    """Make Prefect's waiting runs match the store, both ways. Returns what it scheduled.
 
     ``expected`` holds the items due by ``until`` (the look-ahead). A run due after
-    it is left alone: it may stand for an open item not yet in reach, and a
-    cancelled run keeps its idempotency key, so that item could never have a run.
+    it is left alone: it may stand for an open item not yet in reach. An open
+    item whose run died (crashed, cancelled, failed, timed out) gets a fresh run
+    under the next attempt's key.
     """
     wanted = {idempotency_key(s.ref, s.plan_version, s.item_key): s for s in expected}
     horizon = scheduled_time(until) if until is not None else None
     item_deployment_id(refresh=True)
     with get_client(sync_client=True) as client:
         runs = waiting_item_runs(client)
-        existing = {r.idempotency_key: r for r in runs if r.idempotency_key}
+        existing = {item_of_key(r.idempotency_key)[0]: r for r in runs if r.idempotency_key}
         missing = [s for key, s in wanted.items() if key not in existing]
         extra = [
             r
@@ -198,8 +276,16 @@ def reconcile(
         ]
         extra += [r for r in runs if not r.idempotency_key]
         cancelled = _cancel(client, extra, "no open item in the store for this run")
-    created = schedule_runs(missing)
-    return Reconciled(len(wanted), len(existing), len(created), cancelled), created
+    done = schedule_batch(missing)
+    found = Reconciled(
+        expected=len(wanted),
+        existing=len(existing),
+        created=done.created,
+        cancelled=cancelled,
+        replaced=len(done.replaced),
+        running=done.running,
+    )
+    return found, done
 
 
 def lookahead(day: dt.date) -> dt.date:

@@ -56,8 +56,22 @@ def tags(step: str, ref: str, kind: str | None = None) -> list[str]:
     return found
 
 
-def idempotency_key(ref: str, plan_version: int, item_key: str) -> str:
-    return f"{ref}:v{plan_version}:{item_key}"
+def idempotency_key(ref: str, plan_version: int, item_key: str, attempt: int = 1) -> str:
+    """An item run's key; a run that died holding it is replaced by attempt 2, 3, ...
+
+    Prefect returns the run already made under a key, so the first attempt keeps
+    the plain key and each replacement adds ``#<attempt>``.
+    """
+    key = f"{ref}:v{plan_version}:{item_key}"
+    return key if attempt == 1 else f"{key}#{attempt}"
+
+
+def item_of_key(key: str) -> tuple[str, int]:
+    """(the key without its attempt, the attempt) of an item run's idempotency key."""
+    base, mark, attempt = key.rpartition("#")
+    if mark and attempt.isdigit():
+        return base, int(attempt)
+    return key, 1
 
 
 def scheduled_time(day: dt.date) -> dt.datetime:

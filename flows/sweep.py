@@ -14,13 +14,16 @@ from typing import Any
 
 from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from flows import projection, runtime
 from flows.artifacts import publish_census
+from flows.exports import write_calendars
 from flows.intents import carry_out_intents
 from flows.notifications import dispatch_notifications, queue_daily
 from flows.tasks import activate_and_schedule
 from sidflows import service
+from sidflows.service.day import ReplacedRun, runs_replaced
 from sidflows.store import db
 from sidflows.store.census import unit_census
 from sidflows.store.sweep import expected_runs, read_due
@@ -63,8 +66,26 @@ def reconcile_runs(day: dt.date, batch: int) -> dict[str, int]:
             for _, ref, version, key, kind, due in rows
         ]
         after = rows[-1][0]
-    result, created = projection.reconcile(expected, until=projection.lookahead(day))
-    service.record_run_ids(created)
+    result, done = projection.reconcile(expected, until=projection.lookahead(day))
+    service.record_run_ids(done.runs)
+    if done.replaced:
+        runs_replaced(
+            [
+                ReplacedRun(
+                    r.ref, r.plan_version, r.item_key, r.state, r.message, r.attempt, r.run_id
+                )
+                for r in done.replaced
+            ],
+            unit=runtime.unit(),
+        )
+        for r in done.replaced:
+            get_run_logger().warning(
+                "%s %s: its run ended %s without recording the item; replaced by attempt %d",
+                r.ref,
+                r.item_key,
+                r.state,
+                r.attempt,
+            )
     return vars(result)
 
 
@@ -76,7 +97,13 @@ def census(day: dt.date) -> dict[str, Any]:
     return figures
 
 
-@flow(name="sweep", flow_run_name="sweep-{day}")
+def _run_name() -> str:
+    """``sweep-<the day swept>``: a scheduled run has no ``day``, it sweeps today."""
+    given = flow_run.parameters.get("day")
+    return f"sweep-{given or runtime.today(None).isoformat()}"
+
+
+@flow(name="sweep", flow_run_name=_run_name)
 async def sweep(
     day: dt.date | None = None, batch: int = 5000, reconcile: bool = True, notify: bool = True
 ) -> dict[str, Any]:
@@ -111,6 +138,7 @@ async def sweep(
     if notify:
         summary["notifications"] = queue_daily(swept)
         summary["dispatch"] = dispatch_notifications()
+    summary["calendar_feeds"] = write_calendars(swept)  # None: SIDFLOWS_CALENDAR_DIR unset
     return summary
 
 

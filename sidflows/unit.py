@@ -13,6 +13,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from sidflows.calendar import UnitCalendar, load_calendar
+from sidflows.codes import load_codes
 from sidflows.notify.config import NotificationConfig, load_notifications
 from sidflows.protocol import Protocol, load_protocol
 from sidflows.settings import Settings, get_settings
@@ -60,3 +61,12 @@ class Unit:
     @property
     def ui_url(self) -> str:
         return self.settings.ui_url
+
+    def check(self) -> Unit:
+        """Read every file of the unit now (a command that writes the store calls this
+        first, so a broken file stops it before anything is stored; ConfigError names
+        the file and the field)."""
+        for part in ("protocol", "calendar", "staff", "notifications"):
+            getattr(self, part)
+        load_codes()
+        return self

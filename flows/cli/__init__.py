@@ -14,14 +14,34 @@ naming the field); 3 unknown ref. Never a traceback for bad input.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from flows.cli.io import EXIT_CONFIG, EXIT_INVALID, EXIT_UNKNOWN, one_line
 from flows.cli.parser import PASS_THROUGH, build_parser, run_pass_through
+from flows.quiet import DEBUG_HINT, first_line, request
 from sidflows.errors import ConfigError, InvalidInput, UnknownPatient
+from sidflows.unit import Unit
 
 __all__ = ["main"]
+
+# Commands that write the store: every file of the unit is read first, so a broken
+# one stops the command before anything is stored.
+WRITES = frozenset(
+    {
+        "refer",
+        "approve",
+        "modify",
+        "reject",
+        "consent",
+        "treatment-change",
+        "lab-result",
+        "record",
+        "sweep",
+        "serve",
+    }
+)  # not the demo: it writes a store and Prefect history of its own (flows/demo/run.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(words)
     try:
+        if args.command in WRITES:
+            Unit().check()
+        request()  # one line per error on the console, wherever Prefect runs
         code: int = args.handler(args)
     except InvalidInput as exc:
         print(f"sidflows: invalid input: {one_line(str(exc))}", file=sys.stderr)
@@ -47,12 +70,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sidflows: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
     except Exception as exc:
         if os.environ.get("SIDFLOWS_DEBUG"):
             raise
-        print(
-            f"sidflows: error: {type(exc).__name__}: {exc} (SIDFLOWS_DEBUG=1 shows the traceback)",
-            file=sys.stderr,
-        )
+        print(f"sidflows: error: {one_line(first_line(exc))} ({DEBUG_HINT})", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
     return code
+
+
+def _closed_pipe() -> int:
+    """The reader went away (``sidflows show REF | head -1``): end quietly, as cat does."""
+    # Python would report the failed flush of stdout at exit: point it at nothing.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE

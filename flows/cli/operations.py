@@ -7,19 +7,27 @@ import json
 import sys
 from pathlib import Path
 
-from prefect import serve as prefect_serve
-
+from flows import quiet
 from flows.cli.io import EXIT_CONFIG, EXIT_OK, day, out, print_json
-from flows.deployments import YAML_PATH, deployments, entrypoint, prefect_yaml, when
+from flows.deployments import (
+    MISSED_HEARTBEATS,
+    YAML_PATH,
+    deployments,
+    entrypoint,
+    heartbeat_seconds,
+    install_automations,
+    prefect_yaml,
+    when,
+)
 from flows.orchestrator import pick
 from flows.runtime import ensure_store
+from flows.serving import serve_until_stopped
 from sidflows.errors import InvalidInput
 from sidflows.notify import outbox
-from sidflows.notify.config import load_notifications
-from sidflows.notify.dispatch import dispatch, send_test
+from sidflows.notify.config import NotificationConfig, load_notifications
+from sidflows.notify.dispatch import dispatch, redeliver, send_test
 from sidflows.notify.routes import env_name, route_for
 from sidflows.settings import get_settings
-from sidflows.staff import load_staff
 from sidflows.store import db
 
 
@@ -32,9 +40,24 @@ def sweep(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    """Every file was read before this (flows.cli.main: Unit.check); then the store, the
+    server's automations, and the deployments, until SIGTERM or SIGINT."""
     ensure_store()
-    load_staff(get_settings().staff)  # a bad roster stops here, not at the first approval
-    prefect_serve(*deployments())
+    quiet.apply()
+    every = heartbeat_seconds()
+    install_automations(every)
+    serve_until_stopped(deployments(), heartbeat=every)
+    return EXIT_OK
+
+
+def automations_command(args: argparse.Namespace) -> int:
+    """For work pools (``prefect deploy``): what serve installs at its start."""
+    every = heartbeat_seconds()
+    done = install_automations(every)
+    out(
+        f"zombie automation {done}: a flow run without a heartbeat for "
+        f"{every * MISSED_HEARTBEATS} s is marked Crashed (runs send one every {every} s)"
+    )
     return EXIT_OK
 
 
@@ -68,11 +91,9 @@ def db_command(args: argparse.Namespace) -> int:
 def notifications(args: argparse.Namespace) -> int:
     config = load_notifications()
     db.upgrade()
-    if args.action in ("redeliver", "dispatch"):
-        if args.action == "redeliver":
-            with db.session_scope() as session:
-                requeued = outbox.requeue_failed(session=session)
-            out(f"{requeued} failed or unrouted notifications queued again")
+    if args.action == "redeliver":
+        return _redeliver(config)
+    if args.action == "dispatch":
         result = dispatch(config=config, ui_url=get_settings().ui_url)
         out(
             f"sent {result.sent}, to retry {result.retrying}, failed {result.failed}, "
@@ -126,3 +147,26 @@ def notify_test(args: argparse.Namespace) -> int:
     for label, error in results:
         out(f"{route} {label}: {'delivered' if error is None else 'FAILED: ' + error}")
     return EXIT_OK if all(error is None for _, error in results) else EXIT_CONFIG
+
+
+def _redeliver(config: NotificationConfig) -> int:
+    """`notifications redeliver`: failed, unrouted and retrying messages sent now; exit 1
+    if any of them was tried and failed again."""
+    done = redeliver(config=config, ui_url=get_settings().ui_url)
+    if not done.requeued:
+        out("nothing to redeliver: no failed, unrouted or retrying notification")
+    else:
+        line = (
+            f"redelivered {done.sent} of {done.requeued}: sent {done.sent}, "
+            f"failed {done.failed}, to retry {done.retrying}, without a route {done.unrouted}"
+        )
+        if done.elsewhere:
+            line += f", being sent by another dispatcher {done.elsewhere}"
+        out(line)
+    passed = done.dispatched
+    if passed.sent + passed.retrying + passed.failed > done.sent + done.retrying + done.failed:
+        out(
+            f"in all this pass: sent {passed.sent}, to retry {passed.retrying}, "
+            f"failed {passed.failed}, without a route {passed.unrouted}"
+        )
+    return EXIT_OK if done.delivered_all and not passed.failed else EXIT_CONFIG

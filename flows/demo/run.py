@@ -24,6 +24,7 @@ from rich.table import Table
 from flows.demo import notifications as notes
 from sidflows.notify.config import load_notifications
 from sidflows.notify.routes import configured
+from sidflows.settings import get_settings
 
 DEMO_DIR = Path(".sidflows") / "demo"
 
@@ -35,6 +36,7 @@ def _prepare_environment() -> Path:
         shutil.rmtree(base)
     base.mkdir(parents=True)
     os.environ["SIDFLOWS_DATABASE_URL"] = f"sqlite:///{base / 'sidflows.db'}"
+    get_settings.cache_clear()  # settings read before this (the command line's) are the unit's
     if not os.environ.get("PREFECT_API_URL"):
         os.environ["PREFECT_HOME"] = str(base / "prefect")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

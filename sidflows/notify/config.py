@@ -39,6 +39,10 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     "item_reminder": frozenset({"what", "due", "where", "kind", "hospital"}),
     "item_overdue": frozenset({"what", "due", "where", "kind", "hospital", "days", "step"}),
     "ig_session_missed": frozenset({"what", "due", "where", "kind", "hospital"}),
+    "item_run_replaced": frozenset(
+        {"what", "due", "where", "kind", "hospital", "state", "attempt", "version"}
+    ),
+    "items_held": frozenset({"version", "active_version", "count", "items"}),
     "trough_below_target": frozenset({"igg", "target"}),
     "plan_replanned": frozenset({"version", "reason", "changes"}),
     "delivery_failed": frozenset(

@@ -14,8 +14,11 @@ when the process died may arrive twice, and every message carries its outbox
 key so that a receiver can tell. A message is marked sent exactly once.
 
 After the configured attempts a message is marked failed and ops is told
-(unless the failed message was ops' own). URLs are never logged or stored:
-errors are kept as the route's label (``json#3f2a9c``) and a category.
+(unless the failed message was ops' own). A message that had failed and is then
+delivered (``redeliver``, an operator's retry: now, attempts kept) is followed by
+a "delivered" note wherever that alert went, under its own key, so once. URLs are
+never logged or stored: errors are kept as the route's label (``json#3f2a9c``) and
+a category.
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from sqlmodel import Session, col, select
 
 from sidflows.notify.config import NotificationConfig
 from sidflows.notify.messages import Notice, render
-from sidflows.notify.outbox import claimable, enqueue
+from sidflows.notify.outbox import (
+    claimable,
+    enqueue,
+    failure_alert_suffix,
+    queue_delivered_notes,
+    requeue_for_redelivery,
+    statuses_of,
+)
 from sidflows.notify.routes import Url, resolve
 from sidflows.notify.sender import Sender, apprise_send
 from sidflows.store.db import session_scope
@@ -197,7 +207,7 @@ def _changes(outcome: _Outcome, config: NotificationConfig) -> tuple[dict[str, A
                             "attempts": attempts,
                             "error": error,
                         },
-                        suffix=f"n{job.id}",
+                        suffix=failure_alert_suffix(job.id),
                     )
                 )
         else:
@@ -240,6 +250,22 @@ def _write(
     )
     if notices:
         enqueue(session, notices, config=config, ui_url=ui_url)
+    if values.get("status") == NotificationStatus.sent and job.attempts > 0:
+        # It had failed before: if ops was told, ops hears that it went after all (once).
+        event, ref = job.key.split("|", 2)[:2]
+        queue_delivered_notes(
+            session,
+            failed_id=job.id,
+            facts={
+                "failed_id": job.id,
+                "failed_event": event,
+                "failed_ref": ref,
+                "failed_role": job.route,
+                "attempts": job.attempts,
+            },
+            config=config,
+            now=values["sent_at"],
+        )
     return values
 
 
@@ -422,6 +448,53 @@ def dispatch(
         if step.claimed == 0:
             break
     return total
+
+
+@dataclass
+class Redelivery:
+    """An operator's redeliver: what became of the messages it sent now."""
+
+    requeued: int = 0
+    sent: int = 0
+    failed: int = 0  # failed again after their last attempt
+    retrying: int = 0  # failed again, attempts left: back to their backoff
+    unrouted: int = 0  # still no route for their role
+    elsewhere: int = 0  # being sent by another dispatcher when this one finished
+    dispatched: DispatchResult = field(default_factory=DispatchResult)  # the whole pass
+
+    @property
+    def delivered_all(self) -> bool:
+        """Every message that was tried went (a role still without a route aside)."""
+        return not (self.failed or self.retrying)
+
+
+def redeliver(
+    *,
+    config: NotificationConfig,
+    ui_url: str,
+    send: Sender = apprise_send,
+    environ: Mapping[str, str] | None = None,
+) -> Redelivery:
+    """Failed, unrouted and retrying messages sent now, with what else is due.
+
+    They are made due in one statement (attempts and last error kept), then the
+    ordinary dispatcher sends them: claims, leases and at-least-once as ever. A
+    message that had failed and now goes has ops told that it went. Their
+    statuses afterwards are counted in one grouped query."""
+    with session_scope() as session:
+        ids = requeue_for_redelivery(session=session)
+    passed = dispatch(config=config, ui_url=ui_url, send=send, environ=environ)
+    with session_scope() as session:
+        found = statuses_of(session=session, ids=ids)
+    return Redelivery(
+        requeued=len(ids),
+        sent=found.get(NotificationStatus.sent, 0),
+        failed=found.get(NotificationStatus.failed, 0),
+        retrying=found.get(NotificationStatus.pending, 0),
+        unrouted=found.get(NotificationStatus.unrouted, 0),
+        elsewhere=found.get(NotificationStatus.sending, 0),
+        dispatched=passed,
+    )
 
 
 @contextmanager

@@ -52,6 +52,26 @@ SUMMARY_LINE = {
     "es": "- {count} × {label}, la primera el {first}",
 }
 NONE = {"en": "- none", "es": "- ninguno"}
+# The note that follows ops' failure alert once the message was delivered after all
+# (not a configurable event: it goes wherever that alert went, in the unit's language).
+DELIVERED_AFTER_FAILURE = {
+    "en": {
+        "subject": "sidflows: a notification that had failed was delivered",
+        "body": (
+            "Notification {failed_id} ({failed_event} for {failed_ref}, role {failed_role}),"
+            " reported as failed, was delivered on {when} after {attempts} failed attempts."
+            " No action needed."
+        ),
+    },
+    "es": {
+        "subject": "sidflows: se entregó una notificación que había fallado",
+        "body": (
+            "La notificación {failed_id} ({failed_event} de {failed_ref}, rol {failed_role}),"
+            " que había fallado, se entregó el {when} tras {attempts} intentos fallidos."
+            " No requiere acción."
+        ),
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -173,6 +193,13 @@ def render(
     template = config.template(notice.event, role)
     values = _Facts({**common, "role": role, "ref": notice.ref or "-", **notice.facts})
     return template.subject.format_map(values), template.body.format_map(values)
+
+
+def delivered_after_failure(facts: Mapping[str, Any], language: str) -> tuple[str, str]:
+    """Subject and body of the "delivered" note that follows a failure alert."""
+    text = DELIVERED_AFTER_FAILURE.get(language, DELIVERED_AFTER_FAILURE["en"])
+    values = _Facts(facts)
+    return text["subject"].format_map(values), text["body"].format_map(values)
 
 
 class _Facts(dict[str, Any]):

@@ -18,7 +18,13 @@ from sqlmodel import Session, col, select
 
 from sidflows.calendar import UnitCalendar
 from sidflows.notify.config import NotificationConfig
-from sidflows.notify.messages import Notice, item_facts, lines, render
+from sidflows.notify.messages import (
+    Notice,
+    delivered_after_failure,
+    item_facts,
+    lines,
+    render,
+)
 from sidflows.notify.routes import route_for
 from sidflows.store.models import (
     OPEN_ITEM_STATUSES,
@@ -130,6 +136,8 @@ def _open_items() -> Any:
         .where(
             col(CarePlan.status) == PlanStatus.active,
             col(PlanItem.status).in_(OPEN_ITEM_STATUSES),
+            # A held item waits for a clinician's answer: nobody is reminded or chased.
+            col(PlanItem.hold_reason).is_(None),
         )
     )
 
@@ -174,6 +182,9 @@ def queue_reminders(
         for item, ref, version, chair in found
     ]
     return enqueue(session, notices, config=config, ui_url=ui_url)
+
+
+UPDATE_CHUNK = 5000  # ids per UPDATE ... IN (...): within every driver's parameter limit
 
 
 def queue_escalations(
@@ -236,10 +247,19 @@ def queue_escalations(
                     },
                 )
             )
+    # One statement per step reached (a few), in chunks: never one round trip per item,
+    # and no synchronisation of the session's objects (quadratic in the items held).
+    by_level: dict[int, list[int]] = {}
     for item_id, level in raised.items():
-        session.execute(
-            update(PlanItem).where(col(PlanItem.id) == item_id).values(escalations=level)
-        )
+        by_level.setdefault(level, []).append(item_id)
+    for level, ids in by_level.items():
+        for start in range(0, len(ids), UPDATE_CHUNK):
+            session.execute(
+                update(PlanItem)
+                .where(col(PlanItem.id).in_(ids[start : start + UPDATE_CHUNK]))
+                .values(escalations=level)
+                .execution_options(synchronize_session=False)
+            )
     session.add_all(audits)
     return enqueue(session, notices, config=config, ui_url=ui_url)
 
@@ -320,23 +340,104 @@ def counts(*, session: Session) -> dict[str, int]:
     }
 
 
-def requeue_failed(*, session: Session, include_unrouted: bool = True) -> int:
-    """Failed (and unrouted) messages go back to pending, their attempts reset."""
-    statuses = [NotificationStatus.failed]
-    if include_unrouted:
-        statuses.append(NotificationStatus.unrouted)
-    result = session.execute(
+def redeliverable() -> Any:
+    """What an operator's redeliver sends now: failed, unrouted, and waiting out a backoff."""
+    return or_(
+        col(Notification.status).in_([NotificationStatus.failed, NotificationStatus.unrouted]),
+        and_(
+            col(Notification.status) == NotificationStatus.pending,
+            or_(col(Notification.attempts) > 0, col(Notification.next_attempt_at).is_not(None)),
+        ),
+    )
+
+
+def requeue_for_redelivery(*, session: Session) -> list[int]:
+    """Failed, unrouted and retrying messages become due now, in one statement; their ids.
+
+    Their attempts, last error and the URLs that already have them are kept: the
+    count still shows how often the message failed (it goes on counting up), and a
+    message that fails again after its last attempt is failed again at once.
+    """
+    result = session.connection().execute(
         update(Notification)
-        .where(col(Notification.status).in_(statuses))
+        .where(redeliverable())
         .values(
             status=NotificationStatus.pending,
-            attempts=0,
             next_attempt_at=None,
             claim=None,
             claimed_until=None,
         )
+        .returning(col(Notification.id))
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return sorted(int(row[0]) for row in result)
+
+
+def statuses_of(*, session: Session, ids: Sequence[int]) -> dict[str, int]:
+    """How many of these messages are in each status (a grouped count per 500 ids)."""
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        for status, n in session.exec(
+            select(Notification.status, func.count())
+            .where(col(Notification.id).in_(chunk))
+            .group_by(col(Notification.status))
+        ):
+            found[str(status)] = found.get(str(status), 0) + int(n)
+    return found
+
+
+def failure_alert_suffix(failed_id: int) -> str:
+    """The key suffix of ops' alert about message ``failed_id`` (and of its "delivered" note)."""
+    return f"n{failed_id}"
+
+
+def queue_delivered_notes(
+    session: Session,
+    *,
+    failed_id: int,
+    facts: dict[str, Any],
+    config: NotificationConfig,
+    now: dt.datetime,
+) -> int:
+    """A message that had failed was delivered: a note to every route its failure alert
+    went to, under its own key (``delivery_recovered|...|n<id>``), so sent once."""
+    alert = config.events.get("delivery_failed")
+    if alert is None:
+        return 0  # the unit switched the failure alert off: nobody was told
+    suffix = failure_alert_suffix(failed_id)
+    # The keys the alert was queued under (as ``messages`` makes them): a lookup on the
+    # unique key, not a scan, since every delivery after a failed attempt asks.
+    failure = Notice("delivery_failed", None, {}, suffix=suffix)
+    keys = {message_key(failure, route_for(role)) for role in alert.roles}
+    alerted = session.exec(
+        select(Notification.route).where(col(Notification.key).in_(sorted(keys)))
+    ).all()
+    if not alerted:
+        return 0
+    digest = alert.digest
+    notice = Notice("delivery_recovered", None, facts, suffix=suffix)
+    subject, body = delivered_after_failure(
+        {**facts, "when": now.isoformat(timespec="seconds")}, config.language
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "key": message_key(notice, route),
+            "event": notice.event,
+            "ref": None,
+            "item_id": None,
+            "item_key": None,
+            "plan_version": None,
+            "route": route,
+            "subject": subject[:300],
+            "body": body,
+            "status": NotificationStatus.queued if digest else NotificationStatus.pending,
+            "attempts": 0,
+            "delivered": [],
+            "created_at": now,
+        }
+        for route in sorted(set(alerted))
+    ]
+    return insert_new(session, rows)
 
 
 def claimable(now: dt.datetime) -> Any:

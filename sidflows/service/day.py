@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlmodel import col, select
 
 from sidflows.notify import outbox
+from sidflows.notify.messages import Notice, item_facts
 from sidflows.store import items
 from sidflows.store.db import session_scope
 from sidflows.store.models import (
@@ -40,6 +42,52 @@ def record_run_ids(run_ids: dict[tuple[str, int, str], str]) -> None:
         for (ref, version, key), run_id in run_ids.items():
             item = items.get_item(session=session, ref=ref, key=key, version=version)
             items.record_run(session=session, item=item, run_id=run_id, actor="scheduler")
+
+
+@dataclass(frozen=True)
+class ReplacedRun:
+    """An item whose run ended without recording it, and the attempt that replaced it."""
+
+    ref: str
+    plan_version: int
+    item_key: str
+    state: str  # what the dead run ended as: Crashed, Cancelled, Failed...
+    message: str
+    attempt: int
+    run_id: str
+
+
+def runs_replaced(replaced: list[ReplacedRun], *, unit: Unit) -> int:
+    """Tell the coordinators, once per attempt, that an item has a fresh run to act on."""
+    if not replaced:
+        return 0
+    language = unit.notifications.language
+    notices = []
+    with session_scope() as session:
+        for each in replaced:
+            item = items.get_item(
+                session=session, ref=each.ref, key=each.item_key, version=each.plan_version
+            )
+            facts = item_facts(
+                kind=item.kind,
+                due=item.due.isoformat(),
+                details=item.details,
+                chair=None,
+                language=language,
+            )
+            facts.update(state=each.state, attempt=each.attempt, version=each.plan_version)
+            notices.append(
+                Notice(
+                    "item_run_replaced",
+                    each.ref,
+                    facts,
+                    item_id=item.id,
+                    item_key=item.key,
+                    plan_version=each.plan_version,
+                    suffix=f"attempt{each.attempt}",
+                )
+            )
+        return outbox.enqueue(session, notices, config=unit.notifications, ui_url=unit.ui_url)
 
 
 def active_refs(*, limit: int | None = None) -> list[str]:

@@ -20,7 +20,13 @@ from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.events import DeploymentEventTrigger
 from prefect.flows import load_flow_from_entrypoint
 
-from flows.deployments import deployments, entrypoint, prefect_yaml
+from flows.deployments import (
+    HEARTBEAT_SECONDS,
+    deployments,
+    entrypoint,
+    prefect_yaml,
+    zombie_automation,
+)
 from sidflows.calendar import load_calendar
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,3 +126,17 @@ def test_the_command_writes_the_yaml(where: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     written = done.stdout if where == "-" else Path(target).read_text()
     assert written == YAML.read_text()
+
+
+def test_work_pool_runs_send_heartbeats_as_served_runs_do() -> None:
+    """Every deployment's runs on a worker send heartbeats every HEARTBEAT_SECONDS, the
+    frequency serve's runner sets and the zombie automation waits three of."""
+    config = yaml.safe_load(YAML.read_text())
+    every = {
+        d["name"]: d["work_pool"]["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]
+        for d in config["deployments"]
+    }
+    assert set(every.values()) == {str(HEARTBEAT_SECONDS)}
+    assert len(every) == 6
+    trigger = zombie_automation(HEARTBEAT_SECONDS).trigger
+    assert trigger.within == dt.timedelta(seconds=3 * HEARTBEAT_SECONDS)  # type: ignore[union-attr]

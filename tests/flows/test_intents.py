@@ -132,3 +132,51 @@ def test_twenty_referrals_at_once_each_get_one_pathway_run(tmp_path: Path) -> No
         assert all(run for _, _, _, run in intents(unit))
         for ref in refs:
             assert len(unit.runs(f"ref:{ref}", "step:pathway")) == 1, ref
+
+
+def test_a_consent_stored_while_the_server_is_down_activates_the_plan_once(
+    tmp_path: Path,
+) -> None:
+    """The family's consent written with its activate intent: the server down, `consent`
+    says so and exits 0; back up, serve's pass activates the plan with one run."""
+    with running_unit(tmp_path) as unit:
+        path = referral(unit, "INT-C")
+        document = json.loads(path.read_text())
+        document.pop("consent", None)  # the family has not yet agreed to the cost
+        path.write_text(json.dumps(document))
+        ok(unit.cli("refer", str(path)))
+        wait_for("the pathway waiting", lambda: unit.paused("INT-C"), 120, 0.5)
+        ok(unit.cli("approve", "INT-C", "--by", "Dr Test"))
+        wait_for(
+            "the plan waiting for the family's consent",
+            lambda: unit.show("INT-C")["patient_state"] == "awaiting_consent",
+            120,
+            1,
+        )
+        assert [k for k, _, _, _ in intents(unit)].count("activate") == 0, "nothing to activate"
+        unit.server.stop()
+
+        consented = unit.cli("consent", "INT-C", "--by", "coordinator")
+        said = ok(consented)
+        assert "INT-C: stored; the activation will run when the Prefect server answers" in said
+        assert "Traceback" not in consented.stderr, consented.stderr[-3000:]
+        pending = [(k, r) for k, r, status, _ in intents(unit) if status == "pending"]
+        assert pending == [("activate", "INT-C")]
+
+        unit.server.start()
+        wait_for(
+            "the activation carried out by serve's pass",
+            lambda: unit.show("INT-C")["patient_state"] == "active",
+            timeout=180,
+            every=2,
+        )
+        wait_for(
+            "the activate intent done",
+            lambda: all(status == "done" for _, _, status, _ in intents(unit)),
+            timeout=60,
+            every=1,
+        )
+        assert len(unit.runs("ref:INT-C", "step:activate")) == 1
+        sweep(unit)
+        assert len(unit.runs("ref:INT-C", "step:activate")) == 1
+        assert unit.show("INT-C")["patient_state"] == "active"

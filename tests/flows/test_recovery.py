@@ -56,8 +56,8 @@ TODAY = dt.date(2026, 11, 24)
 SAMPLES = ("all-after-maintenance", "lupus-on-rituximab", "after-autologous-transplant")
 
 
-def children_on_active_plans(prefix: str = "REC") -> list[str]:
-    """The three sample children on active plans; each stream's next item has its run.
+def children_on_active_plans(prefix: str = "REC", samples: tuple[str, ...] = SAMPLES) -> list[str]:
+    """The sample children on active plans; each stream's next item has its run.
 
     Under refs of their own: the session's server keeps other tests' runs, and an
     idempotency key once used (ref, version, item) returns that run again.
@@ -65,7 +65,7 @@ def children_on_active_plans(prefix: str = "REC") -> list[str]:
     register()  # the deployments the runs go into, as `sidflows serve` makes them
     refs = []
     protocol, calendar = runtime.protocol(), runtime.calendar()
-    for n, name in enumerate(SAMPLES, start=1):
+    for n, name in enumerate(samples, start=1):
         document = json.loads((EXAMPLES / f"{name}.json").read_text())
         document["patient"]["ref"] = f"{prefix}-{n}"
         ref = service.refer(json.dumps(document), unit=Unit(), actor="test").ref

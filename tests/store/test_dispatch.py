@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from sidflows import service
 from sidflows.config import read_toml
 from sidflows.notify.config import NotificationConfig, load_notifications, parse_notifications
-from sidflows.notify.dispatch import dispatch, dispatch_once
+from sidflows.notify.dispatch import dispatch, dispatch_once, redeliver
 from sidflows.notify.sender import apprise_send
 from sidflows.store import db
 from sidflows.store.models import Notification, NotificationStatus
@@ -65,6 +65,12 @@ def _routes(http: HttpReceiver, smtp: SmtpReceiver | None = None) -> dict[str, s
 def _statuses() -> dict[str, str]:
     with db.session_scope() as session:
         return {n.key: n.status for n in session.exec(select(Notification))}
+
+
+def _attempts(keys: list[str] | None = None) -> dict[str, int]:
+    with db.session_scope() as session:
+        rows = session.exec(select(Notification)).all()
+    return {n.key: n.attempts for n in rows if keys is None or n.key in keys}
 
 
 def _fill(count: int = 3) -> list[str]:
@@ -167,13 +173,11 @@ def test_after_the_last_attempt_a_message_fails_and_ops_is_told(
     assert len(told) == len(failed)
     assert all("sidflows notifications redeliver" in b for b in told)
     broken.mode = "ok"
-    with db.session_scope() as session:
-        from sidflows.notify.outbox import requeue_failed
-
-        assert requeue_failed(session=session) == len(failed)
-    _drain(config, env)
+    done = redeliver(config=config, ui_url="http://ui", environ=env)
+    assert (done.requeued, done.sent, done.failed) == (len(failed), len(failed), 0)
     assert set(_statuses().values()) == {NotificationStatus.sent}
     assert set(broken.received.keys()) == set(failed)
+    assert set(_attempts(failed).values()) == {2}, "the failed attempts are still counted"
     broken.stop()
 
 
