@@ -16,7 +16,9 @@ from prefect.context import get_run_context
 
 from flows import projection, runtime
 from flows.artifacts import publish_plan
+from flows.exports import export_plans
 from sidflows import service
+from sidflows.settings import get_settings
 from sidflows.store import db
 from sidflows.store.patients import get_patient
 from sidflows.store.views import show_document
@@ -73,4 +75,6 @@ async def activate_and_schedule(ref: str) -> str:
             len(activation.cancelled),
         )
     publish(current_plan(ref))
+    if get_settings().fhir_export:
+        export_plans(ref)  # the FHIR Bundle of each version proposed or activated, once
     return activation.status

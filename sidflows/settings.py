@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///sidflows.db"
@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     ref_secret: str | None = None
     # Where Prefect's UI is, for the messages that point coordinators to it.
     ui_url: str = "http://127.0.0.1:4200"
+    # Where the pathway writes each plan version as a FHIR Bundle for the hospital's system
+    # to collect: a directory, or an http(s) URL it POSTs to (docs/fhir.md). Unset: off.
+    fhir_export: str | None = None
+    # The export target is secure (a protected directory, an https endpoint inside the
+    # hospital): the Bundles carry the child's name and record number. Default: refs only.
+    fhir_export_identity: bool = False
+    # The directory the unit serves (over HTTPS) where the daily sweep keeps the calendar
+    # feeds: one per staff role and one per child (docs/fhir.md). Unset: no feeds written.
+    calendar_dir: Path | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -37,6 +46,16 @@ class Settings(BaseSettings):
         if "changethis" in value:
             raise ValueError("SIDFLOWS_DATABASE_URL still holds a placeholder password")
         return value
+
+    @model_validator(mode="after")
+    def _identity_only_to_a_secure_endpoint(self) -> Settings:
+        target = self.fhir_export or ""
+        if self.fhir_export_identity and target.lower().startswith("http://"):
+            raise ValueError(
+                "SIDFLOWS_FHIR_EXPORT_IDENTITY needs an https:// endpoint (or a directory): "
+                "identity never goes over plain HTTP"
+            )
+        return self
 
 
 @cache
