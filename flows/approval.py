@@ -26,6 +26,7 @@ from pydantic import Field, ValidationError
 
 from flows import runtime
 from flows.artifacts import plan_markdown
+from flows.item import wake_released
 from sidflows import service
 from sidflows.documents import field_path
 from sidflows.errors import ConfigError, InvalidInput
@@ -62,7 +63,23 @@ def apply_decision(ref: str, answer: PlanDecision) -> str | None:
         return f"{'approver' if refusal.field == 'by' else refusal.field}: {refusal.message}"
     except ConfigError as problem:
         return f"configuration: {problem}"
+    wake_held_runs(ref)
     return None
+
+
+def wake_held_runs(ref: str) -> None:
+    """An answer may release items held while it was awaited (§4.8): their runs resume.
+
+    The answer is stored already; a Prefect that does not answer now leaves the runs
+    suspended until their hold times out and the reconciliation gives the items fresh runs.
+    """
+    try:
+        woken = wake_released(ref)
+    except Exception as problem:  # the projection only: the stored answer stands
+        get_run_logger().warning("%s: held runs not resumed now: %s", ref, problem)
+    else:
+        if woken:
+            get_run_logger().info("%s: %d released item run(s) resume", ref, woken)
 
 
 async def clinician_answer(ref: str, document: dict[str, Any]) -> None:

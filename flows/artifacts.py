@@ -10,6 +10,8 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from sidflows import service
+
 _KIND_LABEL = {
     "ig_session": "IG session",
     "ig_trough": "trough IgG",
@@ -69,11 +71,16 @@ def plan_markdown(document: dict[str, Any]) -> str:
         "| due | what | details | status | public funding |",
         "| --- | --- | --- | --- | --- |",
     ]
+    held = {h["key"]: h for h in document.get("held", [])}
     for item in document["items"]:
+        status = item.get("status", "proposed")
+        if item["key"] in held:
+            status = f"**held** ({status})"
         lines.append(
             f"| {item['due']} | {_KIND_LABEL[item['kind']]} | {item_summary(item)} | "
-            f"{item.get('status', 'proposed')} | {'yes' if item['publicly_funded'] else 'no'} |"
+            f"{status} | {'yes' if item['publicly_funded'] else 'no'} |"
         )
+    lines += held_markdown(list(held.values()))
     if document["deferred"]:
         lines += [
             "",
@@ -97,19 +104,42 @@ def plan_markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def held_markdown(held: list[dict[str, Any]]) -> list[str]:
+    """The items held while a re-plan waits, and why (docs/clinical-reference.md §4.8)."""
+    if not held:
+        return []
+    waits = sorted({h["held_for"] for h in held if h.get("held_for") is not None})
+    found = [
+        "",
+        f"## Held while plan {', '.join(f'v{v}' for v in waits) or 'a re-plan'} waits",
+        "",
+        "Not to be given until the clinician answers the proposal: approving a plan "
+        "without them cancels them, rejecting it releases them.",
+        "",
+        "| due | item | status | reason |",
+        "| --- | --- | --- | --- |",
+    ]
+    for h in held:
+        found.append(f"| {h['due']} | {h['key']} | {h['status']} | {h['reason']} |")
+    return found
+
+
 def publish_plan(document: dict[str, Any]) -> None:
     ref = document["patient_ref"]
+    if "held" not in document:
+        document = {**document, "held": service.held(ref)}
     create_markdown_artifact(
         key=artifact_key("plan", ref),
         markdown=plan_markdown(document),
         description=f"Current care plan of {ref}",
     )
+    held = {h["key"] for h in document["held"]}
     upcoming = [
         {
             "due": i["due"],
             "what": _KIND_LABEL[i["kind"]],
             "details": item_summary(i),
-            "status": i.get("status", "proposed"),
+            "status": "held" if i["key"] in held else i.get("status", "proposed"),
         }
         for i in document["items"]
         if i.get("status", "proposed") in ("proposed", "planned", "scheduled", "due")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from flows.bench.cdsi import benchmark_cdsi
 from flows.bench.notifications import benchmark_notifications
 from flows.bench.propose import benchmark_propose
 from flows.bench.sweep import benchmark_sweep
@@ -25,6 +26,9 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def benchmark(args: argparse.Namespace) -> int:
+    if args.what == "cdsi":
+        benchmark_cdsi()
+        return EXIT_OK
     if args.what == "propose":
         benchmark_propose(children=args.children, seed=args.seed)
         return EXIT_OK

@@ -77,6 +77,22 @@ def _harness(name: str) -> Handler:
     return run
 
 
+def _worklist(args: argparse.Namespace) -> int:
+    """`sidflows worklist` (flows/cli/worklist.py): the store only, never Prefect."""
+    # The store loads only when the worklist runs: `propose` stays light.
+    from flows.cli import worklist
+
+    return worklist.worklist(args)
+
+
+def _calendar(args: argparse.Namespace) -> int:
+    """`sidflows calendar` (flows/cli/calendar.py): the store only, never Prefect."""
+    # The store loads only when the calendar runs: `propose` stays light.
+    from flows.cli import calendar
+
+    return calendar.calendar(args)
+
+
 # Commands of the CDSi engine (sidflows/cdsi) parse their own arguments: no store, no Prefect.
 PASS_THROUGH = {"cdsi-conformance": "conformance", "immds-forecast": "immds"}
 
@@ -94,6 +110,14 @@ def _cdsi(command: str) -> Handler:
         return run_pass_through(command, list(args.rest))
 
     return run
+
+
+def _record(args: argparse.Namespace) -> int:
+    """`sidflows record` (flows/cli/record.py): an item's outcome, to its run or recorded here."""
+    # The store and Prefect load only when such a command runs: `propose` stays light.
+    from flows.cli import record
+
+    return record.record(args)
 
 
 def _worker_counts(value: str) -> list[int]:
@@ -142,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="the child's current plan, items and their states")
     p.add_argument("ref", metavar="REF")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--fhir", action="store_true", help="the plan as a FHIR R4 Bundle (refs only)")
+    p.add_argument(
+        "--identity", action="store_true", help="with --fhir: the child's name and record number"
+    )
     p.set_defaults(handler=_plans("show"))
 
     p = sub.add_parser("approve", help="approve the proposed plan")
@@ -174,11 +202,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help='{"labs": [...]} shaped as a referral\'s labs')
     p.set_defaults(handler=_plans("lab_result", _lab_report))
 
+    p = sub.add_parser("record", help="record an item's outcome: given, missed, done, results")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("item", metavar="ITEM", help="the item's key, as `show REF` prints it")
+    p.add_argument("result", metavar="RESULT", help="given, missed or done (plan review: continue)")
+    p.add_argument("--dose-g", metavar="G", default=None, help="IG session: grams given")
+    p.add_argument("--lot", metavar="L", default=None, help="the product's or vaccine's lot")
+    p.add_argument(
+        "--value", metavar="NAME=NUMBER", action="append", help="a result, e.g. IgG=6.1 (g/L)"
+    )
+    p.add_argument("--by", metavar="NAME", default=None, help="a name or login in the roster")
+    p.add_argument("--date", metavar="YYYY-MM-DD", default=None, help="default: today")
+    p.set_defaults(handler=_record)
+
     p = sub.add_parser("sweep", help="the daily run: due and overdue items, reconciliation")
     p.add_argument("--date", metavar="YYYY-MM-DD", default=None)
     p.set_defaults(handler=_operations("sweep"))
 
-    p = sub.add_parser("notifications", help="the outbox: list, redeliver failed, dispatch now")
+    p = sub.add_parser(
+        "calendar", help="an iCalendar feed: day-unit, home-care or one child's (the store only)"
+    )
+    p.add_argument("who", metavar="ROLE|REF", help="day-unit, home-care, or a child's ref")
+    p.add_argument("--from", dest="start", metavar="YYYY-MM-DD", default=None)
+    p.add_argument("--to", dest="end", metavar="YYYY-MM-DD", default=None)
+    p.add_argument("--output", metavar="FILE", default=None, help="default: standard output")
+    p.add_argument("--identity", action="store_true", help="a child's feed: the child's name in it")
+    p.set_defaults(handler=_calendar)
+
+    p = sub.add_parser(
+        "worklist", help="the day's work per role and what is stuck (the store only)"
+    )
+    p.add_argument("--date", metavar="YYYY-MM-DD", default=None, help="default: today in the unit")
+    p.add_argument(
+        "--role",
+        metavar="ROLE",
+        default=None,
+        help="day-unit, home-care, labs, vaccines or coordinator (default: everything)",
+    )
+    p.add_argument("--limit", metavar="N", default=None, help="rows per list (default 200)")
+    p.add_argument("--json", action="store_true", help="the document of docs/formats.md")
+    p.set_defaults(handler=_worklist)
+
+    p = sub.add_parser("notifications", help="the outbox: list; redeliver the failed now; dispatch")
     p.add_argument("action", nargs="?", choices=["list", "redeliver", "dispatch"], default="list")
     p.add_argument(
         "--status",
@@ -210,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_operations("deployments_command"))
 
+    p = sub.add_parser(
+        "automations",
+        help="install the unit's automations on the Prefect server (serve does it at start)",
+    )
+    p.set_defaults(handler=_operations("automations_command"))
+
     p = sub.add_parser("db", help="the store's schema")
     p.add_argument("action", choices=["upgrade"])
     p.set_defaults(handler=_operations("db_command"))
@@ -233,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cdsi("immds-forecast"))
 
     p = sub.add_parser("benchmark", help="print speed and memory figures")
-    p.add_argument("what", choices=["propose", "sweep", "notifications"])
+    p.add_argument("what", choices=["propose", "sweep", "notifications", "cdsi"])
     p.add_argument("--children", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(

@@ -13,13 +13,17 @@ sweep carries it out. A document reaches these commands already validated
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from flows import runtime
 from flows.cli.io import EXIT_OK, by, by_option, day, out, print_json
 from flows.orchestrator import pick
 from flows.runtime import ensure_store
 from sidflows import service
-from sidflows.store import db
+from sidflows.errors import InvalidInput
+from sidflows.fhir import plan_bundle
+from sidflows.service.worklist import proposal_view
+from sidflows.store import db, exports
 from sidflows.store.models import PatientState
 from sidflows.store.patients import get_patient
 from sidflows.store.views import show_document
@@ -44,11 +48,32 @@ def refer(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
+    # --- the plan as FHIR (docs/fhir.md) ------------------------------------------------
+    if getattr(args, "identity", False) and not getattr(args, "fhir", False):
+        raise InvalidInput("--identity", "only with --fhir")
+    if getattr(args, "fhir", False):
+        return _show_fhir(args)
+    # --- end of the plan as FHIR --------------------------------------------------------
     ensure_store()
     with db.session_scope() as session:
         patient = get_patient(session=session, ref=args.ref)
         document = show_document(session=session, patient=patient)
         state = patient.state
+        if document is not None:
+            # The proposal waiting beside the active plan, what it changes; consent per version.
+            document = {**document, **proposal_view(session=session, patient=patient)}
+    # --- safety holds while a re-plan waits (docs/clinical-reference.md §4.8) ---------
+    held = service.held(args.ref) if document is not None else []
+    if document is not None:
+        document["held"] = held
+        reasons = {h["key"]: h for h in held}
+        for entry in document["items"]:
+            if entry["key"] in reasons:
+                entry["hold"] = {
+                    "reason": reasons[entry["key"]]["reason"],
+                    "held_for": reasons[entry["key"]]["held_for"],
+                }
+    # --- end of safety holds ----------------------------------------------------------
     if args.json:
         print_json(
             document or {"patient_ref": args.ref, "plan_version": None, "patient_state": state}
@@ -66,10 +91,91 @@ def show(args: argparse.Namespace) -> int:
         f"protocol {document['protocol_version']}"
     )
     for item in document["items"]:
-        out(f"  {item['due']}  {item['status']:<9} {item['key']}")
+        status = "held" if "hold" in item else item["status"]
+        out(f"  {item['due']}  {status:<9} {item['key']}")
     for deferral in document["deferred"]:
         out(f"  deferred {deferral['vaccine']} until {deferral['until'] or 'a cause ends'}")
+    # --- safety holds while a re-plan waits (docs/clinical-reference.md §4.8) ---------
+    if held:
+        waits = sorted({f"v{h['held_for']}" for h in held if h["held_for"] is not None})
+        out(f"  held while plan {', '.join(waits)} waits for a clinician:")
+        for h in held:
+            out(f"    {h['due']}  {h['key']}: {h['reason']}")
+    # --- end of safety holds ----------------------------------------------------------
+    _show_proposal(document.get("proposal"))
+    _show_consents(document.get("versions", []))
     return EXIT_OK
+
+
+def _show_fhir(args: argparse.Namespace) -> int:
+    """`show --fhir`: the current plan as a FHIR R4 collection Bundle; identity on request."""
+    ensure_store()
+    with db.session_scope() as session:
+        patient = get_patient(session=session, ref=args.ref)
+        document = show_document(session=session, patient=patient)
+        if document is None:
+            raise InvalidInput("REF", f"{args.ref} has no plan yet")
+        version = int(document["plan_version"])
+        previous = exports.previous_version(session=session, patient=patient, version=version)
+        identity = exports.identity_of(session=session, patient=patient) if args.identity else None
+    calendar = runtime.unit().calendar.config
+    print_json(
+        plan_bundle(
+            document,
+            previous_version=previous,
+            identity=identity,
+            timezone=calendar.timezone,
+            day_unit_opens=calendar.day_unit.opens,
+        )
+    )
+    return EXIT_OK
+
+
+WAITING_FOR = {
+    "approval": "waits for a clinician's approval",
+    "consent": "approved, waits for the family's consent to the cost",
+    "activation": "approved, waits for its activation (the sweep finishes it)",
+}
+
+
+def _changes(changes: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{c['field']} {c['before']} -> {c['after']}" for c in changes)
+
+
+def _show_proposal(proposal: dict[str, Any] | None) -> None:
+    """`show`: the version waiting beside the active plan, and what it changes (item by item)."""
+    if proposal is None:
+        return
+    head = f"  proposal v{proposal['version']} ({proposal['reason']}) "
+    head += WAITING_FOR[proposal["waiting_for"]]
+    if proposal["against_version"] is None:
+        out(f"{head}; first plan: no active plan to compare")
+        return
+    out(f"{head}; against active v{proposal['against_version']}:")
+    for decision in proposal["decisions"]:
+        out(f"    decision  {decision}")
+    items = proposal["items"]
+    for item in items["added"]:
+        out(f"    added     {item['due']}  {item['key']}")
+    for item in items["removed"]:
+        out(f"    removed   {item['due']}  {item['key']}")
+    for item in items["moved"]:
+        renamed = f" (was {item['from_key']})" if item["from_key"] != item["key"] else ""
+        extra = f"; {_changes(item['changes'])}" if item["changes"] else ""
+        out(f"    moved     {item['from']} -> {item['to']}  {item['key']}{renamed}{extra}")
+    for item in items["changed"]:
+        out(f"    changed   {item['due']}  {item['key']}: {_changes(item['changes'])}")
+    if not (proposal["decisions"] or any(items.values())):
+        out("    no change to the items still to come or to the decisions")
+
+
+def _show_consents(versions: list[dict[str, Any]]) -> None:
+    """`show`: the family's consent to the cost, version by version (newest first)."""
+    for v in versions:
+        consent = str(v["consent"]).replace("_", " ")
+        if v["consent_recorded_at"]:
+            consent += f" {v['consent_recorded_at'][:10]} by {v['consent_recorded_by']}"
+        out(f"  v{v['version']} {v['status']:<10} consent {consent}")
 
 
 def approve(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ the unit's configuration (``sidflows.unit.Unit``) and reads nothing else.
 
 - intake: a referral, a treatment change, a lab result (and the intents they give);
 - plans: plan versions, the clinician's answer, the family's consent, activation;
-- items: an item on its day and its outcome;
+- items: an item on its day (held while a re-plan waits, §4.8) and its outcome;
 - day: the day's notifications, run ids, counts.
 """
 
@@ -27,12 +27,20 @@ from sidflows.service.intake import (
     record_treatment_change,
     refer,
 )
-from sidflows.service.items import item_due, item_outcome
-from sidflows.service.plans import activate, consent, decide, propose, unfinished_activations
+from sidflows.service.items import HeldStep, item_due, item_hold, item_outcome
+from sidflows.service.plans import (
+    activate,
+    consent,
+    decide,
+    held,
+    propose,
+    unfinished_activations,
+)
 
 __all__ = [
     "RETRIES_ON_CONFLICT",
     "Activated",
+    "HeldStep",
     "ItemStep",
     "Proposed",
     "Referred",
@@ -41,7 +49,9 @@ __all__ = [
     "active_refs",
     "consent",
     "decide",
+    "held",
     "item_due",
+    "item_hold",
     "item_outcome",
     "next_runs",
     "notify_day",

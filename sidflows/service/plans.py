@@ -10,6 +10,8 @@ from sqlmodel import col, select
 from sidflows.errors import InvalidInput
 from sidflows.notify.messages import Notice, activation_facts, lines, unfunded
 from sidflows.planning import plan_changes, propose_plan
+from sidflows.referral import ReferralDocument
+from sidflows.rules.holds import OpenItem, Proposal, held_items
 from sidflows.service.common import (
     Activated,
     Proposed,
@@ -18,17 +20,21 @@ from sidflows.service.common import (
     retrying,
 )
 from sidflows.staff import Role
-from sidflows.store import patients
+from sidflows.store import intents, patients
+from sidflows.store import items as plan_items
 from sidflows.store import versions as plan_versions
 from sidflows.store.audit import audit
 from sidflows.store.db import session_scope
 from sidflows.store.models import (
+    OPEN_ITEM_STATUSES,
     Booking,
     CarePlan,
+    ItemStatus,
     Patient,
     PatientState,
     PlanItem,
     PlanStatus,
+    utcnow,
 )
 from sidflows.unit import Unit
 
@@ -43,7 +49,13 @@ def propose(ref: str, *, unit: Unit, today: dt.date, reason: str, actor: str) ->
                 raise InvalidInput("ref", f"{ref} was discharged")
             referral = patients.referral_for(session=session, patient=patient, today=today)
             plan = propose_plan(
-                referral, today=today, protocol=unit.protocol, calendar=unit.calendar
+                referral,
+                today=today,
+                protocol=unit.protocol,
+                calendar=unit.calendar,
+                last_review=plan_items.last_plan_review(
+                    session=session, patient=patient, today=today
+                ),
             )
             before = plan_versions.latest_plan(session=session, patient=patient)
             row = plan_versions.propose(
@@ -51,6 +63,8 @@ def propose(ref: str, *, unit: Unit, today: dt.date, reason: str, actor: str) ->
             )
             if before is None or row.version > before.version:
                 queue(session, unit, *_proposal_notices(session, unit, patient, row, reason))
+                if row.status == PlanStatus.proposed:
+                    queue(session, unit, *_hold(session, unit, patient, row, referral, today))
             return Proposed(ref, row.version, row.status, reason)
 
     result: Proposed = retrying(step)
@@ -58,6 +72,119 @@ def propose(ref: str, *, unit: Unit, today: dt.date, reason: str, actor: str) ->
 
 
 _DECISIONS = {"approve": "approval", "modify": "modification", "reject": "rejection"}
+
+
+# ----------------------------------------------------------------------------- safety holds
+
+
+def _hold(
+    session: Any,
+    unit: Unit,
+    patient: Patient,
+    row: CarePlan,
+    referral: ReferralDocument,
+    today: dt.date,
+) -> list[Notice]:
+    """Hold the active plan's items the new proposal makes unsafe, in its transaction (§4.8).
+
+    The rule (sidflows.rules.holds) decides; the store holds (an item held for an
+    earlier proposal that this one does not hold is released). The coordinators hear
+    of it once per proposal.
+    """
+    active = plan_versions.latest_plan(session=session, patient=patient, status=PlanStatus.active)
+    if active is None:
+        return []
+    open_items = [
+        OpenItem.of(key=i.key, kind=i.kind, due=i.due, details=i.details)
+        for i in session.exec(
+            select(PlanItem)
+            .where(PlanItem.plan_id == active.id, col(PlanItem.status).in_(OPEN_ITEM_STATUSES))
+            .order_by(col(PlanItem.due), col(PlanItem.id))
+        )
+    ]
+    proposal = Proposal.build(
+        referral,
+        version=row.version,
+        items={i["key"]: dt.date.fromisoformat(i["due"]) for i in row.document["items"]},
+        today=today,
+        protocol=unit.protocol,
+        calendar=unit.calendar,
+    )
+    holds = held_items(open_items, proposal, today=today, protocol=unit.protocol)
+    plan_items.apply_holds(
+        session=session,
+        plan=active,
+        holds={h.key: h.text for h in holds},
+        version=row.version,
+        actor="sidflows (safety hold)",
+    )
+    if not holds:
+        return []
+    language = unit.notifications.language
+    return [
+        Notice(
+            "items_held",
+            patient.ref,
+            {
+                "version": row.version,
+                "active_version": active.version,
+                "count": len(holds),
+                "items": lines((f"- {h.key}: {h.text}" for h in holds), language),
+            },
+            item_key="held",
+            plan_version=row.version,
+        )
+    ]
+
+
+def held(ref: str) -> list[dict[str, Any]]:
+    """The child's items held while a re-plan waits: key, kind, due, status, reason, version."""
+    with session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref)
+        active = plan_versions.latest_plan(
+            session=session, patient=patient, status=PlanStatus.active
+        )
+        if active is None:
+            return []
+        return [
+            {
+                "key": i.key,
+                "kind": i.kind,
+                "due": i.due.isoformat(),
+                "status": str(i.status),
+                "plan_version": active.version,
+                "held_for": i.held_for,
+                "reason": i.hold_reason,
+            }
+            for i in plan_items.held_items(session=session, plan=active)
+        ]
+
+
+def _cancelled_while_held(session: Any, patient: Patient, plan: CarePlan) -> list[str]:
+    """``vN:key`` of the items of the version ``plan`` replaced that its approval cancelled
+    while they were held: their waiting runs go with the rest of that version's."""
+    previous = session.exec(
+        select(CarePlan)
+        .where(
+            CarePlan.patient_id == patient.id,
+            CarePlan.version < plan.version,
+            CarePlan.status == PlanStatus.superseded,
+            col(CarePlan.activated_at).is_not(None),
+        )
+        .order_by(col(CarePlan.version).desc())
+    ).first()
+    if previous is None:
+        return []
+    return [
+        f"v{previous.version}:{i.key}"
+        for i in session.exec(
+            select(PlanItem).where(
+                PlanItem.plan_id == previous.id,
+                PlanItem.status == ItemStatus.cancelled,
+                col(PlanItem.hold_reason).is_not(None),
+            )
+        )
+    ]
 
 
 def _permitted(ref: str, *, unit: Unit, by: str, role: Role | None, refused: str) -> str:
@@ -127,7 +254,7 @@ def decide(
     )
     with session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
-        return plan_versions.decide(
+        answered = plan_versions.decide(
             session=session,
             patient=patient,
             decision=decision,
@@ -135,6 +262,8 @@ def decide(
             note=note,
             remove_items=remove_items,
         )
+        activation_intent(session=session, patient=patient)
+        return answered
 
 
 def consent(ref: str, *, unit: Unit, by: str) -> bool:
@@ -142,7 +271,30 @@ def consent(ref: str, *, unit: Unit, by: str) -> bool:
     by = _permitted(ref, unit=unit, by=by, role=None, refused="consent refused")
     with session_scope() as session:
         patient = patients.get_patient(session=session, ref=ref, lock=True)
-        return patients.record_consent(session=session, patient=patient, by=by)
+        recorded = patients.record_consent(session=session, patient=patient, by=by)
+        activation_intent(session=session, patient=patient)
+        return recorded
+
+
+def activation_intent(*, session: Any, patient: Patient) -> str | None:
+    """An approved plan that waits for nothing more (the family's consent given where it
+    is needed) must become active: the intent is written with the answer that makes it
+    ready, in its transaction, so the activation happens once, wherever and whenever
+    Prefect takes it (the command, serve's pass, the sweep). Returns its key."""
+    proposed = plan_versions.latest_plan(
+        session=session, patient=patient, status=PlanStatus.proposed
+    )
+    if proposed is None or proposed.approved_by is None:
+        return None
+    if plan_versions.needs_consent(proposed.document) and not patients.has_consent(
+        session=session, patient=patient
+    ):
+        return None
+    key = f"activate:{patient.ref}:v{proposed.version}"
+    intents.add(
+        session=session, kind="activate", ref=patient.ref, key=key, parameters={"ref": patient.ref}
+    )
+    return key
 
 
 def activate(ref: str, *, unit: Unit, actor: str) -> Activated:
@@ -160,6 +312,9 @@ def activate(ref: str, *, unit: Unit, actor: str) -> Activated:
                 result.plan.version if result.plan else None,
                 bookings=len(result.bookings),
             )
+            if result.status in ("activated", "already_active"):
+                # Whichever run activated the plan fulfils the child's activate intents.
+                intents.settle(session=session, ref=ref, kind="activate", now=utcnow())
             if result.status == "awaiting_consent" and result.plan is not None:
                 queue(
                     session,
@@ -188,6 +343,11 @@ def activate(ref: str, *, unit: Unit, actor: str) -> Activated:
                     for p in session.exec(select(CarePlan).where(CarePlan.patient_id == patient.id))
                 }
                 out.cancelled = [f"v{versions[i.plan_id]}:{i.key}" for i in cancelled]
+                out.cancelled += [
+                    k
+                    for k in _cancelled_while_held(session, patient, result.plan)
+                    if k not in out.cancelled
+                ]
                 out.runs = next_runs(session=session, plan=result.plan, ref=ref)
             return out
 
