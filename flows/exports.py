@@ -31,6 +31,7 @@ from sidflows.store import db
 from sidflows.store import exports as store
 from sidflows.store.models import CarePlan, Patient
 from sidflows.store.patients import get_patient
+from sidflows.store.views import version_document
 
 EXPORT_SYSTEM = "urn:sidflows:export"
 HTTP_TIMEOUT = 30.0
@@ -46,7 +47,7 @@ def export_key(ref: str, plan: CarePlan) -> str:
 def _bundle(session: Any, patient: Patient, plan: CarePlan, identity: bool) -> dict[str, Any]:
     calendar = runtime.unit().calendar.config
     bundle = plan_bundle(
-        store.version_document(session=session, patient=patient, plan=plan),
+        version_document(session=session, patient=patient, plan=plan),
         previous_version=store.previous_version(
             session=session, patient=patient, version=plan.version
         ),

@@ -68,6 +68,14 @@ def is_contraindicated(ctx: Context, antigen: Antigen, target: SeriesDose | None
     usable = target.usable_cvx
     if not usable:
         return False
+    blocked = _contraindicated_vaccines(ctx, antigen)
+    if not blocked:
+        return False
+    return usable <= blocked
+
+
+def _contraindicated_vaccines(ctx: Context, antigen: Antigen) -> set[str]:
+    """The CVX codes the patient's observations contraindicate at the assessment date."""
     blocked: set[str] = set()
     for vci in antigen.vaccine_contraindications:
         if vci.observation_code not in ctx.observations:
@@ -75,9 +83,7 @@ def is_contraindicated(ctx: Context, antigen: Antigen, target: SeriesDose | None
         for cvx, begin, end in vci.ages:
             if _applies(ctx, begin, end):
                 blocked.add(cvx)
-    if not blocked:
-        return False
-    return usable <= blocked
+    return blocked
 
 
 def contraindicable(ctx: Context, antigen: Antigen, series: Sequence[Series]) -> list[bool]:
@@ -92,13 +98,7 @@ def contraindicable(ctx: Context, antigen: Antigen, series: Sequence[Series]) ->
     for ci in antigen.antigen_contraindications:
         if ci.observation_code in ctx.observations and _applies(ctx, ci.begin_age, ci.end_age):
             return [True] * len(series)
-    blocked: set[str] = set()
-    for vci in antigen.vaccine_contraindications:
-        if vci.observation_code not in ctx.observations:
-            continue
-        for cvx, begin, end in vci.ages:
-            if _applies(ctx, begin, end):
-                blocked.add(cvx)
+    blocked = _contraindicated_vaccines(ctx, antigen)
     if not blocked:
         return [False] * len(series)
     return [any(d.usable_cvx and d.usable_cvx <= blocked for d in s.doses) for s in series]

@@ -1,6 +1,6 @@
 """What a plan's FHIR export reads and records: each version as shown, what was sent.
 
-A version's shown document is the document of ``show`` (sidflows/store/views.py)
+A version's shown document is ``views.version_document``, what ``show`` prints
 for that version, not only the current one: a re-plan's proposal waits beside the
 active plan and is exported too. An export to an HTTP endpoint is recorded in the
 audit trail (``fhir export vN <status>``), so each version goes once; a directory
@@ -16,49 +16,14 @@ from sqlmodel import Session, col, select
 from sidflows.store.audit import audit
 from sidflows.store.models import (
     AuditEntry,
-    Booking,
     CarePlan,
     Identity,
     Patient,
-    PlanItem,
     PlanStatus,
 )
 
 # The statuses a version is exported in: proposed (a CarePlan draft), active.
 EXPORTED_STATUSES = (PlanStatus.proposed, PlanStatus.active)
-
-
-def version_document(*, session: Session, patient: Patient, plan: CarePlan) -> dict[str, Any]:
-    """Plan ``plan`` as ``show`` shows it: the plan document with version, status, item states."""
-    document = dict(plan.document)
-    rows = {i.key: i for i in session.exec(select(PlanItem).where(PlanItem.plan_id == plan.id))}
-    bookings = {
-        b.item_id: b
-        for b in session.exec(
-            select(Booking).where(col(Booking.item_id).in_([i.id for i in rows.values()]))
-        )
-    }
-    items = []
-    for doc in document["items"]:
-        row = rows.get(doc["key"])
-        status = (
-            row.status if row else ("proposed" if plan.status == PlanStatus.proposed else "planned")
-        )
-        extra: dict[str, Any] = {"status": status}
-        if row is not None:
-            extra["due"] = row.due.isoformat()
-            if row.outcome:
-                extra["outcome"] = row.outcome
-            if row.id in bookings:
-                booking = bookings[row.id]
-                extra["booking"] = {"day": booking.day.isoformat(), "chair": booking.chair}
-        items.append({**doc, **extra})
-    document["items"] = items
-    document["plan_version"] = plan.version
-    document["plan_status"] = plan.status
-    document["approved_by"] = plan.approved_by
-    document["patient_state"] = patient.state
-    return document
 
 
 def previous_version(*, session: Session, patient: Patient, version: int) -> int | None:

@@ -34,17 +34,26 @@ def show_document(*, session: Session, patient: Patient) -> dict[str, Any] | Non
     proposed = next((p for p in versions if p.status == PlanStatus.proposed), None)
     plan = next((p for p in versions if p.status == PlanStatus.active), None) or proposed
     plan = plan or versions[0]
+    document = version_document(session=session, patient=patient, plan=plan)
+    if proposed is not None and proposed.id != plan.id:
+        document["proposed_version"] = proposed.version  # a re-plan waits for approval
+    return document
+
+
+def version_document(*, session: Session, patient: Patient, plan: CarePlan) -> dict[str, Any]:
+    """Plan ``plan`` as ``show`` shows it: the plan document with version, status and the
+    state of each item (due day, outcome, day-unit booking)."""
     document = dict(plan.document)
-    states = {i.key: i for i in session.exec(select(PlanItem).where(PlanItem.plan_id == plan.id))}
+    rows = {i.key: i for i in session.exec(select(PlanItem).where(PlanItem.plan_id == plan.id))}
     bookings = {
         b.item_id: b
         for b in session.exec(
-            select(Booking).where(col(Booking.item_id).in_([i.id for i in states.values()]))
+            select(Booking).where(col(Booking.item_id).in_([i.id for i in rows.values()]))
         )
     }
     items = []
     for doc in document["items"]:
-        row = states.get(doc["key"])
+        row = rows.get(doc["key"])
         status = (
             row.status if row else ("proposed" if plan.status == PlanStatus.proposed else "planned")
         )
@@ -54,16 +63,12 @@ def show_document(*, session: Session, patient: Patient) -> dict[str, Any] | Non
             if row.outcome:
                 extra["outcome"] = row.outcome
             if row.id in bookings:
-                extra["booking"] = {
-                    "day": bookings[row.id].day.isoformat(),
-                    "chair": bookings[row.id].chair,
-                }
+                booking = bookings[row.id]
+                extra["booking"] = {"day": booking.day.isoformat(), "chair": booking.chair}
         items.append({**doc, **extra})
     document["items"] = items
     document["plan_version"] = plan.version
     document["plan_status"] = plan.status
     document["approved_by"] = plan.approved_by
     document["patient_state"] = patient.state
-    if proposed is not None and proposed.id != plan.id:
-        document["proposed_version"] = proposed.version  # a re-plan waits for approval
     return document
