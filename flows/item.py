@@ -37,6 +37,7 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from flows import runtime
+from flows.board import refresh_board
 from flows.notifications import send_queued
 from flows.replan import after_an_item
 from flows.tasks import in_deployment, schedule
@@ -181,6 +182,7 @@ async def item(
     if follow is not None and follow.escalate:
         told = "; the missed-session alert is queued" if kind == "ig_session" else ""
         get_run_logger().warning("%s %s missed%s", ref, item_key, told)
+    refresh_board()
     send_queued()
     return result.status
 

@@ -184,6 +184,15 @@ def _failed_here(what: str, ref: str, carried: intents.Carried) -> str:
     return f"stored; {what} was already carried out"
 
 
+def resume_pathway(ref: str, run_input: dict[str, Any]) -> str:
+    """Resume the child's suspended pathway run with an answer the store already holds."""
+    try:
+        resumed = asyncio.run(_resume_pathway(ref, run_input))
+    except (httpx.HTTPError, OSError):
+        return "stored; the Prefect server did not answer: the suspended pathway run was not told"
+    return "the pathway run resumes with the answer" if resumed else "no pathway run was waiting"
+
+
 async def _resume_pathway(ref: str, run_input: dict[str, Any]) -> bool:
     """Resume the child's suspended pathway runs with the answer; whether there was one."""
     async with get_client() as client:

@@ -18,6 +18,7 @@ from prefect.runtime import flow_run
 
 from flows import projection, runtime
 from flows.artifacts import publish_census
+from flows.board import refresh_board
 from flows.exports import write_calendars
 from flows.intents import carry_out_intents
 from flows.notifications import dispatch_notifications, queue_daily
@@ -135,6 +136,7 @@ async def sweep(
     if reconcile:
         summary["reconciliation"] = reconcile_runs(swept, batch)
     summary["census"] = census(swept)
+    summary["board"] = refresh_board(swept)  # None: not published (logged)
     if notify:
         summary["notifications"] = queue_daily(swept)
         summary["dispatch"] = dispatch_notifications()

@@ -16,6 +16,7 @@ from prefect.context import get_run_context
 
 from flows import projection, runtime
 from flows.artifacts import publish_plan
+from flows.board import refresh_board
 from flows.exports import export_plans
 from sidflows import service
 from sidflows.settings import get_settings
@@ -77,4 +78,5 @@ async def activate_and_schedule(ref: str) -> str:
     publish(current_plan(ref))
     if get_settings().fhir_export:
         export_plans(ref)  # the FHIR Bundle of each version proposed or activated, once
+    refresh_board()  # a plan proposed, approved or activated changes the unit's board
     return activation.status

@@ -62,6 +62,11 @@ class Roster:
     def find(self, who: str) -> StaffMember | None:
         return self.by_key.get(normalise(who))
 
+    def by_login(self, login: str) -> StaffMember | None:
+        """The member whose ``login`` this is (a proven identity: never matched by name)."""
+        key = normalise(login)
+        return next((m for m in self.staff if m.login and normalise(m.login) == key), None)
+
     def permit(self, who: str, *, role: Role | None, field: str = "by") -> StaffMember:
         """The member ``who`` names, when they hold ``role`` (None: any role).
 

@@ -28,6 +28,7 @@ STUCK = (
     "awaiting_consent",
     "unfinished_activations",
     "pending_intents",
+    "replaced_runs",
     "outbox",
 )
 
@@ -127,6 +128,12 @@ def test_what_is_stuck(unit_store: str, capsys: pytest.CaptureFixture[str]) -> N
     assert [(i["ref"], i["days_waiting"]) for i in consent] == [("CS-1", 2), ("CS-2", 1)]
     assert [i["ref"] for i in stuck["unfinished_activations"]["items"]] == ["UA-1"]
     assert [(i["ref"], i["attempts"]) for i in stuck["pending_intents"]["items"]] == [("AP-1", 3)]
+    # Replaced runs of the last 7 days, per item (two routes, two attempts: 2 replacements).
+    replaced = stuck["replaced_runs"]
+    assert replaced["count"] == 1
+    assert [(i["ref"], i["key"], i["replacements"]) for i in replaced["items"]] == [
+        ("DU-2", "ig_session:2027-01-07", 2)
+    ]
     outbox = stuck["outbox"]
     assert outbox["by_status"] == {"failed": 1, "unrouted": 1}
     assert [(m["status"], m["route"], m["ref"]) for m in outbox["items"]] == [
@@ -239,7 +246,8 @@ def test_a_day_with_nothing(store: str, capsys: pytest.CaptureFixture[str]) -> N
         "Stuck",
         "Overdue, held by a safety hold until a re-plan is answered, plans waiting for a "
         "clinician, plans waiting for the family's consent, approved plans not yet active "
-        "(the sweep finishes them), not yet carried out in Prefect, messages failed or "
+        "(the sweep finishes them), not yet carried out in Prefect, runs replaced after "
+        "ending without recording their item (last 7 days), messages failed or "
         "without a route: nothing",
     ]
 

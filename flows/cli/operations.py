@@ -46,6 +46,12 @@ def serve(args: argparse.Namespace) -> int:
     quiet.apply()
     every = heartbeat_seconds()
     install_automations(every)
+    if get_settings().approvals_web:  # the SSO approval page (docs/sso.md): off by default
+        from flows.approvals_page import listen_address, start_in_background
+
+        start_in_background()
+        host, port = listen_address(get_settings())
+        out(f"sidflows serve: the approval page listens on http://{host}:{port} (for the proxy)")
     serve_until_stopped(deployments(), heartbeat=every)
     return EXIT_OK
 

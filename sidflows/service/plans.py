@@ -187,6 +187,33 @@ def _cancelled_while_held(session: Any, patient: Patient, plan: CarePlan) -> lis
     ]
 
 
+def _proven(ref: str, *, unit: Unit, login: str, decision: str) -> str:
+    """The roster name of the clinician whose login single sign-on proved; else the
+    refusal, audited under the login, naming the field ``login``."""
+    member = unit.staff.by_login(login) if login.strip() else None
+    if member is not None and member.has("clinician"):
+        return member.name
+    reason = (
+        f"{login.strip()!r} is no login in the staff roster ({unit.staff.origin})"
+        if member is None
+        else f"{login.strip()!r} ({member.name}) is not a clinician in the staff roster: "
+        f"listed as {', '.join(member.roles)}"
+    )
+    with session_scope() as session:
+        patient = patients.get_patient(session=session, ref=ref)
+        assert patient.id is not None
+        audit(
+            session=session,
+            actor=f"login {login.strip()[:190]}" if login.strip() else "(no login)",
+            entity="patient",
+            entity_id=patient.id,
+            ref=ref,
+            action=f"{_DECISIONS[decision]} refused",
+            after={"reason": reason, "identity": "proven"},
+        )
+    raise InvalidInput("login", reason)
+
+
 def _permitted(ref: str, *, unit: Unit, by: str, role: Role | None, refused: str) -> str:
     """The roster's name for ``by`` when they may act; else the refusal is audited and raised."""
     try:
@@ -247,8 +274,17 @@ def decide(
     by: str,
     note: str | None = None,
     remove_items: tuple[str, ...] = (),
+    identity: dict[str, Any] | None = None,
 ) -> plan_versions.ApprovalResult:
-    """A clinician's answer to the proposed plan; anyone else is refused, and that is audited."""
+    """A clinician's answer to the proposed plan; anyone else is refused, and that is audited.
+
+    ``identity``: None for a typed name (looked up by name or login); a proven one
+    (single sign-on, flows/approvals_page.py) carries the login, and only the roster
+    member with that login may answer under it.
+    """
+    if identity is not None and identity.get("identity") == "proven":
+        # the login the proxy proved names the clinician; a name given beside it is ignored
+        by = _proven(ref, unit=unit, login=str(identity.get("login") or ""), decision=decision)
     by = _permitted(
         ref, unit=unit, by=by, role="clinician", refused=f"{_DECISIONS[decision]} refused"
     )
@@ -261,6 +297,7 @@ def decide(
             by=by,
             note=note,
             remove_items=remove_items,
+            identity=identity,
         )
         activation_intent(session=session, patient=patient)
         return answered

@@ -24,6 +24,7 @@ from sidflows.store.views import stream_of
 from sidflows.unit import Unit
 
 FORMAT = "sidflows.worklist/1"
+BOARD_FORMAT = "sidflows.board/1"
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 100_000
 
@@ -41,6 +42,8 @@ ROUTES: dict[str, tuple[str, ...] | None] = {
     "coordinator": None,
 }
 COORDINATOR = "coordinator"
+REPLACED_DAYS = 7  # runs replaced in the last week are listed as stuck
+BOARD_DAYS = 28  # the day unit's chairs, four weeks ahead
 
 
 def check_role(role: str | None, field: str = "role") -> str:
@@ -81,8 +84,12 @@ def worklist(
         today = store.day_work(session=session, on=day, sections=sections, limit=limit)
         overdue = store.overdue_work(session=session, on=day, sections=sections, limit=limit)
         held = store.held_work(session=session, on=day, sections=sections, limit=limit)
-        approval = consent = activations = intents = None
+        approval = consent = activations = intents = replaced = None
         if coordinator:
+            since = dt.datetime.combine(
+                day - dt.timedelta(days=REPLACED_DAYS), dt.time(), tzinfo=unit.calendar.tz
+            ).astimezone(dt.UTC)
+            replaced = store.replaced_runs(session=session, since=since, limit=limit)
             approval = store.awaiting_approval(session=session, limit=limit)
             consent = store.awaiting_consent(session=session, limit=limit)
             activations = store.unfinished_activations(session=session, limit=limit)
@@ -110,6 +117,7 @@ def worklist(
             "awaiting_consent": _listed(consent, shape.awaiting_consent),
             "unfinished_activations": _listed(activations, shape.unfinished_activation),
             "pending_intents": _listed(intents, shape.intent),
+            "replaced_runs": _listed(replaced, shape.replaced_run),
             "outbox": None if messages is None else _outbox(messages),
         },
     }
@@ -288,6 +296,15 @@ class _Shape:
 
     unfinished_activation = awaiting_consent
 
+    def replaced_run(self, r: store.ReplacedRun) -> dict[str, Any]:
+        return {
+            "ref": r.ref,
+            "plan_version": r.plan_version,
+            "key": r.item_key,
+            "replacements": r.replacements,
+            "last": _stamp(r.last),
+        }
+
     def intent(self, i: Intent) -> dict[str, Any]:
         return {
             "ref": i.ref,
@@ -297,6 +314,38 @@ class _Shape:
             "next_attempt_at": _stamp(i.next_attempt_at),
             "last_error": i.last_error,
         }
+
+
+# ----------------------------------------------------------------------------- the unit's board
+
+
+def chairs(*, unit: Unit, start: dt.date, days: int = BOARD_DAYS) -> list[dict[str, Any]]:
+    """The day unit's chairs booked per working day from ``start``, against its capacity."""
+    end = start + dt.timedelta(days=days - 1)
+    capacity = unit.calendar.config.day_unit.chairs_per_day
+    with session_scope() as session:
+        booked = store.chairs_booked(session=session, start=start, end=end)
+    return [
+        {"date": d.isoformat(), "booked": booked.get(d, 0), "capacity": capacity}
+        for d in unit.calendar.working_days(start, end)
+    ] + [
+        # a booking on a day the calendar no longer opens (a closure added since)
+        {"date": d.isoformat(), "booked": n, "capacity": 0, "closed": True}
+        for d, n in sorted(booked.items())
+        if not unit.calendar.is_working_day(d)
+    ]
+
+
+def board(*, unit: Unit, on: dt.date | None = None, limit: int | None = None) -> dict[str, Any]:
+    """What the unit's board in Prefect shows (docs/formats.md §14): the coordinator's
+    worklist of the day and the day unit's next four weeks of chairs."""
+    day = on or unit.calendar.today()
+    return {
+        "format": BOARD_FORMAT,
+        "date": day.isoformat(),
+        "worklist": worklist(unit=unit, on=day, role=COORDINATOR, limit=limit),
+        "chairs": chairs(unit=unit, start=day),
+    }
 
 
 # ----------------------------------------------------------------------------- show: a proposal

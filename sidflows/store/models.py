@@ -307,6 +307,8 @@ class Notification(SQLModel, table=True):
     __table_args__ = (
         Index("notification_due", "status", "next_attempt_at"),
         Index("notification_item_event", "item_id", "event"),
+        # The worklist's replaced runs: one event's rows of the last days.
+        Index("notification_event_created", "event", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

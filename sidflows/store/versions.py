@@ -141,15 +141,38 @@ def decide(
     by: str,
     note: str | None = None,
     remove_items: tuple[str, ...] = (),
+    identity: dict[str, Any] | None = None,
 ) -> ApprovalResult:
-    """A clinician's answer to the proposed plan. Approving twice changes nothing."""
+    """A clinician's answer to the proposed plan. The same answer twice changes nothing
+    (a suspended run resumed with an answer the store already has applies it again).
+
+    ``identity``: how the clinician was known, in the answer's audit entry: typed (a
+    name given on a form or the command line, the default) or proven (``{"identity":
+    "proven", "login": ...}``: the hospital's single sign-on, docs/sso.md).
+    """
+    proof = identity or {"identity": "typed"}
     proposed = latest_plan(session=session, patient=patient, status=PlanStatus.proposed)
     if proposed is None:
         active = latest_plan(session=session, patient=patient, status=PlanStatus.active)
         if active is not None and decision == "approve":
             return ApprovalResult(active, False, f"plan v{active.version} is already active")
+        newest = latest_plan(session=session, patient=patient)
+        if (
+            decision == "reject"
+            and newest is not None
+            and newest.status == PlanStatus.closed
+            and newest.activated_at is None
+        ):
+            return ApprovalResult(newest, False, f"plan v{newest.version} was already rejected")
         raise InvalidInput("ref", f"{patient.ref} has no plan waiting for approval")
     assert proposed.id is not None
+    if decision == "modify" and proposed.approved_by is not None:
+        # the modified version is the proposal now, approved by its author: nothing to do
+        return ApprovalResult(
+            proposed,
+            False,
+            f"plan v{proposed.version} was already approved by {proposed.approved_by}",
+        )
     if decision == "approve":
         if proposed.approved_by is not None:
             return ApprovalResult(
@@ -166,12 +189,21 @@ def decide(
             entity_id=proposed.id,
             ref=patient.ref,
             action=f"plan v{proposed.version} approved",
-            after={"note": note},
+            after={"note": note, **proof},
         )
         settle_holds(session=session, patient=patient, answered=proposed, kept=proposed, by=by)
         return ApprovalResult(proposed, True, f"plan v{proposed.version} approved by {by}")
     if decision == "reject":
         set_plan_status(session, patient, proposed, PlanStatus.closed, by, f"rejected: {note}")
+        audit(
+            session=session,
+            actor=by,
+            entity="plan",
+            entity_id=proposed.id,
+            ref=patient.ref,
+            action=f"plan v{proposed.version} rejected",
+            after={"note": note, **proof},
+        )
         settle_holds(session=session, patient=patient, answered=proposed, kept=None, by=by)
         if latest_plan(session=session, patient=patient, status=PlanStatus.active) is None:
             set_state(session, patient, PatientState.referred, by)  # else the active plan stands
@@ -209,7 +241,7 @@ def decide(
         row,
         by,
         f"plan v{row.version} modified and approved",
-        {"removed": list(remove_items), "note": note},
+        {"removed": list(remove_items), "note": note, **proof},
     )
     settle_holds(session=session, patient=patient, answered=proposed, kept=row, by=by)
     return ApprovalResult(row, True, f"plan v{row.version} (modified) approved by {by}")

@@ -451,3 +451,80 @@ def child_plans(*, session: Session, patient: Patient) -> ChildPlans:
             ).scalars()
         ]
     return ChildPlans(versions, consents, to_come)
+
+
+# ----------------------------------------------------------------------------- replaced runs
+
+REPLACED_EVENT = "item_run_replaced"
+
+
+@dataclass(frozen=True)
+class ReplacedRun:
+    """An item whose Prefect run ended without recording it and was given a fresh one."""
+
+    ref: str
+    item_key: str
+    plan_version: int | None
+    replacements: int
+    last: dt.datetime | None
+
+
+def replaced_runs(*, session: Session, since: dt.datetime, limit: int) -> Listed:
+    """Items whose runs crashed (or were cancelled, or timed out) and were replaced since
+    ``since``: read from the outbox rows the replacement wrote (one per route and
+    attempt), by the (event, created_at) index, grouped per item, the newest first."""
+    where = (col(Notification.event) == REPLACED_EVENT, col(Notification.created_at) >= since)
+    keys = (col(Notification.ref), col(Notification.item_key), col(Notification.plan_version))
+    grouped = (
+        sa_select(
+            *keys,
+            # one row per route and attempt: the attempts are the keys' suffixes
+            func.count(func.distinct(col(Notification.key))).label("rows"),
+            func.count(func.distinct(col(Notification.route))).label("routes"),
+            func.max(col(Notification.created_at)).label("last"),
+        )
+        .where(*where)
+        .group_by(*keys)
+        .subquery()
+    )
+    count = session.execute(sa_select(func.count()).select_from(grouped)).scalar_one()
+    rows = session.execute(
+        sa_select(grouped)
+        .order_by(grouped.c.last.desc(), grouped.c.ref, grouped.c.item_key)
+        .limit(limit)
+    ).all()
+    return Listed(
+        int(count),
+        [
+            ReplacedRun(
+                ref=r.ref or "",
+                item_key=r.item_key or "",
+                plan_version=r.plan_version,
+                replacements=max(1, int(r.rows) // max(1, int(r.routes))),
+                last=r.last,
+            )
+            for r in rows
+        ],
+    )
+
+
+# ----------------------------------------------------------------------------- day-unit chairs
+
+
+def chairs_booked(*, session: Session, start: dt.date, end: dt.date) -> dict[dt.date, int]:
+    """Chairs booked per day from ``start`` to ``end`` (inclusive), for open and recorded
+    sessions of active plans: one grouped query by the bookings' day index."""
+    day = col(Booking.day)
+    rows = session.execute(
+        sa_select(day, func.count())
+        .join(PlanItem, col(PlanItem.id) == Booking.item_id)
+        .join(CarePlan, col(CarePlan.id) == PlanItem.plan_id)
+        .where(
+            day >= start,
+            day <= end,
+            col(CarePlan.status) == PlanStatus.active,
+            col(PlanItem.status).in_(DAY_STATUSES),
+        )
+        .group_by(day)
+    ).all()
+    return {d: int(n) for d, n in rows}

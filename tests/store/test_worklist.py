@@ -183,3 +183,32 @@ def test_a_proposal_without_the_familys_consent_waits_for_it(
     assert view["proposal"]["waiting_for"] == "consent"
     assert view["proposal"]["against_version"] is None
     assert view["versions"][0]["consent"] == ("missing" if answer is None else "refused")
+
+
+def test_the_board_counts_chairs_per_working_day_and_lists_replaced_runs(
+    database_url: str,
+) -> None:
+    """The board (docs/formats.md §14): the coordinator's worklist with the runs replaced
+    this week, and four weeks of chairs booked against the day unit's capacity, counting
+    only open and recorded sessions of active plans (a superseded plan's chair is free)."""
+    from sidflows.service.worklist import board
+
+    unit_scenario(database_url)
+    unit = Unit()
+    found = board(unit=unit, on=DAY)
+    assert found["format"] == "sidflows.board/1"
+    assert found["worklist"]["role"] == "coordinator"
+    replaced = found["worklist"]["stuck"]["replaced_runs"]
+    assert [(i["ref"], i["replacements"]) for i in replaced["items"]] == [("DU-2", 2)]
+    chairs = {c["date"]: c for c in found["chairs"]}
+    capacity = unit.calendar.config.day_unit.chairs_per_day
+    assert all(c["capacity"] == capacity for c in chairs.values())
+    working = list(unit.calendar.working_days(DAY, DAY + AGO(27)))
+    assert list(chairs) == [d.isoformat() for d in working]
+    # Today DU-1 (chair 2) and DU-2 (chair 1); DU-1's next session in 4 weeks is day 28:
+    # outside the window. Nothing else is booked inside it.
+    assert chairs[DAY.isoformat()]["booked"] == 2
+    assert sum(c["booked"] for c in chairs.values()) == 2
+    # refs only: no secret of the scenario reaches the board
+    text = json.dumps(found)
+    assert not [s for s in SECRETS if s in text]

@@ -255,6 +255,28 @@ def add_message(url: str, ref: str | None, route: str, status: str, event: str) 
         )
 
 
+def add_replaced(url: str, ref: str, key: str, *, attempts: int, days_ago: int) -> None:
+    """The outbox rows a replaced run writes (service/day.py runs_replaced): one per
+    route and attempt, event item_run_replaced."""
+    with db.session_scope(url) as session:
+        for attempt in range(1, attempts + 1):
+            for route in ("coordinators", "day_unit"):
+                session.add(
+                    Notification(
+                        key=f"item_run_replaced|{ref}|{key}|v1|{route}|attempt{attempt}",
+                        event="item_run_replaced",
+                        ref=ref,
+                        item_key=key,
+                        plan_version=1,
+                        route=route,
+                        subject=f"sidflows: {ref} {key} has a fresh run",
+                        body="-",
+                        status="sent",
+                        created_at=at(DAY - dt.timedelta(days=days_ago)),
+                    )
+                )
+
+
 def unit_scenario(url: str) -> None:
     """The unit of the worklist tests (what each list holds on DAY: see the tests)."""
     d = DAY
@@ -379,3 +401,6 @@ def unit_scenario(url: str) -> None:
     add_message(url, "DU-1", "day_unit", "failed", "item_reminder")
     add_message(url, "AP-1", "clinicians", "unrouted", "plan_awaiting_approval")
     add_message(url, "DU-1", "coordinators", "sent", "plan_activated")
+    # Runs replaced: DU-2's session twice this week, HC-1's once 10 days ago (not listed).
+    add_replaced(url, "DU-2", f"ig_session:{d - AGO(5)}", attempts=2, days_ago=1)
+    add_replaced(url, "HC-1", f"ig_session:{d}", attempts=1, days_ago=10)
