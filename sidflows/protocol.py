@@ -195,6 +195,9 @@ class Immunoglobulin(_Section):
     # An IV course (consecutive days summed) of at least this many g/kg is immunomodulatory
     # (Kawasaki, ITP), not replacement (docs/clinical-reference.md §3.1).
     immunomodulatory_iv_min_g_per_kg: Positive = 1.0
+    # An IgG drawn within this many months after the end of an immunomodulatory course
+    # measures the infused IgG, not the child's own: flagged, not used (§3.1).
+    immunomodulatory_washout_months: Annotated[int, Field(ge=0, le=12)] = 3
     trial_off_recheck_months: Months
     trial_off_season_start: MonthDay
     trial_off_season_end: MonthDay
@@ -264,6 +267,8 @@ class VaccinationRules(_Section):
     live_min_age_months: Months
     min_dose_interval_days: int
     anti_hbs_protective_miu_ml: Positive
+    # Inactivated vaccines (not influenza) wait while B cells are depleted (§4.10).
+    defer_inactivated_in_b_cell_depletion: bool = True
     hsct: HsctVaccination
     antibody_interval: AntibodyInterval
 
@@ -284,11 +289,17 @@ class Pjp(_Section):
     after_hsct_min_months: Months
     after_immunosuppression_months: Months
     after_chemotherapy_review_months: Months
+    # After CAR-T (§5.1): at least this many months after the infusion and until a fresh
+    # CD4 count at or above the threshold.
+    after_car_t_min_months: Months = 6
+    after_car_t_until_cd4_per_ul: Positive = 200.0
 
 
 class Antibacterial(_Section):
     drug: str
     mg_per_kg: Positive
+    # The most one dose may be, whatever the weight (§5.2).
+    max_mg_per_dose: Positive
     regimen: str
     alternatives: str
 
@@ -296,6 +307,15 @@ class Antibacterial(_Section):
 class Prophylaxis(_Section):
     pjp: Pjp
     antibacterial: Antibacterial
+
+
+class Regimens(_Section):
+    """Regimen acronyms and their component drugs (docs/clinical-reference.md §8.3)."""
+
+    components: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # An unlisted name with the lymphoma convention's "R-" prefix or "-R" suffix is read
+    # as containing rituximab (cautious) and flagged.
+    r_affix_means_rituximab: bool = True
 
 
 class Reassessment(_Section):
@@ -336,6 +356,7 @@ class Protocol(_Section):
     reassessment: Reassessment
     review: Review
     funding: Funding
+    regimens: Regimens = Field(default_factory=Regimens)
 
     def cite(self, *paths: str) -> str:
         """The citations of these parameters (dotted paths), distinct ones joined by "; ".

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from sidflows.calendar import add_months
-from sidflows.codes import drug_for_atc, load_codes, treatment_class, words_match
 from sidflows.protocol import Protocol
 from sidflows.referral import ReferralDocument, TreatmentEntry
+from sidflows.rules.drugs import classes_of, drug_is
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,22 +29,18 @@ class BCellDepletion:
 def depleting_class(t: TreatmentEntry, protocol: Protocol) -> str | None:
     """The B-cell-depleting class a treatment is recognised as, whatever class the referral
     gives it (§2.6): its own class; else the class of its ATC row or of the class's curated
-    names (config/codes.toml: rituximab referred as chemotherapy is anti_cd20); else
-    "other" for another B-cell-depleting drug (blinatumomab), by name or by its ATC row's
-    drug. None: not B-cell depleting."""
+    names (config/codes.toml: rituximab referred as chemotherapy is anti_cd20), or of a drug
+    of the regimen it names (R-CHOP contains rituximab, §8.3); else "other" for another
+    B-cell-depleting drug (blinatumomab), by name, by its ATC row's drug or in a regimen.
+    None: not B-cell depleting."""
     g = protocol.grading
     if t.drug_class in g.b_cell_depleting_classes:
         return t.drug_class
-    codes = load_codes()
-    coded = treatment_class(t.code, codes) if t.code is not None else None
-    if coded is not None and coded.value in g.b_cell_depleting_classes:
-        return coded.value
+    classes = classes_of(t, protocol)
     for cls in g.b_cell_depleting_classes:
-        if words_match(t.drug, codes.drug_names.get(cls, ())):
+        if cls in classes:
             return cls
-    drug = drug_for_atc(t.code, codes) if t.code is not None else None
-    names = g.other_b_cell_depleting_drugs
-    if words_match(t.drug, names) or (drug is not None and words_match(drug.value, names)):
+    if drug_is(t, g.other_b_cell_depleting_drugs, protocol):
         return "other"
     return None
 

@@ -10,6 +10,7 @@ from sidflows.codes import (
     class_for_drug_name,
     diagnosis_group,
     drug_for_atc,
+    fold,
     group_for_label,
     load_codes,
     treatment_class,
@@ -18,6 +19,7 @@ from sidflows.codes import (
 from sidflows.protocol import Protocol
 from sidflows.referral import ImmunoglobulinDose, LabEntry, ReferralDocument, TreatmentEntry
 from sidflows.rules.bcells import BCellDepletion, b_cell_depletion
+from sidflows.rules.drugs import anti_cd20_read, is_anti_cd20, regimen_of
 from sidflows.rules.igrecord import IgCourse, find_troughs, interval_in_use, replacement_record
 
 IMMUNOSUPPRESSIVE = frozenset(
@@ -42,15 +44,6 @@ def name_matches(name: str, words: tuple[str, ...]) -> bool:
     other words match case-insensitively, as whole words; accents are ignored.
     """
     return words_match(name, words) is not None
-
-
-def drug_is(t: TreatmentEntry, names: tuple[str, ...]) -> bool:
-    """The treatment is one of these drugs: by its ATC code (config/codes.toml) or its name."""
-    if t.code is not None:
-        found = drug_for_atc(t.code)
-        if found is not None and found.drug is not None and name_matches(found.drug, names):
-            return True
-    return name_matches(t.drug, names)
 
 
 def steroid_mg_day(t: TreatmentEntry, weight_kg: float) -> float | None:
@@ -127,6 +120,15 @@ def course_days(t: TreatmentEntry, today: date) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfoundedIgg:
+    """An IgG drawn after an immunomodulatory course, before its washout ends (§3.9)."""
+
+    lab: LabEntry
+    course: IgCourse
+    until: date
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     today: date
     age_months: int
@@ -167,6 +169,12 @@ class Facts:
     diagnosis_group_source: str | None = None
     unrecognised_drugs: tuple[str, ...] = ()
     class_mismatches: tuple[str, ...] = ()
+    # Anti-CD20 read in a treatment referred under another class (a regimen, §2.7, §8.3).
+    anti_cd20_readings: tuple[str, ...] = ()
+    # Entries of one drug that overlap with a weekly and a daily dose (§6.7).
+    dose_conflicts: tuple[str, ...] = ()
+    # IgG results drawn within the washout of an immunomodulatory course (§3.9): not used.
+    confounded_igg: tuple[ConfoundedIgg, ...] = ()
 
     @property
     def age_years(self) -> int:
@@ -210,7 +218,9 @@ def _diagnosis(referral: ReferralDocument) -> tuple[str | None, str | None]:
     return (found.value, found.source) if found is not None else (None, None)
 
 
-def _drug_recognition(referral: ReferralDocument) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _drug_recognition(
+    referral: ReferralDocument, protocol: Protocol
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(drugs the protocol does not know, class mismatches between ATC and the referral)."""
     unknown: list[str] = []
     mismatch: list[str] = []
@@ -224,9 +234,85 @@ def _drug_recognition(referral: ReferralDocument) -> tuple[tuple[str, ...], tupl
                     f"but the referral says {t.drug_class.replace('_', ' ')}"
                 )
             continue
-        if class_for_drug_name(t.drug, codes) is None:
+        if class_for_drug_name(t.drug, codes) is None and regimen_of(t, protocol) is None:
             unknown.append(t.drug + (f" (code {t.code})" if t.code else ""))
     return tuple(dict.fromkeys(unknown)), tuple(dict.fromkeys(mismatch))
+
+
+def _drug_identity(t: TreatmentEntry, protocol: Protocol) -> str:
+    """One name per drug: its ATC row's drug, the protocol's name for it, or its own text."""
+    if t.code is not None:
+        coded = drug_for_atc(t.code)
+        if coded is not None and coded.drug is not None:
+            return coded.drug
+    g = protocol.grading
+    for names in (g.methotrexate_names, g.azathioprine_names, g.mercaptopurine_names):
+        if words_match(t.drug, names) is not None:
+            return names[0]
+    return fold(t.drug).lower().strip()
+
+
+def _dose_kinds(t: TreatmentEntry) -> tuple[str, ...]:
+    kinds = []
+    if t.dose_mg_per_kg_week is not None:
+        kinds.append("weekly")
+    if t.dose_mg_per_kg_day is not None or t.dose_mg_day is not None:
+        kinds.append("daily")
+    return tuple(kinds)
+
+
+def _dose_text(t: TreatmentEntry) -> str:
+    parts = []
+    if t.dose_mg_per_kg_week is not None:
+        parts.append(f"{t.dose_mg_per_kg_week:g} mg/kg/week")
+    if t.dose_mg_per_kg_day is not None:
+        parts.append(f"{t.dose_mg_per_kg_day:g} mg/kg/day")
+    if t.dose_mg_day is not None:
+        parts.append(f"{t.dose_mg_day:g} mg/day")
+    span = f"{t.start} to {t.end}" if t.end else f"since {t.start}"
+    return f"{t.drug!r} {' and '.join(parts)} ({span})"
+
+
+def _dose_conflicts(referral: ReferralDocument, protocol: Protocol) -> tuple[str, ...]:
+    """Entries of one drug whose periods overlap, one with a weekly dose and one with a
+    daily dose (or one entry giving both): the record contradicts itself (§6.7)."""
+    found: list[str] = []
+    treatments = list(referral.treatments)
+    for t in treatments:
+        if len(_dose_kinds(t)) == 2:
+            found.append(
+                f"{_drug_identity(t, protocol)}: one entry gives a weekly and a daily dose: "
+                f"{_dose_text(t)}"
+            )
+    for i, a in enumerate(treatments):
+        for b in treatments[i + 1 :]:
+            if _drug_identity(a, protocol) != _drug_identity(b, protocol):
+                continue
+            overlap = a.start <= (b.end or date.max) and b.start <= (a.end or date.max)
+            kinds = {*_dose_kinds(a), *_dose_kinds(b)}
+            if overlap and kinds == {"weekly", "daily"} and _dose_kinds(a) != _dose_kinds(b):
+                found.append(
+                    f"{_drug_identity(a, protocol)}: {_dose_text(a)} and {_dose_text(b)} "
+                    "overlap, one weekly and one daily"
+                )
+    return tuple(dict.fromkeys(found))
+
+
+def _confounded(
+    labs: tuple[LabEntry, ...], modulatory: tuple[IgCourse, ...], protocol: Protocol
+) -> tuple[ConfoundedIgg, ...]:
+    """IgG results drawn from an immunomodulatory course's start to its washout's end."""
+    months = protocol.immunoglobulin.immunomodulatory_washout_months
+    found = []
+    for lab in labs:
+        if lab.igg_g_l is None:
+            continue
+        for course in modulatory:
+            until = add_months(course.end, months)
+            if course.start <= lab.date < until:
+                found.append(ConfoundedIgg(lab, course, until))
+                break
+    return tuple(found)
 
 
 def _igg_lower_limit(
@@ -245,7 +331,15 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
     age = age_in_months(referral.patient.birth_date, today)
     weight = referral.patient.weight_kg
     valid_from = add_months(today, -protocol.reassessment.result_valid_months)
+    given = [d for d in referral.immunoglobulin_doses if d.date <= today]
+    # An immunomodulatory course (1-2 g/kg, §3.1) is not replacement: the replacement facts
+    # read the other courses only (its antibody interval is the vaccination rules', §4.7).
+    courses, modulatory, doses = replacement_record(given, protocol)
+    # An IgG drawn in an immunomodulatory course's washout is the infused IgG (§3.9).
+    confounded = _confounded(referral.labs, modulatory, protocol)
+    own = tuple(lab for lab in referral.labs if not any(c.lab is lab for c in confounded))
     newest = {attr: _latest(referral.labs, attr) for attr in MEASURES}
+    newest["igg_g_l"] = _latest(own, "igg_g_l")
     stale_rows = [
         (MEASURES[attr], lab)
         for attr, lab in newest.items()
@@ -263,14 +357,12 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
     chemo = [t for t in referral.treatments if t.drug_class == "chemotherapy" and t.start <= today]
     chemo_ongoing = any(t.end is None or t.end >= today for t in chemo)
     chemo_end = None if chemo_ongoing or not chemo else max(t.end for t in chemo if t.end)
-    cd20 = [t for t in referral.treatments if t.drug_class == "anti_cd20" and t.start <= today]
+    # Any anti-CD20, alone or in a regimen, whatever the referral's class (§2.7).
+    anti_cd20 = [t for t in referral.treatments if is_anti_cd20(t, protocol)]
+    cd20 = [t for t in anti_cd20 if t.start <= today]
     cd20_ongoing = any(t.end is None or t.end >= today for t in cd20)
     cd20_last = max((t.end or t.start) for t in cd20) if cd20 else None
 
-    given = [d for d in referral.immunoglobulin_doses if d.date <= today]
-    # An immunomodulatory course (1-2 g/kg, §3.1) is not replacement: the replacement facts
-    # read the other courses only (its antibody interval is the vaccination rules', §4.7).
-    courses, modulatory, doses = replacement_record(given, protocol)
     last_dose = max(doses, key=lambda d: d.date) if doses else None
     on_ig = False
     ig = protocol.immunoglobulin
@@ -293,7 +385,7 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         find_troughs(on_ig_igg, courses, interval, ig.trough_window_days) if on_ig else (None, None)
     )
     group, group_source = _diagnosis(referral)
-    unknown, mismatch = _drug_recognition(referral)
+    unknown, mismatch = _drug_recognition(referral, protocol)
     cd4_count = _fresh(newest["cd4_per_ul"], valid_from)
     cd4_percent = _fresh(newest["cd4_percent"], valid_from)
     hsct_months = age_in_months(referral.hsct.date, today) if referral.hsct is not None else None
@@ -317,7 +409,7 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         chemotherapy_ongoing=chemo_ongoing,
         anti_cd20_last=cd20_last,
         anti_cd20_ongoing=cd20_ongoing,
-        had_anti_cd20=bool(cd20) or any(t.drug_class == "anti_cd20" for t in planned),
+        had_anti_cd20=bool(anti_cd20),
         last_ig_dose=last_dose,
         on_ig_replacement=on_ig,
         hsct_months=hsct_months,
@@ -336,4 +428,9 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         diagnosis_group_source=group_source,
         unrecognised_drugs=unknown,
         class_mismatches=mismatch,
+        anti_cd20_readings=tuple(
+            dict.fromkeys(r for t in anti_cd20 if (r := anti_cd20_read(t, protocol)))
+        ),
+        dose_conflicts=_dose_conflicts(referral, protocol),
+        confounded_igg=confounded,
     )

@@ -11,12 +11,12 @@ from sidflows.calendar import add_months
 from sidflows.protocol import Cd4Band, Protocol
 from sidflows.referral import ReferralDocument, TreatmentEntry
 from sidflows.rules.context import PlanContext
+from sidflows.rules.drugs import drug_is
 from sidflows.rules.facts import (
     Facts,
     course_days,
     dose_per_kg_day,
     dose_per_kg_week,
-    drug_is,
     is_high_dose_steroid,
 )
 from sidflows.rules.model import Grading
@@ -127,7 +127,7 @@ def _antimetabolite_level(
         (g.mercaptopurine_names, per_day, g.mercaptopurine_low_max_mg_per_kg_day, "mg/kg/day"),
     ]
     for names, (dose, conversion), ceiling, unit in ceilings:
-        if not drug_is(t, names):
+        if not drug_is(t, names, protocol):
             continue
         if dose is None:
             return g.unlisted_level, (

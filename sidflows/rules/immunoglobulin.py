@@ -303,12 +303,21 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
 
     if igg is None:
         stale = f" (stale: {', '.join(facts.stale)})" if facts.stale else ""
+        confounded = "".join(
+            f"; IgG of {c.lab.date} not used: confounded by the immunomodulatory IV course of "
+            f"{c.course.start} until {c.until}"
+            for c in facts.confounded_igg
+        )
         return outcome(
             "no_data",
             "no IG decision: no recent IgG result",
-            "IgG, IgA, IgM and a CD19 count are needed before deciding on replacement" + stale,
+            "IgG, IgA, IgM and a CD19 count are needed before deciding on replacement"
+            + stale
+            + confounded,
             ctx.cite(
-                "reassessment.result_valid_months", "immunoglobulin.start_below_g_l_with_infections"
+                "reassessment.result_valid_months",
+                "immunoglobulin.start_below_g_l_with_infections",
+                *(["immunoglobulin.immunomodulatory_washout_months"] if confounded else []),
             ),
         )
     severe_or_recurrent = facts.recent_serious > 0 or facts.recurrent_infections

@@ -9,11 +9,16 @@ from datetime import date, timedelta
 
 from sidflows.calendar import add_months
 from sidflows.rules.context import PlanContext
-from sidflows.rules.facts import course_days, drug_is, name_matches, steroid_mg_day
+from sidflows.rules.drugs import classes_of, drug_is
+from sidflows.rules.facts import course_days, name_matches, steroid_mg_day
 from sidflows.rules.grading import cd4_findings
 from sidflows.rules.model import Decision, ProphylaxisItem
 
 ECIL5 = "ECIL-5 (Maertens, JAC 2016;71:2397)"
+_GROUP_NAMES = {
+    "acute_lymphoblastic_leukaemia": "acute lymphoblastic leukaemia",
+    "lymphoblastic_lymphoma": "lymphoblastic lymphoma (treated as ALL)",
+}
 
 
 def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
@@ -31,11 +36,14 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
     if _is_all(ctx) and at_risk_chemo:
         found.append(
             (
-                "acute lymphoblastic leukaemia: whole period at risk; after non-transplant "
+                f"{_diagnosis_name(ctx)}: whole period at risk; after non-transplant "
                 f"chemotherapy review {p.after_chemotherapy_review_months} months after the end",
                 None if facts.chemotherapy_ongoing else chemo_review,
             )
         )
+    car_t = _car_t_indication(ctx)
+    if car_t is not None:
+        found.append(car_t)
     if referral.hsct is not None and referral.hsct.type == "allogeneic":
         ends = [t.end for t in referral.treatments if t.drug_class != "chemotherapy"]
         # Open-ended immunosuppression, running or planned: the risk has no end date yet
@@ -57,7 +65,7 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
             )
     for t in referral.treatments:
         if (
-            drug_is(t, p.indicating_drugs)
+            drug_is(t, p.indicating_drugs, protocol)
             and (t.end is None or add_months(t.end, p.after_chemotherapy_review_months) > today)
             and t.start <= today
         ):
@@ -92,11 +100,65 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
     return found
 
 
+def _car_t_indication(ctx: PlanContext) -> tuple[str, date | None] | None:
+    """§5.3: after CAR-T (any diagnosis), at least ``after_car_t_min_months`` after the
+    infusion and until a fresh CD4 count after it is at or above the threshold."""
+    p = ctx.protocol.prophylaxis.pjp
+    car_t = [
+        t
+        for t in ctx.referral.treatments
+        if t.start <= ctx.today and "car_t" in classes_of(t, ctx.protocol)
+    ]
+    if not car_t:
+        return None
+    last = max(car_t, key=lambda t: t.end or t.start)
+    infusion = last.end or last.start
+    minimum = add_months(infusion, p.after_car_t_min_months)
+    cd4 = ctx.facts.latest_cd4_count
+    recovered = (
+        cd4 is not None
+        and cd4.cd4_per_ul is not None
+        and cd4.date > infusion
+        and cd4.cd4_per_ul >= p.after_car_t_until_cd4_per_ul
+    )
+    why = (
+        f"{last.drug} (CAR-T, {infusion}): >= {p.after_car_t_min_months} months after the "
+        f"infusion ({minimum}) and until CD4 >= {p.after_car_t_until_cd4_per_ul:g}/uL"
+    )
+    if recovered:
+        if ctx.today >= minimum:
+            return None
+        return f"{why} (CD4 {cd4.cd4_per_ul:g}/uL on {cd4.date})", minimum  # type: ignore[union-attr]
+    return f"{why}: no fresh CD4 count at or above it since the infusion", None
+
+
+def _indication_paths(indications: list[tuple[str, date | None]]) -> tuple[str, ...]:
+    """The protocol parameters of the indications that hold (their sources are cited)."""
+    paths: list[str] = []
+    for why, _ in indications:
+        if "(CAR-T," in why:
+            paths += [
+                "prophylaxis.pjp.after_car_t_min_months",
+                "prophylaxis.pjp.after_car_t_until_cd4_per_ul",
+            ]
+        if "lymphoblastic lymphoma" in why:
+            paths.append("prophylaxis.pjp.indicating_diagnosis_groups")
+    return tuple(paths)
+
+
 def _is_all(ctx: PlanContext) -> bool:
+    """ALL, or lymphoblastic lymphoma treated as ALL (§5.1, §5.3): by group or words."""
     p = ctx.protocol.prophylaxis.pjp
     return ctx.facts.diagnosis_group in p.indicating_diagnosis_groups or name_matches(
         ctx.referral.diagnosis.label, p.all_diagnosis_words
     )
+
+
+def _diagnosis_name(ctx: PlanContext) -> str:
+    group = ctx.facts.diagnosis_group
+    if group is not None and group in _GROUP_NAMES:
+        return _GROUP_NAMES[group]
+    return "acute lymphoblastic leukaemia"
 
 
 def _unrecognised_oncology(ctx: PlanContext) -> bool:
@@ -142,7 +204,11 @@ def plan_prophylaxis(
                 f"{reasons}; {p.days_per_week} days a week is the cautious end of 2-3 (once weekly "
                 "may suffice); alternatives: dapsone 2 mg/kg daily or 4 mg/kg weekly, IV "
                 "pentamidine 4 mg/kg every 2-4 weeks, atovaquone",
-                ctx.cite("prophylaxis.pjp.drug", "prophylaxis.pjp.days_per_week"),
+                ctx.cite(
+                    "prophylaxis.pjp.drug",
+                    "prophylaxis.pjp.days_per_week",
+                    *_indication_paths(indications),
+                ),
             )
         )
     else:
@@ -150,12 +216,13 @@ def plan_prophylaxis(
             Decision(
                 "prophylaxis",
                 "no Pneumocystis prophylaxis",
-                "none of ALL, allogeneic HSCT, alemtuzumab, fludarabine, > 4 weeks of "
-                "corticosteroids or CD4 below the severe threshold applies now"
+                "none of ALL or lymphoblastic lymphoma, allogeneic HSCT, CAR-T, alemtuzumab, "
+                "fludarabine, > 4 weeks of corticosteroids or CD4 below the severe threshold "
+                "applies now"
                 + (
-                    "; acute lymphoblastic leukaemia is recognised but no chemotherapy is "
+                    f"; {_diagnosis_name(ctx)} is recognised but no chemotherapy is "
                     "ongoing or within its review period: the period at risk after other "
-                    "treatment (CAR-T, relapse) has no source in the protocol: clinician decision"
+                    "treatment (relapse) has no source in the protocol: clinician decision"
                     if _is_all(ctx)
                     else ""
                 ),
@@ -184,14 +251,20 @@ def plan_prophylaxis(
         < protocol.immunoglobulin.antibody_failure_fold_rise
     )
     if facts.recurrent_infections and (antibody_deficiency or ig_indicated):
-        mg = round(a.mg_per_kg * facts.weight_kg)
+        # Never above the protocol's maximum a dose, whatever the weight (§5.4).
+        by_weight = a.mg_per_kg * facts.weight_kg
+        capped = by_weight > a.max_mg_per_dose
+        mg = round(min(by_weight, a.max_mg_per_dose))
+        basis = f"{a.mg_per_kg:g} mg/kg" + (
+            f", capped at the maximum {a.max_mg_per_dose:g} mg a dose" if capped else ""
+        )
         review = calendar.next_working_day(max(first_review, due + timedelta(days=1)))
         items.append(
             ProphylaxisItem(
                 key=f"prophylaxis:{a.drug}",
                 due=due,
                 drug=a.drug,
-                regimen=f"{mg} mg {a.regimen} ({a.mg_per_kg:g} mg/kg)",
+                regimen=f"{mg} mg {a.regimen} ({basis})",
                 review=review,
                 indication="antibody deficiency with recurrent infections",
             )
@@ -201,9 +274,13 @@ def plan_prophylaxis(
                 "prophylaxis",
                 f"{a.drug} {a.mg_per_kg:g} mg/kg {a.regimen}, review at plan review",
                 f"antibody deficiency with {facts.recent_infections} infections in "
-                f"{protocol.immunoglobulin.infection_lookback_months} months; no guideline for "
+                f"{protocol.immunoglobulin.infection_lookback_months} months; {mg} mg a dose "
+                f"({basis}; at most {a.max_mg_per_dose:g} mg a dose); no guideline for "
                 f"stopping: review at every plan review; alternatives: {a.alternatives}",
-                ctx.cite("prophylaxis.antibacterial.mg_per_kg"),
+                ctx.cite(
+                    "prophylaxis.antibacterial.mg_per_kg",
+                    "prophylaxis.antibacterial.max_mg_per_dose",
+                ),
             )
         )
     return items, decisions

@@ -104,7 +104,17 @@ def _wanted(
                 ctx.cite("reassessment.result_valid_months"),
             )
         )
-    if ig.status == "no_data":
+    for c in facts.confounded_igg:
+        wanted.append(
+            (
+                max(c.until, start),
+                ("IgG", "IgA", "IgM"),
+                "IgG repeated after the immunomodulatory IVIG washout",
+                ctx.cite("immunoglobulin.immunomodulatory_washout_months"),
+            )
+        )
+    # A confounded IgG is repeated after its washout (above), not as a baseline now (§3.9).
+    if ig.status == "no_data" and not facts.confounded_igg:
         wanted.append(
             (
                 start,

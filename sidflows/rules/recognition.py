@@ -1,7 +1,8 @@
-"""What the plan could not read in the record: unknown drugs, coded classes, stale results.
+"""What the plan could not read in the record: unknown drugs, coded classes, stale results,
+anti-CD20 read in a regimen, conflicting doses, an IgG confounded by infused IgG.
 
 Each becomes a decision for the clinician instead of a silent default
-(docs/clinical-reference.md §6.6 and §8).
+(docs/clinical-reference.md §2.7, §3.9, §6.6, §6.7 and §8).
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from sidflows.rules.context import PlanContext
 from sidflows.rules.model import Decision
 
 CODES = "config/codes.toml (WHO ATC index; unit policy names), docs/clinical-reference.md §8.2"
+CONFLICT = (
+    "unit policy (a record that contradicts itself is the clinician's to correct; the plan "
+    "never picks one entry), docs/clinical-reference.md §6.7"
+)
 
 
 def record_checks(ctx: PlanContext) -> list[Decision]:
@@ -34,6 +39,44 @@ def record_checks(ctx: PlanContext) -> list[Decision]:
                 "treatment class differs from its ATC code: check it",
                 f"{mismatch}; graded as the referral says",
                 CODES,
+            )
+        )
+    for reading in facts.anti_cd20_readings:
+        found.append(
+            Decision(
+                "grading",
+                "anti-CD20 read in a treatment of another class: check it",
+                f"{reading}: B-cell depletion, the anti-CD20 vaccine windows and the "
+                "reassessments after anti-CD20 apply to it",
+                ctx.cite(
+                    "regimens.components",
+                    *(["regimens.r_affix_means_rituximab"] if "R- convention" in reading else []),
+                ),
+            )
+        )
+    for conflict in facts.dose_conflicts:
+        found.append(
+            Decision(
+                "grading",
+                f"conflicting doses: {conflict.split(':', 1)[0]}: clinician to decide",
+                f"{conflict}: the record gives the same drug two ways; the plan does not pick "
+                "one: each entry is graded as given (the higher level stands, cautious) until "
+                "the record is corrected",
+                CONFLICT,
+            )
+        )
+    for c in facts.confounded_igg:
+        course = c.course
+        found.append(
+            Decision(
+                "reassessment",
+                f"IgG of {c.lab.date} confounded by an immunomodulatory IVIG course: not used",
+                f"IgG {c.lab.igg_g_l:g} g/L drawn after the IV course of {course.g_per_kg:g} g/kg "
+                f"({course.start} to {course.end}); IgG's half-life is about 3-4 weeks, so until "
+                f"{c.until} the level measures the infused immunoglobulin, not the child's own: "
+                "not used for the IG indication, antibody deficiency or recovery; repeat it from "
+                f"{c.until}",
+                ctx.cite("immunoglobulin.immunomodulatory_washout_months"),
             )
         )
     if facts.stale:

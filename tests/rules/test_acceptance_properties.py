@@ -8,7 +8,15 @@ Over random valid records (the strategies of tests/test_properties.py):
   §3.8, §5.1, §5.2);
 - every decision names a documented source: a citation of §7, "unit policy" or a
   section of docs/clinical-reference.md, never the protocol's "records no source";
-- a trial off outside the season keeps the sessions until the season starts (§3.7).
+- a trial off outside the season keeps the sessions until the season starts (§3.7);
+- the second review's classes: no DTaP item on or after the 7th birthday (§4.11); no
+  azithromycin dose above 500 mg whatever the weight (§5.4); any anti-CD20, alone or in a
+  regimen and under any class, keeps inactivated and influenza vaccines out of its
+  window (§2.7, §8.3); no inactivated vaccine but influenza during B-cell aplasia after
+  CAR-T (§4.10); co-trimoxazole in lymphoblastic lymphoma on chemotherapy and after
+  CAR-T without a recovered CD4 (§5.3); conflicting weekly/daily entries of one drug
+  always flagged (§6.7); an IgG inside an immunomodulatory course's washout never used
+  (§3.9).
 
 The maxima are re-typed from docs/clinical-reference.md, not read from the protocol,
 so a protocol or a rule that drifts from the reference fails here.
@@ -46,6 +54,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_properties import BASE, Doc, d, planning_cases, referral_docs
 
+from sidflows.calendar import add_months, add_years
 from sidflows.plan_document import plan_document
 from sidflows.planning import propose_plan
 from sidflows.protocol import Protocol
@@ -61,6 +70,10 @@ LOADING_G_PER_KG = {"iv": 0.8, "sc": 0.2}  # §3.2 EMA IVIg loading 0.4-0.8; §3
 TMP_MG_PER_KG_DAY = 5.0  # §5.1 ECIL-5, 150 mg/m2/day
 TMP_MAX_MG_DAY = 320.0  # §5.1 ECIL-5
 AZITHROMYCIN_MG_PER_KG = 10.0  # §5.2 AAAAI/ACAAI 2015 table 5
+AZITHROMYCIN_MAX_MG = 500.0  # §5.4 azithromycin label: at most 500 mg a dose
+DTAP_BEFORE_YEARS = 7  # §4.11 ACIP: no DTaP from the 7th birthday
+ANTI_CD20_WINDOW_MONTHS = 6  # §4.3 ACR 2022; §4.5 with §2.5 the rituximab label
+WASHOUT_MONTHS = 3  # §3.9
 
 # §7's short names (and the unit's own words): a decision's source names one of them.
 DOCUMENTED = (
@@ -155,6 +168,7 @@ def test_no_dose_above_the_protocol_maximum_per_kg(case: tuple[Doc, date], loadi
             found = re.match(r"(\d+) mg ", regimen)
             assert found, regimen
             assert int(found.group(1)) <= AZITHROMYCIN_MG_PER_KG * weight + 0.5, (regimen, weight)
+            assert int(found.group(1)) <= AZITHROMYCIN_MAX_MG, (regimen, weight)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -391,3 +405,246 @@ def test_no_ig_session_on_the_trial_off_stop_day() -> None:
     assert ig.sessions_until == date(2026, 6, 1)
     sessions = [i.due for i in items_of(plan_for(referral, today=today), "ig_session")]
     assert all(due < ig.sessions_until for due in sessions), sessions
+
+
+# ----------------------------------------------------------------------------- second review
+
+
+def _born_before(doc: Doc, years: int) -> None:
+    """Move the birth date back to at least ``years`` before the referral (never later than
+    it was, so every dated entry of the random record stays after it)."""
+    received = d(doc["received"])
+    birth = min(d(doc["patient"]["birth_date"]), received - timedelta(days=365 * years + 40))
+    doc["patient"]["birth_date"] = birth.isoformat()
+
+
+@settings(BASE, max_examples=300)
+@given(planning_cases())
+def test_no_dtap_item_on_or_after_the_7th_birthday(case: tuple[Doc, date]) -> None:
+    """§4.11 (ACIP): a diphtheria-tetanus-pertussis dose due on or after the 7th birthday is
+    Tdap, never DTaP; one before it is DTaP, never Tdap."""
+    doc, today = case
+    plan = _propose(doc, today)
+    seventh = add_years(d(doc["patient"]["birth_date"]), DTAP_BEFORE_YEARS)
+    for i in plan["items"]:
+        if i["kind"] == "vaccine_dose" and i["vaccine"] in ("DTaP", "Tdap"):
+            expected = "Tdap" if d(i["due"]) >= seventh else "DTaP"
+            assert i["vaccine"] == expected, (i, seventh)
+
+
+@st.composite
+def heavy_antibody_deficiency_cases(draw: st.DrawFn) -> tuple[Doc, date]:
+    """Antibody deficiency with recurrent infections at any weight (azithromycin, §5.2)."""
+    doc, today = draw(planning_cases())
+    received = d(doc["received"])
+    _born_before(doc, draw(st.integers(1, 17)))
+    doc["patient"]["weight_kg"] = draw(st.floats(3.0, 150.0).map(lambda w: round(w, 1)))
+    doc["labs"] = [lab(received - timedelta(days=draw(st.integers(0, 60))), igg_g_l=2.5)]
+    doc["infections"] = [
+        {
+            "date": (received - timedelta(days=30 * k + 5)).isoformat(),
+            "kind": "otitis media",
+            "serious": False,
+        }
+        for k in range(draw(st.integers(2, 5)))
+    ]
+    return doc, today
+
+
+@settings(BASE, max_examples=120)
+@given(heavy_antibody_deficiency_cases())
+def test_no_antibiotic_dose_above_the_protocol_maximum(case: tuple[Doc, date]) -> None:
+    """§5.4: azithromycin at most 500 mg a dose, co-trimoxazole at most 320 mg TMP a day,
+    whatever the weight."""
+    doc, today = case
+    plan = _propose(doc, today)
+    weight = doc["patient"]["weight_kg"]
+    for p in (i for i in plan["items"] if i["kind"] == "prophylaxis"):
+        if p["drug"] == "azithromycin":
+            mg = int(re.match(r"(\d+) mg ", p["regimen"]).group(1))  # type: ignore[union-attr]
+            assert mg <= min(AZITHROMYCIN_MG_PER_KG * weight + 0.5, AZITHROMYCIN_MAX_MG), p
+        else:
+            found = re.search(r"TMP (\d+) mg (\d+) times a day", p["regimen"])
+            assert found, p
+            assert int(found.group(1)) * int(found.group(2)) <= TMP_MAX_MG_DAY + 1, p
+
+
+ANTI_CD20_NAMES = (
+    "rituximab", "obinutuzumab", "ofatumumab", "ocrelizumab", "R-CHOP", "R-CVP", "R-ICE",
+    "rituximab + CHOP", "DA-EPOCH-R", "R-COPADM", "FCR",
+)  # fmt: skip
+
+
+@st.composite
+def anti_cd20_cases(draw: st.DrawFn) -> tuple[Doc, date, date]:
+    """Any anti-CD20 (alone or in a regimen), under any class, its last dose 0-5 months ago."""
+    today = draw(st.dates(date(2026, 1, 1), date(2027, 12, 31)))
+    end = today - timedelta(days=draw(st.integers(0, 150)))
+    start = end - timedelta(days=draw(st.integers(0, 90)))
+    drug = draw(st.sampled_from(ANTI_CD20_NAMES))
+    cls = draw(st.sampled_from(["anti_cd20", "chemotherapy", "other_biologic"]))
+    years = draw(st.integers(1, 17))
+    doc = {
+        "patient": {
+            "ref": "P-CD20",
+            "birth_date": (today - timedelta(days=365 * years + 40)).isoformat(),
+            "sex": "female",
+            "weight_kg": 30.0,
+        },
+        "received": today.isoformat(),
+        "referrer": {"service": "test"},
+        "diagnosis": draw(
+            st.sampled_from(
+                [
+                    {"category": "immune_mediated", "label": "nephrotic syndrome"},
+                    {"category": "oncology", "label": "Burkitt lymphoma"},
+                ]
+            )
+        ),
+        "treatments": [treatment(drug, cls, start, end)],
+        "labs": [],
+        "infections": [],
+        "immunoglobulin_doses": [],
+        "vaccinations": [],
+    }
+    return doc, today, end
+
+
+@settings(BASE, max_examples=120)
+@given(anti_cd20_cases())
+def test_any_anti_cd20_keeps_vaccines_out_of_its_window(case: tuple[Doc, date, date]) -> None:
+    """§2.7, §4.3, §4.5, §8.3: no inactivated or influenza dose before 6 months after the
+    last dose of any anti-CD20, whatever its name or the class the referral gives."""
+    doc, today, end = case
+    plan = _propose(doc, today)
+    window_end = add_months(end, ANTI_CD20_WINDOW_MONTHS)
+    for i in plan["items"]:
+        if i["kind"] == "vaccine_dose":
+            assert d(i["due"]) >= window_end, (doc["treatments"], i)
+    assert plan["grading"]["level"] == "high", plan["grading"]
+
+
+@st.composite
+def car_t_aplasia_cases(draw: st.DrawFn) -> tuple[Doc, date]:
+    """A child after CD19 CAR-T with B-cell aplasia (CD19 below 20/uL or none measured),
+    on IG or not, with or without chemotherapy before."""
+    doc, today = draw(planning_cases())
+    received = d(doc["received"])
+    infusion = received - timedelta(days=draw(st.integers(30, 700)))
+    treatments = [treatment("tisagenlecleucel", "car_t", infusion, infusion)]
+    if draw(st.booleans()):
+        treatments.insert(
+            0,
+            treatment(
+                "induction",
+                "chemotherapy",
+                infusion - timedelta(days=400),
+                infusion - timedelta(days=60),
+            ),
+        )
+    doc["treatments"] = treatments
+    labs = []
+    if draw(st.booleans()):
+        labs.append(
+            lab(
+                received - timedelta(days=draw(st.integers(0, 60))),
+                cd19_per_ul=float(draw(st.integers(0, 19))),
+                igg_g_l=7.0,
+            )
+        )
+    doc["labs"] = labs
+    doc["immunoglobulin_doses"] = (
+        [ig_dose(received - timedelta(days=20))] if draw(st.booleans()) else []
+    )
+    doc.pop("hsct", None)
+    doc["diagnosis"] = {"category": "oncology", "label": "B-ALL"}
+    _born_before(doc, draw(st.integers(4, 17)))
+    return doc, today
+
+
+@settings(BASE, max_examples=80)
+@given(car_t_aplasia_cases())
+def test_no_inactivated_vaccine_but_influenza_in_b_cell_aplasia(case: tuple[Doc, date]) -> None:
+    """§4.10: conjugate, polysaccharide and other inactivated vaccines wait for B-cell
+    recovery; §5.3: co-trimoxazole while no fresh CD4 >= 200/uL since the infusion."""
+    doc, today = case
+    plan = _propose(doc, today)
+    for i in plan["items"]:
+        if i["kind"] == "vaccine_dose":
+            assert i["vaccine"] == "IIV", i
+    assert any(
+        i["kind"] == "prophylaxis" and i["drug"] == "co-trimoxazole" for i in plan["items"]
+    ), [x["decision"] for x in plan["decisions"] if x["topic"] == "prophylaxis"]
+
+
+LBL_LABELS = (
+    "T-LBL", "B-LBL", "lymphoblastic lymphoma", "T-lymphoblastic lymphoma",
+    "linfoma linfoblástico", "Linfoma linfoblástico T", "LLB-T",
+)  # fmt: skip
+
+
+@settings(BASE, max_examples=60)
+@given(planning_cases(), st.sampled_from(LBL_LABELS))
+def test_lymphoblastic_lymphoma_on_chemotherapy_gets_pneumocystis_prophylaxis(
+    case: tuple[Doc, date], label: str
+) -> None:
+    """§5.3: lymphoblastic lymphoma, treated as ALL, under chemotherapy: co-trimoxazole."""
+    doc, today = case
+    doc["diagnosis"] = {"category": "oncology", "label": label}
+    _born_before(doc, 3)
+    doc["treatments"] = [
+        treatment("maintenance", "chemotherapy", d(doc["received"]) - timedelta(days=60))
+    ]
+    plan = _propose(doc, today)
+    assert any(
+        i["kind"] == "prophylaxis" and i["drug"] == "co-trimoxazole" for i in plan["items"]
+    ), label
+
+
+@settings(BASE, max_examples=80)
+@given(planning_cases(), st.integers(0, 28 * 4), st.sampled_from([1.0, 2.0]))
+def test_a_confounded_igg_is_never_used(
+    case: tuple[Doc, date], days_after: int, g_per_kg: float
+) -> None:
+    """§3.9: an IgG drawn within the washout of an immunomodulatory course is flagged and
+    never the plan's IgG."""
+    doc, today = case
+    _born_before(doc, 2)
+    received = d(doc["received"])
+    course = received - timedelta(days=days_after + 1)
+    drawn = min(received, course + timedelta(days=days_after))
+    doc["immunoglobulin_doses"] = [ig_dose(course, g_per_kg)]
+    doc["labs"] = [lab(drawn, igg_g_l=15.0)]
+    plan = _propose(doc, today)
+    flagged = [x for x in plan["decisions"] if "confounded by an immunomodulatory" in x["decision"]]
+    within = drawn < add_months(course, WASHOUT_MONTHS)
+    assert bool(flagged) is within, (course, drawn)
+    if within:
+        ig = next(x for x in plan["decisions"] if x["topic"] == "immunoglobulin")
+        assert "15 g/L" not in ig["rationale"], ig
+        assert "IgG 15" not in ig["rationale"], ig
+
+
+@settings(BASE, max_examples=80)
+@given(planning_cases(), st.integers(-60, 60), st.booleans())
+def test_conflicting_weekly_and_daily_entries_are_always_flagged(
+    case: tuple[Doc, date], offset: int, coded: bool
+) -> None:
+    """§6.7: one drug given weekly and daily over overlapping periods is always named for
+    the clinician, never silently reconciled."""
+    doc, today = case
+    _born_before(doc, 2)
+    received = d(doc["received"])
+    weekly = treatment(
+        "methotrexate", "antimetabolite", received - timedelta(days=90), dose_mg_per_kg_week=0.3
+    )
+    if coded:
+        weekly.update(code="L04AX03", system="http://www.whocc.no/atc")
+    daily = treatment(
+        "MTX", "antimetabolite", received - timedelta(days=90 - offset), dose_mg_day=10.0
+    )
+    doc["treatments"] = [weekly, daily]
+    plan = _propose(doc, today)
+    assert any(
+        x["decision"].startswith("conflicting doses: methotrexate") for x in plan["decisions"]
+    )

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from sidflows.calendar import add_months
 from sidflows.referral import LIVE_VACCINES, TreatmentEntry
 from sidflows.rules.context import PlanContext
+from sidflows.rules.drugs import anti_cd20_read, is_anti_cd20
 from sidflows.rules.facts import is_high_dose_steroid, name_matches
 from sidflows.rules.igrecord import ig_courses
 from sidflows.rules.immunoglobulin import IgDecision
@@ -57,16 +58,20 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
         )
     before = timedelta(days=v.live_before_immunosuppression_days)
     for t in referral.treatments:
-        wait, why = 0, ""
+        # Every wait that applies (R-CHOP is chemotherapy and anti-CD20): the longest.
+        waits: list[tuple[int, str]] = []
         if t.drug_class == "chemotherapy":
-            wait, why = v.after_chemotherapy_live_months, "after chemotherapy"
-        elif t.drug_class == "anti_cd20":
-            wait, why = v.after_anti_cd20_months, "after the last anti-CD20 dose"
-        elif (
+            waits.append((v.after_chemotherapy_live_months, "after chemotherapy"))
+        if is_anti_cd20(t, protocol):
+            waits.append((v.after_anti_cd20_months, "after the last anti-CD20 dose"))
+        if (
             t.drug_class == "corticosteroid"
             and is_high_dose_steroid(t, facts.weight_kg, protocol) is not False
         ):
-            wait, why = v.after_high_dose_steroid_live_months, "after stopping high-dose steroids"
+            waits.append(
+                (v.after_high_dose_steroid_live_months, "after stopping high-dose steroids")
+            )
+        wait, why = max(waits, key=lambda w: w[0]) if waits else (0, "")
         until = (
             None
             if t.end is None
@@ -75,6 +80,8 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
         text = f"{t.drug} ({span(t)}): no live vaccine under immunosuppression"
         if wait:
             text += f", nor until {wait} months {why}"
+        if reading := anti_cd20_read(t, protocol):
+            text += f" ({reading})"
         if t.start > ctx.today:
             text += (
                 f"; live vaccines >= {v.live_before_immunosuppression_days} days before starting"
@@ -165,15 +172,19 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
 
 
 def inactivated_blocks(ctx: PlanContext) -> list[Block]:
-    """Booster doses are not valid during chemotherapy or anti-B-cell antibodies."""
-    referral = ctx.referral
-    v = ctx.protocol.vaccination
+    """Booster doses are not valid during chemotherapy or anti-B-cell antibodies, nor during
+    B-cell depletion (§4.2, §4.3, §4.10)."""
+    referral, protocol = ctx.referral, ctx.protocol
+    v = protocol.vaccination
     chemo = [t for t in referral.treatments if t.drug_class == "chemotherapy"]
-    # "The regimen included anti-B-cell antibodies": an anti-CD20 course overlapping chemotherapy.
+    # Any anti-CD20, alone or in a regimen (R-CHOP), whatever the referral's class (§2.7).
+    cd20 = [t for t in referral.treatments if is_anti_cd20(t, protocol)]
+    # "The regimen included anti-B-cell antibodies": an anti-CD20 course overlapping
+    # chemotherapy (R-CHOP overlaps itself).
     with_cd20 = any(
-        t.drug_class == "anti_cd20"
-        and any(t.start <= (c.end or date.max) and (t.end or date.max) >= c.start for c in chemo)
-        for t in referral.treatments
+        t.start <= (c.end or date.max) and (t.end or date.max) >= c.start
+        for t in cd20
+        for c in chemo
     )
     blocks: list[Block] = []
     for t in referral.treatments:
@@ -190,18 +201,39 @@ def inactivated_blocks(ctx: PlanContext) -> list[Block]:
                 + (" (regimen with anti-CD20)" if with_cd20 else "")
             )
             source = CHEMO_SRC
-        elif t.drug_class == "anti_cd20":
+            until = None if t.end is None else add_months(t.end, months)
+            blocks.append(Block(text, source, until, t.start - timedelta(days=before)))
+        if t in cd20:
             months, before = v.after_anti_cd20_months, v.before_next_anti_cd20_days
+            reading = anti_cd20_read(t, protocol)
             text = (
                 f"{t.drug} ({span(t)}): vaccinate before starting, or >= {months} months "
                 f"after the last dose and >= {before} days before the next"
+                + (f" ({reading})" if reading else "")
             )
-            source = CD20_SRC
-        else:
-            continue
-        until = None if t.end is None else add_months(t.end, months)
-        blocks.append(Block(text, source, until, t.start - timedelta(days=before)))
+            until = None if t.end is None else add_months(t.end, months)
+            blocks.append(Block(text, CD20_SRC, until, t.start - timedelta(days=before)))
+    blocks.extend(b_cell_depletion_blocks(ctx))
     return blocks
+
+
+def b_cell_depletion_blocks(ctx: PlanContext) -> list[Block]:
+    """§4.10: inactivated vaccines other than influenza wait while B cells are depleted
+    (CAR-T aplasia; a CD19 below the lab's limit after anti-CD20 or another depleting
+    drug): they raise no antibodies, and IG replacement supplies them meanwhile."""
+    facts, v = ctx.facts, ctx.protocol.vaccination
+    depletion = facts.b_cell_depletion
+    if depletion is None or not v.defer_inactivated_in_b_cell_depletion:
+        return []
+    text = (
+        f"{depletion.reason}: conjugate, polysaccharide and other inactivated vaccines raise no "
+        "antibodies during B-cell depletion: deferred until B cells recover (a CD19 at or above "
+        "the lab's lower limit), then given or repeated where titres are absent"
+    )
+    if facts.on_ig_replacement:
+        text += "; IG replacement supplies the antibodies meanwhile"
+    source = ctx.cite("vaccination.defer_inactivated_in_b_cell_depletion", *depletion.source_paths)
+    return [Block(text, source, depletion.until)]
 
 
 def influenza_blocks(ctx: PlanContext) -> list[Block]:
@@ -216,7 +248,7 @@ def influenza_blocks(ctx: PlanContext) -> list[Block]:
         )
     ]
     for t in referral.treatments:
-        if t.drug_class == "anti_cd20":
+        if is_anti_cd20(t, protocol):
             until = (
                 None
                 if t.end is None
@@ -224,15 +256,14 @@ def influenza_blocks(ctx: PlanContext) -> list[Block]:
             )
             blocks.append(
                 Block(
-                    f"{t.drug} ({span(t)}): no influenza vaccine during anti-B-cell antibodies",
+                    f"{t.drug} ({span(t)}): no influenza vaccine during anti-B-cell antibodies"
+                    + (f" ({reading})" if (reading := anti_cd20_read(t, protocol)) else ""),
                     f"{IDSA}; rituximab label (B-cell depletion)",
                     until,
                     t.start,
                 )
             )
-        elif t.drug_class == "chemotherapy" and name_matches(
-            t.drug, v.intensive_chemotherapy_words
-        ):
+        if t.drug_class == "chemotherapy" and name_matches(t.drug, v.intensive_chemotherapy_words):
             until = None if t.end is None else t.end + timedelta(days=1)
             blocks.append(
                 Block(

@@ -54,8 +54,8 @@ def plan_influenza(schedule: Schedule) -> None:
         acip = acip_two_doses(birth, max(start, begin), before_july)
         doses = 2 if acip else 1
         why = f"{doses} dose(s) this season" + (
-            f": under 9 years with {before_july} dose(s) before {july} (ACIP: 2 doses >= 4 "
-            "weeks apart)"
+            f": under 9 years with {before_july} dose(s) before 1 July {july.year} (ACIP: 2 "
+            "doses >= 4 weeks apart)"
             if acip
             else ""
         )

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sidflows.calendar import add_months
+from sidflows.calendar import add_months, add_years
 from sidflows.rules.context import PlanContext
 from sidflows.rules.model import Block, Decision, Deferral, VaccineDose
 from sidflows.rules.vaccination.blocks import first_free_day, holding, is_live
 from sidflows.rules.vaccination.cdsi_history import CDSI_SRC, CdsiHistory
+from sidflows.rules.vaccination.sources import ACIP_TDAP
+
+TETANUS = ("DTaP", "Tdap")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ def schedule_series(
     prev = max(series.given) if series.given else None
     scheduled: list[VaccineDose] = []
     notes: list[str] = []
+    held: list[Block] = []
+    by_age: list[str] = []
     min_age = schedule.cdsi.min_age_date(series.vaccine)
     for number in range(series.number_from + done, series.number_from + series.doses):
         earliest = series.earliest
@@ -88,20 +93,23 @@ def schedule_series(
                 break
             free = again
         if free is None or due is None or due > horizon_end:
+            if not scheduled:
+                held = holding(series.blocks, earliest, free)
             if live and not scheduled:
-                reasons = tuple(
-                    f"{b.reason} ({b.source})" for b in holding(series.blocks, earliest, free)
-                )
+                reasons = tuple(f"{b.reason} ({b.source})" for b in held)
                 plan.deferred.append(
                     Deferral(series.vaccine, free, reasons or ("beyond the horizon",))
                 )
             break
+        vaccine = dose_vaccine(schedule.ctx, series.vaccine, due)
+        if vaccine != series.vaccine:
+            by_age.append(f"dose {number} on {due}")
         later = [b.start for b in series.blocks if b.start is not None and b.start > due]
         latest = min(later) - timedelta(days=1) if later else None
         dose = VaccineDose(
-            key=f"vaccine_dose:{series.vaccine}:{number}",
+            key=f"vaccine_dose:{vaccine}:{number}",
             due=due,
-            vaccine=series.vaccine,
+            vaccine=vaccine,
             live=live,
             dose_number=number,
             earliest=free,
@@ -116,9 +124,22 @@ def schedule_series(
             if scheduled
             else f"{series.vaccine}: no dose possible in the horizon"
         )
-        rationale = "; ".join([series.rationale, *notes])
+        parts = [series.rationale, *notes]
+        sources = [series.source, CDSI_SRC]
+        if by_age:
+            parts.append(
+                f"{', '.join(by_age)}: Tdap, not DTaP (from the child's "
+                f"{schedule.ctx.protocol.vaccination.tdap_from_age_years}th birthday DTaP is "
+                "not given: Tdap is the first catch-up dose, Td or Tdap the later ones; the plan "
+                "records Tdap)"
+            )
+            sources += [schedule.ctx.cite("vaccination.tdap_from_age_years"), ACIP_TDAP]
+        if held and not scheduled and not live:
+            parts.append("held back by: " + "; ".join(f"{b.reason} ({b.source})" for b in held))
+            sources += [b.source for b in held]
+        rationale = "; ".join(parts)
         plan.decisions.append(
-            Decision("vaccination", what, rationale, f"{series.source}; {CDSI_SRC}")
+            Decision("vaccination", what, rationale, "; ".join(dict.fromkeys(sources)))
         )
     if series.titres and scheduled and len(scheduled) == series.doses - done:
         plan.titres.append((scheduled[-1].due, series.titres))
@@ -165,5 +186,19 @@ def given_doses(
 
 
 def tetanus_code(ctx: PlanContext) -> str:
-    """DTaP for young children, Tdap from the protocol's age."""
+    """DTaP for young children, Tdap from the protocol's age (the series' name: each dose
+    is named by its own day, :func:`dose_vaccine`)."""
     return "Tdap" if ctx.facts.age_years >= ctx.protocol.vaccination.tdap_from_age_years else "DTaP"
+
+
+def tdap_date(ctx: PlanContext) -> date:
+    """The birthday from which DTaP is not given (ACIP: 7 years)."""
+    return add_years(ctx.referral.patient.birth_date, ctx.protocol.vaccination.tdap_from_age_years)
+
+
+def dose_vaccine(ctx: PlanContext, vaccine: str, due: date) -> str:
+    """The vaccine a dose is given as on its day: a DTaP/Tdap dose due on or after the 7th
+    birthday is Tdap, one before it DTaP (ACIP; §4.11); any other vaccine is itself."""
+    if vaccine not in TETANUS:
+        return vaccine
+    return "Tdap" if due >= tdap_date(ctx) else "DTaP"

@@ -9,3 +9,7 @@ HSCT_SRC = "IDSA 2013 table 4; ECIL-7; EBMT paediatric vaccination"
 CHEMO_SRC = "IDSA 2013 rec. 73; AIEOP (Cesaro 2014); IAP 2019"
 CD20_SRC = "rheumatology recommendations (ACR 2022); rituximab label"
 PNEUMO_SRC = "IDSA 2013 (PCV then PPSV23 >= 8 weeks)"
+ACIP_TDAP = (
+    "ACIP (Havers, MMWR 2020;69:77): from 7 years no DTaP; Tdap as the first catch-up dose, "
+    "then Td or Tdap"
+)

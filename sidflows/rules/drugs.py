@@ -1,0 +1,134 @@
+"""What a treatment entry is: its drugs and its classes (docs/clinical-reference.md §2.7, §8.3).
+
+A treatment entry names a drug or a regimen ("R-CHOP", "rituximab + CHOP") and gives
+one class. What the rules need is every drug it contains and every class those drugs
+belong to: R-CHOP referred as chemotherapy also contains rituximab, an anti-CD20
+antibody, and the anti-CD20 rules apply to it as to any anti-CD20 (rituximab,
+obinutuzumab, ofatumumab, ocrelizumab...), by class, whatever the referral's class.
+The free text stays as written; the plan names what it read in it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+from sidflows.codes import drug_for_atc, fold, load_codes, treatment_class, words_match
+from sidflows.protocol import Protocol
+from sidflows.referral import TreatmentEntry
+
+ANTI_CD20: Final = "anti_cd20"
+RITUXIMAB = "rituximab"
+# The lymphoma convention names rituximab "R": R-CHOP, R-ICE, DA-EPOCH-R (capitals).
+_R_AFFIX = re.compile(r"(?<![A-Za-z0-9])R-[A-Z]|[A-Za-z0-9]-R(?![A-Za-z0-9])")
+
+
+@dataclass(frozen=True, slots=True)
+class Regimen:
+    """The regimens a treatment's name mentions and the drugs they contain (§8.3).
+
+    ``affix_rituximab``: rituximab read from the "R-" / "-R" convention of an unlisted
+    name (cautious), not from a listed regimen.
+    """
+
+    names: tuple[str, ...]
+    drugs: tuple[str, ...]
+    affix_rituximab: bool = False
+
+
+@lru_cache(maxsize=4096)
+def _regimen(
+    drug: str, components: tuple[tuple[str, tuple[str, ...]], ...], affix: bool
+) -> Regimen | None:
+    lowered = fold(drug).lower()
+    names: list[str] = []
+    drugs: list[str] = []
+    for name, parts in components:
+        key = fold(name).lower()
+        if re.search(rf"(?<![a-z0-9]){re.escape(key)}(?![a-z0-9])", lowered):
+            names.append(name)
+            drugs.extend(parts)
+    by_affix = (
+        affix
+        and RITUXIMAB not in drugs
+        and words_match(drug, (RITUXIMAB,)) is None
+        and _R_AFFIX.search(fold(drug)) is not None
+    )
+    if by_affix:
+        drugs.append(RITUXIMAB)
+    if not names and not by_affix:
+        return None
+    # CHOP inside R-CHOP is the same regimen: keep the longest names.
+    longest = [n for n in names if not any(n != m and n.lower() in m.lower() for m in names)]
+    return Regimen(tuple(longest), tuple(dict.fromkeys(drugs)), by_affix)
+
+
+def regimen_of(t: TreatmentEntry, protocol: Protocol) -> Regimen | None:
+    """The regimens the treatment's name mentions (protocol ``[regimens]``), or None."""
+    r = protocol.regimens
+    return _regimen(t.drug, tuple(r.components.items()), r.r_affix_means_rituximab)
+
+
+def drug_names(t: TreatmentEntry, protocol: Protocol) -> tuple[str, ...]:
+    """The treatment's own text, the drug of its ATC row, and its regimen's drugs."""
+    found = [t.drug]
+    if t.code is not None:
+        coded = drug_for_atc(t.code)
+        if coded is not None and coded.drug is not None:
+            found.append(coded.drug)
+    regimen = regimen_of(t, protocol)
+    if regimen is not None:
+        found.extend(regimen.drugs)
+    return tuple(dict.fromkeys(found))
+
+
+def drug_is(t: TreatmentEntry, names: tuple[str, ...], protocol: Protocol) -> bool:
+    """The treatment is, or contains, one of these drugs: by its name, its ATC code's drug
+    (config/codes.toml) or a component of the regimen it names (§8.3)."""
+    return any(words_match(name, names) is not None for name in drug_names(t, protocol))
+
+
+def classes_of(t: TreatmentEntry, protocol: Protocol) -> frozenset[str]:
+    """Every class the treatment belongs to: the referral's, its ATC code's, and that of
+    each drug it names or contains (the curated names of config/codes.toml)."""
+    codes = load_codes()
+    found: set[str] = {t.drug_class}
+    if t.code is not None:
+        coded = treatment_class(t.code, codes)
+        if coded is not None:
+            found.add(coded.value)
+    for name in drug_names(t, protocol):
+        for cls, words in codes.drug_names.items():
+            if words_match(name, words) is not None:
+                found.add(cls)
+    return frozenset(found)
+
+
+def is_anti_cd20(t: TreatmentEntry, protocol: Protocol) -> bool:
+    """Any anti-CD20 antibody, alone or in a regimen, whatever class the referral gives (§2.7)."""
+    return ANTI_CD20 in classes_of(t, protocol)
+
+
+def anti_cd20_read(t: TreatmentEntry, protocol: Protocol) -> str:
+    """How an anti-CD20 was read when the referral's class is another one ("" if it is not,
+    or if the referral says anti_cd20): named in the rules' reasons (§2.7)."""
+    if t.drug_class == ANTI_CD20 or not is_anti_cd20(t, protocol):
+        return ""
+    referred = t.drug_class.replace("_", " ")
+    regimen = regimen_of(t, protocol)
+    if regimen is not None and regimen.affix_rituximab:
+        return (
+            f"{t.drug} (referred as {referred}): read as containing rituximab, an anti-CD20 "
+            "(the R- convention of an unlisted regimen: check it)"
+        )
+    named = words_match(t.drug, load_codes().drug_names.get(ANTI_CD20, ()))
+    if named is not None:
+        return f"{t.drug} (referred as {referred}): {named} is an anti-CD20 antibody"
+    if regimen is not None and RITUXIMAB in regimen.drugs:
+        return (
+            f"{t.drug} (referred as {referred}): regimen {', '.join(regimen.names)} contains "
+            f"rituximab, an anti-CD20 ({', '.join(regimen.drugs)})"
+        )
+    return f"{t.drug} (referred as {referred}): an anti-CD20 antibody by its ATC code"
