@@ -27,8 +27,9 @@ import secrets
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
+import anyio
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -41,6 +42,9 @@ from sidflows.errors import ConfigError, InvalidInput, UnknownPatient
 from sidflows.service import approvals
 from sidflows.settings import Settings, get_settings
 from sidflows.staff import StaffMember
+from sidflows.store import db
+from sidflows.store.patients import get_patient
+from sidflows.store.views import show_document
 
 SECRET_HEADER = "X-Sidflows-Proxy-Secret"
 CSRF_COOKIE = "sidflows_csrf"
@@ -163,8 +167,6 @@ def _error(status: int, message: str) -> HTMLResponse:
 
 
 def _form_fields(body: bytes) -> dict[str, list[str]]:
-    from urllib.parse import parse_qs
-
     if len(body) > MAX_FORM_BYTES:
         raise Refused(413, "refused: the form is too large")
     return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
@@ -238,10 +240,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _status(ref: str) -> dict[str, Any] | None:
-    from sidflows.store import db
-    from sidflows.store.patients import get_patient
-    from sidflows.store.views import show_document
-
     with db.session_scope() as session:
         patient = get_patient(session=session, ref=ref)
         document = show_document(session=session, patient=patient)
@@ -258,8 +256,6 @@ def _status(ref: str) -> dict[str, Any] | None:
 async def _answer(
     request: Request, page: Page, caller: Caller, ref: str, form: dict[str, list[str]]
 ) -> Response:
-    import anyio
-
     decision = (form.get("decision") or [""])[0]
     note = (form.get("note") or [""])[0].strip() or None
     remove = tuple(k for k in form.get("remove", []) if k)

@@ -6,8 +6,10 @@ import ipaddress
 from functools import cache
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sidflows.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///sidflows.db"
 
@@ -103,4 +105,13 @@ class Settings(BaseSettings):
 
 @cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, or a ConfigError naming the first bad one (``SIDFLOWS_<NAME>: ...``)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        name = "SIDFLOWS_" + "_".join(str(p) for p in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not message.startswith("SIDFLOWS_"):
+            message = f"{name}: {message}"
+        raise ConfigError(message) from None

@@ -47,7 +47,7 @@ def serve(args: argparse.Namespace) -> int:
     every = heartbeat_seconds()
     install_automations(every)
     if get_settings().approvals_web:  # the SSO approval page (docs/sso.md): off by default
-        from flows.approvals_page import listen_address, start_in_background
+        from flows.approvals_page import listen_address, start_in_background  # FastAPI: only here
 
         start_in_background()
         host, port = listen_address(get_settings())

@@ -147,11 +147,11 @@ def refer(unit: Unit, ref: str) -> None:
     wait_for(f"{ref}'s pathway waiting for the clinician", lambda: unit.paused(ref), every=1)
 
 
-def screenshot(page: Any, name: str) -> None:
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
     keep = os.environ.get("SIDFLOWS_SCREENSHOTS")
     path = Path(keep) if keep else Path(os.environ.get("TMPDIR", "/tmp")) / "sidflows-shots"
     path.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path / name), full_page=True)
+    page.screenshot(path=str(path / name), full_page=full_page)
 
 
 def audit(unit: Unit, ref: str, action: str) -> list[tuple[str, dict[str, Any]]]:
@@ -179,7 +179,7 @@ def test_a_clinician_signed_in_through_the_proxy_approves(unit: Unit, browser: A
         assert page.locator("#decisions tr").count() > 2
         assert "Secret Name" not in page.content()
         assert "SECRET-MRN" not in page.content()
-        screenshot(page, "approval-page.png")
+        screenshot(page, "approval-page.png", full_page=False)
         page.click("#approve")
         page.wait_for_selector("#message")
         assert page.inner_text("#message") == "plan v1 approved by Dr Proven"
