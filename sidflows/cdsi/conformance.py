@@ -94,6 +94,10 @@ class Case:
     earliest: date | None
     recommended: date | None
     past_due: date | None
+    changed_in_version: str | None = None
+    """The workbook's Changed_In_Version: the CDSi version the case was last changed
+    for (its expected results follow the supporting data of that time)."""
+    date_updated: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,8 @@ def _case(
         earliest=_as_date(get("Earliest_Date")),
         recommended=_as_date(get("Recommended_Date")),
         past_due=_as_date(get("Past_Due_Date")),
+        changed_in_version=_as_text(get("Changed_In_Version")),
+        date_updated=_as_date(get("Date_updated")),
     )
 
 
@@ -312,7 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failing cases: {len(failing)}; differences by kind: {dict(kinds)}")
     for r in failing[: max(args.failures, 0) if not args.case else len(failing)]:
         c = r.case
-        print(f"- {c.case_id} [{c.vaccine_group}] {c.name}")
+        changed = ""
+        if c.changed_in_version or c.date_updated:
+            changed = " (case last changed"
+            changed += f" for v{c.changed_in_version}" if c.changed_in_version else ""
+            changed += f" on {c.date_updated}" if c.date_updated else ""
+            changed += ")"
+        print(f"- {c.case_id} [{c.vaccine_group}] {c.name.strip()}{changed}")
         for d in r.differences:
             print(f"    {d}")
     rate = len(all_results) / engine_seconds if engine_seconds > 0 else 0.0
