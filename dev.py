@@ -75,44 +75,24 @@ def lock() -> None:
     print(f"dev.py: wrote {LOCK.name} ({len(frozen.splitlines())} packages)")
 
 
-# The slow tests mostly wait on processes (servers starting, runs scheduled, kills), so
-# they run as two pytests beside the fast one: these files in one, the rest in the other.
-SLOW_FIRST = (
-    "tests/flows/test_zombies.py",
-    "tests/flows/test_intents.py",
-    "tests/flows/test_scheduler.py",
-)
-
-
 def test(rest: list[str]) -> None:
     """The whole suite on both cores: the slow tests (processes started and killed) in
-    two pytests, everything else in a third, at the same time. With arguments, one
+    one pytest, everything else in another, at the same time. With arguments, one
     pytest with those arguments."""
     pytest = [str(BIN / "python"), "-m", "pytest", "--durations=15"]
     if rest:
         _run(*pytest, *rest)
         return
-    groups = {
-        "slow tests (1/2)": [*pytest, "-m", "slow", *SLOW_FIRST],
-        "slow tests (2/2)": [*pytest, "-m", "slow", *(f"--ignore={f}" for f in SLOW_FIRST)],
-    }
-    logs = {name: ROOT / f".pytest-slow-{n}.log" for n, name in enumerate(groups, 1)}
-    running = {}
-    for name, cmd in groups.items():
-        with logs[name].open("w") as out:
-            running[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    print("dev.py test: the slow tests run beside these (output follows)", flush=True)
-    fast = subprocess.run([*pytest, "-m", "not slow"], check=False).returncode
-    codes = {name: process.wait() for name, process in running.items()}
-    for name in groups:
-        print(f"\n----- the {name} -----", flush=True)
-        print(logs[name].read_text(), flush=True)
-    if fast or any(codes.values()):
-        sys.exit(
-            f"dev.py test: failed (tests {fast}, "
-            + ", ".join(f"{name} {code}" for name, code in codes.items())
-            + ")"
-        )
+    log = ROOT / ".pytest-slow.log"
+    with log.open("w") as out:
+        slow = subprocess.Popen([*pytest, "-m", "slow"], stdout=out, stderr=subprocess.STDOUT)
+        print("dev.py test: the slow tests run beside these (output follows)", flush=True)
+        fast = subprocess.run([*pytest, "-m", "not slow"], check=False).returncode
+        slow_code = slow.wait()
+    print("\n----- the slow tests -----", flush=True)
+    print(log.read_text(), flush=True)
+    if fast or slow_code:
+        sys.exit(f"dev.py test: failed (tests {fast}, slow tests {slow_code})")
 
 
 def main(argv: list[str]) -> None:
