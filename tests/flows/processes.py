@@ -236,12 +236,12 @@ class Unit:
         return document
 
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.api}{path}", timeout=30)
+        response = httpx.get(f"{self.api}{path}", timeout=90)
         response.raise_for_status()
         return response.json()
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        response = httpx.post(f"{self.api}{path}", json=body, timeout=30)
+        response = httpx.post(f"{self.api}{path}", json=body, timeout=90)
         response.raise_for_status()
         return response.json()
 
