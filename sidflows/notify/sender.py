@@ -67,7 +67,7 @@ PLUGINS_PER_THREAD = 64
 def _plugin(url: str) -> Any:
     """The Apprise plugin of a URL, made once per worker thread and reused as Apprise does
     (parsing the URL costs more than a send to a local receiver). Never shared between
-    threads; a pool's threads, and their plugins, end with its pass."""
+    threads; a dispatch's pool of threads, and their plugins, end with the dispatch."""
     made: dict[str, Any] | None = getattr(_plugins, "by_url", None)
     if made is None or len(made) >= PLUGINS_PER_THREAD:
         made = _plugins.by_url = {}
