@@ -133,12 +133,28 @@ class GradingRules(_Section):
     other_b_cell_depleting_drugs: tuple[str, ...] = ("blinatumomab", "inotuzumab")
     # B-cell aplasia when the lab reports no CD19 lower limit (Hill 2019: < 20 cells/uL).
     b_cell_aplasia_below_cd19_per_ul: Positive = 20.0
+    # BCMA-directed CAR-T (docs/clinical-reference.md §2.10): graded as CAR-T, named apart.
+    bcma_car_t_drugs: tuple[str, ...] = ("ciltacabtagene", "idecabtagene", "Carvykti", "Abecma")
+    # A CD19 below the lab's limit after another or unrecognised biologic is B-cell
+    # depletion (docs/clinical-reference.md §2.10).
+    low_cd19_after_other_biologic_depletes: bool = True
     anc_severe_below_per_ul: Positive
     anc_profound_below_per_ul: Positive
     methotrexate_names: tuple[str, ...]
     azathioprine_names: tuple[str, ...]
     mercaptopurine_names: tuple[str, ...]
     cd4: tuple[Cd4Band, ...] = Field(min_length=1)
+    # mg of prednisone per mg of each corticosteroid, by name (docs/clinical-reference.md
+    # §2.9): the IDSA 2013 threshold is read on the prednisone-equivalent dose.
+    steroid_prednisone_mg_per_mg: dict[str, Positive] = Field(
+        default_factory=lambda: {
+            "prednisone": 1.0,
+            "prednisolone": 1.0,
+            "methylprednisolone": 1.25,
+            "dexamethasone": 20 / 3,
+            "hydrocortisone": 0.25,
+        }
+    )
 
     @model_validator(mode="after")
     def _bands_sorted(self) -> GradingRules:
@@ -269,6 +285,11 @@ class VaccinationRules(_Section):
     anti_hbs_protective_miu_ml: Positive
     # Inactivated vaccines (not influenza) wait while B cells are depleted (§4.10).
     defer_inactivated_in_b_cell_depletion: bool = True
+    # A live vaccine after a B-cell-depleting treatment waits for a fresh CD19 count that
+    # shows recovery (docs/clinical-reference.md §4.12).
+    # ACIP: conjugate catch-up doses 8 weeks apart before PPSV23 (clinical-reference §4.13).
+    pcv_catch_up_interval_weeks: int = 8
+    live_requires_cd19_recovery: bool = True
     hsct: HsctVaccination
     antibody_interval: AntibodyInterval
 

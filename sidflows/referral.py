@@ -117,7 +117,11 @@ class TreatmentEntry(_Doc):
         default=None, description="unit: mg per kg of body weight per day (daily drugs)"
     )
     dose_mg_day: Annotated[float, Field(ge=0, le=5000)] | None = Field(
-        default=None, description="unit: mg per day (prednisone or equivalent for a steroid)"
+        default=None,
+        description=(
+            "unit: mg per day of the drug named "
+            "(a steroid is converted to its prednisone equivalent by the protocol)"
+        ),
     )
     # Extension: weekly drugs (methotrexate) are graded on mg/kg/week.
     dose_mg_per_kg_week: Annotated[float, Field(ge=0, le=100)] | None = Field(

@@ -15,11 +15,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from sidflows.codes import drug_for_atc, fold, load_codes, treatment_class, words_match
+from sidflows.codes import (
+    class_for_drug_name,
+    drug_for_atc,
+    fold,
+    load_codes,
+    treatment_class,
+    words_match,
+)
 from sidflows.protocol import Protocol
 from sidflows.referral import TreatmentEntry
 
 ANTI_CD20: Final = "anti_cd20"
+CHEMOTHERAPY: Final = "chemotherapy"
 RITUXIMAB = "rituximab"
 # The lymphoma convention names rituximab "R": R-CHOP, R-ICE, DA-EPOCH-R (capitals).
 _R_AFFIX = re.compile(r"(?<![A-Za-z0-9])R-[A-Z]|[A-Za-z0-9]-R(?![A-Za-z0-9])")
@@ -94,12 +102,21 @@ def classes_of(t: TreatmentEntry, protocol: Protocol) -> frozenset[str]:
     """Every class the treatment belongs to: the referral's, its ATC code's, and that of
     each drug it names or contains (the curated names of config/codes.toml)."""
     codes = load_codes()
-    found: set[str] = {t.drug_class}
-    if t.code is not None:
-        coded = treatment_class(t.code, codes)
+    return _classes(id(codes), t.drug_class, t.code, drug_names(t, protocol))
+
+
+@lru_cache(maxsize=4096)
+def _classes(
+    codes_id: int, drug_class: str, code: str | None, names: tuple[str, ...]
+) -> frozenset[str]:
+    """Keyed by the code tables in use (``codes_id``: a unit's own tables are another key)."""
+    codes = load_codes()
+    found: set[str] = {drug_class}
+    if code is not None:
+        coded = treatment_class(code, codes)
         if coded is not None:
             found.add(coded.value)
-    for name in drug_names(t, protocol):
+    for name in names:
         for cls, words in codes.drug_names.items():
             if words_match(name, words) is not None:
                 found.add(cls)
@@ -132,3 +149,41 @@ def anti_cd20_read(t: TreatmentEntry, protocol: Protocol) -> str:
             f"rituximab, an anti-CD20 ({', '.join(regimen.drugs)})"
         )
     return f"{t.drug} (referred as {referred}): an anti-CD20 antibody by its ATC code"
+
+
+def chemotherapy_reading(t: TreatmentEntry, protocol: Protocol, *, oncology: bool) -> str | None:
+    """Is the treatment chemotherapy, whatever class the referral gives it (§2.8)?
+
+    None: not chemotherapy. "": referred as chemotherapy. Otherwise how it was read: its ATC
+    code is an antineoplastic (L01, config/codes.toml; CAR-T and anti-CD20 rows keep their
+    own classes), or, for an oncology diagnosis, it is an antimetabolite or one of the
+    curated chemotherapy drugs (methotrexate and mercaptopurine in ALL maintenance), or an
+    antimetabolite the protocol does not know by name.
+    """
+    if t.drug_class == CHEMOTHERAPY:
+        return ""
+    referred = t.drug_class.replace("_", " ")
+    if t.code is not None:
+        coded = treatment_class(t.code, load_codes())
+        if coded is not None and coded.value == CHEMOTHERAPY:
+            return (
+                f"{t.drug} (referred as {referred}): ATC {t.code} is an antineoplastic agent "
+                f"({coded.source}): read as chemotherapy"
+            )
+    if not oncology or t.drug_class in (ANTI_CD20, "car_t", "corticosteroid"):
+        return None
+    classes = classes_of(t, protocol)
+    # A cytotoxic drug by its curated name (methotrexate, mercaptopurine, thioguanine...),
+    # or an antimetabolite whose name the protocol does not know (cautious); a known
+    # non-cytotoxic one (mycophenolate, azathioprine) keeps its class.
+    unknown_antimetabolite = (
+        t.drug_class == "antimetabolite"
+        and class_for_drug_name(t.drug, load_codes()) is None
+        and regimen_of(t, protocol) is None
+    )
+    if CHEMOTHERAPY in classes or unknown_antimetabolite:
+        return (
+            f"{t.drug} (referred as {referred}) for an oncology diagnosis: read as chemotherapy "
+            "(antimetabolite maintenance of a cancer)"
+        )
+    return None

@@ -19,7 +19,13 @@ from sidflows.codes import (
 from sidflows.protocol import Protocol
 from sidflows.referral import ImmunoglobulinDose, LabEntry, ReferralDocument, TreatmentEntry
 from sidflows.rules.bcells import BCellDepletion, b_cell_depletion
-from sidflows.rules.drugs import anti_cd20_read, is_anti_cd20, regimen_of
+from sidflows.rules.drugs import (
+    anti_cd20_read,
+    chemotherapy_reading,
+    classes_of,
+    is_anti_cd20,
+    regimen_of,
+)
 from sidflows.rules.igrecord import IgCourse, find_troughs, interval_in_use, replacement_record
 
 IMMUNOSUPPRESSIVE = frozenset(
@@ -37,6 +43,18 @@ IMMUNOSUPPRESSIVE = frozenset(
 )
 
 
+# The diagnosis groups of config/codes.toml that are cancers (§8.1).
+ONCOLOGY_GROUPS = frozenset(
+    {
+        "acute_lymphoblastic_leukaemia",
+        "lymphoblastic_lymphoma",
+        "acute_myeloid_leukaemia",
+        "lymphoma",
+        "solid_tumour",
+    }
+)
+
+
 def name_matches(name: str, words: tuple[str, ...]) -> bool:
     """Does a drug name or label mention any of ``words``?
 
@@ -44,28 +62,6 @@ def name_matches(name: str, words: tuple[str, ...]) -> bool:
     other words match case-insensitively, as whole words; accents are ignored.
     """
     return words_match(name, words) is not None
-
-
-def steroid_mg_day(t: TreatmentEntry, weight_kg: float) -> float | None:
-    """A daily dose in mg/day, from whichever dose field the referral gave (weekly: / 7)."""
-    if t.dose_mg_day is not None:
-        return t.dose_mg_day
-    if t.dose_mg_per_kg_day is not None:
-        return t.dose_mg_per_kg_day * weight_kg
-    if t.dose_mg_per_kg_week is not None:
-        return t.dose_mg_per_kg_week * weight_kg / 7
-    return None
-
-
-def steroid_mg_per_kg_day(t: TreatmentEntry, weight_kg: float) -> float | None:
-    """A daily dose in mg/kg/day, from whichever dose field the referral gave (weekly: / 7)."""
-    if t.dose_mg_per_kg_day is not None:
-        return t.dose_mg_per_kg_day
-    if t.dose_mg_day is not None:
-        return t.dose_mg_day / weight_kg
-    if t.dose_mg_per_kg_week is not None:
-        return t.dose_mg_per_kg_week / 7
-    return None
 
 
 def dose_per_kg_day(t: TreatmentEntry, weight_kg: float) -> tuple[float | None, str]:
@@ -101,16 +97,6 @@ def dose_per_kg_week(t: TreatmentEntry, weight_kg: float) -> tuple[float | None,
             f"{weight_kg:g} kg = {v:.2f} mg/kg/week (converted; check the dose)"
         )
     return None, ""
-
-
-def is_high_dose_steroid(t: TreatmentEntry, weight_kg: float, protocol: Protocol) -> bool | None:
-    """IDSA 2013: >= 20 mg/day (>= 10 kg) or >= 2 mg/kg/day (< 10 kg). None: no dose given."""
-    g = protocol.grading
-    if weight_kg < g.steroid_weight_threshold_kg:
-        per_kg = steroid_mg_per_kg_day(t, weight_kg)
-        return None if per_kg is None else per_kg >= g.steroid_high_mg_per_kg_day
-    per_day = steroid_mg_day(t, weight_kg)
-    return None if per_day is None else per_day >= g.steroid_high_mg_day
 
 
 def course_days(t: TreatmentEntry, today: date) -> int:
@@ -175,6 +161,15 @@ class Facts:
     dose_conflicts: tuple[str, ...] = ()
     # IgG results drawn within the washout of an immunomodulatory course (§3.9): not used.
     confounded_igg: tuple[ConfoundedIgg, ...] = ()
+    # Every treatment read as chemotherapy, whatever the referral's class (§2.8), and how
+    # each was read when the referral gives another class.
+    chemotherapy_treatments: tuple[TreatmentEntry, ...] = ()
+    chemotherapy_readings: tuple[str, ...] = ()
+
+    def is_chemotherapy(self, t: TreatmentEntry) -> bool:
+        """Is this treatment chemotherapy: referred so, coded ATC L01, or an antimetabolite of
+        an oncology diagnosis (ALL maintenance) (§2.8)."""
+        return any(t is c for c in self.chemotherapy_treatments) or t.drug_class == "chemotherapy"
 
     @property
     def age_years(self) -> int:
@@ -354,7 +349,16 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
 
     active = tuple(t for t in referral.treatments if t.active_on(today))
     planned = tuple(t for t in referral.treatments if t.start > today)
-    chemo = [t for t in referral.treatments if t.drug_class == "chemotherapy" and t.start <= today]
+    group, group_source = _diagnosis(referral)
+    # After HSCT an uncoded antimetabolite is GVHD immunosuppression, not maintenance.
+    oncology = referral.hsct is None and (
+        referral.diagnosis.category == "oncology" or group in ONCOLOGY_GROUPS
+    )
+    readings = [
+        (t, chemotherapy_reading(t, protocol, oncology=oncology)) for t in referral.treatments
+    ]
+    chemo_all = tuple(t for t, why in readings if why is not None)
+    chemo = [t for t in chemo_all if t.start <= today]
     chemo_ongoing = any(t.end is None or t.end >= today for t in chemo)
     chemo_end = None if chemo_ongoing or not chemo else max(t.end for t in chemo if t.end)
     # Any anti-CD20, alone or in a regimen, whatever the referral's class (§2.7).
@@ -384,7 +388,6 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
     trough, not_trough = (
         find_troughs(on_ig_igg, courses, interval, ig.trough_window_days) if on_ig else (None, None)
     )
-    group, group_source = _diagnosis(referral)
     unknown, mismatch = _drug_recognition(referral, protocol)
     cd4_count = _fresh(newest["cd4_per_ul"], valid_from)
     cd4_percent = _fresh(newest["cd4_percent"], valid_from)
@@ -418,7 +421,9 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         stale=stale,
         stale_panel=stale_panel,
         b_cell_depletion=b_cell_depletion(referral, today, protocol, valid_from),
-        after_car_t=any(t.drug_class == "car_t" and t.start <= today for t in referral.treatments),
+        after_car_t=any(
+            t.start <= today and "car_t" in classes_of(t, protocol) for t in referral.treatments
+        ),
         ig_courses=courses,
         ig_immunomodulatory_courses=modulatory,
         ig_interval_in_use_days=interval,
@@ -433,4 +438,6 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         ),
         dose_conflicts=_dose_conflicts(referral, protocol),
         confounded_igg=confounded,
+        chemotherapy_treatments=chemo_all,
+        chemotherapy_readings=tuple(dict.fromkeys(why for _, why in readings if why)),
     )

@@ -11,15 +11,15 @@ from sidflows.calendar import add_months
 from sidflows.protocol import Cd4Band, Protocol
 from sidflows.referral import ReferralDocument, TreatmentEntry
 from sidflows.rules.context import PlanContext
-from sidflows.rules.drugs import drug_is
+from sidflows.rules.drugs import classes_of, drug_is
 from sidflows.rules.facts import (
     Facts,
     course_days,
     dose_per_kg_day,
     dose_per_kg_week,
-    is_high_dose_steroid,
 )
 from sidflows.rules.model import Grading
+from sidflows.rules.steroids import conversion_note, equivalence, is_high_dose_steroid
 
 IDSA = "IDSA 2013 (Rubin, CID 58:e44)"
 # Classes that go on with no planned end make the deficiency last as long as they do.
@@ -74,21 +74,45 @@ def cd4_findings(facts: Facts, protocol: Protocol) -> list[tuple[str, str]]:
 
 
 def _treatment_level(
-    t: TreatmentEntry, today: date, weight_kg: float, protocol: Protocol
+    t: TreatmentEntry, today: date, weight_kg: float, protocol: Protocol, chemotherapy: bool
 ) -> tuple[str, str]:
-    """(level, reason) of one active treatment."""
+    """(level, reason) of one active treatment (``chemotherapy``: read as chemotherapy, §2.8)."""
     g = protocol.grading
+    if chemotherapy and t.drug_class != "chemotherapy" and "chemotherapy" in g.high_classes:
+        return "high", (
+            f"{t.drug} ({t.drug_class.replace('_', ' ')} referred): read as chemotherapy, "
+            f"high-level ({IDSA}; §2.8)"
+        )
     if t.drug_class in g.high_classes:
         return "high", f"{t.drug} ({t.drug_class.replace('_', '-')}): high-level ({IDSA})"
+    read_as = sorted(c for c in classes_of(t, protocol) & {"car_t", "anti_cd20"})
+    if read_as and t.drug_class not in ("corticosteroid", "antimetabolite"):
+        cls = read_as[0]
+        return "high", (
+            f"{t.drug} ({t.drug_class.replace('_', ' ')} referred): recognised as "
+            f"{cls.replace('_', '-')} by its name or ATC code (config/codes.toml): high-level "
+            f"({IDSA}; §2.10)"
+        )
     if t.drug_class == "corticosteroid":
         high = is_high_dose_steroid(t, weight_kg, protocol)
         days = course_days(t, today)
+        dosed = any(
+            d is not None for d in (t.dose_mg_day, t.dose_mg_per_kg_day, t.dose_mg_per_kg_week)
+        )
+        if dosed and equivalence(t, protocol).factor is None:
+            return g.steroid_unknown_dose_level, (
+                f"{t.drug}: {conversion_note(t, protocol, weight_kg)}; graded "
+                f"{g.steroid_unknown_dose_level}-level (cautious): clinician to check"
+            )
         if high is None:
             return g.steroid_unknown_dose_level, (
                 f"{t.drug}: dose not given, graded {g.steroid_unknown_dose_level}-level "
                 "(cautious): no dose_mg_day, dose_mg_per_kg_day or dose_mg_per_kg_week"
             )
         level, why = _steroid_level(t, high, days, protocol)
+        converted = conversion_note(t, protocol, weight_kg)
+        if converted:
+            why = f"{why} [{converted}]"
         note = dose_per_kg_day(t, weight_kg)[1] if t.dose_mg_per_kg_day is None else ""
         return level, f"{why} [{note}]" if note and t.dose_mg_day is None else why
     if t.drug_class == "antimetabolite":
@@ -162,7 +186,7 @@ def grade(ctx: PlanContext) -> Grading:
         reasons.append(reason)
 
     for t in facts.active:
-        add(*_treatment_level(t, today, facts.weight_kg, protocol))
+        add(*_treatment_level(t, today, facts.weight_kg, protocol, facts.is_chemotherapy(t)))
     depletion = facts.b_cell_depletion
     if depletion is not None:
         add("high", f"{depletion.reason} ({ctx.cite(*depletion.source_paths)})")
@@ -220,7 +244,12 @@ def grade(ctx: PlanContext) -> Grading:
 
 
 def _transience(referral: ReferralDocument, facts: Facts) -> tuple[bool, str]:
-    lasting = [t for t in facts.active if t.end is None and t.drug_class in _MAINTENANCE]
+    # Chemotherapy (an antimetabolite maintenance of ALL too, §2.8) is time-limited.
+    lasting = [
+        t
+        for t in facts.active
+        if t.end is None and t.drug_class in _MAINTENANCE and not facts.is_chemotherapy(t)
+    ]
     if lasting:
         drugs = ", ".join(t.drug for t in lasting)
         return False, f"not transient while {drugs} continue(s) with no planned end"

@@ -46,6 +46,9 @@ class Block:
     source: str
     until: date | None
     start: date | None = None
+    # Lifted by a result, not by a date (a CD19 that shows recovery, §4.12, §2.10): no
+    # dose in this plan; a deferral is dated by the other blocks ("not before").
+    awaits_result: bool = False
 
     def holds_on(self, day: date) -> bool:
         return (self.start is None or day >= self.start) and (

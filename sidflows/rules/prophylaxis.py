@@ -10,9 +10,10 @@ from datetime import date, timedelta
 from sidflows.calendar import add_months
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import classes_of, drug_is
-from sidflows.rules.facts import course_days, name_matches, steroid_mg_day
+from sidflows.rules.facts import course_days, name_matches
 from sidflows.rules.grading import cd4_findings
 from sidflows.rules.model import Decision, ProphylaxisItem
+from sidflows.rules.steroids import steroid_mg_day
 
 ECIL5 = "ECIL-5 (Maertens, JAC 2016;71:2397)"
 _GROUP_NAMES = {
@@ -34,9 +35,12 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
         chemo_review is not None and chemo_review > today
     )
     if _is_all(ctx) and at_risk_chemo:
+        read = "; ".join(facts.chemotherapy_readings)
         found.append(
             (
-                f"{_diagnosis_name(ctx)}: whole period at risk; after non-transplant "
+                f"{_diagnosis_name(ctx)}: whole period at risk"
+                + (f" ({read})" if read else "")
+                + "; after non-transplant "
                 f"chemotherapy review {p.after_chemotherapy_review_months} months after the end",
                 None if facts.chemotherapy_ongoing else chemo_review,
             )
@@ -45,10 +49,10 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
     if car_t is not None:
         found.append(car_t)
     if referral.hsct is not None and referral.hsct.type == "allogeneic":
-        ends = [t.end for t in referral.treatments if t.drug_class != "chemotherapy"]
+        ends = [t.end for t in referral.treatments if not facts.is_chemotherapy(t)]
         # Open-ended immunosuppression, running or planned: the risk has no end date yet
         # (a planned one with no end also left ``ends`` without a date to take the max of).
-        ongoing = any(t.end is None for t in referral.treatments if t.drug_class != "chemotherapy")
+        ongoing = any(t.end is None for t in referral.treatments if not facts.is_chemotherapy(t))
         review: date | None = add_months(referral.hsct.date, p.after_hsct_min_months)
         if ongoing:
             review = None
@@ -79,7 +83,7 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
             )
         if t.drug_class == "corticosteroid" and t.active_on(today):
             days = course_days(t, today)
-            mg_day = steroid_mg_day(t, facts.weight_kg)
+            mg_day = steroid_mg_day(t, facts.weight_kg, protocol)
             long_course = days > p.steroid_weeks * 7
             high_course = (
                 mg_day is not None

@@ -24,7 +24,12 @@ ATC_CASES = [
     ("§8.2 L01XX99 (any L01) -> chemotherapy", "L01XX99", "chemotherapy", None),
     ("§8.2 L01BB05 fludarabine -> chemotherapy", "L01BB05", "chemotherapy", "fludarabine"),
     ("§8.2 L04AB02 infliximab -> anti_tnf (L04AB)", "L04AB02", "anti_tnf", None),
-    ("§8.2 H02AB06 prednisolone -> corticosteroid (H02AB)", "H02AB06", "corticosteroid", None),
+    (
+        "§8.2 H02AB06 prednisolone -> corticosteroid (H02AB)",
+        "H02AB06",
+        "corticosteroid",
+        "prednisolone",
+    ),
     ("§8.2 L04AX03 methotrexate -> antimetabolite", "L04AX03", "antimetabolite", "methotrexate"),
     ("§8.2 L04AD02 tacrolimus -> calcineurin_inhibitor", "L04AD02", "calcineurin_inhibitor", None),
     ("§8.2 L01XL CAR-T group -> car_t", "L01XL04", "car_t", None),

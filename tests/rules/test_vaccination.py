@@ -627,6 +627,8 @@ def test_deferral_lists_every_reason_with_its_date() -> None:
         ],
         immunoglobulin_doses=[ig_dose("2026-08-01", 1.0)],
         blood_products=[blood_product("plasma", "2026-11-10")],
+        # §4.12: a CD19 showing recovery after the anti-CD20, or live vaccines wait for one.
+        labs=[lab("2026-11-20", cd19_per_ul=150, cd19_lower_limit_per_ul=90)],
     )
     for vaccine in ("MMR", "VAR"):
         deferral = _deferral(plan, vaccine)

@@ -55,7 +55,7 @@ def vaccine_groups_needed(ctx: PlanContext) -> set[str]:
     if referral.hsct is not None:
         h = v.hsct
         codes = ["PCV", "PPSV23", *h.inactivated, *h.live]
-    elif any(t.drug_class == "chemotherapy" for t in referral.treatments):
+    elif any(ctx.facts.is_chemotherapy(t) for t in referral.treatments):
         ended = ctx.facts.chemotherapy_end is not None
         codes = [*v.after_chemotherapy_inactivated, "PPSV23"] if ended else []
         codes += v.after_chemotherapy_live if ended else []
@@ -81,7 +81,7 @@ def plan_vaccination(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> V
     )
     if ctx.referral.hsct is not None:
         revaccinate_after_hsct(schedule)
-    elif any(t.drug_class == "chemotherapy" for t in ctx.referral.treatments):
+    elif any(ctx.facts.is_chemotherapy(t) for t in ctx.referral.treatments):
         boost_after_chemotherapy(schedule)
     else:
         reinforce_immune_mediated(schedule)

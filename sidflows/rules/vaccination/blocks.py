@@ -11,12 +11,14 @@ from datetime import date, timedelta
 
 from sidflows.calendar import add_months
 from sidflows.referral import LIVE_VACCINES, TreatmentEntry
+from sidflows.rules.bcells import depleting_class
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import anti_cd20_read, is_anti_cd20
-from sidflows.rules.facts import is_high_dose_steroid, name_matches
+from sidflows.rules.facts import name_matches
 from sidflows.rules.igrecord import ig_courses
 from sidflows.rules.immunoglobulin import IgDecision
 from sidflows.rules.model import Block, Grading
+from sidflows.rules.steroids import is_high_dose_steroid
 from sidflows.rules.vaccination.sources import (
     ACIP_ABS,
     CD20_SRC,
@@ -60,7 +62,7 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
     for t in referral.treatments:
         # Every wait that applies (R-CHOP is chemotherapy and anti-CD20): the longest.
         waits: list[tuple[int, str]] = []
-        if t.drug_class == "chemotherapy":
+        if ctx.facts.is_chemotherapy(t):
             waits.append((v.after_chemotherapy_live_months, "after chemotherapy"))
         if is_anti_cd20(t, protocol):
             waits.append((v.after_anti_cd20_months, "after the last anti-CD20 dose"))
@@ -126,8 +128,11 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
                 "interval has passed)",
                 f"{ctx.cite(*depletion.source_paths)}; {IDSA_T6}",
                 depletion.until,
+                # A low CD19 after another biologic (§2.10) is lifted by a count, not a date.
+                awaits_result=depletion.by_count_after_biologic,
             )
         )
+    blocks.extend(_no_cd19_recovery_block(ctx))
     by_product: dict[str, date] = {}
     for product in referral.blood_products:
         months = v.antibody_interval.products[product.product]
@@ -171,12 +176,53 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
     return blocks
 
 
+def _no_cd19_recovery_block(ctx: PlanContext) -> list[Block]:
+    """§4.12: after a B-cell-depleting treatment, no live vaccine until a fresh CD19 count
+    after its last dose shows recovery (at or above the lab's lower limit)."""
+    referral, protocol = ctx.referral, ctx.protocol
+    depletion = ctx.facts.b_cell_depletion
+    if not protocol.vaccination.live_requires_cd19_recovery or (
+        depletion is not None and depletion.until is None
+    ):
+        return []  # a depletion already holds live vaccines until recovery (§2.6)
+    depleting = [
+        t
+        for t in referral.treatments
+        if t.start <= ctx.today and depleting_class(t, protocol) is not None
+    ]
+    if not depleting:
+        return []
+    last = max(t.end or t.start for t in depleting)
+    fresh_from = add_months(ctx.today, -protocol.reassessment.result_valid_months)
+    recovered = any(
+        lab.date > last
+        and lab.date >= fresh_from
+        and lab.cd19_per_ul is not None
+        and lab.cd19_lower_limit_per_ul is not None
+        and lab.cd19_per_ul >= lab.cd19_lower_limit_per_ul
+        for lab in referral.labs
+    )
+    if recovered:
+        return []
+    drugs = ", ".join(dict.fromkeys(t.drug for t in depleting))
+    return [
+        Block(
+            f"after {drugs} (B-cell depleting, last dose {last}): no fresh CD19 count since "
+            "shows B-cell recovery (at or above the lab's lower limit): check CD19 at the "
+            "reassessment; no live vaccine until B cells have recovered",
+            ctx.cite("vaccination.live_requires_cd19_recovery"),
+            None,
+            awaits_result=True,
+        )
+    ]
+
+
 def inactivated_blocks(ctx: PlanContext) -> list[Block]:
     """Booster doses are not valid during chemotherapy or anti-B-cell antibodies, nor during
     B-cell depletion (§4.2, §4.3, §4.10)."""
     referral, protocol = ctx.referral, ctx.protocol
     v = protocol.vaccination
-    chemo = [t for t in referral.treatments if t.drug_class == "chemotherapy"]
+    chemo = [t for t in referral.treatments if ctx.facts.is_chemotherapy(t)]
     # Any anti-CD20, alone or in a regimen (R-CHOP), whatever the referral's class (§2.7).
     cd20 = [t for t in referral.treatments if is_anti_cd20(t, protocol)]
     # "The regimen included anti-B-cell antibodies": an anti-CD20 course overlapping
@@ -188,7 +234,7 @@ def inactivated_blocks(ctx: PlanContext) -> list[Block]:
     )
     blocks: list[Block] = []
     for t in referral.treatments:
-        if t.drug_class == "chemotherapy":
+        if ctx.facts.is_chemotherapy(t):
             months = (
                 v.after_chemotherapy_inactivated_months_anti_cd20
                 if with_cd20
@@ -263,7 +309,7 @@ def influenza_blocks(ctx: PlanContext) -> list[Block]:
                     t.start,
                 )
             )
-        if t.drug_class == "chemotherapy" and name_matches(t.drug, v.intensive_chemotherapy_words):
+        if ctx.facts.is_chemotherapy(t) and name_matches(t.drug, v.intensive_chemotherapy_words):
             until = None if t.end is None else t.end + timedelta(days=1)
             blocks.append(
                 Block(

@@ -301,7 +301,7 @@ def _counts_for_unit(ctx: PlanContext, when: date, series: tuple[str, ...]) -> b
     if series == ("influenza",):
         return True
     return not any(
-        t.drug_class == "chemotherapy" and t.start <= when <= (t.end or ctx.today)
+        ctx.facts.is_chemotherapy(t) and t.start <= when <= (t.end or ctx.today)
         for t in referral.treatments
     )
 

@@ -27,7 +27,7 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
         x
         for x in referral.vaccinations
         if any(
-            t.drug_class == "chemotherapy" and t.start <= x.date <= (t.end or ctx.today)
+            ctx.facts.is_chemotherapy(t) and t.start <= x.date <= (t.end or ctx.today)
             for t in referral.treatments
         )
     ]

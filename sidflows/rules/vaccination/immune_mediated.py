@@ -11,8 +11,9 @@ from datetime import timedelta
 from sidflows.calendar import add_years
 from sidflows.rules.model import VaccineDose
 from sidflows.rules.vaccination.blocks import inactivated_blocks
+from sidflows.rules.vaccination.pneumococcal import pcv_needed
 from sidflows.rules.vaccination.series import Schedule, Series, given_doses, schedule_series
-from sidflows.rules.vaccination.sources import IDSA, PNEUMO_SRC
+from sidflows.rules.vaccination.sources import IDSA
 
 
 def reinforce_immune_mediated(schedule: Schedule) -> None:
@@ -26,20 +27,25 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
     rule = "pneumococcal reinforcement under immunosuppression (IDSA 2013, §4.3, §4.4)"
     pcv_given = given_doses(schedule, "PCV", None, protocol_dates=True)
     pcv_doses: list[VaccineDose] = []
-    if "PCV" in v.immune_mediated_inactivated and not pcv_given:
+    # §4.13: complete an incomplete conjugate series first (ACIP), then PPSV23.
+    needed, why = pcv_needed(referral.patient.birth_date, start, list(pcv_given))
+    if "PCV" in v.immune_mediated_inactivated and needed:
         pcv_doses = schedule_series(
             schedule,
             Series(
                 "PCV",
-                1,
+                len(pcv_given) + needed,
                 start,
                 base,
-                "pneumococcal conjugate first, then PPSV23; vaccinate before anti-CD20 or >= 6 "
-                "months after it",
-                PNEUMO_SRC,
+                f"pneumococcal conjugate first, then PPSV23: {why}; vaccinate before anti-CD20 "
+                "or >= 6 months after it",
+                ctx.cite("vaccination.pcv_catch_up_interval_weeks"),
+                tuple(pcv_given),
+                gap_months=0,
                 protocol_rule=rule,
                 protocol_dates=True,
             ),
+            min_gap=timedelta(weeks=v.pcv_catch_up_interval_weeks),
         )
     for code in v.immune_mediated_inactivated:
         if code != "PCV":
@@ -57,7 +63,7 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
             )
     pcv_dates = [*pcv_given, *(d.due for d in pcv_doses)]
     ppsv = given_doses(schedule, "PPSV23", None, protocol_dates=True)
-    if pcv_dates and not ppsv:
+    if pcv_dates and not ppsv and (not needed or len(pcv_doses) == needed):
         schedule_series(
             schedule,
             Series(
@@ -65,7 +71,8 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
                 1,
                 max(start, pcv_dates[-1] + timedelta(weeks=v.ppsv23_after_pcv_weeks)),
                 base,
-                f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate",
+                f"PPSV23 >= {v.ppsv23_after_pcv_weeks} weeks after the conjugate"
+                + ("" if needed else f" ({why})"),
                 ctx.cite("vaccination.ppsv23_after_pcv_weeks"),
                 protocol_rule=rule,
                 protocol_dates=True,

@@ -84,15 +84,19 @@ def schedule_series(
                 earliest = max(earliest, bound)
         if min_age is not None:
             earliest = max(earliest, min_age)
-        free = first_free_day(series.blocks, earliest)
+        dated = tuple(b for b in series.blocks if not b.awaits_result)
+        awaiting = len(dated) < len(series.blocks)
+        free = first_free_day(dated, earliest)
         due = None
         while free is not None:
             due = calendar.next_working_day(free)
-            again = first_free_day(series.blocks, due)
+            again = first_free_day(dated, due)
             if again == due:
                 break
             free = again
-        if free is None or due is None or due > horizon_end:
+        # A block lifted by a result (§4.12) keeps the dose out of this plan; the deferral
+        # is dated by the other blocks: not before that day, and only once the result is in.
+        if awaiting or free is None or due is None or due > horizon_end:
             if not scheduled:
                 held = holding(series.blocks, earliest, free)
             if live and not scheduled:

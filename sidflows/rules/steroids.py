@@ -1,0 +1,99 @@
+"""Corticosteroid doses as prednisone equivalents (docs/clinical-reference.md §2.9).
+
+The IDSA 2013 high-dose threshold (>= 20 mg/day, or >= 2 mg/kg/day under 10 kg, of
+prednisone or equivalent, for >= 14 days) is read on the prednisone-equivalent dose:
+the referred dose of the named corticosteroid times its potency in the protocol's table
+(``grading.steroid_prednisone_mg_per_mg``: prednisone 5 mg = prednisolone 5 mg =
+methylprednisolone 4 mg = dexamethasone 0.75 mg = hydrocortisone 20 mg). The conversion
+is named in the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sidflows.codes import load_codes, words_match
+from sidflows.protocol import Protocol
+from sidflows.referral import TreatmentEntry
+from sidflows.rules.drugs import drug_names
+
+
+@dataclass(frozen=True, slots=True)
+class Equivalence:
+    """How a corticosteroid's dose reads as prednisone.
+
+    ``factor`` mg of prednisone per mg of the drug; None: a corticosteroid the protocol
+    names but has no equivalence for (its dose cannot be graded). ``drug`` the name
+    matched ("" when none: the dose is read as prednisone-equivalent, the format's unit).
+    """
+
+    factor: float | None
+    drug: str
+
+
+def equivalence(t: TreatmentEntry, protocol: Protocol) -> Equivalence:
+    table = protocol.grading.steroid_prednisone_mg_per_mg
+    names = tuple(table)
+    for name in drug_names(t, protocol):
+        found = words_match(name, names)
+        if found is not None:
+            return Equivalence(table[found], found)
+    for name in drug_names(t, protocol):
+        known = words_match(name, load_codes().drug_names.get("corticosteroid", ()))
+        if known is not None:
+            return Equivalence(None, known)
+    return Equivalence(1.0, "")
+
+
+def conversion_note(t: TreatmentEntry, protocol: Protocol, weight_kg: float) -> str:
+    """The conversion made, named for the reason ("" when the dose is already prednisone)."""
+    eq = equivalence(t, protocol)
+    if eq.factor is None:
+        return (
+            f"{eq.drug}: no prednisone equivalence in the protocol "
+            "(grading.steroid_prednisone_mg_per_mg): the dose cannot be graded"
+        )
+    if eq.factor == 1.0:
+        return ""
+    per_day = _raw_mg_day(t, weight_kg)
+    if per_day is None:
+        return ""
+    return (
+        f"{eq.drug} {per_day:g} mg/day x {eq.factor:g} = {per_day * eq.factor:.1f} mg/day "
+        f"prednisone-equivalent ({protocol.source('grading.steroid_prednisone_mg_per_mg')})"
+    )
+
+
+def _raw_mg_day(t: TreatmentEntry, weight_kg: float) -> float | None:
+    if t.dose_mg_day is not None:
+        return t.dose_mg_day
+    if t.dose_mg_per_kg_day is not None:
+        return t.dose_mg_per_kg_day * weight_kg
+    if t.dose_mg_per_kg_week is not None:
+        return t.dose_mg_per_kg_week * weight_kg / 7
+    return None
+
+
+def steroid_mg_day(t: TreatmentEntry, weight_kg: float, protocol: Protocol) -> float | None:
+    """The daily prednisone-equivalent dose in mg/day, from whichever dose field the
+    referral gave (weekly: / 7). None: no dose, or no equivalence for the drug."""
+    raw = _raw_mg_day(t, weight_kg)
+    factor = equivalence(t, protocol).factor
+    return None if raw is None or factor is None else raw * factor
+
+
+def steroid_mg_per_kg_day(t: TreatmentEntry, weight_kg: float, protocol: Protocol) -> float | None:
+    """The daily prednisone-equivalent dose in mg/kg/day (weekly: / 7)."""
+    per_day = steroid_mg_day(t, weight_kg, protocol)
+    return None if per_day is None else per_day / weight_kg
+
+
+def is_high_dose_steroid(t: TreatmentEntry, weight_kg: float, protocol: Protocol) -> bool | None:
+    """IDSA 2013: >= 20 mg/day (>= 10 kg) or >= 2 mg/kg/day (< 10 kg) of prednisone or
+    equivalent. None: no dose given, or no equivalence for the drug."""
+    g = protocol.grading
+    if weight_kg < g.steroid_weight_threshold_kg:
+        per_kg = steroid_mg_per_kg_day(t, weight_kg, protocol)
+        return None if per_kg is None else per_kg >= g.steroid_high_mg_per_kg_day
+    per_day = steroid_mg_day(t, weight_kg, protocol)
+    return None if per_day is None else per_day >= g.steroid_high_mg_day
