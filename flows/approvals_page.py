@@ -304,10 +304,9 @@ async def _answer(
             "approver": caller.member.name,
             "note": note,
         }
-        told = orchestrator.OnServer().answered(ref, run_input) if decision != "reject" else ""
-        if decision == "reject":
-            told = orchestrator.resume_pathway(ref, run_input)
-        return result.message, told
+        if decision == "reject":  # nothing to activate: only the waiting run is told
+            return result.message, orchestrator.resume_pathway(ref, run_input)
+        return result.message, orchestrator.OnServer().answered(ref, run_input)
 
     try:
         message, told = await anyio.to_thread.run_sync(decide_and_resume)

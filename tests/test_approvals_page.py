@@ -20,7 +20,7 @@ from sidflows.settings import Settings
 from sidflows.store import db
 from sidflows.store.models import AuditEntry
 from sidflows.unit import Unit
-from tests.store.support import CALENDAR, PROTOCOL, TODAY, iv_child
+from tests.store.support import iv_child, refer_and_propose
 
 DOCTOR = "dr.proven@hospital.example"
 NURSE = "nurse.proven"
@@ -29,15 +29,7 @@ PROXY = ("127.0.0.1", 40000)
 
 
 def proposed_child(ref: str) -> str:
-    ref = service.refer(iv_child(ref), unit=Unit(), actor="intake").ref
-    service.propose(
-        ref,
-        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
-        today=TODAY,
-        reason="referral",
-        actor="test",
-    )
-    return ref
+    return refer_and_propose(iv_child(ref))
 
 
 def client(client_address: tuple[str, int] = PROXY, **settings: Any) -> TestClient:

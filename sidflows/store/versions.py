@@ -166,44 +166,35 @@ def decide(
             return ApprovalResult(newest, False, f"plan v{newest.version} was already rejected")
         raise InvalidInput("ref", f"{patient.ref} has no plan waiting for approval")
     assert proposed.id is not None
-    if decision == "modify" and proposed.approved_by is not None:
-        # the modified version is the proposal now, approved by its author: nothing to do
+    if decision in ("approve", "modify") and proposed.approved_by is not None:
+        # approved already (a modified version is approved by its author): nothing to do
         return ApprovalResult(
             proposed,
             False,
             f"plan v{proposed.version} was already approved by {proposed.approved_by}",
         )
-    if decision == "approve":
-        if proposed.approved_by is not None:
-            return ApprovalResult(
-                proposed,
-                False,
-                f"plan v{proposed.version} was already approved by {proposed.approved_by}",
-            )
-        proposed.approved_by, proposed.approved_at = by, utcnow()
-        session.add(proposed)
+
+    def answered(action: str) -> None:
+        assert proposed is not None and proposed.id is not None
         audit(
             session=session,
             actor=by,
             entity="plan",
             entity_id=proposed.id,
             ref=patient.ref,
-            action=f"plan v{proposed.version} approved",
+            action=f"plan v{proposed.version} {action}",
             after={"note": note, **proof},
         )
+
+    if decision == "approve":
+        proposed.approved_by, proposed.approved_at = by, utcnow()
+        session.add(proposed)
+        answered("approved")
         settle_holds(session=session, patient=patient, answered=proposed, kept=proposed, by=by)
         return ApprovalResult(proposed, True, f"plan v{proposed.version} approved by {by}")
     if decision == "reject":
         set_plan_status(session, patient, proposed, PlanStatus.closed, by, f"rejected: {note}")
-        audit(
-            session=session,
-            actor=by,
-            entity="plan",
-            entity_id=proposed.id,
-            ref=patient.ref,
-            action=f"plan v{proposed.version} rejected",
-            after={"note": note, **proof},
-        )
+        answered("rejected")
         settle_holds(session=session, patient=patient, answered=proposed, kept=None, by=by)
         if latest_plan(session=session, patient=patient, status=PlanStatus.active) is None:
             set_state(session, patient, PatientState.referred, by)  # else the active plan stands

@@ -40,6 +40,19 @@ def iv_child(ref: str) -> str:
     return json.dumps(document)
 
 
+def refer_and_propose(text_: str) -> str:
+    """A referral with its plan v1 proposed (waiting for a clinician); returns the ref."""
+    ref = service.refer(text_, unit=Unit(), actor="intake").ref
+    service.propose(
+        ref,
+        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
+        today=TODAY,
+        reason="referral",
+        actor="test",
+    )
+    return ref
+
+
 def refer_and_activate(text_: str, *, by: str = "dr.approver") -> str:
     """A referral taken all the way to an active plan v1; returns the ref."""
     ref = service.refer(text_, unit=Unit(), actor="intake").ref

@@ -15,19 +15,11 @@ from sidflows.store.models import AuditEntry, CarePlan
 from sidflows.store.versions import Decision
 from sidflows.unit import Unit
 
-from .support import CALENDAR, PROTOCOL, TODAY, dump_table, example
+from .support import dump_table, example, refer_and_propose
 
 
 def _proposed(referral: str = "lupus-on-rituximab") -> str:
-    ref = service.refer(example(referral), unit=Unit(), actor="intake").ref
-    service.propose(
-        ref,
-        unit=Unit(protocol=PROTOCOL, calendar=CALENDAR),
-        today=TODAY,
-        reason="referral",
-        actor="test",
-    )
-    return ref
+    return refer_and_propose(example(referral))
 
 
 def _trail(ref: str) -> list[AuditEntry]:
