@@ -29,6 +29,12 @@ __all__ = [
 ]
 
 ONE_DAY = timedelta(days=1)
+NO_DATE = date(2999, 12, 31)
+"""Table 7-9: the candidate earliest date assumed when FORECASTDTCAN-1 finds no date
+(a target dose with no minimum age and no interval that applies, e.g. a catch-up dose
+whose interval counts from a previous dose the patient never had); the maximum age
+date is assumed the same, so Table 7-10 finds the series 'Aged Out' (unable to finish
+before the maximum age)."""
 
 
 def has_immunity(ctx: Context, antigen: Antigen) -> bool:
@@ -117,7 +123,6 @@ class ForecastDates:
 def forecast_dates(ctx: Context, run: SeriesRun, target: SeriesDose) -> ForecastDates:
     """FORECASTDTCAN-1 and FORECASTDT-1 to -4 for the next target dose."""
     on = ctx.assessment_date
-    birth = ctx.patient.birth_date
     age = target.age_on(on) or (target.ages[-1] if target.ages else None)
     candidates: list[date] = []
     earliest_rec_age = latest_rec_age = max_age_date = None
@@ -163,7 +168,8 @@ def forecast_dates(ctx: Context, run: SeriesRun, target: SeriesDose) -> Forecast
     for record, ev in pairs:
         if ev.target is not None or ev.inadvertent:
             candidates.append(record.when)
-    earliest = max(candidates) if candidates else birth
+    # FORECASTDTCAN-1 over no date at all: Table 7-9 assumes 12/31/2999.
+    earliest = max(candidates) if candidates else NO_DATE
     if earliest_rec_age is not None:
         recommended = earliest_rec_age
     elif earliest_rec_int:
@@ -278,6 +284,8 @@ def _forecast_series(
             t += 1
             continue
         dates = forecast_dates(ctx, run, target)
+        if dates.earliest >= NO_DATE:
+            break  # Table 7-10 ages the series out before 7.5 and 7.6
         # 7.6: the recommendation must still hold at the earliest date.
         if skips and can_skip(
             ctx, target, "Forecast", dates.earliest, last, prior or [], group_complete
@@ -301,6 +309,12 @@ def _forecast_series(
         ), t
     if next_target.seasonal_end is not None and ctx.assessment_date > next_target.seasonal_end:
         return _forecast(run, "Not Recommended", "Past seasonal recommendation end date"), t
+    if dates.earliest >= NO_DATE:
+        # Table 7-10: the candidate earliest date (assumed 12/31/2999) is not before
+        # the maximum age date (12/31/2999 when the target dose has none).
+        return _forecast(
+            run, "Aged Out", "Patient is unable to finish the series prior to the maximum age"
+        ), t
     if dates.max_age_date is not None:
         if ctx.assessment_date >= dates.max_age_date:
             return _forecast(run, "Aged Out", "Patient has exceeded the maximum age"), t

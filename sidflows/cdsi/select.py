@@ -139,7 +139,17 @@ def scorable(ctx: Context, group: Sequence[Candidate]) -> list[Candidate]:
         candidates = [c for c in group if c.forecast.status != "Contraindicated" or all_ci]
     else:
         candidates = list(group)  # none is contraindicated
-    risk_rank = min((_rank(c) for c in group if c.series.series_type == "Risk"), default=9)
+    # A risk series forecast 'Aged Out' (it can no longer be completed) does not hold
+    # the group's lower-priority risk series out of scoring, unless every risk series
+    # of the group is aged out: the analogue, for SELECTSCORE-2's priority comparison,
+    # of SELECTB-24's rule for 'Contraindicated' (see docs/cdsi.md).
+    risks = [c for c in group if c.series.series_type == "Risk"]
+    if risks:
+        live = [c for c in risks if c.forecast.status != "Aged Out"]
+        if live and len(live) < len(risks):
+            candidates = [c for c in candidates if c.series.series_type != "Risk" or c in live]
+            risks = live
+    risk_rank = min((_rank(c) for c in risks), default=9)
     none_valid: bool | None = None  # computed when first needed
     has_default = any(c.default for c in group)
     out: list[Candidate] = []

@@ -241,6 +241,62 @@ def test_forecast_dates_of_a_newborn() -> None:
     )
 
 
+def test_no_candidate_earliest_date_ages_the_series_out() -> None:
+    """Tables 7-9 and 7-10: when FORECASTDTCAN-1 finds no date at all, the candidate
+    earliest date is assumed 12/31/2999, not before the maximum age date (also 12/31/2999
+    when the target dose has none), so the series is 'Aged Out'. The 'Meningococcal ACWY
+    risk 2-23 month' series skips doses 1-3 from 7 months (7.1); its dose 4 has no
+    minimum age and, with no dose given, no interval to count from. Table 8-11 then
+    scores the series that can start: the risk 2-dose series for an adult with asplenia
+    (160), dose 1 at 2 years; the Hib-MenCY-TT series for a 7-month-old in an outbreak
+    (070), dose 1 at 2 months."""
+    adult = Patient(D(1990, 3, 5), "F")
+    result = assess(
+        adult, [], D(2020, 6, 1), [PatientObservation("160")], vaccine_groups=["Meningococcal"]
+    )
+    (best,) = result.antigens["Meningococcal"].best_series
+    assert best.series_name == "Meningococcal ACWY risk 2-dose series"
+    group = result.vaccine_groups["Meningococcal"]
+    assert (group.status, group.earliest) == ("Not Complete", D(1992, 3, 5))
+    infant = Patient(D(2020, 1, 20), "M")
+    result = assess(
+        infant, [], D(2020, 8, 20), [PatientObservation("070")], vaccine_groups=["Meningococcal"]
+    )
+    (best,) = result.antigens["Meningococcal"].best_series
+    assert best.series_name == "Meningococcal ACWY risk Hib-MenCY-TT 4-dose series"
+    assert (best.forecast_dose_number, best.earliest) == (1, D(2020, 3, 20))
+    # With a dose given before 7 months, dose 4 counts 8 weeks from it: not aged out.
+    given = [AdministeredDose("1", "136", D(2020, 3, 20))]
+    result = assess(
+        infant, given, D(2020, 8, 20), [PatientObservation("160")], vaccine_groups=["Meningococcal"]
+    )
+    names = [f.series_name for f in result.antigens["Meningococcal"].best_series]
+    assert result.vaccine_groups["Meningococcal"].status == "Not Complete", names
+
+
+def test_aged_out_risk_series_does_not_hold_lower_priorities_out() -> None:
+    """Section 8.1: a priority-A risk series forecast 'Aged Out' (the 'risk 2-23 month'
+    series of a child past 2 years with no dose, see above) leaves SELECTSCORE-2's
+    priority comparison, as SELECTB-24 leaves out a contraindicated one: the priority-B
+    'risk 1-dose series' is then scored and forecast (outbreak, 070: one dose from
+    2 years). While the priority-A series can still be completed, it holds B out."""
+    child = Patient(D(2019, 5, 6), "M")
+    outbreak = [PatientObservation("070")]
+    result = assess(child, [], D(2021, 11, 20), outbreak, vaccine_groups=["Meningococcal"])
+    (best,) = result.antigens["Meningococcal"].best_series
+    assert best.series_name == "Meningococcal ACWY risk 1-dose series"
+    group = result.vaccine_groups["Meningococcal"]
+    assert (group.status, group.forecast_dose_number, group.earliest) == (
+        "Not Complete",
+        1,
+        D(2021, 5, 6),
+    )
+    given = [AdministeredDose("1", "136", D(2019, 7, 6))]
+    result = assess(child, given, D(2021, 11, 20), outbreak, vaccine_groups=["Meningococcal"])
+    names = [f.series_name for f in result.antigens["Meningococcal"].best_series]
+    assert names == ["Meningococcal ACWY risk 2-23 month"]
+
+
 def test_evidence_of_immunity() -> None:
     """Section 7.2, Table 7-3: born before 1957 is immune to measles unless an exclusion
     (health care personnel, 055) applies; a lab-evidence guideline code (020) makes
