@@ -144,6 +144,12 @@ class GradingRules(_Section):
     azathioprine_names: tuple[str, ...]
     mercaptopurine_names: tuple[str, ...]
     cd4: tuple[Cd4Band, ...] = Field(min_length=1)
+    # Drugs IDSA 2013 does not count as immunosuppressive at usual doses (hydroxychloroquine,
+    # sulfasalazine) and non-immunosuppressive drugs a referral may list (isotretinoin): by
+    # name (matched as words) or ATC code (prefix); graded at this level (§2.11).
+    not_immunosuppressive_drugs: tuple[str, ...] = ()
+    not_immunosuppressive_atc: tuple[str, ...] = ()
+    not_immunosuppressive_level: Literal["none", "low"] = "none"
     # mg of prednisone per mg of each corticosteroid, by name (docs/clinical-reference.md
     # §2.9): the IDSA 2013 threshold is read on the prednisone-equivalent dose.
     steroid_prednisone_mg_per_mg: dict[str, Positive] = Field(
@@ -206,6 +212,9 @@ class Immunoglobulin(_Section):
     car_t_aplasia_indicates: bool = True
     # A trough is drawn on the infusion day before the dose, or up to this many days before.
     trough_window_days: Annotated[int, Field(ge=0, le=14)] = 0
+    # SC every this many days or more often: levels are near-steady, so an IgG drawn at any
+    # time on SC is a trough-equivalent (§3.10). 0: SC levels are read as IV troughs.
+    sc_steady_max_interval_days: Annotated[int, Field(ge=0, le=14)] = 7
     # Home SC logs may reach the record late: added to the on-replacement window for SC.
     home_log_lag_days: Annotated[int, Field(ge=0, le=90)] = 0
     # An IV course (consecutive days summed) of at least this many g/kg is immunomodulatory
@@ -290,8 +299,25 @@ class VaccinationRules(_Section):
     # ACIP: conjugate catch-up doses 8 weeks apart before PPSV23 (clinical-reference §4.13).
     pcv_catch_up_interval_weeks: int = 8
     live_requires_cd19_recovery: bool = True
+    # Varicella (VAR, MMRV) dose 2 by age at dose 1 (ACIP, §4.14): under this age the
+    # interval is varicella_interval_under_months; from it, varicella_interval_from_days.
+    varicella_interval_age_years: Annotated[int, Field(ge=1, le=18)] = 13
+    varicella_interval_under_months: Annotated[int, Field(ge=1, le=12)] = 3
+    varicella_interval_from_days: Annotated[int, Field(ge=28, le=365)] = 28
+    # Vaccine titres wait for the IG interval after the last IG dose (§6.8).
+    defer_titres_on_ig: bool = True
+    # Td / Tdap (§4.11): Tdap once from tdap_from_age_years, then this product.
+    tetanus_after_tdap: Literal["Td", "Tdap"] = "Td"
     hsct: HsctVaccination
     antibody_interval: AntibodyInterval
+
+
+class AgeDoseBand(_Frozen):
+    """A dose for the ages below ``below_age_months`` (bands in increasing age order)."""
+
+    below_age_months: Annotated[int, Field(ge=1, le=240)]
+    mg_per_kg_day: Positive | None = None
+    mg_per_dose: Positive | None = None
 
 
 class Pjp(_Section):
@@ -314,6 +340,18 @@ class Pjp(_Section):
     # CD4 count at or above the threshold.
     after_car_t_min_months: Months = 6
     after_car_t_until_cd4_per_ul: Positive = 200.0
+    # Atovaquone, the alternative (§5.5): mg/kg/day by age band, at most a day.
+    atovaquone_bands: tuple[AgeDoseBand, ...] = ()
+    atovaquone_max_mg_day: Positive = 1500.0
+
+
+class Encapsulated(_Section):
+    """Antibiotic prophylaxis against encapsulated bacteria in chronic GVHD (§5.6)."""
+
+    drug: str = "phenoxymethylpenicillin"
+    doses_by_age: tuple[AgeDoseBand, ...] = ()
+    doses_per_day: Annotated[int, Field(ge=1, le=4)] = 2
+    alternatives: str = ""
 
 
 class Antibacterial(_Section):
@@ -328,6 +366,7 @@ class Antibacterial(_Section):
 class Prophylaxis(_Section):
     pjp: Pjp
     antibacterial: Antibacterial
+    encapsulated: Encapsulated = Field(default_factory=Encapsulated)
 
 
 class Regimens(_Section):

@@ -7,6 +7,7 @@ field path, e.g. ``treatments[1].end: before start``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
@@ -33,12 +34,26 @@ MAX_AGE_YEARS = 18
 
 LIVE_VACCINES = frozenset({"MMR", "VAR", "MMRV", "LAIV", "ROTA", "BCG", "YF"})
 INACTIVATED_VACCINES = frozenset(
-    {"DTaP", "Tdap", "IPV", "Hib", "HepB", "HepA", "PCV", "PPSV23", "MenACWY", "MenB", "HPV", "IIV"}
+    {
+        "DTaP",
+        "Tdap",
+        "Td",
+        "IPV",
+        "Hib",
+        "HepB",
+        "HepA",
+        "PCV",
+        "PPSV23",
+        "MenACWY",
+        "MenB",
+        "HPV",
+        "IIV",
+    }
 )
 VaccineCode = Literal[
     "MMR", "VAR", "MMRV", "LAIV", "ROTA", "BCG", "YF",
-    "DTaP", "Tdap", "IPV", "Hib", "HepB", "HepA", "PCV", "PPSV23", "MenACWY", "MenB", "HPV",
-    "IIV",
+    "DTaP", "Tdap", "Td", "IPV", "Hib", "HepB", "HepA", "PCV", "PPSV23", "MenACWY", "MenB",
+    "HPV", "IIV",
 ]  # fmt: skip
 TreatmentClass = Literal[
     "chemotherapy", "anti_cd20", "corticosteroid", "antimetabolite", "anti_tnf",
@@ -87,6 +102,15 @@ CodeSystem = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9+.\-]
 ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"
 SNOMED_SYSTEM = "http://snomed.info/sct"
 ATC_SYSTEM = "http://www.whocc.no/atc"
+# The shape of a code of each system (docs/formats.md §4): refused at the edge when it
+# does not fit. ICD-10: a letter, two digits, then up to 4 characters of the subcategory
+# (the dot optional: C91.0, C910, C91.00). SNOMED CT: an SCTID, 6-18 digits, not starting
+# with 0. WHO ATC: one of its five levels (L, L01, L01F, L01FA, L01FA01).
+CODE_SHAPES: dict[str, tuple[str, re.Pattern[str]]] = {
+    ICD10_SYSTEM: ("ICD-10", re.compile(r"^[A-Z][0-9]{2}(\.?[0-9A-Z]{1,4})?$")),
+    SNOMED_SYSTEM: ("SNOMED CT", re.compile(r"^[1-9][0-9]{5,17}$")),
+    ATC_SYSTEM: ("WHO ATC", re.compile(r"^[A-Z]([0-9]{2}([A-Z]([A-Z]([0-9]{2})?)?)?)?$")),
+}
 
 
 class Diagnosis(_Doc):
@@ -241,9 +265,14 @@ def check_consistency(referral: ReferralDocument) -> None:
             raise InvalidInput("hsct.date", "before birth_date")
         if referral.hsct.date > received:
             raise InvalidInput("hsct.date", "after received")
-    _check_code("diagnosis", referral.diagnosis.code, referral.diagnosis.system)
+    _check_code(
+        "diagnosis",
+        referral.diagnosis.code,
+        referral.diagnosis.system,
+        (ICD10_SYSTEM, SNOMED_SYSTEM),
+    )
     for i, t in enumerate(referral.treatments):
-        _check_code(f"treatments[{i}]", t.code, t.system)
+        _check_code(f"treatments[{i}]", t.code, t.system, (ATC_SYSTEM,))
         if t.start < birth:
             raise InvalidInput(f"treatments[{i}].start", "before birth_date")
         if t.end is not None and t.end < t.start:
@@ -266,12 +295,24 @@ def check_consistency(referral: ReferralDocument) -> None:
             raise InvalidInput(f"labs[{i}]", "no result given")
 
 
-def _check_code(where: str, code: str | None, system: str | None) -> None:
-    """A code comes with its system, and a system with a code."""
+def _check_code(
+    where: str, code: str | None, system: str | None, expected: tuple[str, ...]
+) -> None:
+    """A code comes with its system, and a system with a code; the system is one the field
+    expects and the code has that system's shape (``CODE_SHAPES``), else refused naming the
+    field. A well-formed code the tables do not know is the plan's to flag, not refused."""
     if code is not None and system is None:
         raise InvalidInput(f"{where}.system", "required when code is given")
     if system is not None and code is None:
         raise InvalidInput(f"{where}.code", "required when system is given")
+    if code is None or system is None:
+        return
+    if system not in expected:
+        wanted = " or ".join(f"{CODE_SHAPES[s][0]} ({s})" for s in expected)
+        raise InvalidInput(f"{where}.system", f"not {wanted}: {system!r}")
+    name, shape = CODE_SHAPES[system]
+    if not shape.match(code):
+        raise InvalidInput(f"{where}.code", f"not a well-formed {name} code: {code!r}")
 
 
 def _validated(model: type[DocT], data: Any) -> DocT:
@@ -328,6 +369,7 @@ class LabReport(_Doc):
 def parse_treatment_change(text: str | bytes) -> TreatmentChange:
     change = _validated(TreatmentChange, load_json_document(text))
     for i, t in enumerate(change.treatments):
+        _check_code(f"treatments[{i}]", t.code, t.system, (ATC_SYSTEM,))
         if t.end is not None and t.end < t.start:
             raise InvalidInput(f"treatments[{i}].end", "before start")
     return change

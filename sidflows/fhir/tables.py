@@ -141,6 +141,7 @@ PROPHYLAXIS_ATC: dict[str, tuple[str, str]] = {
     "dapsone": ("J04BA02", "dapsone"),
     "pentamidine": ("P01CX01", "pentamidine isethionate"),
     "atovaquone": ("P01AX06", "atovaquone"),
+    "phenoxymethylpenicillin": ("J01CE02", "phenoxymethylpenicillin"),
     "aciclovir": ("J05AB01", "aciclovir"),
     "fluconazole": ("J02AC01", "fluconazole"),
 }
@@ -186,6 +187,9 @@ CVX_VACCINES: dict[str, tuple[tuple[str, ...], str]] = {
     "130": (("DTaP", "IPV"), "DTaP-IPV"),
     "146": (("DTaP", "IPV", "Hib", "HepB"), "DTaP, IPV, Hib, HepB"),
     "115": (("Tdap",), "Tdap"),
+    "9": (("Td",), "Td (adult), adsorbed"),
+    "113": (("Td",), "Td (adult) preservative free"),
+    "139": (("Td",), "Td (adult), unspecified formulation"),
     "10": (("IPV",), "IPV"),
     "17": (("Hib",), "Hib, unspecified formulation"),
     "48": (("Hib",), "Hib (PRP-T)"),
@@ -227,7 +231,7 @@ CDSI_MISSING_CVX = frozenset({"19"})  # BCG: in CDC's CVX list, not in the CDSi 
 # formulation where CDC has one).
 VACCINE_CVX: dict[str, str] = {
     "MMR": "3", "VAR": "21", "MMRV": "94", "LAIV": "149", "ROTA": "122", "BCG": "19",
-    "YF": "37", "DTaP": "107", "Tdap": "115", "IPV": "10", "Hib": "17", "HepB": "45",
+    "YF": "37", "DTaP": "107", "Tdap": "115", "Td": "139", "IPV": "10", "Hib": "17", "HepB": "45",
     "HepA": "85", "PCV": "152", "PPSV23": "33", "MenACWY": "147", "MenB": "164",
     "HPV": "137", "IIV": "88",
 }  # fmt: skip

@@ -172,6 +172,8 @@ def chemotherapy_reading(t: TreatmentEntry, protocol: Protocol, *, oncology: boo
             )
     if not oncology or t.drug_class in (ANTI_CD20, "car_t", "corticosteroid"):
         return None
+    if not_immunosuppressive(t, protocol) is not None:
+        return None
     classes = classes_of(t, protocol)
     # A cytotoxic drug by its curated name (methotrexate, mercaptopurine, thioguanine...),
     # or an antimetabolite whose name the protocol does not know (cautious); a known
@@ -187,3 +189,32 @@ def chemotherapy_reading(t: TreatmentEntry, protocol: Protocol, *, oncology: boo
             "(antimetabolite maintenance of a cancer)"
         )
     return None
+
+
+def not_immunosuppressive(t: TreatmentEntry, protocol: Protocol) -> str | None:
+    """How the treatment was recognised as a drug the protocol does not count as
+    immunosuppressive (hydroxychloroquine, sulfasalazine, isotretinoin, §2.11), or None.
+
+    By name (matched as words: its text, its ATC row's drug, its regimen's drugs) or by its
+    ATC code (a prefix of the protocol's list). A treatment of a class graded high whatever
+    the dose, or read as anti-CD20 or CAR-T, is never one.
+    """
+    g = protocol.grading
+    if t.drug_class in g.high_classes or classes_of(t, protocol) & {ANTI_CD20, "car_t"}:
+        return None
+    if t.code is not None:
+        code = t.code.replace(".", "").upper()
+        for atc in g.not_immunosuppressive_atc:
+            if code.startswith(atc.upper()):
+                return f"ATC {t.code}"
+    return words_match(" ".join(drug_names(t, protocol)), g.not_immunosuppressive_drugs)
+
+
+def counts_as_immunosuppressive(t: TreatmentEntry, protocol: Protocol) -> bool:
+    """False for a drug the protocol grades "none" (§2.11): it neither grades, blocks a
+    vaccine, nor continues a cause of the deficiency. Graded "low" (the alternative), it
+    counts as a low-level immunosuppressant everywhere."""
+    return (
+        protocol.grading.not_immunosuppressive_level != "none"
+        or not_immunosuppressive(t, protocol) is None
+    )

@@ -7,24 +7,26 @@ from datetime import date, timedelta
 
 from sidflows.calendar import add_months, age_in_months
 from sidflows.codes import (
-    class_for_drug_name,
     diagnosis_group,
-    drug_for_atc,
-    fold,
     group_for_label,
-    load_codes,
-    treatment_class,
     words_match,
 )
 from sidflows.protocol import Protocol
-from sidflows.referral import ImmunoglobulinDose, LabEntry, ReferralDocument, TreatmentEntry
+from sidflows.referral import (
+    ImmunoglobulinDose,
+    LabEntry,
+    ReferralDocument,
+    TreatmentEntry,
+)
 from sidflows.rules.bcells import BCellDepletion, b_cell_depletion
+from sidflows.rules.coded import dose_conflicts, drug_recognition, unrecognised_codes
 from sidflows.rules.drugs import (
     anti_cd20_read,
     chemotherapy_reading,
     classes_of,
+    counts_as_immunosuppressive,
     is_anti_cd20,
-    regimen_of,
+    not_immunosuppressive,
 )
 from sidflows.rules.igrecord import IgCourse, find_troughs, interval_in_use, replacement_record
 
@@ -165,6 +167,10 @@ class Facts:
     # each was read when the referral gives another class.
     chemotherapy_treatments: tuple[TreatmentEntry, ...] = ()
     chemotherapy_readings: tuple[str, ...] = ()
+    # Active drugs the protocol does not count as immunosuppressive (§2.11), as recognised.
+    not_immunosuppressive: tuple[str, ...] = ()
+    # Well-formed codes the code tables do not know (§8.4): (what, the field), each flagged.
+    unrecognised_codes: tuple[tuple[str, str], ...] = ()
 
     def is_chemotherapy(self, t: TreatmentEntry) -> bool:
         """Is this treatment chemotherapy: referred so, coded ATC L01, or an antimetabolite of
@@ -211,86 +217,6 @@ def _diagnosis(referral: ReferralDocument) -> tuple[str | None, str | None]:
             return found.value, found.source
     found = group_for_label(d.label)
     return (found.value, found.source) if found is not None else (None, None)
-
-
-def _drug_recognition(
-    referral: ReferralDocument, protocol: Protocol
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(drugs the protocol does not know, class mismatches between ATC and the referral)."""
-    unknown: list[str] = []
-    mismatch: list[str] = []
-    codes = load_codes()
-    for t in referral.treatments:
-        coded = treatment_class(t.code, codes) if t.code is not None else None
-        if coded is not None:
-            if coded.value != t.drug_class:
-                mismatch.append(
-                    f"{t.drug}: ATC {t.code} is {coded.value.replace('_', ' ')} ({coded.source}) "
-                    f"but the referral says {t.drug_class.replace('_', ' ')}"
-                )
-            continue
-        if class_for_drug_name(t.drug, codes) is None and regimen_of(t, protocol) is None:
-            unknown.append(t.drug + (f" (code {t.code})" if t.code else ""))
-    return tuple(dict.fromkeys(unknown)), tuple(dict.fromkeys(mismatch))
-
-
-def _drug_identity(t: TreatmentEntry, protocol: Protocol) -> str:
-    """One name per drug: its ATC row's drug, the protocol's name for it, or its own text."""
-    if t.code is not None:
-        coded = drug_for_atc(t.code)
-        if coded is not None and coded.drug is not None:
-            return coded.drug
-    g = protocol.grading
-    for names in (g.methotrexate_names, g.azathioprine_names, g.mercaptopurine_names):
-        if words_match(t.drug, names) is not None:
-            return names[0]
-    return fold(t.drug).lower().strip()
-
-
-def _dose_kinds(t: TreatmentEntry) -> tuple[str, ...]:
-    kinds = []
-    if t.dose_mg_per_kg_week is not None:
-        kinds.append("weekly")
-    if t.dose_mg_per_kg_day is not None or t.dose_mg_day is not None:
-        kinds.append("daily")
-    return tuple(kinds)
-
-
-def _dose_text(t: TreatmentEntry) -> str:
-    parts = []
-    if t.dose_mg_per_kg_week is not None:
-        parts.append(f"{t.dose_mg_per_kg_week:g} mg/kg/week")
-    if t.dose_mg_per_kg_day is not None:
-        parts.append(f"{t.dose_mg_per_kg_day:g} mg/kg/day")
-    if t.dose_mg_day is not None:
-        parts.append(f"{t.dose_mg_day:g} mg/day")
-    span = f"{t.start} to {t.end}" if t.end else f"since {t.start}"
-    return f"{t.drug!r} {' and '.join(parts)} ({span})"
-
-
-def _dose_conflicts(referral: ReferralDocument, protocol: Protocol) -> tuple[str, ...]:
-    """Entries of one drug whose periods overlap, one with a weekly dose and one with a
-    daily dose (or one entry giving both): the record contradicts itself (§6.7)."""
-    found: list[str] = []
-    treatments = list(referral.treatments)
-    for t in treatments:
-        if len(_dose_kinds(t)) == 2:
-            found.append(
-                f"{_drug_identity(t, protocol)}: one entry gives a weekly and a daily dose: "
-                f"{_dose_text(t)}"
-            )
-    for i, a in enumerate(treatments):
-        for b in treatments[i + 1 :]:
-            if _drug_identity(a, protocol) != _drug_identity(b, protocol):
-                continue
-            overlap = a.start <= (b.end or date.max) and b.start <= (a.end or date.max)
-            kinds = {*_dose_kinds(a), *_dose_kinds(b)}
-            if overlap and kinds == {"weekly", "daily"} and _dose_kinds(a) != _dose_kinds(b):
-                found.append(
-                    f"{_drug_identity(a, protocol)}: {_dose_text(a)} and {_dose_text(b)} "
-                    "overlap, one weekly and one daily"
-                )
-    return tuple(dict.fromkeys(found))
 
 
 def _confounded(
@@ -347,8 +273,20 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
     lookback = add_months(today, -protocol.immunoglobulin.infection_lookback_months)
     recent = [i for i in referral.infections if lookback <= i.date <= today]
 
-    active = tuple(t for t in referral.treatments if t.active_on(today))
-    planned = tuple(t for t in referral.treatments if t.start > today)
+    # A drug the protocol does not count as immunosuppressive (§2.11) is neither active nor
+    # planned immunosuppression: it is named in the grading instead.
+    counted = [t for t in referral.treatments if counts_as_immunosuppressive(t, protocol)]
+    active = tuple(t for t in counted if t.active_on(today))
+    planned = tuple(t for t in counted if t.start > today)
+    not_suppressive = tuple(
+        dict.fromkeys(
+            f"{t.drug} ({why})"
+            for t in referral.treatments
+            if t.active_on(today)
+            and not counts_as_immunosuppressive(t, protocol)
+            and (why := not_immunosuppressive(t, protocol) or "")
+        )
+    )
     group, group_source = _diagnosis(referral)
     # After HSCT an uncoded antimetabolite is GVHD immunosuppression, not maintenance.
     oncology = referral.hsct is None and (
@@ -386,9 +324,13 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         and lab.date >= courses[0].start
     ]
     trough, not_trough = (
-        find_troughs(on_ig_igg, courses, interval, ig.trough_window_days) if on_ig else (None, None)
+        find_troughs(
+            on_ig_igg, courses, interval, ig.trough_window_days, ig.sc_steady_max_interval_days
+        )
+        if on_ig
+        else (None, None)
     )
-    unknown, mismatch = _drug_recognition(referral, protocol)
+    unknown, mismatch = drug_recognition(referral, protocol)
     cd4_count = _fresh(newest["cd4_per_ul"], valid_from)
     cd4_percent = _fresh(newest["cd4_percent"], valid_from)
     hsct_months = age_in_months(referral.hsct.date, today) if referral.hsct is not None else None
@@ -436,8 +378,10 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         anti_cd20_readings=tuple(
             dict.fromkeys(r for t in anti_cd20 if (r := anti_cd20_read(t, protocol)))
         ),
-        dose_conflicts=_dose_conflicts(referral, protocol),
+        dose_conflicts=dose_conflicts(referral, protocol),
         confounded_igg=confounded,
         chemotherapy_treatments=chemo_all,
         chemotherapy_readings=tuple(dict.fromkeys(why for _, why in readings if why)),
+        not_immunosuppressive=not_suppressive,
+        unrecognised_codes=unrecognised_codes(referral),
     )

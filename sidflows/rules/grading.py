@@ -11,7 +11,7 @@ from sidflows.calendar import add_months
 from sidflows.protocol import Cd4Band, Protocol
 from sidflows.referral import ReferralDocument, TreatmentEntry
 from sidflows.rules.context import PlanContext
-from sidflows.rules.drugs import classes_of, drug_is
+from sidflows.rules.drugs import classes_of, drug_is, not_immunosuppressive
 from sidflows.rules.facts import (
     Facts,
     course_days,
@@ -92,6 +92,11 @@ def _treatment_level(
             f"{t.drug} ({t.drug_class.replace('_', ' ')} referred): recognised as "
             f"{cls.replace('_', '-')} by its name or ATC code (config/codes.toml): high-level "
             f"({IDSA}; §2.10)"
+        )
+    if g.not_immunosuppressive_level == "low" and (named := not_immunosuppressive(t, protocol)):
+        return "low", (
+            f"{t.drug} ({named}): not immunosuppressive at usual doses (IDSA 2013); graded "
+            "low-level by protocol (the alternative, §2.11)"
         )
     if t.drug_class == "corticosteroid":
         high = is_high_dose_steroid(t, weight_kg, protocol)
@@ -187,6 +192,13 @@ def grade(ctx: PlanContext) -> Grading:
 
     for t in facts.active:
         add(*_treatment_level(t, today, facts.weight_kg, protocol, facts.is_chemotherapy(t)))
+    not_suppressive = ctx.cite(
+        "grading.not_immunosuppressive_drugs", "grading.not_immunosuppressive_level"
+    )
+    for drug in facts.not_immunosuppressive:
+        add(
+            "none", f"{drug}: not immunosuppressive at usual doses, graded none ({not_suppressive})"
+        )
     depletion = facts.b_cell_depletion
     if depletion is not None:
         add("high", f"{depletion.reason} ({ctx.cite(*depletion.source_paths)})")

@@ -13,6 +13,7 @@ from datetime import date
 from sidflows.calendar import add_months
 from sidflows.protocol import RouteDosing
 from sidflows.rules.context import PlanContext
+from sidflows.rules.igrecord import on_steady_sc
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,9 @@ def trough_proposal(
         f"trough IgG {igg:g} g/L on {trough.date} below the target {target:g} g/L: "
         "review the dose (an early plan review is booked)"
     )
+    steady = steady_sc_note(ctx)
+    if steady:
+        why += f"; {steady}"
     shortest = dosing.interval_days - dosing.window_days_early
     if use.interval_days > shortest:
         return TroughProposal(
@@ -107,6 +111,21 @@ def trough_proposal(
         f"{why}; {use.g_per_kg:g} g/kg every {use.interval_days} days is the protocol's "
         "maximum: clinician decision (adherence, protein loss, product, route)",
         (f"immunoglobulin.{route}.max_g_per_kg",),
+    )
+
+
+def steady_sc_note(ctx: PlanContext) -> str:
+    """The rationale's words when the trough is an SC level read as a trough-equivalent."""
+    facts, ig = ctx.facts, ctx.protocol.immunoglobulin
+    trough = facts.latest_trough
+    if trough is None or not on_steady_sc(
+        trough, facts.ig_courses, facts.ig_interval_in_use_days, ig.sc_steady_max_interval_days
+    ):
+        return ""
+    return (
+        f"IgG of {trough.date} drawn on SC every {facts.ig_interval_in_use_days} days: levels "
+        "are near-steady on weekly or more frequent SC, so any time point counts as a "
+        "trough-equivalent (SCIG labels; AAAAI)"
     )
 
 

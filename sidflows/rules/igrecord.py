@@ -74,19 +74,41 @@ def interval_in_use(courses: tuple[IgCourse, ...], protocol: Protocol) -> int | 
     return dosing.interval_days
 
 
+def on_steady_sc(
+    lab: LabEntry, courses: tuple[IgCourse, ...], interval: int | None, steady_days: int
+) -> bool:
+    """Drawn on SC given every ``steady_days`` days or more often: a near-steady level, a
+    trough-equivalent whenever drawn (SCIG labels; AAAAI, §3.10). The course in effect on
+    the day (the newest started by then) is SC, and so is the newest course."""
+    if steady_days <= 0 or interval is None or interval > steady_days or not courses:
+        return False
+    if courses[-1].route != "sc":
+        return False
+    in_effect = [c for c in courses if c.start <= lab.date]
+    return bool(in_effect) and in_effect[-1].route == "sc"
+
+
 def find_troughs(
-    igg_results: list[LabEntry], courses: tuple[IgCourse, ...], interval: int | None, window: int
+    igg_results: list[LabEntry],
+    courses: tuple[IgCourse, ...],
+    interval: int | None,
+    window: int,
+    sc_steady_days: int = 0,
 ) -> tuple[LabEntry | None, LabEntry | None]:
     """(newest trough, newest IgG on IG that is not a trough).
 
     A trough is drawn on a course's first day (before the dose) or up to ``window`` days
-    before it; after the newest course, from ``window`` days before the next is due.
+    before it; after the newest course, from ``window`` days before the next is due. On
+    weekly (or more frequent) SC, any IgG drawn on SC is a trough-equivalent (§3.10).
     """
     if not courses or interval is None:
         return None, None
     newest = max(igg_results, key=lambda lab: lab.date) if igg_results else None
     troughs = []
     for lab in igg_results:
+        if on_steady_sc(lab, courses, interval, sc_steady_days):
+            troughs.append(lab)
+            continue
         before_a_dose = any(
             c.start - timedelta(days=window) <= lab.date <= c.start for c in courses
         )

@@ -18,6 +18,7 @@ from sidflows.rules.facts import Facts
 from sidflows.rules.ig_continuation import (
     cause_continues,
     dose_in_use,
+    steady_sc_note,
     trial_off_stop,
     trough_proposal,
 )
@@ -193,7 +194,15 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
                         "immunoglobulin",
                         proposal.decision,
                         proposal.rationale,
-                        ctx.cite(*proposal.paths, _target_path(ctx)),
+                        ctx.cite(
+                            *proposal.paths,
+                            _target_path(ctx),
+                            *(
+                                ["immunoglobulin.sc_steady_max_interval_days"]
+                                if steady_sc_note(ctx)
+                                else []
+                            ),
+                        ),
                     )
                 )
             decisions.append(
@@ -286,6 +295,9 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
             )
         else:
             why += "; CD19 below the lab's lower limit"
+        steady = steady_sc_note(ctx)
+        if steady and facts.latest_trough is not None:
+            why += f"; trough IgG {facts.latest_trough.igg_g_l:g} g/L: {steady}"
         odd = facts.igg_on_ig_not_trough
         if odd is not None and odd.igg_g_l is not None:
             why += (
@@ -297,7 +309,9 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
             "continue IG replacement",
             why,
             ctx.cite(
-                "immunoglobulin.on_replacement_within_intervals", "immunoglobulin.home_log_lag_days"
+                "immunoglobulin.on_replacement_within_intervals",
+                "immunoglobulin.home_log_lag_days",
+                *(["immunoglobulin.sc_steady_max_interval_days"] if steady else []),
             ),
         )
 

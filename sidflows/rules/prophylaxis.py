@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from sidflows.calendar import add_months
 from sidflows.rules.context import PlanContext
-from sidflows.rules.drugs import classes_of, drug_is
+from sidflows.rules.drugs import classes_of, counts_as_immunosuppressive, drug_is
 from sidflows.rules.facts import course_days, name_matches
 from sidflows.rules.grading import cd4_findings
 from sidflows.rules.model import Decision, ProphylaxisItem
@@ -49,10 +49,15 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
     if car_t is not None:
         found.append(car_t)
     if referral.hsct is not None and referral.hsct.type == "allogeneic":
-        ends = [t.end for t in referral.treatments if not facts.is_chemotherapy(t)]
+        suppressive = [
+            t
+            for t in referral.treatments
+            if not facts.is_chemotherapy(t) and counts_as_immunosuppressive(t, protocol)
+        ]
+        ends = [t.end for t in suppressive]
         # Open-ended immunosuppression, running or planned: the risk has no end date yet
         # (a planned one with no end also left ``ends`` without a date to take the max of).
-        ongoing = any(t.end is None for t in referral.treatments if not facts.is_chemotherapy(t))
+        ongoing = any(t.end is None for t in suppressive)
         review: date | None = add_months(referral.hsct.date, p.after_hsct_min_months)
         if ongoing:
             review = None
@@ -207,11 +212,13 @@ def plan_prophylaxis(
                 f"{p.drug} for Pneumocystis, review {review}",
                 f"{reasons}; {p.days_per_week} days a week is the cautious end of 2-3 (once weekly "
                 "may suffice); alternatives: dapsone 2 mg/kg daily or 4 mg/kg weekly, IV "
-                "pentamidine 4 mg/kg every 2-4 weeks, atovaquone",
+                f"pentamidine 4 mg/kg every 2-4 weeks, {atovaquone_dose(ctx)}",
                 ctx.cite(
                     "prophylaxis.pjp.drug",
                     "prophylaxis.pjp.days_per_week",
                     *_indication_paths(indications),
+                    "prophylaxis.pjp.atovaquone_bands",
+                    "prophylaxis.pjp.atovaquone_max_mg_day",
                 ),
             )
         )
@@ -247,6 +254,10 @@ def plan_prophylaxis(
                 ctx.cite("prophylaxis.pjp.indicating_diagnosis_groups"),
             )
         )
+    encapsulated = _encapsulated(ctx, due=due, first_review=first_review)
+    if encapsulated is not None:
+        items.append(encapsulated[0])
+        decisions.append(encapsulated[1])
     a = protocol.prophylaxis.antibacterial
     antibody_deficiency = facts.igg_low or (
         facts.latest_fold_rise is not None
@@ -288,3 +299,90 @@ def plan_prophylaxis(
             )
         )
     return items, decisions
+
+
+def atovaquone_dose(ctx: PlanContext) -> str:
+    """The alternative's dose for this child (§5.5): mg/kg/day by age band, at most the day's
+    maximum, once daily."""
+    p = ctx.protocol.prophylaxis.pjp
+    age = ctx.facts.age_months
+    band = next((b for b in p.atovaquone_bands if age < b.below_age_months), None)
+    if band is None and p.atovaquone_bands:
+        band = p.atovaquone_bands[-1]
+    if band is None or band.mg_per_kg_day is None:
+        return "atovaquone (no dose in the protocol: clinician to dose)"
+    by_weight = band.mg_per_kg_day * ctx.facts.weight_kg
+    mg = round(min(by_weight, p.atovaquone_max_mg_day))
+    capped = by_weight > p.atovaquone_max_mg_day
+    return (
+        f"atovaquone {mg} mg once daily ({band.mg_per_kg_day:g} mg/kg/day at {age} months of "
+        f"age{', capped' if capped else ''}; at most {p.atovaquone_max_mg_day:g} mg/day; 30 "
+        "mg/kg/day under 4 months and over 24 months, 45 mg/kg/day from 4 to 24 months)"
+    )
+
+
+def encapsulated_indication(ctx: PlanContext) -> str | None:
+    """Chronic GVHD after allogeneic HSCT (§5.6): why prophylaxis against encapsulated
+    bacteria is indicated, or None. The referral's ``active_gvhd`` does not say acute or
+    chronic: active GVHD after an allogeneic HSCT is read as needing it (cautious)."""
+    hsct = ctx.referral.hsct
+    if hsct is None or hsct.type != "allogeneic" or not hsct.active_gvhd:
+        return None
+    return (
+        f"active GVHD after allogeneic HSCT on {hsct.date} (the referral does not say acute "
+        "or chronic: read as chronic GVHD, cautious): functional hyposplenism and poor "
+        "responses to polysaccharide antigens"
+    )
+
+
+def _encapsulated(
+    ctx: PlanContext, *, due: date, first_review: date
+) -> tuple[ProphylaxisItem, Decision] | None:
+    """Penicillin V (or the local choice) against pneumococcus while chronic GVHD is treated
+    (Tomblyn 2009; ECIL; EBMT paediatric), dosed by age (BNF for Children)."""
+    why = encapsulated_indication(ctx)
+    if why is None:
+        return None
+    e = ctx.protocol.prophylaxis.encapsulated
+    age = ctx.facts.age_months
+    band = next((b for b in e.doses_by_age if age < b.below_age_months), None)
+    if band is None and e.doses_by_age:
+        band = e.doses_by_age[-1]
+    dose = (
+        f"{band.mg_per_dose:g} mg {e.doses_per_day} times a day"
+        if band is not None and band.mg_per_dose is not None
+        else "dose by the clinician (none in the protocol for this age)"
+    )
+    parts, lower = [], 0
+    for b in e.doses_by_age:
+        mg = "clinician" if b.mg_per_dose is None else f"{b.mg_per_dose:g} mg"
+        if b is e.doses_by_age[-1] and lower:
+            parts.append(f"from {lower // 12} years {mg}")
+        elif lower:
+            parts.append(f"{lower // 12}-{b.below_age_months // 12 - 1} years {mg}")
+        else:
+            parts.append(f"under {b.below_age_months // 12} years {mg}")
+        lower = b.below_age_months
+    bands = ", ".join(parts)
+    review = ctx.calendar.next_working_day(max(first_review, due + timedelta(days=1)))
+    item = ProphylaxisItem(
+        key=f"prophylaxis:{e.drug}",
+        due=due,
+        drug=e.drug,
+        regimen=f"{dose} (at {age} months of age)",
+        review=review,
+        indication="encapsulated bacteria (pneumococcus) in chronic GVHD",
+    )
+    decision = Decision(
+        "prophylaxis",
+        f"{e.drug} {dose} against encapsulated bacteria, for as long as chronic GVHD is treated",
+        f"{why}; by age ({bands}, {e.doses_per_day} times a day); stop only when chronic GVHD "
+        "treatment and immunosuppression have ended (not at a date): reviewed at every plan "
+        f"review, first {review}; alternatives: {e.alternatives}",
+        ctx.cite(
+            "prophylaxis.encapsulated.drug",
+            "prophylaxis.encapsulated.doses_by_age",
+            "prophylaxis.encapsulated.alternatives",
+        ),
+    )
+    return item, decision

@@ -11,6 +11,10 @@ from sidflows.rules.context import PlanContext
 from sidflows.rules.model import Decision
 
 CODES = "config/codes.toml (WHO ATC index; unit policy names), docs/clinical-reference.md §8.2"
+CODES_DX = (
+    "config/codes.toml (WHO ICD-10; SNOMED CT; unit policy labels), docs/clinical-reference.md "
+    "§8.1, §8.4"
+)
 CONFLICT = (
     "unit policy (a record that contradicts itself is the clinician's to correct; the plan "
     "never picks one entry), docs/clinical-reference.md §6.7"
@@ -32,6 +36,29 @@ def record_checks(ctx: PlanContext) -> list[Decision]:
                 CODES,
             )
         )
+    for kind, what in facts.unrecognised_codes:
+        if kind == "diagnosis":
+            found.append(
+                Decision(
+                    "grading",
+                    f"diagnosis code not recognised: check {what}",
+                    f"{what} is well-formed but not in the protocol's code tables: the diagnosis "
+                    f"is read from its label ({_group_name(ctx)}); check the Pneumocystis "
+                    "indications and the diagnosis-specific rules",
+                    CODES_DX,
+                )
+            )
+        else:
+            found.append(
+                Decision(
+                    "grading",
+                    f"drug code not recognised: check {what}",
+                    f"{what} is a well-formed ATC code the protocol's code tables do not "
+                    "map: the drug is read by its name and the class the referral gives; check "
+                    "the grading, the Pneumocystis indications and the live-vaccine blocks",
+                    CODES,
+                )
+            )
     for mismatch in facts.class_mismatches:
         found.append(
             Decision(
@@ -91,3 +118,8 @@ def record_checks(ctx: PlanContext) -> list[Decision]:
             )
         )
     return found
+
+
+def _group_name(ctx: PlanContext) -> str:
+    group = ctx.facts.diagnosis_group
+    return f"group {group}" if group is not None else "no group recognised"

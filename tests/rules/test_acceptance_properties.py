@@ -71,6 +71,7 @@ TMP_MG_PER_KG_DAY = 5.0  # §5.1 ECIL-5, 150 mg/m2/day
 TMP_MAX_MG_DAY = 320.0  # §5.1 ECIL-5
 AZITHROMYCIN_MG_PER_KG = 10.0  # §5.2 AAAAI/ACAAI 2015 table 5
 AZITHROMYCIN_MAX_MG = 500.0  # §5.4 azithromycin label: at most 500 mg a dose
+PENICILLIN_V_MAX_MG = 250.0  # §5.6 BNF for Children: 250 mg a dose from 5 years
 DTAP_BEFORE_YEARS = 7  # §4.11 ACIP: no DTaP from the 7th birthday
 ANTI_CD20_WINDOW_MONTHS = 6  # §4.3 ACR 2022; §4.5 with §2.5 the rituximab label
 WASHOUT_MONTHS = 3  # §3.9
@@ -430,6 +431,9 @@ def test_no_dtap_item_on_or_after_the_7th_birthday(case: tuple[Doc, date]) -> No
         if i["kind"] == "vaccine_dose" and i["vaccine"] in ("DTaP", "Tdap"):
             expected = "Tdap" if d(i["due"]) >= seventh else "DTaP"
             assert i["vaccine"] == expected, (i, seventh)
+        if i["kind"] == "vaccine_dose" and i["vaccine"] == "Td":
+            # §4.11: Td only from the 7th birthday, after a Tdap.
+            assert d(i["due"]) >= seventh, (i, seventh)
 
 
 @st.composite
@@ -463,6 +467,12 @@ def test_no_antibiotic_dose_above_the_protocol_maximum(case: tuple[Doc, date]) -
         if p["drug"] == "azithromycin":
             mg = int(re.match(r"(\d+) mg ", p["regimen"]).group(1))  # type: ignore[union-attr]
             assert mg <= min(AZITHROMYCIN_MG_PER_KG * weight + 0.5, AZITHROMYCIN_MAX_MG), p
+        elif p["drug"] == "phenoxymethylpenicillin":
+            # §5.6: BNF for Children, at most 250 mg a dose (5-17 years) twice a day.
+            found = re.match(r"([\d.]+) mg (\d+) times a day", p["regimen"])
+            assert found, p
+            assert float(found.group(1)) <= PENICILLIN_V_MAX_MG, p
+            assert found.group(2) == "2", p
         else:
             found = re.search(r"TMP (\d+) mg (\d+) times a day", p["regimen"])
             assert found, p

@@ -416,15 +416,22 @@ def test_no_dtap_on_or_after_the_7th_birthday(fields: dict[str, Any]) -> None:
     referral = make_referral(**fields)
     plan = plan_for(referral)
     seventh = add_years(referral.patient.birth_date, 7)
-    doses = [i for i in _vaccines(plan) if i.vaccine in ("DTaP", "Tdap")]  # type: ignore[attr-defined]
+    doses = [i for i in _vaccines(plan) if i.vaccine in ("DTaP", "Tdap", "Td")]  # type: ignore[attr-defined]
     assert doses
-    for i in doses:
-        expected = "Tdap" if i.due >= seventh else "DTaP"
+    # Protocol 2026.6 (§4.11, ACIP): from the 7th birthday Tdap once, then Td (the referral
+    # format now has Td); before it DTaP.
+    tdap_seen = False
+    for i in sorted(doses, key=lambda x: x.due):
+        if i.due < seventh:
+            expected = "DTaP"
+        else:
+            expected = "Td" if tdap_seen else "Tdap"
+            tdap_seen = True
         assert i.vaccine == expected, (i.key, i.due, seventh)  # type: ignore[attr-defined]
         assert i.key.startswith(f"vaccine_dose:{expected}:")
-    if any(i.vaccine == "Tdap" for i in doses) and any(i.vaccine == "DTaP" for i in doses):  # type: ignore[attr-defined]
+    if any(i.vaccine != "DTaP" for i in doses) and any(i.vaccine == "DTaP" for i in doses):  # type: ignore[attr-defined]
         text = decisions_text(plan, "vaccination")
-        assert "Tdap, not DTaP" in text
+        assert "DTaP is not given: Tdap once" in text
         assert "Td or Tdap" in text
         assert "MMWR 2020;69:77" in text
 

@@ -417,7 +417,12 @@ def test_hsct_with_gvhd_fourth_pcv_instead_of_ppsv23() -> None:
 def test_hsct_inactivated_from_six_months_three_doses(vaccine: str) -> None:
     """§4 table: DTaP/Tdap, IPV, Hib, HepB from 6 months after HSCT, 3 doses."""
     hsct = date(2026, 7, 1)
-    doses = _doses(_hsct(hsct), vaccine)
+    plan = _hsct(hsct)
+    doses = _doses(plan, vaccine)
+    if vaccine == "Tdap":
+        # Protocol 2026.6 (§4.11, ACIP): Tdap once from 7 years, then Td.
+        doses = sorted([*doses, *_doses(plan, "Td")], key=lambda d: d.due)
+        assert [d.vaccine for d in doses] == ["Tdap", "Td", "Td"]  # type: ignore[attr-defined]
     assert [d.dose_number for d in doses] == [1, 2, 3]
     _on_first_working_day(doses[0], add_months(hsct, 6))
 

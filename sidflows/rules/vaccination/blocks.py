@@ -13,7 +13,7 @@ from sidflows.calendar import add_months
 from sidflows.referral import LIVE_VACCINES, TreatmentEntry
 from sidflows.rules.bcells import depleting_class
 from sidflows.rules.context import PlanContext
-from sidflows.rules.drugs import anti_cd20_read, is_anti_cd20
+from sidflows.rules.drugs import anti_cd20_read, counts_as_immunosuppressive, is_anti_cd20
 from sidflows.rules.facts import name_matches
 from sidflows.rules.igrecord import ig_courses
 from sidflows.rules.immunoglobulin import IgDecision
@@ -60,6 +60,8 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
         )
     before = timedelta(days=v.live_before_immunosuppression_days)
     for t in referral.treatments:
+        if not counts_as_immunosuppressive(t, protocol):
+            continue  # not immunosuppressive (§2.11): no block
         # Every wait that applies (R-CHOP is chemotherapy and anti-CD20): the longest.
         waits: list[tuple[int, str]] = []
         if ctx.facts.is_chemotherapy(t):
@@ -101,25 +103,10 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
         )
         if hsct.active_gvhd:
             blocks.append(Block("active GVHD: no live vaccine", HSCT_SRC, None))
-    courses = ig_courses(list(referral.immunoglobulin_doses))
-    if courses:
-        # A course over consecutive days counts as its total dose (§4.7).
-        ai = v.antibody_interval
-        binding = max(courses, key=lambda c: add_months(c.end, ai.ivig_months(c.g_per_kg)))
-        months = ai.ivig_months(binding.g_per_kg)
-        what = (
-            f"{binding.g_per_kg:g} g/kg on {binding.start}"
-            if binding.doses == 1
-            else f"course of {binding.g_per_kg:g} g/kg over {binding.doses} days "
-            f"({binding.start} to {binding.end})"
-        )
-        blocks.append(
-            Block(
-                f"immunoglobulin {what}: {months} months before MMR or varicella",
-                ACIP_ABS,
-                add_months(binding.end, months),
-            )
-        )
+    # The record's IG doses first, the IG the plan gives after the blood products (§4.7).
+    from_ig = ig_blocks(ctx, ig=ig)
+    recorded = [b for b in from_ig if b.reason.startswith("immunoglobulin ")]
+    blocks.extend(recorded)
     depletion = facts.b_cell_depletion
     if depletion is not None:
         blocks.append(
@@ -147,12 +134,48 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
                     until,
                 )
             )
+    blocks.extend(b for b in from_ig if b not in recorded)
+    blocks.append(
+        Block(
+            f"MMR and varicella from {v.live_min_age_months} months of age",
+            "ACIP routine schedule",
+            add_months(referral.patient.birth_date, v.live_min_age_months),
+        )
+    )
+    return blocks
+
+
+def ig_blocks(ctx: PlanContext, *, ig: IgDecision, what: str = "MMR or varicella") -> list[Block]:
+    """The antibody interval of immunoglobulin (§4.7): after the IG doses of the record (a
+    course over consecutive days counts as its total), until the interval after a trial off,
+    and, while replacement continues, with no end. ``what`` names what waits (live vaccines;
+    vaccine titres, §6.8)."""
+    v = ctx.protocol.vaccination
+    blocks: list[Block] = []
+    courses = ig_courses(list(ctx.referral.immunoglobulin_doses))
+    if courses:
+        ai = v.antibody_interval
+        binding = max(courses, key=lambda c: add_months(c.end, ai.ivig_months(c.g_per_kg)))
+        months = ai.ivig_months(binding.g_per_kg)
+        given = (
+            f"{binding.g_per_kg:g} g/kg on {binding.start}"
+            if binding.doses == 1
+            else f"course of {binding.g_per_kg:g} g/kg over {binding.doses} days "
+            f"({binding.start} to {binding.end})"
+        )
+        blocks.append(
+            Block(
+                f"immunoglobulin {given}: {months} months before {what}",
+                ACIP_ABS,
+                add_months(binding.end, months),
+            )
+        )
     if ig.status == "trial_off" and ig.sessions_until is not None:
         months = v.antibody_interval.ivig_months(ig.dose_g_per_kg)
         blocks.append(
             Block(
                 f"IG replacement until the trial off on {ig.sessions_until}: {months} months "
-                "before MMR or varicella",
+                f"before {what}",
                 ACIP_ABS,
                 add_months(ig.sessions_until, months),
             )
@@ -161,18 +184,14 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
         blocks.append(
             Block(
                 "while IG replacement continues (it neutralises live vaccines; the clock starts "
-                "at the last dose)",
+                "at the last dose)"
+                if what == "MMR or varicella"
+                else "while IG replacement continues (its IgG makes serology uninterpretable; "
+                f"the clock starts at the last dose): no {what}",
                 ACIP_ABS,
                 None,
             )
         )
-    blocks.append(
-        Block(
-            f"MMR and varicella from {v.live_min_age_months} months of age",
-            "ACIP routine schedule",
-            add_months(referral.patient.birth_date, v.live_min_age_months),
-        )
-    )
     return blocks
 
 

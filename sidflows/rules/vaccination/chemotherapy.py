@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sidflows.rules.model import Decision, Deferral, VaccineDose
 from sidflows.rules.vaccination.blocks import holding, inactivated_blocks
+from sidflows.rules.vaccination.pneumococcal import pcv_needed
 from sidflows.rules.vaccination.series import (
     Schedule,
     Series,
@@ -67,34 +68,58 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
     # minimum ages still bound it and its evaluation still counts the doses given.
     rule = f"one booster of each after the end of chemotherapy on {valid_from} (§4.2)"
     pcv_doses: list[VaccineDose] = []
+    pcv_complete = True
+    during_days = {x.date for x in during}
     for code in v.after_chemotherapy_inactivated:
         vaccine = tetanus_code(ctx) if code in ("DTaP", "Tdap") else code
+        given = given_doses(schedule, vaccine, valid_from, protocol_dates=True)
+        doses, why = 1, ""
+        extra: tuple[str, ...] = ()
+        gap: timedelta | None = None
+        if vaccine == "PCV":
+            # §4.13: the ACIP catch-up before PPSV23 applies here too: the doses the child
+            # still needs (counted over the documented doses that count: not those given
+            # during chemotherapy), at least the one booster of §4.2.
+            lifetime = [
+                d
+                for d in given_doses(schedule, "PCV", None, protocol_dates=True)
+                if d not in during_days
+            ]
+            needed, why = pcv_needed(referral.patient.birth_date, start, lifetime)
+            doses = max(1, len(given) + needed)
+            extra = ("vaccination.pcv_catch_up_interval_weeks",)
+            gap = timedelta(weeks=v.pcv_catch_up_interval_weeks)
         scheduled = schedule_series(
             schedule,
             Series(
                 vaccine,
-                1,
+                doses,
                 start,
                 base,
                 "booster after chemotherapy: inactivated "
                 f"{v.after_chemotherapy_inactivated_months} months after the end "
-                f"({v.after_chemotherapy_inactivated_months_anti_cd20} after anti-CD20)",
+                f"({v.after_chemotherapy_inactivated_months_anti_cd20} after anti-CD20)"
+                + (f"; conjugate before PPSV23: {why}" if why else ""),
                 ctx.cite(
                     "vaccination.after_chemotherapy_inactivated_months",
                     "vaccination.after_chemotherapy_inactivated_months_anti_cd20",
+                    *extra,
                 ),
-                given_doses(schedule, vaccine, valid_from, protocol_dates=True),
+                given,
+                gap_months=0 if gap is not None else 1,
                 protocol_rule=rule,
                 protocol_dates=True,
             ),
+            min_gap=gap,
         )
         if vaccine == "PCV":
             pcv_doses = scheduled
+            pcv_complete = len(given) + len(scheduled) >= doses
     # The unit's PCV-then-PPSV23 schedule (IDSA 2013) stands over CDSi's pneumococcal
     # dates: beyond the childhood series CDSi forecasts only its risk or 50+ series.
     pcv_given = given_doses(schedule, "PCV", valid_from, protocol_dates=True)
     pcv_dates = [*pcv_given, *(d.due for d in pcv_doses)]
-    if pcv_dates:
+    if pcv_dates and pcv_complete:
         schedule_series(
             schedule,
             Series(

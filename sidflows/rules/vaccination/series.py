@@ -12,7 +12,8 @@ from sidflows.rules.vaccination.blocks import first_free_day, holding, is_live
 from sidflows.rules.vaccination.cdsi_history import CDSI_SRC, CdsiHistory
 from sidflows.rules.vaccination.sources import ACIP_TDAP
 
-TETANUS = ("DTaP", "Tdap")
+TETANUS = ("DTaP", "Tdap", "Td")
+VARICELLA = ("VAR", "MMRV")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +74,16 @@ def schedule_series(
     held: list[Block] = []
     by_age: list[str] = []
     min_age = schedule.cdsi.min_age_date(series.vaccine)
+    varicella: list[str] = []
     for number in range(series.number_from + done, series.number_from + series.doses):
         earliest = series.earliest
         if prev is not None:
             earliest = max(earliest, add_months(prev, series.gap_months), prev + gap)
+            if series.vaccine in VARICELLA:
+                after, why = varicella_interval(schedule.ctx, prev)
+                earliest = max(earliest, after)
+                if why not in varicella:
+                    varicella.append(why)
         if not scheduled:
             notes = cdsi_notes(schedule, series, earliest)
             bound = None if series.protocol_dates else schedule.cdsi.earliest(series.vaccine)
@@ -105,9 +112,9 @@ def schedule_series(
                     Deferral(series.vaccine, free, reasons or ("beyond the horizon",))
                 )
             break
-        vaccine = dose_vaccine(schedule.ctx, series.vaccine, due)
+        vaccine = dose_vaccine(schedule.ctx, series.vaccine, due, (*plan.items, *scheduled))
         if vaccine != series.vaccine:
-            by_age.append(f"dose {number} on {due}")
+            by_age.append(f"dose {number} on {due} as {vaccine}")
         later = [b.start for b in series.blocks if b.start is not None and b.start > due]
         latest = min(later) - timedelta(days=1) if later else None
         dose = VaccineDose(
@@ -131,13 +138,26 @@ def schedule_series(
         parts = [series.rationale, *notes]
         sources = [series.source, CDSI_SRC]
         if by_age:
+            v = schedule.ctx.protocol.vaccination
             parts.append(
-                f"{', '.join(by_age)}: Tdap, not DTaP (from the child's "
-                f"{schedule.ctx.protocol.vaccination.tdap_from_age_years}th birthday DTaP is "
-                "not given: Tdap is the first catch-up dose, Td or Tdap the later ones; the plan "
-                "records Tdap)"
+                f"{', '.join(by_age)} (from the child's {v.tdap_from_age_years}th birthday "
+                "DTaP is not given: Tdap once, as the first dose from that age, then "
+                f"{v.tetanus_after_tdap}; a Td or Tdap dose counts toward the series)"
             )
-            sources += [schedule.ctx.cite("vaccination.tdap_from_age_years"), ACIP_TDAP]
+            sources += [
+                schedule.ctx.cite(
+                    "vaccination.tdap_from_age_years", "vaccination.tetanus_after_tdap"
+                ),
+                ACIP_TDAP,
+            ]
+        if varicella:
+            parts.extend(varicella)
+            sources.append(
+                schedule.ctx.cite(
+                    "vaccination.varicella_interval_under_months",
+                    "vaccination.varicella_interval_from_days",
+                )
+            )
         if held and not scheduled and not live:
             parts.append("held back by: " + "; ".join(f"{b.reason} ({b.source})" for b in held))
             sources += [b.source for b in held]
@@ -200,9 +220,38 @@ def tdap_date(ctx: PlanContext) -> date:
     return add_years(ctx.referral.patient.birth_date, ctx.protocol.vaccination.tdap_from_age_years)
 
 
-def dose_vaccine(ctx: PlanContext, vaccine: str, due: date) -> str:
-    """The vaccine a dose is given as on its day: a DTaP/Tdap dose due on or after the 7th
-    birthday is Tdap, one before it DTaP (ACIP; §4.11); any other vaccine is itself."""
+def dose_vaccine(
+    ctx: PlanContext, vaccine: str, due: date, planned: tuple[VaccineDose, ...] = ()
+) -> str:
+    """The vaccine a dose is given as on its day (ACIP; §4.11): a diphtheria-tetanus dose
+    before the 7th birthday is DTaP; from it, Tdap once (the first dose from that age,
+    documented or ``planned`` earlier in this plan), then the protocol's product (Td, or
+    Tdap). Any other vaccine is itself."""
     if vaccine not in TETANUS:
         return vaccine
-    return "Tdap" if due >= tdap_date(ctx) else "DTaP"
+    seven = tdap_date(ctx)
+    if due < seven:
+        return "DTaP"
+    hsct = ctx.referral.hsct
+    since = max(seven, hsct.date) if hsct is not None else seven
+    had_tdap = any(
+        x.vaccine == "Tdap" and since <= x.date <= due for x in ctx.referral.vaccinations
+    ) or any(d.vaccine == "Tdap" and d.due <= due for d in planned)
+    return ctx.protocol.vaccination.tetanus_after_tdap if had_tdap else "Tdap"
+
+
+def varicella_interval(ctx: PlanContext, previous: date) -> tuple[date, str]:
+    """(earliest day of the next varicella dose, why) by the child's age at the previous one
+    (ACIP, §4.14): under 13 years 3 months; from 13 years 4 weeks."""
+    v = ctx.protocol.vaccination
+    birth = ctx.referral.patient.birth_date
+    if previous < add_years(birth, v.varicella_interval_age_years):
+        return add_months(previous, v.varicella_interval_under_months), (
+            f"varicella dose after {previous}: {v.varicella_interval_under_months} months later "
+            f"(under {v.varicella_interval_age_years} years at the previous dose, ACIP; a dose "
+            "given >= 4 weeks after is accepted retrospectively, not planned)"
+        )
+    return previous + timedelta(days=v.varicella_interval_from_days), (
+        f"varicella dose after {previous}: {v.varicella_interval_from_days} days later "
+        f"({v.varicella_interval_age_years} years or older at the previous dose, ACIP)"
+    )
