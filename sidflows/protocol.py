@@ -322,8 +322,11 @@ class AgeDoseBand(_Frozen):
 
 class Pjp(_Section):
     drug: str
-    tmp_mg_per_kg_day: Positive
+    # TMP by body-surface area (§5.1), BSA from weight alone (Costeff 1966).
+    tmp_mg_per_m2_day: Positive
     tmp_max_mg_day: Positive
+    # Each dose rounded to this many mg of TMP (never above the day's maximum).
+    tmp_dose_round_mg: Positive = 5.0
     doses_per_day: int
     days_per_week: Annotated[int, Field(ge=1, le=7)]
     all_diagnosis_words: tuple[str, ...]
@@ -354,6 +357,30 @@ class Encapsulated(_Section):
     alternatives: str = ""
 
 
+class Meningococcal(_Section):
+    """Complement inhibitors: meningococcal vaccination and antibiotic cover (§5.7)."""
+
+    # Recognised by name (matched as words) or by ATC code (a prefix).
+    drugs: tuple[str, ...] = ()
+    atc: tuple[str, ...] = ()
+    # The level a complement inhibitor is graded (§2.12): "none" (the sources: a specific
+    # susceptibility to Neisseria, not general immunosuppression) or "low".
+    grading_level: Literal["none", "low"] = "none"
+    menacwy_doses: Annotated[int, Field(ge=1, le=4)] = 2
+    menacwy_interval_weeks: Annotated[int, Field(ge=1)] = 8
+    menacwy_min_age_months: Annotated[int, Field(ge=0)] = 24
+    menacwy_booster_years: Annotated[int, Field(ge=1)] = 5
+    menb_doses: Annotated[int, Field(ge=1, le=4)] = 2
+    menb_interval_weeks: Annotated[int, Field(ge=1)] = 4
+    menb_min_age_years: Annotated[int, Field(ge=0)] = 10
+    menb_booster_after_series_years: Annotated[int, Field(ge=1)] = 1
+    menb_booster_every_years: Annotated[int, Field(ge=1)] = 2
+    vaccinate_before_days: Annotated[int, Field(ge=0)] = 14
+    # "treatment": for as long as the inhibitor is given (UK practice, cautious);
+    # "two_weeks_after_vaccination": the US labels' alternative.
+    antibiotic_until: Literal["treatment", "two_weeks_after_vaccination"] = "treatment"
+
+
 class Antibacterial(_Section):
     drug: str
     mg_per_kg: Positive
@@ -367,6 +394,7 @@ class Prophylaxis(_Section):
     pjp: Pjp
     antibacterial: Antibacterial
     encapsulated: Encapsulated = Field(default_factory=Encapsulated)
+    meningococcal: Meningococcal = Field(default_factory=Meningococcal)
 
 
 class Regimens(_Section):

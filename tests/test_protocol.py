@@ -94,7 +94,7 @@ def test_shipped_values_are_the_reference_defaults() -> None:
         (2.5, 11),
     ]
     assert (v.hsct.pcv_start_months, v.hsct.pcv_doses, v.hsct.live_from_months) == (3, 3, 24)
-    assert (pjp.tmp_mg_per_kg_day, pjp.tmp_max_mg_day, pjp.doses_per_day) == (5.0, 320.0, 2)
+    assert (pjp.tmp_mg_per_m2_day, pjp.tmp_max_mg_day, pjp.doses_per_day) == (150.0, 320.0, 2)
     assert p.prophylaxis.antibacterial.mg_per_kg == 10.0
     assert p.reassessment.after_chemotherapy_months == (3, 6, 12)
     assert p.review.every_months == 3
@@ -411,6 +411,7 @@ def test_every_parameter_of_the_shipped_protocol_has_a_source() -> None:
         "prophylaxis.pjp",
         "prophylaxis.antibacterial",
         "prophylaxis.encapsulated",
+        "prophylaxis.meningococcal",
         "reassessment",
         "review",
         "funding",

@@ -210,10 +210,26 @@ def not_immunosuppressive(t: TreatmentEntry, protocol: Protocol) -> str | None:
     return words_match(" ".join(drug_names(t, protocol)), g.not_immunosuppressive_drugs)
 
 
+def complement_inhibitor(t: TreatmentEntry, protocol: Protocol) -> str | None:
+    """How the treatment was recognised as a complement inhibitor (eculizumab, ravulizumab,
+    crovalimab, pegcetacoplan, iptacopan; §2.12, §5.7), or None: by its ATC code (a prefix of
+    the protocol's list: L04AJ, eculizumab's older L04AA25) or by name (matched as words: its
+    text, its ATC row's drug, its regimen's drugs)."""
+    m = protocol.prophylaxis.meningococcal
+    if t.code is not None:
+        code = t.code.replace(".", "").upper()
+        for atc in m.atc:
+            if code.startswith(atc.upper()):
+                return f"ATC {t.code}"
+    return words_match(" ".join(drug_names(t, protocol)), m.drugs)
+
+
 def counts_as_immunosuppressive(t: TreatmentEntry, protocol: Protocol) -> bool:
-    """False for a drug the protocol grades "none" (§2.11): it neither grades, blocks a
-    vaccine, nor continues a cause of the deficiency. Graded "low" (the alternative), it
-    counts as a low-level immunosuppressant everywhere."""
+    """False for a drug the protocol grades "none" (§2.11, and a complement inhibitor,
+    §2.12): it neither grades, blocks a vaccine, nor continues a cause of the deficiency.
+    Graded "low" (the alternative), it counts as a low-level immunosuppressant everywhere."""
+    if complement_inhibitor(t, protocol) is not None:
+        return protocol.prophylaxis.meningococcal.grading_level != "none"
     return (
         protocol.grading.not_immunosuppressive_level != "none"
         or not_immunosuppressive(t, protocol) is None

@@ -24,6 +24,7 @@ from sidflows.rules.drugs import (
     anti_cd20_read,
     chemotherapy_reading,
     classes_of,
+    complement_inhibitor,
     counts_as_immunosuppressive,
     is_anti_cd20,
     not_immunosuppressive,
@@ -169,6 +170,8 @@ class Facts:
     chemotherapy_readings: tuple[str, ...] = ()
     # Active drugs the protocol does not count as immunosuppressive (§2.11), as recognised.
     not_immunosuppressive: tuple[str, ...] = ()
+    # Active complement inhibitors graded "none" (§2.12), as "drug (how recognised)".
+    complement_inhibitors: tuple[str, ...] = ()
     # Well-formed codes the code tables do not know (§8.4): (what, the field), each flagged.
     unrecognised_codes: tuple[tuple[str, str], ...] = ()
 
@@ -287,6 +290,15 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
             and (why := not_immunosuppressive(t, protocol) or "")
         )
     )
+    complement = tuple(
+        dict.fromkeys(
+            f"{t.drug} ({why})"
+            for t in referral.treatments
+            if t.active_on(today)
+            and not counts_as_immunosuppressive(t, protocol)
+            and (why := complement_inhibitor(t, protocol) or "")
+        )
+    )
     group, group_source = _diagnosis(referral)
     # After HSCT an uncoded antimetabolite is GVHD immunosuppression, not maintenance.
     oncology = referral.hsct is None and (
@@ -383,5 +395,6 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         chemotherapy_treatments=chemo_all,
         chemotherapy_readings=tuple(dict.fromkeys(why for _, why in readings if why)),
         not_immunosuppressive=not_suppressive,
+        complement_inhibitors=complement,
         unrecognised_codes=unrecognised_codes(referral),
     )

@@ -11,7 +11,12 @@ from sidflows.calendar import add_months
 from sidflows.protocol import Cd4Band, Protocol
 from sidflows.referral import ReferralDocument, TreatmentEntry
 from sidflows.rules.context import PlanContext
-from sidflows.rules.drugs import classes_of, drug_is, not_immunosuppressive
+from sidflows.rules.drugs import (
+    classes_of,
+    complement_inhibitor,
+    drug_is,
+    not_immunosuppressive,
+)
 from sidflows.rules.facts import (
     Facts,
     course_days,
@@ -78,6 +83,13 @@ def _treatment_level(
 ) -> tuple[str, str]:
     """(level, reason) of one active treatment (``chemotherapy``: read as chemotherapy, §2.8)."""
     g = protocol.grading
+    if (how := complement_inhibitor(t, protocol)) is not None:
+        # Only graded when the protocol takes the alternative, "low" (§2.12).
+        return protocol.prophylaxis.meningococcal.grading_level, (
+            f"{t.drug} (complement inhibitor, {how}): a specific susceptibility to Neisseria, "
+            "not general immunosuppression; graded low-level by protocol (the alternative, "
+            "§2.12)"
+        )
     if chemotherapy and t.drug_class != "chemotherapy" and "chemotherapy" in g.high_classes:
         return "high", (
             f"{t.drug} ({t.drug_class.replace('_', ' ')} referred): read as chemotherapy, "
@@ -198,6 +210,14 @@ def grade(ctx: PlanContext) -> Grading:
     for drug in facts.not_immunosuppressive:
         add(
             "none", f"{drug}: not immunosuppressive at usual doses, graded none ({not_suppressive})"
+        )
+    complement = ctx.cite("prophylaxis.meningococcal.grading_level")
+    for drug in facts.complement_inhibitors:
+        add(
+            "none",
+            f"{drug}: complement inhibitor: a specific susceptibility to Neisseria "
+            "(meningococcus), not general immunosuppression: graded none and no live-vaccine "
+            f"block; meningococcal vaccines and antibiotic cover are planned ({complement})",
         )
     depletion = facts.b_cell_depletion
     if depletion is not None:

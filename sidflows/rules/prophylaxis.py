@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from sidflows.calendar import add_months
+from sidflows.rules.complement import meningococcal_cover
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import classes_of, counts_as_immunosuppressive, drug_is
 from sidflows.rules.facts import course_days, name_matches
@@ -186,11 +187,10 @@ def plan_prophylaxis(
     due = calendar.next_working_day(ctx.start)
     indications = _pjp_indications(ctx)
     if indications:
-        daily = min(p.tmp_mg_per_kg_day * facts.weight_kg, p.tmp_max_mg_day)
-        per_dose = round(daily / p.doses_per_day)
+        per_dose, basis = tmp_dose(facts.weight_kg, ctx)
         regimen = (
-            f"TMP {per_dose} mg {p.doses_per_day} times a day on {p.days_per_week} consecutive "
-            f"days a week ({p.tmp_mg_per_kg_day:g} mg/kg/day TMP, max {p.tmp_max_mg_day:g} mg/day)"
+            f"TMP {per_dose:g} mg {p.doses_per_day} times a day on {p.days_per_week} "
+            f"consecutive days a week ({basis})"
         )
         ends = [review for _, review in indications]
         review = first_review if None in ends else max(e for e in ends if e is not None)
@@ -210,11 +210,14 @@ def plan_prophylaxis(
             Decision(
                 "prophylaxis",
                 f"{p.drug} for Pneumocystis, review {review}",
-                f"{reasons}; {p.days_per_week} days a week is the cautious end of 2-3 (once weekly "
+                f"{reasons}; TMP {per_dose:g} mg a dose ({basis}); {p.days_per_week} days a "
+                "week is the cautious end of 2-3 (once weekly "
                 "may suffice); alternatives: dapsone 2 mg/kg daily or 4 mg/kg weekly, IV "
                 f"pentamidine 4 mg/kg every 2-4 weeks, {atovaquone_dose(ctx)}",
                 ctx.cite(
                     "prophylaxis.pjp.drug",
+                    "prophylaxis.pjp.tmp_mg_per_m2_day",
+                    "prophylaxis.pjp.tmp_max_mg_day",
                     "prophylaxis.pjp.days_per_week",
                     *_indication_paths(indications),
                     "prophylaxis.pjp.atovaquone_bands",
@@ -258,6 +261,12 @@ def plan_prophylaxis(
     if encapsulated is not None:
         items.append(encapsulated[0])
         decisions.append(encapsulated[1])
+    meningococcal = meningococcal_cover(
+        ctx, due=due, first_review=first_review, penicillin_planned=encapsulated is not None
+    )
+    if meningococcal is not None:
+        items.extend(meningococcal[0])
+        decisions.append(meningococcal[1])
     a = protocol.prophylaxis.antibacterial
     antibody_deficiency = facts.igg_low or (
         facts.latest_fold_rise is not None
@@ -299,6 +308,35 @@ def plan_prophylaxis(
             )
         )
     return items, decisions
+
+
+def costeff_bsa(weight_kg: float) -> float:
+    """Body-surface area (m2) from weight alone: (4W + 7) / (W + 90) (Costeff, Arch Dis
+    Child 1966;41:681), the referral giving no height (§5.1)."""
+    return (4 * weight_kg + 7) / (weight_kg + 90)
+
+
+def tmp_dose(weight_kg: float, ctx: PlanContext) -> tuple[float, str]:
+    """(mg of TMP a dose, how it was computed) for Pneumocystis (§5.1): ECIL-5's
+    mg/m2/day on the Costeff BSA, capped at the day's maximum, in ``doses_per_day`` doses,
+    each rounded to the protocol's step (never above the cap)."""
+    p = ctx.protocol.prophylaxis.pjp
+    bsa = costeff_bsa(weight_kg)
+    by_bsa = p.tmp_mg_per_m2_day * bsa
+    daily = min(by_bsa, p.tmp_max_mg_day)
+    step = p.tmp_dose_round_mg
+    per_dose = round(daily / p.doses_per_day / step) * step
+    cap = p.tmp_max_mg_day / p.doses_per_day
+    if per_dose > cap:
+        per_dose = (cap // step) * step
+    per_dose = max(per_dose, step)
+    capped = ", capped" if by_bsa > p.tmp_max_mg_day else ""
+    basis = (
+        f"{p.tmp_mg_per_m2_day:g} mg/m2/day TMP x BSA {bsa:.2f} m2 = {by_bsa:.0f} mg/day"
+        f"{capped}, max {p.tmp_max_mg_day:g} mg/day; BSA from {weight_kg:g} kg by Costeff "
+        f"(4W + 7) / (W + 90); each dose rounded to {step:g} mg"
+    )
+    return per_dose, basis
 
 
 def atovaquone_dose(ctx: PlanContext) -> str:

@@ -8,6 +8,8 @@ Each becomes a decision for the clinician instead of a silent default
 from __future__ import annotations
 
 from sidflows.rules.context import PlanContext
+from sidflows.rules.drugs import drug_is
+from sidflows.rules.facts import dose_per_kg_week
 from sidflows.rules.model import Decision
 
 CODES = "config/codes.toml (WHO ATC index; unit policy names), docs/clinical-reference.md §8.2"
@@ -81,6 +83,7 @@ def record_checks(ctx: PlanContext) -> list[Decision]:
                 ),
             )
         )
+    found.extend(methotrexate_daily(ctx))
     for conflict in facts.dose_conflicts:
         found.append(
             Decision(
@@ -123,3 +126,43 @@ def record_checks(ctx: PlanContext) -> list[Decision]:
 def _group_name(ctx: PlanContext) -> str:
     group = ctx.facts.diagnosis_group
     return f"group {group}" if group is not None else "no group recognised"
+
+
+def methotrexate_daily(ctx: PlanContext) -> list[Decision]:
+    """Methotrexate graded by its weekly ceiling but written as a daily dose (§2.1): the
+    grading reads the daily figure as given every day (x 7, cautious) and the clinician is
+    asked to confirm the weekly dose (a daily figure is most often the weekly dose in the
+    wrong field; a daily methotrexate is a known fatal error)."""
+    facts, protocol = ctx.facts, ctx.protocol
+    g = protocol.grading
+    found: list[Decision] = []
+    for t in facts.active:
+        if (
+            t.drug_class != "antimetabolite"
+            or facts.is_chemotherapy(t)
+            or t.dose_mg_per_kg_week is not None
+            or (t.dose_mg_per_kg_day is None and t.dose_mg_day is None)
+            or not drug_is(t, g.methotrexate_names, protocol)
+        ):
+            continue
+        per_week, conversion = dose_per_kg_week(t, facts.weight_kg)
+        given = (
+            f"{t.dose_mg_per_kg_day:g} mg/kg/day"
+            if t.dose_mg_per_kg_day is not None
+            else f"{t.dose_mg_day:g} mg/day"
+        )
+        found.append(
+            Decision(
+                "grading",
+                f"methotrexate written as a daily dose: {t.drug} {given}: confirm the weekly dose",
+                f"methotrexate is given once a week; the record gives {given}: graded as "
+                f"{given} every day ({conversion}; {per_week or 0:.2f} mg/kg/week against the "
+                f"{g.methotrexate_low_max_mg_per_kg_week:g} mg/kg/week low-level ceiling, the "
+                "cautious reading); if the figure is the weekly dose, correct the record "
+                "(dose_mg_per_kg_week) and the grading follows",
+                ctx.cite(
+                    "grading.methotrexate_low_max_mg_per_kg_week", "grading.methotrexate_names"
+                ),
+            )
+        )
+    return found

@@ -67,7 +67,8 @@ from sidflows.rules.immunoglobulin import decide_immunoglobulin
 
 MAX_G_PER_KG = {"iv": 0.6, "sc": 0.2}  # §3.2 Ontario (children 0.3-0.6); §3.3 EMA SCIg
 LOADING_G_PER_KG = {"iv": 0.8, "sc": 0.2}  # §3.2 EMA IVIg loading 0.4-0.8; §3.3 SCIg 0.2
-TMP_MG_PER_KG_DAY = 5.0  # §5.1 ECIL-5, 150 mg/m2/day
+TMP_MG_PER_M2_DAY = 150.0  # §5.1 ECIL-5, on the Costeff BSA (4W + 7) / (W + 90)
+TMP_DOSE_ROUND_MG = 5.0  # §5.1 unit policy: each dose to the nearest 5 mg
 TMP_MAX_MG_DAY = 320.0  # §5.1 ECIL-5
 AZITHROMYCIN_MG_PER_KG = 10.0  # §5.2 AAAAI/ACAAI 2015 table 5
 AZITHROMYCIN_MAX_MG = 500.0  # §5.4 azithromycin label: at most 500 mg a dose
@@ -163,8 +164,10 @@ def test_no_dose_above_the_protocol_maximum_per_kg(case: tuple[Doc, date], loadi
             found = re.search(r"TMP (\d+) mg (\d+) times a day", regimen)
             assert found, regimen
             per_day = int(found.group(1)) * int(found.group(2))
-            ceiling = min(TMP_MG_PER_KG_DAY * weight, TMP_MAX_MG_DAY)
-            assert per_day <= ceiling + 0.5 * int(found.group(2)), (regimen, weight)
+            bsa = (4 * weight + 7) / (weight + 90)  # Costeff 1966, §5.1
+            ceiling = min(TMP_MG_PER_M2_DAY * bsa, TMP_MAX_MG_DAY)
+            slack = TMP_DOSE_ROUND_MG / 2 * int(found.group(2))  # rounding to the step
+            assert per_day <= min(ceiling + slack, TMP_MAX_MG_DAY), (regimen, weight)
         elif p["drug"] == "azithromycin":
             found = re.match(r"(\d+) mg ", regimen)
             assert found, regimen

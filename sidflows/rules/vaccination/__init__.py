@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sidflows.rules.context import PlanContext
+from sidflows.rules.drugs import complement_inhibitor
 from sidflows.rules.immunoglobulin import IgDecision
 from sidflows.rules.model import Grading
 from sidflows.rules.vaccination.blocks import (
@@ -30,6 +31,7 @@ from sidflows.rules.vaccination.chemotherapy import boost_after_chemotherapy
 from sidflows.rules.vaccination.hsct import revaccinate_after_hsct
 from sidflows.rules.vaccination.immune_mediated import reinforce_immune_mediated
 from sidflows.rules.vaccination.influenza import plan_influenza
+from sidflows.rules.vaccination.meningococcal import plan_meningococcal
 from sidflows.rules.vaccination.series import Schedule, Series, VaccinationPlan
 
 __all__ = [
@@ -61,6 +63,8 @@ def vaccine_groups_needed(ctx: PlanContext) -> set[str]:
         codes += v.after_chemotherapy_live if ended else []
     else:
         codes = [*v.immune_mediated_inactivated, "PPSV23", *v.immune_mediated_live]
+    if any(complement_inhibitor(t, ctx.protocol) is not None for t in ctx.referral.treatments):
+        codes += ["MenACWY", "MenB", "Hib", "PCV", "PPSV23"]
     return groups_for([*codes, "IIV"])
 
 
@@ -86,4 +90,5 @@ def plan_vaccination(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> V
     else:
         reinforce_immune_mediated(schedule)
     plan_influenza(schedule)
+    plan_meningococcal(schedule)
     return plan

@@ -1,0 +1,237 @@
+"""Meningococcal vaccines on a complement inhibitor (docs/clinical-reference.md §5.7).
+
+ACIP (Mbaeyi, MMWR Recomm Rep 2020;69(RR-9)), for a child given or about to be given
+eculizumab, ravulizumab, crovalimab, pegcetacoplan or iptacopan: MenACWY 2 doses at least
+8 weeks apart (from 2 years; under 2 the infant schedules by product and age), a booster
+every 5 years while the risk remains; MenB from 10 years (MenB-4C 2 doses at least a month
+apart), a booster 1 year after the series and then every 2-3 years; ideally the first doses
+at least 2 weeks before the first dose of the inhibitor. Hib and pneumococcal status is
+checked (complement deficiency: both indicated). Where the protocol cannot plan a dose
+(under the ages above) the clinician decides, with the dates.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sidflows.calendar import add_years
+from sidflows.rules.complement import complement_treatments
+from sidflows.rules.model import Block, Decision, VaccineDose
+from sidflows.rules.vaccination.blocks import inactivated_blocks
+from sidflows.rules.vaccination.series import Schedule, Series, given_doses, schedule_series
+
+RULE = "meningococcal vaccination on a complement inhibitor (ACIP MMWR 2020;69(RR-9), §5.7)"
+
+
+def plan_meningococcal(schedule: Schedule) -> None:
+    """MenACWY and MenB series and boosters, Hib and pneumococcal status (§5.7)."""
+    treatments = complement_treatments(schedule.ctx)
+    if not treatments:
+        return
+    ctx = schedule.ctx
+    m = ctx.protocol.prophylaxis.meningococcal
+    decisions = schedule.plan.decisions
+    base = tuple(inactivated_blocks(ctx))
+    first_start = min(t.start for t in treatments)
+    drugs = ", ".join(t.drug for t in treatments)
+    target = first_start - timedelta(days=m.vaccinate_before_days)
+    first_doses: list[date] = []
+    # MenACWY
+    acwy_src = ctx.cite(
+        "prophylaxis.meningococcal.menacwy_doses",
+        "prophylaxis.meningococcal.menacwy_interval_weeks",
+        "prophylaxis.meningococcal.menacwy_booster_years",
+    )
+    if ctx.facts.age_months >= m.menacwy_min_age_months:
+        given = given_doses(schedule, "MenACWY", None, protocol_dates=True)
+        done = _series_and_booster(
+            schedule,
+            "MenACWY",
+            doses=m.menacwy_doses,
+            gap=timedelta(weeks=m.menacwy_interval_weeks),
+            given=given,
+            blocks=base,
+            rationale=(
+                f"{drugs}: MenACWY {m.menacwy_doses} doses >= {m.menacwy_interval_weeks} "
+                "weeks apart (complement inhibitor)"
+            ),
+            source=acwy_src,
+            booster_years=m.menacwy_booster_years,
+            later_booster_years=m.menacwy_booster_years,
+            first_doses=first_doses,
+        )
+        if done is not None:
+            last = done[0]
+            decisions.append(
+                Decision(
+                    "vaccination",
+                    f"MenACWY booster due {add_years(last, m.menacwy_booster_years)}",
+                    f"every {m.menacwy_booster_years} years while on {drugs} (the risk "
+                    f"remains while complement is blocked); last dose {last}",
+                    acwy_src,
+                )
+            )
+    else:
+        decisions.append(
+            Decision(
+                "vaccination",
+                f"MenACWY under 2 years: clinician to prescribe the infant schedule from "
+                f"{ctx.start}",
+                f"{drugs} at {ctx.facts.age_months} months of age: the ACIP 2-dose series is "
+                f"from {m.menacwy_min_age_months} months; under it the infant schedules depend "
+                "on the product and the age at the first dose (MenACWY-CRM from 2 months); "
+                f"first dose ideally by {target}",
+                ctx.cite("prophylaxis.meningococcal.menacwy_min_age_months"),
+            )
+        )
+    # MenB
+    menb_src = ctx.cite(
+        "prophylaxis.meningococcal.menb_doses",
+        "prophylaxis.meningococcal.menb_interval_weeks",
+        "prophylaxis.meningococcal.menb_booster_after_series_years",
+        "prophylaxis.meningococcal.menb_booster_every_years",
+    )
+    if ctx.facts.age_years >= m.menb_min_age_years:
+        given = given_doses(schedule, "MenB", None, protocol_dates=True)
+        done = _series_and_booster(
+            schedule,
+            "MenB",
+            doses=m.menb_doses,
+            gap=timedelta(weeks=m.menb_interval_weeks),
+            given=given,
+            blocks=base,
+            rationale=(
+                f"{drugs}: MenB {m.menb_doses} doses >= {m.menb_interval_weeks} weeks apart "
+                "(MenB-4C; MenB-FHbp is 3 doses at 0, 1-2 and 6 months: the same product "
+                "throughout)"
+            ),
+            source=menb_src,
+            booster_years=m.menb_booster_after_series_years,
+            later_booster_years=m.menb_booster_every_years,
+            first_doses=first_doses,
+        )
+        if done is not None:
+            last, total = done
+            years = (
+                m.menb_booster_after_series_years
+                if total == m.menb_doses
+                else m.menb_booster_every_years
+            )
+            decisions.append(
+                Decision(
+                    "vaccination",
+                    f"MenB booster due {add_years(last, years)}",
+                    f"{m.menb_booster_after_series_years} year after the series, then every "
+                    f"{m.menb_booster_every_years} years (2-3) while on {drugs}; last dose {last}",
+                    menb_src,
+                )
+            )
+    else:
+        decisions.append(
+            Decision(
+                "vaccination",
+                f"MenB under {m.menb_min_age_years} years: clinician decision from {ctx.start}",
+                f"{drugs} at {ctx.facts.age_years} years of age: ACIP recommends MenB from "
+                f"{m.menb_min_age_years} years (younger: off label in the US; MenB-4C is "
+                "licensed from 2 months in the EU and UK, by age schedule); first dose "
+                f"ideally by {target}",
+                ctx.cite("prophylaxis.meningococcal.menb_min_age_years"),
+            )
+        )
+    # Timing against the inhibitor's first dose.
+    if first_start > ctx.today:
+        early = min(first_doses) if first_doses else None
+        met = early is not None and early <= target
+        decisions.append(
+            Decision(
+                "vaccination",
+                f"meningococcal vaccines by {target}, >= {m.vaccinate_before_days} days before "
+                f"the complement inhibitor starts on {first_start}",
+                (
+                    f"first dose planned {early}: in time"
+                    if met
+                    else (f"first dose planned {early}" if early else "no dose planned")
+                    + ": the inhibitor would start < 2 weeks after vaccination: antibiotic "
+                    "cover from its first dose (labels), or delay it if the disease allows: "
+                    "clinician decision"
+                ),
+                ctx.cite("prophylaxis.meningococcal.vaccinate_before_days"),
+            )
+        )
+    hib = given_doses(schedule, "Hib", None)
+    pcv = given_doses(schedule, "PCV", None)
+    ppsv = given_doses(schedule, "PPSV23", None)
+    decisions.append(
+        Decision(
+            "vaccination",
+            "check Hib and pneumococcal status (complement inhibitor)",
+            f"documented: Hib {len(hib)} dose(s), PCV {len(pcv)}, PPSV23 {len(ppsv)}; "
+            "complement deficiency (inhibitor use included) makes Hib and pneumococcal "
+            "vaccines indicated (ACIP general best practice): complete any missing doses; "
+            "the pneumococcal rules of §4.3, §4.4 and §4.13 plan them where they apply",
+            ctx.cite("prophylaxis.meningococcal.grading_level"),
+        )
+    )
+
+
+def _series_and_booster(
+    schedule: Schedule,
+    vaccine: str,
+    *,
+    doses: int,
+    gap: timedelta,
+    given: tuple[date, ...],
+    blocks: tuple[Block, ...],
+    rationale: str,
+    source: str,
+    booster_years: int,
+    later_booster_years: int,
+    first_doses: list[date],
+) -> tuple[date, int] | None:
+    """The primary series (or, once complete, the booster when due in the horizon): the
+    date of the last dose, given or planned, and the number of doses, once the series is
+    complete (None if not). The first booster is ``booster_years`` after the series, the
+    later ones ``later_booster_years`` apart."""
+    ctx = schedule.ctx
+    planned: list[VaccineDose] = []
+    if len(given) < doses:
+        planned = schedule_series(
+            schedule,
+            Series(
+                vaccine,
+                doses,
+                ctx.start,
+                blocks,
+                rationale,
+                source,
+                given,
+                gap_months=0,
+                protocol_rule=RULE,
+                protocol_dates=True,
+            ),
+            min_gap=gap,
+        )
+        if planned:
+            first_doses.append(planned[0].due)
+        if len(given) + len(planned) < doses:
+            return None
+        return (planned[-1].due if planned else max(given)), len(given) + len(planned)
+    last = max(given)
+    booster = add_years(last, booster_years if len(given) == doses else later_booster_years)
+    if booster > ctx.horizon_end:
+        return last, len(given)
+    planned = schedule_series(
+        schedule,
+        Series(
+            vaccine,
+            1,
+            max(ctx.start, booster),
+            blocks,
+            f"{rationale}: booster {booster_years} year(s) after the last dose ({last})",
+            source,
+            number_from=len(given) + 1,
+            protocol_rule=RULE,
+            protocol_dates=True,
+        ),
+    )
+    return (planned[-1].due, len(given) + 1) if planned else None
