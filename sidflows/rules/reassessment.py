@@ -226,7 +226,8 @@ def plan_reassessments(
         if due > horizon_end:
             continue
         # Titres moved past the IG interval are never merged into an earlier check.
-        if items and (due - items[-1].due).days < _MERGE_DAYS and not reason.endswith(_AFTER_IG):
+        close = bool(items) and (due - items[-1].due).days < _MERGE_DAYS
+        if close and (due == items[-1].due or not reason.endswith(_AFTER_IG)):
             prev = items[-1]
             merged = tuple(dict.fromkeys((*prev.panel, *panel)))
             reasons = prev.reason if reason in prev.reason else f"{prev.reason}; {reason}"
