@@ -23,9 +23,11 @@ from sidflows.settings import get_settings
 
 
 @task(name="queue-daily-notifications", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def queue_daily(day: dt.date) -> dict[str, int]:
-    """Reminders before items, escalations of overdue items, the roles' digests."""
-    return service.notify_day(day, unit=runtime.unit(), actor=runtime.ACTOR)
+def queue_daily(day: dt.date) -> dict[str, Any]:
+    """Reminders before items, escalations of overdue items, the roles' digests: their
+    counts, and the store seconds of each phase (``store_seconds``)."""
+    queued = service.notify_day_timed(day, unit=runtime.unit(), actor=runtime.ACTOR)
+    return {**queued.counts(), "store_seconds": queued.seconds}
 
 
 def send_outbox() -> DispatchResult:

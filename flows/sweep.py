@@ -47,6 +47,7 @@ def due_items(day: dt.date) -> dict[str, Any]:
         "overdue": found.overdue,
         "by_kind": dict(found.by_kind),
         "store_seconds": round(time.perf_counter() - started, 4),
+        "store_seconds_by_phase": {k: round(v, 4) for k, v in found.seconds.items()},
         "oldest_overdue": [vars(o) for o in found.oldest_overdue],
     }
 
@@ -106,7 +107,11 @@ def _run_name() -> str:
 
 @flow(name="sweep", flow_run_name=_run_name)
 async def sweep(
-    day: dt.date | None = None, batch: int = 5000, reconcile: bool = True, notify: bool = True
+    day: dt.date | None = None,
+    batch: int = 5000,
+    reconcile: bool = True,
+    notify: bool = True,
+    dispatch: bool = True,
 ) -> dict[str, Any]:
     """The daily run: unfinished activations, due and overdue items, reconciliation, census,
     reminders and digests.
@@ -116,6 +121,7 @@ async def sweep(
         batch: plans per batch when the reconciliation reads what Prefect should hold.
         reconcile: make Prefect's scheduled runs match the store, both ways.
         notify: queue reminders, escalations and digests, and send the outbox.
+        dispatch: send the outbox once queued (off: left to the dispatcher's next pass).
     """
     swept = runtime.today(day)
     summary: dict[str, Any] = {"day": swept.isoformat()}
@@ -138,8 +144,11 @@ async def sweep(
     summary["census"] = census(swept)
     summary["board"] = refresh_board(swept)  # None: not published (logged)
     if notify:
-        summary["notifications"] = queue_daily(swept)
-        summary["dispatch"] = dispatch_notifications()
+        queued = queue_daily(swept)
+        summary["store_seconds_by_phase"].update(queued.pop("store_seconds"))
+        summary["notifications"] = queued
+        if dispatch:
+            summary["dispatch"] = dispatch_notifications()
     summary["calendar_feeds"] = write_calendars(swept)  # None: SIDFLOWS_CALENDAR_DIR unset
     return summary
 

@@ -8,12 +8,13 @@ CONFLICT DO NOTHING, on SQLite and PostgreSQL alike).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Row, Table, and_, exists, func, insert, or_, text, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from sidflows.calendar import UnitCalendar
@@ -26,6 +27,7 @@ from sidflows.notify.messages import (
     render,
 )
 from sidflows.notify.routes import route_for
+from sidflows.store import fastwrite
 from sidflows.store.models import (
     OPEN_ITEM_STATUSES,
     AuditEntry,
@@ -89,18 +91,17 @@ def messages(
 
 
 def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert the rows whose key is new; the others are already in the outbox."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    make = pg_insert if dialect == "postgresql" else sqlite_insert
-    keys = [r["key"] for r in rows]
-    taken: set[str] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        taken |= set(session.exec(select(Notification.key).where(col(Notification.key).in_(chunk))))
-    session.execute(make(Notification).on_conflict_do_nothing(index_elements=["key"]), rows)
-    return len(set(keys) - taken)
+    """Insert the rows whose key is new (the others are already in the outbox); how many.
+
+    Multi-row INSERT ... ON CONFLICT (key) DO NOTHING in batches (store.fastwrite):
+    the count of rows that went in is what was new, with no lookup of the keys first.
+    """
+    return fastwrite.insert_rows(session, _table(Notification), rows, skip_taken="key")
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
 
 
 def enqueue(
@@ -125,39 +126,137 @@ def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- the daily part
+#
+# Set-based: each phase reads its rows in one streamed query (plain rows, no ORM
+# objects held by the session), renders their messages in Python (the unit's
+# templates), and writes them in multi-row statements of BATCH rows; the items'
+# escalation levels and the digests are single UPDATEs. Nothing is one round trip
+# per row, and memory stays flat in the number of items.
+
+BATCH = 5000  # rows read, rendered and written per statement
 
 
-def _open_items() -> Any:
+@dataclass
+class QueuedDay:
+    """What the day's notification part queued, and the store seconds of each phase."""
+
+    reminders: int = 0
+    escalations: int = 0
+    digests: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "reminders": self.reminders,
+            "escalations": self.escalations,
+            "digests": self.digests,
+        }
+
+
+def queue_day(
+    *,
+    session: Session,
+    on: dt.date,
+    calendar: UnitCalendar,
+    config: NotificationConfig,
+    ui_url: str,
+    actor: str,
+) -> QueuedDay:
+    """Reminders, escalations, then the digests of everything queued, in the caller's
+    transaction; each phase timed (``seconds``: remind, escalate, digest)."""
+    day = QueuedDay()
+    started = time.perf_counter()
+    day.reminders = queue_reminders(
+        session=session, on=on, calendar=calendar, config=config, ui_url=ui_url
+    )
+    day.seconds["remind"] = time.perf_counter() - started
+    started = time.perf_counter()
+    day.escalations = queue_escalations(
+        session=session, on=on, calendar=calendar, config=config, ui_url=ui_url, actor=actor
+    )
+    day.seconds["escalate"] = time.perf_counter() - started
+    started = time.perf_counter()
+    day.digests = compose_digests(session=session, on=on, config=config, ui_url=ui_url)
+    day.seconds["digest"] = time.perf_counter() - started
+    return day
+
+
+_OPEN_ITEM_COLUMNS = (
+    col(PlanItem.id),
+    col(PlanItem.key),
+    col(PlanItem.kind),
+    col(PlanItem.due),
+    col(PlanItem.details),
+    col(PlanItem.escalations),
+    col(Patient.ref),
+    col(CarePlan.version),
+    col(Booking.chair),
+)
+
+
+def open_items_where(*conditions: Any) -> Any:
+    """Open, unheld items of active plans (and their booked chair), as plain rows."""
     return (
-        select(PlanItem, Patient.ref, CarePlan.version, Booking.chair)
+        sa_select(*_OPEN_ITEM_COLUMNS)
         .join(CarePlan, col(CarePlan.id) == PlanItem.plan_id)
         .join(Patient, col(Patient.id) == PlanItem.patient_id)
         .outerjoin(Booking, col(Booking.item_id) == PlanItem.id)
-        .where(
-            col(CarePlan.status) == PlanStatus.active,
-            col(PlanItem.status).in_(OPEN_ITEM_STATUSES),
-            # A held item waits for a clinician's answer: nobody is reminded or chased.
-            col(PlanItem.hold_reason).is_(None),
-        )
+        .where(*_open_conditions(), *conditions)
+        .order_by(col(PlanItem.id))
+    )
+
+
+def _open_conditions() -> tuple[Any, ...]:
+    return (
+        col(CarePlan.status) == PlanStatus.active,
+        col(PlanItem.status).in_(OPEN_ITEM_STATUSES),
+        # A held item waits for a clinician's answer: nobody is reminded or chased.
+        col(PlanItem.hold_reason).is_(None),
+    )
+
+
+def _batches(session: Session, query: Any) -> Iterator[Sequence[Row[Any]]]:
+    """The query's rows, BATCH at a time, from one statement (a server-side cursor on
+    PostgreSQL): the rows of one batch, never all of them, are in memory.
+
+    Every row is read, so the cursor is planned for all of them (PostgreSQL plans
+    a cursor for its first tenth by default: a scan in id order over every item)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
+    result = session.execute(query.execution_options(yield_per=BATCH))
+    yield from result.partitions()
+
+
+def _row_facts(row: Row[Any], language: str) -> dict[str, Any]:
+    return item_facts(
+        kind=row.kind,
+        due=row.due.isoformat(),
+        details=row.details,
+        chair=row.chair,
+        language=language,
     )
 
 
 def _item_notice(
-    event: str, item: PlanItem, ref: str, version: int, chair: int | None, language: str
+    event: str,
+    row: Row[Any],
+    language: str,
+    *,
+    facts: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    roles: tuple[str, ...] | None = None,
+    suffix: str = "",
 ) -> Notice:
+    facts = facts if facts is not None else _row_facts(row, language)
     return Notice(
         event,
-        ref,
-        item_facts(
-            kind=item.kind,
-            due=item.due.isoformat(),
-            details=item.details,
-            chair=chair,
-            language=language,
-        ),
-        item_id=item.id,
-        item_key=item.key,
-        plan_version=version,
+        row.ref,
+        {**facts, **(extra or {})},
+        item_id=row.id,
+        item_key=row.key,
+        plan_version=row.version,
+        roles=roles,
+        suffix=suffix,
     )
 
 
@@ -174,17 +273,39 @@ def queue_reminders(
     reminded = exists().where(
         col(Notification.item_id) == col(PlanItem.id), col(Notification.event) == "item_reminder"
     )
-    found = session.exec(
-        _open_items().where(col(PlanItem.due) >= on, col(PlanItem.due) <= until, ~reminded)
-    ).all()
-    notices = [
-        _item_notice("item_reminder", item, ref, version, chair, config.language)
-        for item, ref, version, chair in found
-    ]
-    return enqueue(session, notices, config=config, ui_url=ui_url)
+    query = open_items_where(col(PlanItem.due) >= on, col(PlanItem.due) <= until, ~reminded)
+    queued = 0
+    at = utcnow()
+    # Written while the read goes on: a reminder is of an item already read (by id).
+    pending: list[Notice] = []
+    for rows in _batches(session, query):
+        pending += [_item_notice("item_reminder", row, config.language) for row in rows]
+        if len(pending) >= BATCH:
+            queued += enqueue(session, pending, config=config, ui_url=ui_url, now=at)
+            pending = []
+    return queued + enqueue(session, pending, config=config, ui_url=ui_url, now=at)
 
 
-UPDATE_CHUNK = 5000  # ids per UPDATE ... IN (...): within every driver's parameter limit
+def escalation_thresholds(
+    on: dt.date, calendar: UnitCalendar, after_working_days: Sequence[int]
+) -> list[dt.date]:
+    """For each step (ascending), the latest due day at which an item has reached it on ``on``.
+
+    An item due on ``d`` is ``late`` = the working days in (d, on]; it has reached a step
+    of ``n`` working days when late >= n, i.e. when d is before the n-th working day
+    counting back from ``on`` (``on`` included). Never later than the day before ``on``.
+    """
+    out: list[dt.date] = []
+    for n in sorted(after_working_days):
+        day, counted = on, 0
+        while n > 0 and day > dt.date.min + dt.timedelta(days=1):
+            if calendar.is_working_day(day):
+                counted += 1
+                if counted == n:
+                    break
+            day -= dt.timedelta(days=1)
+        out.append(min(day, on - dt.timedelta(days=1)) if n <= 0 else day - dt.timedelta(days=1))
+    return out
 
 
 def queue_escalations(
@@ -196,122 +317,176 @@ def queue_escalations(
     ui_url: str,
     actor: str,
 ) -> int:
-    """Overdue items climb the escalation steps, each step once per item (audited)."""
+    """Overdue items climb the escalation steps, each step once per item (audited).
+
+    One streamed read of the items below their reached step, the messages and the
+    audit rows in multi-row inserts, then one UPDATE per step for the items' levels.
+    """
     steps = config.escalation
     if not steps:
         return 0
-    first = steps[0].after_working_days
-    found = session.exec(
-        _open_items().where(
-            col(PlanItem.due) <= on - dt.timedelta(days=max(first, 1)),
-            col(PlanItem.escalations) < len(steps),
-        )
-    ).all()
+    thresholds = escalation_thresholds(on, calendar, [s.after_working_days for s in steps])
+    query = open_items_where(
+        col(PlanItem.due) <= thresholds[0], col(PlanItem.escalations) < len(steps)
+    )
+    late_of: dict[dt.date, int] = {}  # working days late, by due day (a month: ~30 days)
+    queued = 0
+    at = utcnow()
     notices: list[Notice] = []
-    audits: list[AuditEntry] = []
-    raised: dict[int, int] = {}
-    for item, ref, version, chair in found:
-        late = sum(1 for _ in calendar.working_days(item.due + dt.timedelta(days=1), on))
-        reached = sum(1 for s in steps if late >= s.after_working_days)
-        assert item.id is not None
-        for index in range(item.escalations, reached):
-            base = _item_notice("item_overdue", item, ref, version, chair, config.language)
-            notices.append(
-                Notice(
-                    base.event,
-                    ref,
-                    {**base.facts, "days": late, "step": index + 1},
-                    item_id=item.id,
-                    item_key=item.key,
-                    plan_version=version,
-                    roles=steps[index].roles,
-                    suffix=f"step{index + 1}",
+    audits: list[dict[str, Any]] = []
+    for rows in _batches(session, query):
+        for row in rows:
+            late = late_of.get(row.due)
+            if late is None:
+                late = sum(1 for _ in calendar.working_days(row.due + dt.timedelta(days=1), on))
+                late_of[row.due] = late
+            reached = sum(1 for s in steps if late >= s.after_working_days)
+            if reached <= row.escalations:
+                continue
+            facts = _row_facts(row, config.language)  # once per item, not once per step
+            for index in range(row.escalations, reached):
+                notices.append(
+                    _item_notice(
+                        "item_overdue",
+                        row,
+                        config.language,
+                        facts=facts,
+                        extra={"days": late, "step": index + 1},
+                        roles=steps[index].roles,
+                        suffix=f"step{index + 1}",
+                    )
                 )
-            )
-        if reached > item.escalations:
-            raised[item.id] = reached
             audits.append(
-                AuditEntry(
-                    actor=actor,
-                    entity="item",
-                    entity_id=item.id,
-                    patient_ref=ref,
-                    action="escalated",
-                    before={"escalations": item.escalations},
-                    after={
+                {
+                    "at": at,
+                    "actor": actor,
+                    "entity": "item",
+                    "entity_id": row.id,
+                    "patient_ref": row.ref,
+                    "action": "escalated",
+                    "before": {"escalations": row.escalations},
+                    "after": {
                         "escalations": reached,
                         "working_days_overdue": late,
                         "roles": sorted(
-                            {r for s in steps[item.escalations : reached] for r in s.roles}
+                            {r for s in steps[row.escalations : reached] for r in s.roles}
                         ),
                     },
-                )
+                }
             )
-    # One statement per step reached (a few), in chunks: never one round trip per item,
-    # and no synchronisation of the session's objects (quadratic in the items held).
-    by_level: dict[int, list[int]] = {}
-    for item_id, level in raised.items():
-        by_level.setdefault(level, []).append(item_id)
-    for level, ids in by_level.items():
-        for start in range(0, len(ids), UPDATE_CHUNK):
-            session.execute(
-                update(PlanItem)
-                .where(col(PlanItem.id).in_(ids[start : start + UPDATE_CHUNK]))
-                .values(escalations=level)
-                .execution_options(synchronize_session=False)
+        if len(audits) >= BATCH:
+            queued += _write_escalations(session, notices, audits, config, ui_url, at)
+            notices, audits = [], []
+    queued += _write_escalations(session, notices, audits, config, ui_url, at)
+    _raise_levels(session, thresholds, len(steps))
+    return queued
+
+
+def raise_escalation_levels(
+    *, session: Session, on: dt.date, calendar: UnitCalendar, config: NotificationConfig
+) -> None:
+    """Only the levels ``queue_escalations`` would leave on ``on``, without its messages
+    and audit rows (a benchmark's stand-in for a sweep it does not time)."""
+    after = [s.after_working_days for s in config.escalation]
+    if after:
+        _raise_levels(session, escalation_thresholds(on, calendar, after), len(after))
+
+
+def _raise_levels(session: Session, thresholds: Sequence[dt.date], steps: int) -> None:
+    """One UPDATE per step, highest first, over the open items that reached it."""
+    active = sa_select(col(CarePlan.id)).where(col(CarePlan.status) == PlanStatus.active)
+    for level in range(steps, 0, -1):
+        session.execute(
+            update(PlanItem)
+            .where(
+                col(PlanItem.status).in_(OPEN_ITEM_STATUSES),
+                col(PlanItem.due) <= thresholds[level - 1],
+                col(PlanItem.escalations) < level,
+                col(PlanItem.hold_reason).is_(None),
+                col(PlanItem.plan_id).in_(active),
             )
-    session.add_all(audits)
-    return enqueue(session, notices, config=config, ui_url=ui_url)
+            .values(escalations=level)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _write_escalations(
+    session: Session,
+    notices: list[Notice],
+    audits: list[dict[str, Any]],
+    config: NotificationConfig,
+    ui_url: str,
+    at: dt.datetime,
+) -> int:
+    fastwrite.insert_rows(session, _table(AuditEntry), audits)
+    return enqueue(session, notices, config=config, ui_url=ui_url, now=at)
 
 
 def compose_digests(
     *, session: Session, on: dt.date, config: NotificationConfig, ui_url: str
 ) -> int:
-    """One message per route with every queued message: the role's daily digest."""
-    queued = session.exec(
-        select(Notification)
-        .where(Notification.status == NotificationStatus.queued)
-        .order_by(col(Notification.route), col(Notification.id))
+    """One message per route with every queued message: the role's daily digest.
+
+    Per route (a handful): one grouped count, one streamed read of the subjects, one
+    insert and one UPDATE that files the route's queued messages under the digest.
+    """
+    routes = session.execute(
+        sa_select(col(Notification.route), func.count(), func.max(col(Notification.id)))
+        .where(col(Notification.status) == NotificationStatus.queued)
+        .group_by(col(Notification.route))
+        .order_by(col(Notification.route))
     ).all()
-    by_route: dict[str, list[Notification]] = {}
-    for row in queued:
-        by_route.setdefault(row.route, []).append(row)
     made = 0
-    for route, rows in by_route.items():
-        earlier = session.exec(
-            select(func.count())
+    for route, count, last_id in routes:
+        taken = (
+            col(Notification.status) == NotificationStatus.queued,
+            col(Notification.route) == route,
+            col(Notification.id) <= last_id,
+        )
+        subjects = [
+            f"- {subject.removeprefix('sidflows ')}"
+            for rows in _batches(
+                session,
+                sa_select(col(Notification.subject)).where(*taken).order_by(col(Notification.id)),
+            )
+            for (subject,) in rows
+        ]
+        earlier = session.execute(
+            sa_select(func.count())
             .select_from(Notification)
-            .where(col(Notification.key).startswith(f"digest|-|-|v0|{route}|{on}"))
-        ).one()
+            .where(
+                col(Notification.event) == "digest",
+                col(Notification.key).startswith(f"digest|-|-|v0|{route}|{on}"),
+            )
+        ).scalar_one()
         notice = Notice(
             "digest",
             None,
-            {
-                "day": on.isoformat(),
-                "count": len(rows),
-                "lines": lines(
-                    (f"- {r.subject.removeprefix('sidflows ')}" for r in rows), config.language
-                ),
-            },
+            {"day": on.isoformat(), "count": int(count), "lines": lines(subjects, config.language)},
             suffix=f"{on}#{int(earlier) + 1}",
         )
         role = route.split(":", 1)[0]
         subject, body = render(config, notice, role, {"ui": ui_url, "when": on.isoformat()})
-        digest = Notification(
-            key=message_key(notice, route),
-            event="digest",
-            route=route,
-            subject=subject[:300],
-            body=body,
-            status=NotificationStatus.pending,
-            created_at=utcnow(),
-        )
-        session.add(digest)
-        session.flush()
+        digest_id = session.execute(
+            insert(Notification)
+            .values(
+                key=message_key(notice, route),
+                event="digest",
+                route=route,
+                subject=subject[:300],
+                body=body,
+                status=NotificationStatus.pending,
+                attempts=0,
+                delivered=[],
+                created_at=utcnow(),
+            )
+            .returning(col(Notification.id))
+        ).scalar_one()
         session.execute(
             update(Notification)
-            .where(col(Notification.id).in_([r.id for r in rows]))
-            .values(status=NotificationStatus.digested, digest_id=digest.id)
+            .where(*taken)
+            .values(status=NotificationStatus.digested, digest_id=digest_id)
+            .execution_options(synchronize_session=False)
         )
         made += 1
     return made

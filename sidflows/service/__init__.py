@@ -20,7 +20,13 @@ from sidflows.service.common import (
     RunSpec,
     next_runs,
 )
-from sidflows.service.day import active_refs, notify_day, open_item_count, record_run_ids
+from sidflows.service.day import (
+    active_refs,
+    notify_day,
+    notify_day_timed,
+    open_item_count,
+    record_run_ids,
+)
 from sidflows.service.intake import (
     pathway_key,
     record_lab_result,
@@ -55,6 +61,7 @@ __all__ = [
     "item_outcome",
     "next_runs",
     "notify_day",
+    "notify_day_timed",
     "open_item_count",
     "pathway_key",
     "propose",

@@ -22,16 +22,16 @@ from sidflows.unit import Unit
 
 def notify_day(day: dt.date, *, unit: Unit, actor: str) -> dict[str, int]:
     """The daily part of notifications: reminders, escalations of overdue items, digests."""
+    return notify_day_timed(day, unit=unit, actor=actor).counts()
+
+
+def notify_day_timed(day: dt.date, *, unit: Unit, actor: str) -> outbox.QueuedDay:
+    """``notify_day``, with the store seconds of each phase (the sweep benchmark's)."""
     config, ui, calendar = unit.notifications, unit.ui_url, unit.calendar
     with session_scope() as session:
-        reminders = outbox.queue_reminders(
-            session=session, on=day, calendar=calendar, config=config, ui_url=ui
-        )
-        escalations = outbox.queue_escalations(
+        return outbox.queue_day(
             session=session, on=day, calendar=calendar, config=config, ui_url=ui, actor=actor
         )
-        digests = outbox.compose_digests(session=session, on=day, config=config, ui_url=ui)
-    return {"reminders": reminders, "escalations": escalations, "digests": digests}
 
 
 def record_run_ids(run_ids: dict[tuple[str, int, str], str]) -> None:

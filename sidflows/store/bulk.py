@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import Table, text
 from sqlmodel import Session, SQLModel, col, select
 
-from sidflows.store import db
+from sidflows.store import db, fastwrite
 from sidflows.store.models import (
     OPEN_ITEM_STATUSES,
     CarePlan,
@@ -44,8 +45,9 @@ def load_active_plans(
     """Insert the children, each on an active plan v1 with its items. Returns the items."""
     if not children:
         return 0
-    session.execute(
-        insert(Patient),
+    fastwrite.insert_rows(
+        session,
+        _table(Patient),
         [
             {
                 "ref": child.ref,
@@ -70,8 +72,9 @@ def load_active_plans(
         )
         if pid is not None
     }
-    session.execute(
-        insert(CarePlan),
+    fastwrite.insert_rows(
+        session,
+        _table(CarePlan),
         [
             {
                 "patient_id": patient_ids[child.ref],
@@ -110,9 +113,12 @@ def load_active_plans(
         for child in children
         for item in child.items
     ]
-    if rows:
-        session.execute(insert(PlanItem), rows)
-    return len(rows)
+    return fastwrite.insert_rows(session, _table(PlanItem), rows)
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
 
 
 def record_the_past(*, session: Session, before: dt.date, left_open_every: int) -> None:
@@ -124,14 +130,81 @@ def record_the_past(*, session: Session, before: dt.date, left_open_every: int) 
     )
 
 
-_BARE_DUE_SQL = "SELECT id FROM planitem WHERE status IN ({statuses}) AND due <= :day"
+_OPEN_SQL = "status IN ({statuses})".format(
+    statuses=", ".join(f"'{s.value}'" for s in OPEN_ITEM_STATUSES)
+)
+
+# The bare indexed queries that find the rows each phase of the sweep works on (the
+# baseline the benchmark compares the sweep's store work with): no join, no ORM.
+BARE_SQL = {
+    "due": f"SELECT id FROM planitem WHERE {_OPEN_SQL} AND due <= :day",
+    "overdue": f"SELECT id FROM planitem WHERE {_OPEN_SQL} AND due < :day",
+    "remind": (
+        f"SELECT id, due FROM planitem p WHERE {_OPEN_SQL} AND due >= :day AND due <= :until"
+        " AND hold_reason IS NULL AND NOT EXISTS (SELECT 1 FROM notification n"
+        " WHERE n.item_id = p.id AND n.event = 'item_reminder')"
+    ),
+    "escalate": (
+        f"SELECT id, due, escalations FROM planitem WHERE {_OPEN_SQL} AND due <= :threshold"
+        " AND escalations < :steps AND hold_reason IS NULL"
+    ),
+    # After the sweep: the messages the day's digests took, by the digests' ids.
+    "digest": (
+        "SELECT id, route, subject FROM notification WHERE digest_id IN"
+        " (SELECT id FROM notification WHERE event = 'digest' AND key LIKE :pattern)"
+    ),
+}
 
 
-def bare_due_ids(*, session: Session, on: dt.date) -> list[int]:
-    """The ids of the open items due by ``on``, by the bare indexed query (the baseline)."""
-    statuses = ", ".join(f"'{s.value}'" for s in OPEN_ITEM_STATUSES)
-    query = text(_BARE_DUE_SQL.format(statuses=statuses)).bindparams(day=on)
-    return [row[0] for row in session.execute(query)]
+def bare_rows(*, session: Session, phase: str, **params: Any) -> int:
+    """How many rows the bare query of ``phase`` finds (every row fetched)."""
+    return len(session.execute(text(BARE_SQL[phase]).bindparams(**params)).all())
+
+
+@contextmanager
+def indexes_deferred(session: Session, table: str) -> Iterator[None]:
+    """The table's secondary indexes (and unique constraints) dropped while a bulk load
+    runs in this transaction, then built again once: faster than maintaining them row
+    by row. The primary key stays. SQLite: its named indexes only (not the automatic
+    ones of its UNIQUE constraints)."""
+    if table not in SQLModel.metadata.tables:
+        raise ValueError(f"no table {table!r} in the store")
+    if session.get_bind().dialect.name == "postgresql":
+        constraints = session.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = CAST(:t AS regclass) AND contype = 'u'"
+            ).bindparams(t=table)
+        ).all()
+        indexes = session.execute(
+            text(
+                "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x"
+                " JOIN pg_class i ON i.oid = x.indexrelid"
+                " WHERE x.indrelid = CAST(:t AS regclass) AND NOT x.indisprimary"
+                " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+            ).bindparams(t=table)
+        ).all()
+        for name, _ in constraints:
+            session.execute(text(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"'))
+        for name, _ in indexes:
+            session.execute(text(f'DROP INDEX "{name}"'))
+        yield
+        for _, definition in indexes:
+            session.execute(text(definition))
+        for name, definition in constraints:
+            session.execute(text(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}'))
+        return
+    indexes = session.execute(
+        text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+            " AND tbl_name = :t AND sql IS NOT NULL"
+        ).bindparams(t=table)
+    ).all()
+    for name, _ in indexes:
+        session.execute(text(f'DROP INDEX "{name}"'))
+    yield
+    for _, definition in indexes:
+        session.execute(text(definition))
 
 
 def analyze(*, session: Session, table: str | None = None) -> None:

@@ -309,6 +309,8 @@ class Notification(SQLModel, table=True):
         Index("notification_item_event", "item_id", "event"),
         # The worklist's replaced runs: one event's rows of the last days.
         Index("notification_event_created", "event", "created_at"),
+        # A digest's members (what it listed), found by the digest's id.
+        Index("notification_digest", "digest_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class DueItems:
     by_kind: Counter[str] = field(default_factory=Counter)
     overdue: int = 0
     oldest_overdue: list[Overdue] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # store time: due, overdue
 
 
 def read_due(*, session: Session, on: dt.date, keep: int = 50) -> DueItems:
@@ -51,6 +53,7 @@ def read_due(*, session: Session, on: dt.date, keep: int = 50) -> DueItems:
     )
     to_plan = (CarePlan, col(CarePlan.id) == PlanItem.plan_id)
     found = DueItems()
+    started = time.perf_counter()
     for kind, count in session.execute(
         sa_select(col(PlanItem.kind), func.count())
         .join(*to_plan)
@@ -59,6 +62,8 @@ def read_due(*, session: Session, on: dt.date, keep: int = 50) -> DueItems:
     ):
         found.by_kind[kind] = count
     found.rows = sum(found.by_kind.values())
+    found.seconds["due"] = time.perf_counter() - started
+    started = time.perf_counter()
     found.overdue = session.execute(
         sa_select(func.count())
         .select_from(PlanItem)
@@ -77,6 +82,7 @@ def read_due(*, session: Session, on: dt.date, keep: int = 50) -> DueItems:
         Overdue(ref, item.key, item.kind, item.due, (on - item.due).days, item.escalations)
         for item, ref in oldest
     ]
+    found.seconds["overdue"] = time.perf_counter() - started
     return found
 
 
