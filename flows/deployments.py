@@ -12,6 +12,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import prefect
 from prefect import get_client
@@ -31,6 +32,7 @@ SWEEP_CRON = "0 7 * * *"  # 07:00 in the unit's timezone, every day
 DISPATCH_EVERY = timedelta(minutes=1)  # the outbox's dispatcher, whatever else runs
 WORK_POOL = "sidflows"
 YAML_PATH = Path("config") / "prefect.yaml"
+SERVER_ENV = "prefect-server.env"  # in config/: the unit's Prefect server (its retention)
 # Flow runs send a heartbeat this often (Prefect's PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
 # 30 s at least); a run silent for MISSED_HEARTBEATS of them is marked Crashed.
 HEARTBEAT_SECONDS = 60
@@ -139,6 +141,35 @@ def register(*, with_triggers: bool = False, with_schedules: bool = False) -> No
         deployment.apply()
 
 
+PULL_STEPS = [
+    {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $SIDFLOWS_HOME }}"}}
+]
+
+
+def deploy_to_work_pool(pool: str = WORK_POOL) -> list[str]:
+    """What ``prefect deploy --all --prefect-file config/prefect.yaml`` deploys, from here.
+
+    The same deployments (schedules and triggers included) in the process work pool,
+    with the YAML's job variables and pull step (workers run them from $SIDFLOWS_HOME).
+    Prefect 3.8.8's ``prefect deploy`` stops after its first deployment under FastAPI
+    0.154 (its closing "active workers" query sends ``limit: null``, refused with 422),
+    which this does not depend on. Returns the deployments' names.
+    """
+    # only for a work pool's deployment
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    names = []
+    job_variables = work_pool()["job_variables"]
+    with get_client(sync_client=True) as client:
+        for deployment in deployments():
+            deployment.job_variables = job_variables
+            deployment_id = deployment.apply(work_pool_name=pool)
+            assert isinstance(deployment_id, UUID)  # called outside an event loop
+            client.update_deployment(deployment_id, DeploymentUpdate(pull_steps=PULL_STEPS))
+            names.append(f"{deployment.flow_name}/{deployment.name}")
+    return names
+
+
 _REGISTERED: set[str] = set()
 
 
@@ -163,6 +194,23 @@ def ensure_registered() -> None:
     _REGISTERED.add(api)
 
 
+def prefect_server_settings(path: Path | None = None) -> dict[str, str]:
+    """The unit's Prefect server settings (config/prefect-server.env): its retention.
+
+    ``KEY=VALUE`` lines, ``#`` comments, a value optionally in single quotes: what a
+    shell's ``set -a; . FILE`` and a systemd ``EnvironmentFile=`` read alike.
+    """
+    path = path or Path(runtime.__file__).resolve().parents[1] / "config" / SERVER_ENV
+    found = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.partition("=")
+        found[name.strip()] = value.strip().removeprefix("'").removesuffix("'")
+    return found
+
+
 # ----------------------------------------------------------------------------- config/prefect.yaml
 
 YAML_HEADER = """\
@@ -174,9 +222,14 @@ YAML_HEADER = """\
 # Deploys sidflows' flows to a Prefect server (backed by PostgreSQL) and a
 # process work pool. From the project root:
 #
+#   set -a; . config/prefect-server.env; set +a   # the server's retention
+#   prefect server start                          # on PostgreSQL (docs/prefect.md)
 #   export PREFECT_API_URL=https://prefect.unit.example/api   # behind TLS
 #   prefect work-pool create sidflows --type process
 #   prefect --no-prompt deploy --all --prefect-file config/prefect.yaml
+#   # Prefect 3.8.8 under FastAPI 0.154 stops after the first deployment (a 422
+#   # on its closing workers query); this deploys the same set and pull step:
+#   python -c "from flows.deployments import deploy_to_work_pool; deploy_to_work_pool()"
 #   sidflows automations        # runs without a heartbeat are marked Crashed
 #   prefect worker start --pool sidflows                        # on each worker machine
 #
@@ -280,8 +333,15 @@ def prefect_yaml(made: list[RunnerDeployment] | None = None) -> str:
         f"prefect-version: {prefect.__version__}",
         "",
         "pull:",
-        "  - prefect.deployments.steps.set_working_directory:",
-        '      directory: "{{ $SIDFLOWS_HOME }}"',
+        *(
+            line
+            for step in PULL_STEPS
+            for name, fields in step.items()
+            for line in (
+                f"  - {name}:",
+                *(f"      {key}: {_value(value)}" for key, value in fields.items()),
+            )
+        ),
         "",
         "deployments:",
     ]

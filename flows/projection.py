@@ -4,6 +4,13 @@ The store is the source of truth. Each open item that is next in its stream
 has one scheduled run of the ``item`` deployment, keyed by
 ``ref:vN:item_key`` (Prefect returns the existing run for a repeated key).
 
+Only items due within the look-ahead (``prefect_lookahead_days`` in the unit's
+calendar, 42 days by default) have a run: an activation or an item run that
+schedules an item due later leaves it to the daily sweep, whose reconciliation
+creates its run once its day comes within reach. What Prefect holds is then
+what the unit does in the next six weeks, not every stream of every child;
+coordinators see the whole plan, dates included, in the plan artifacts.
+
 The deployments themselves are made elsewhere (``sidflows serve``, a work
 pool's ``prefect deploy``, or the in-process orchestrator before it runs a flow
 here): this module only reads the item deployment's id.
@@ -12,7 +19,8 @@ here): this module only reads the item deployment's id.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -30,6 +38,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import PrefectHTTPStatusError
+from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Scheduled
 
@@ -181,13 +190,56 @@ def _create_run(
 
 
 def schedule_runs(specs: Iterable[RunSpec]) -> dict[tuple[str, int, str], str]:
-    """One scheduled run per spec (idempotent). Returns (ref, version, key) -> run id."""
+    """One scheduled run per spec due within the look-ahead (idempotent).
+
+    Returns (ref, version, key) -> run id, for the specs given a run.
+    """
     return schedule_batch(specs).runs
 
 
-def schedule_batch(specs: Iterable[RunSpec]) -> ScheduledBatch:
-    """One run per spec (idempotent), with what was created, left running and replaced."""
-    specs = list(specs)
+def reference_day() -> dt.date:
+    """The day the look-ahead counts from: today, or the simulated day of this flow run.
+
+    A flow given a day (``today`` for the pathway, an item or a re-plan, ``day`` for
+    the sweep: the demo and the tests simulate the calendar) counts from that day
+    when it is later than the clock's. Never earlier: a run may wait, not go missing.
+    """
+    today = calendar().today()
+    try:
+        given = flow_run.parameters.get("today") or flow_run.parameters.get("day")
+    except Exception:  # outside a flow run, or parameters Prefect could not read
+        given = None
+    if isinstance(given, str):
+        given = dt.date.fromisoformat(given[:10])
+    simulated = given if isinstance(given, dt.date) else None
+    return max(d for d in (today, simulated, *_SIMULATED[-1:]) if d is not None)
+
+
+_SIMULATED: list[dt.date] = []  # every thread of the process (the demo's item runs) sees it
+
+
+@contextmanager
+def simulating(day: dt.date) -> Iterator[None]:
+    """Count the look-ahead from ``day`` in this process (a simulation ahead of the clock)."""
+    _SIMULATED.append(day)
+    try:
+        yield
+    finally:
+        _SIMULATED.pop()
+
+
+def within_reach(specs: Iterable[RunSpec], until: dt.date | None = None) -> list[RunSpec]:
+    """The specs due by ``until`` (default: the look-ahead from :func:`reference_day`)."""
+    horizon = until if until is not None else lookahead(reference_day())
+    return [s for s in specs if s.due <= horizon]
+
+
+def schedule_batch(specs: Iterable[RunSpec], *, until: dt.date | None = None) -> ScheduledBatch:
+    """One run per spec due by ``until`` (default: within the look-ahead), idempotent,
+    with what was created, left running and replaced. A later spec gets no run now:
+    the daily sweep's reconciliation creates it when its day comes within reach.
+    """
+    specs = within_reach(specs, until)
     if not specs:
         return ScheduledBatch()
     try:
@@ -209,13 +261,17 @@ def _create_runs(deployment_id: UUID, specs: list[RunSpec]) -> ScheduledBatch:
 
 def waiting_item_runs(client: SyncPrefectClient, *, ref: str | None = None) -> list[FlowRun]:
     """Every not-yet-finished run of the item deployment (optionally of one child)."""
+    return [run for page in _waiting_pages(client, ref=ref) for run in page]
+
+
+def _waiting_pages(client: SyncPrefectClient, *, ref: str | None = None) -> Iterator[list[FlowRun]]:
+    """The waiting runs of the item deployment, a page of ``PAGE`` at a time."""
     deployment_id = item_deployment_id()
     run_filter = FlowRunFilter(
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=WAITING_STATES))
     )
     if ref is not None:
         run_filter.tags = FlowRunFilterTags(all_=[f"ref:{ref}"])
-    found: list[FlowRun] = []
     offset = 0
     while True:
         page = client.read_flow_runs(
@@ -225,16 +281,16 @@ def waiting_item_runs(client: SyncPrefectClient, *, ref: str | None = None) -> l
             limit=PAGE,
             offset=offset,
         )
-        found.extend(page)
+        yield page
         if len(page) < PAGE:
-            return found
+            return
         offset += PAGE
 
 
-def _cancel(client: SyncPrefectClient, runs: Iterable[FlowRun], why: str) -> int:
+def _cancel(client: SyncPrefectClient, run_ids: Iterable[UUID], why: str) -> int:
     count = 0
-    for run in runs:
-        client.set_flow_run_state(run.id, Cancelled(message=why), force=True)
+    for run_id in run_ids:
+        client.set_flow_run_state(run_id, Cancelled(message=why), force=True)
         count += 1
     return count
 
@@ -246,7 +302,11 @@ def cancel_superseded(ref: str, keys: Iterable[str]) -> int:
         runs = waiting_item_runs(client, ref=ref)
         return _cancel(
             client,
-            [r for r in runs if r.idempotency_key and item_of_key(r.idempotency_key)[0] in wanted],
+            [
+                r.id
+                for r in runs
+                if r.idempotency_key and item_of_key(r.idempotency_key)[0] in wanted
+            ],
             "item replaced by a new plan version",
         )
 
@@ -265,18 +325,24 @@ def reconcile(
     horizon = scheduled_time(until) if until is not None else None
     item_deployment_id(refresh=True)
     with get_client(sync_client=True) as client:
-        runs = waiting_item_runs(client)
-        existing = {item_of_key(r.idempotency_key)[0]: r for r in runs if r.idempotency_key}
+        # Only each run's id and start are kept (a page's runs are dropped once read):
+        # memory for the runs Prefect holds, not for their whole records.
+        existing: dict[str, tuple[UUID, dt.datetime | None]] = {}
+        extra: list[UUID] = []
+        for page in _waiting_pages(client):
+            for r in page:
+                if r.idempotency_key:
+                    existing[item_of_key(r.idempotency_key)[0]] = (r.id, r.expected_start_time)
+                else:
+                    extra.append(r.id)
         missing = [s for key, s in wanted.items() if key not in existing]
-        extra = [
-            r
-            for key, r in existing.items()
-            if key not in wanted
-            and not (horizon and r.expected_start_time and r.expected_start_time > horizon)
+        extra += [
+            run_id
+            for key, (run_id, starts) in existing.items()
+            if key not in wanted and not (horizon and starts and starts > horizon)
         ]
-        extra += [r for r in runs if not r.idempotency_key]
         cancelled = _cancel(client, extra, "no open item in the store for this run")
-    done = schedule_batch(missing)
+    done = schedule_batch(missing, until=dt.date.max)  # ``expected`` is within reach
     found = Reconciled(
         expected=len(wanted),
         existing=len(existing),
@@ -289,5 +355,9 @@ def reconcile(
 
 
 def lookahead(day: dt.date) -> dt.date:
-    """Runs exist for items due by this day (what coordinators see coming)."""
+    """Runs exist for items due by this day (``prefect_lookahead_days`` after ``day``).
+
+    Bounds what Prefect holds: the items of the next weeks, whatever the registry's
+    size. Coordinators see further in each plan's artifact (every item, with its date).
+    """
     return day + dt.timedelta(days=calendar().config.prefect_lookahead_days)

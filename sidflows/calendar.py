@@ -62,7 +62,7 @@ class CalendarConfig(BaseModel):
     closures: tuple[date, ...] = ()
     working_weekdays: tuple[Annotated[int, Field(ge=1, le=7)], ...] = Field(min_length=1)
     first_item_lead_days: Annotated[int, Field(ge=0, le=90)]
-    prefect_lookahead_days: Annotated[int, Field(ge=1, le=366)] = 366
+    prefect_lookahead_days: Annotated[int, Field(ge=1, le=366)] = 42
     day_unit: DayUnit
 
     @field_validator("timezone")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import prefect.settings
 import pytest
 import yaml
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
@@ -24,6 +25,7 @@ from flows.deployments import (
     HEARTBEAT_SECONDS,
     deployments,
     entrypoint,
+    prefect_server_settings,
     prefect_yaml,
     zombie_automation,
 )
@@ -140,3 +142,18 @@ def test_work_pool_runs_send_heartbeats_as_served_runs_do() -> None:
     assert len(every) == 6
     trigger = zombie_automation(HEARTBEAT_SECONDS).trigger
     assert trigger.within == dt.timedelta(seconds=3 * HEARTBEAT_SECONDS)  # type: ignore[union-attr]
+
+
+def test_the_servers_retention_is_read_by_prefect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """config/prefect-server.env names Prefect settings that exist and means what it says."""
+    found = prefect_server_settings()
+    unknown = [name for name in found if not hasattr(prefect.settings, name)]
+    assert not unknown, f"not Prefect settings (Prefect ignores them): {unknown}"
+    for name, value in found.items():
+        monkeypatch.setenv(name, value)
+    settings = prefect.settings.Settings()
+    vacuum = settings.server.services.db_vacuum
+    assert {"events", "flow_runs"} <= vacuum.enabled_vacuum_types
+    assert vacuum.retention_period == dt.timedelta(days=30)
+    assert settings.server.events.retention_period == dt.timedelta(days=7)
+    assert vacuum.event_retention_overrides["prefect.flow-run.heartbeat"] == dt.timedelta(days=1)

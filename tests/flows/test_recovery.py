@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -187,6 +188,29 @@ def test_a_deleted_and_recreated_item_deployment_loses_no_item(
     assert (again["created"], again["cancelled"]) == (0, 0), "a second sweep changes nothing"
 
 
+def test_a_run_prefect_lost_is_made_again_by_the_sweep(prefect_server: str, store: str) -> None:
+    """A run deleted through Prefect's API (a vacuum, an operator, a lost row): the store still
+    holds the item, so the next sweep gives it a run again, under the same key, and the store
+    records the new run."""
+    refs = children_on_active_plans("LOST")
+    run_sweep(TODAY)
+    lost = next(r for r in waiting_item_runs() if r.parameters["ref"] == refs[0])
+    with get_client(sync_client=True) as client:
+        client.delete_flow_run(lost.id)
+    assert lost.idempotency_key not in {r.idempotency_key for r in waiting_item_runs()}
+    summary = run_sweep(TODAY)["reconciliation"]
+    assert (summary["created"], summary["cancelled"]) == (1, 0)
+    assert_one_run_per_open_item(refs)
+    again = [r for r in waiting_item_runs() if r.idempotency_key == lost.idempotency_key]
+    assert len(again) == 1
+    assert again[0].id != lost.id
+    with db.session_scope() as session:
+        item = session.exec(
+            select(PlanItem).where(PlanItem.key == lost.parameters["item_key"])
+        ).all()
+    assert str(again[0].id) in {i.flow_run_id for i in item}, "the store knows the new run"
+
+
 @pytest.fixture
 def short_lookahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """The unit's calendar with runs made only for items due within 30 days."""
@@ -194,7 +218,7 @@ def short_lookahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     calendar = tmp_path / "calendar.toml"
     text = (Path(runtime.__file__).parents[1] / "config" / "calendar.toml").read_text()
     calendar.write_text(
-        text.replace("prefect_lookahead_days = 366", f"prefect_lookahead_days = {days}")
+        re.sub(r"(?m)^prefect_lookahead_days = \d+$", f"prefect_lookahead_days = {days}", text)
     )
     monkeypatch.setenv("SIDFLOWS_CALENDAR", str(calendar))
     get_settings.cache_clear()
@@ -209,14 +233,19 @@ def short_lookahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def test_a_shorter_lookahead_loses_no_item(
     prefect_server: str, store: str, short_lookahead: int
 ) -> None:
-    """Runs beyond the look-ahead are left waiting; each item has its run when it comes in reach."""
+    """No run is made beyond the look-ahead, none waiting is cancelled; each item has its
+    run when its day comes in reach."""
     refs = children_on_active_plans("AHEAD")
+    made = {r.idempotency_key for r in waiting_item_runs() if r.parameters["ref"] in refs}
+    reach = projection.lookahead(runtime.calendar().today())
+    far = expected_keys(until=dt.date.max) - expected_keys(until=reach)
+    assert far, "some items are due beyond the look-ahead"
+    assert not far & made, "an activation made runs beyond the look-ahead"
     beyond = expected_keys(until=dt.date.max) - expected_keys(TODAY)
-    assert beyond, "some items are due beyond the look-ahead"
     run_sweep(TODAY)
     assert_one_run_per_open_item(refs)
     mine = {r.idempotency_key for r in waiting_item_runs() if r.parameters["ref"] in refs}
-    assert beyond <= mine, "the sweep cancelled runs of open items beyond the look-ahead"
+    assert beyond & made <= mine, "the sweep cancelled runs of open items beyond the look-ahead"
     later = TODAY + dt.timedelta(days=3 * short_lookahead)
     assert expected_keys(later) & beyond, "items came within reach"
     run_sweep(later)
