@@ -37,10 +37,9 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from flows import runtime
-from flows.board import refresh_board
 from flows.notifications import send_queued
 from flows.replan import after_an_item
-from flows.tasks import in_deployment, schedule
+from flows.tasks import board_changed, in_deployment, schedule
 from sidflows import service
 from sidflows.errors import InvalidInput
 from sidflows.service.items import RESULT_FIELDS, ResultField
@@ -182,7 +181,7 @@ async def item(
     if follow is not None and follow.escalate:
         told = "; the missed-session alert is queued" if kind == "ig_session" else ""
         get_run_logger().warning("%s %s missed%s", ref, item_key, told)
-    refresh_board()
+    board_changed()
     send_queued()
     return result.status
 

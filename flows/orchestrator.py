@@ -9,7 +9,8 @@
   honest "stored" left to ``serve``'s pass and the sweep. An answer resumes the
   suspended pathway run, and the sweep reconciles Prefect's scheduled runs
   with the store.
-- not set (Prefect's temporary local server): ``InProcess``. The flows run
+- not set (Prefect's temporary local server, or the long-lived local one of
+  ``sidflows server start``, flows/cli/local_server.py): ``InProcess``. The flows run
   here, in this process; the sweep leaves Prefect's runs alone (no worker
   would ever run them), and an item run executed here re-plans here too.
 
@@ -80,11 +81,14 @@ class Orchestrator(Protocol):
 
 
 def server_configured() -> bool:
-    return bool(PREFECT_API_URL.value())
+    """A unit's Prefect server (not the local one ``sidflows server start`` keeps)."""
+    api = PREFECT_API_URL.value()
+    return bool(api) and not runtime.local_server(str(api))
 
 
 def pick() -> Orchestrator:
-    """The one place that decides: a unit's Prefect server, or this process."""
+    """The one place that decides: a unit's Prefect server, or this process (on Prefect's
+    temporary server, or the local one the command found: nothing else would run them)."""
     quiet.apply()
     return OnServer() if server_configured() else InProcess()
 

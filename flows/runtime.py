@@ -7,6 +7,7 @@ artifacts: Prefect shows all of them to every UI user.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from functools import cache
 
 from sidflows.calendar import UnitCalendar
@@ -18,6 +19,14 @@ ITEM_DEPLOYMENT = "item/item"
 PATHWAY_DEPLOYMENT = "pathway/pathway"
 REPLAN_EVENT = "sidflows.plan.replan-requested"
 ACTOR = "sidflows"
+# The API URL of the local server a command found (``sidflows server start``,
+# flows/cli/local_server.py): a server of this machine's, not a unit's.
+LOCAL_SERVER_MARK = "SIDFLOWS_LOCAL_PREFECT"
+
+
+def local_server(api_url: str | None) -> bool:
+    """Whether ``api_url`` is the local server a command adopted: its flows run here."""
+    return bool(api_url) and os.environ.get(LOCAL_SERVER_MARK) == api_url
 
 
 @cache

@@ -8,6 +8,9 @@ pseudonymous ref only.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -23,6 +26,30 @@ from sidflows.settings import get_settings
 from sidflows.store import db
 from sidflows.store.patients import get_patient
 from sidflows.store.views import show_document
+
+# Set by whoever runs many flows here and publishes the board itself once they are done
+# (the demo: its weekly sweep and its last day): the runs inside only note the change.
+_BOARD_LATER: ContextVar[list[bool] | None] = ContextVar("sidflows_board_later", default=None)
+
+
+@contextmanager
+def board_published_later() -> Iterator[list[bool]]:
+    """Flow runs inside this block do not publish the board; ``[True]`` once one asked to."""
+    asked: list[bool] = []
+    token = _BOARD_LATER.set(asked)
+    try:
+        yield asked
+    finally:
+        _BOARD_LATER.reset(token)
+
+
+def board_changed() -> None:
+    """A run changed what the board shows: publish it again (or note it for later)."""
+    later = _BOARD_LATER.get()
+    if later is None:
+        refresh_board()
+    elif not later:
+        later.append(True)
 
 
 def in_deployment() -> bool:
@@ -78,5 +105,5 @@ async def activate_and_schedule(ref: str) -> str:
     publish(current_plan(ref))
     if get_settings().fhir_export:
         export_plans(ref)  # the FHIR Bundle of each version proposed or activated, once
-    refresh_board()  # a plan proposed, approved or activated changes the unit's board
+    board_changed()  # a plan proposed, approved or activated changes the unit's board
     return activation.status

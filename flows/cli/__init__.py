@@ -6,6 +6,7 @@
 - flows/cli/plans.py: refer, show, approve, consent, treatment-change, lab-result.
 - flows/cli/operations.py: sweep, serve, deployments, db, notifications, notify-test.
 - flows/cli/harness.py: demo, benchmark.
+- flows/cli/local_server.py: ``server start|stop|status``, the local server commands reuse.
 
 Exit codes: 0 ok; 1 configuration or system problem; 2 invalid input (one line
 naming the field); 3 unknown ref. Never a traceback for bad input.

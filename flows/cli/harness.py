@@ -41,5 +41,29 @@ def benchmark(args: argparse.Namespace) -> int:
             if all(r.duplicates == 0 and r.sent == r.messages for r in runs)
             else EXIT_CONFIG
         )
-    benchmark_sweep(children=args.children, seed=args.seed, database_url=args.database_url)
+    if args.what == "prefect":
+        # only when asked for: Prefect loads with it
+        from flows.bench.prefect_share import benchmark_prefect, parse_sizes
+
+        benchmark_prefect(
+            sizes=parse_sizes(args.sizes),
+            seed=args.seed,
+            database_url=args.database_url,
+            admin_url=args.prefect_postgres,
+        )
+        return EXIT_OK
+    if args.what == "workers":
+        # only when asked for: Prefect loads with it
+        from flows.bench.workers import benchmark_workers
+
+        benchmark_workers(
+            runs=args.runs, workers=args.workers or (1, 2), admin_url=args.prefect_postgres
+        )
+        return EXIT_OK
+    benchmark_sweep(
+        children=args.children,
+        seed=args.seed,
+        database_url=args.database_url,
+        daily_only=args.daily_only,
+    )
     return EXIT_OK

@@ -1,4 +1,8 @@
-"""Running the unit: the sweep, serving the deployments, their YAML, the store, the outbox."""
+"""Running the unit: the sweep, serving the deployments, their YAML, the store, the outbox.
+
+The store's and the outbox's commands (``db``, ``notifications``, ``notify-test``)
+never import Prefect; the others import it when they run.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,8 @@ from pathlib import Path
 
 from flows import quiet
 from flows.cli.io import EXIT_CONFIG, EXIT_OK, day, out, print_json
-from flows.deployments import (
-    MISSED_HEARTBEATS,
-    YAML_PATH,
-    deployments,
-    entrypoint,
-    heartbeat_seconds,
-    install_automations,
-    prefect_yaml,
-    when,
-)
-from flows.orchestrator import pick
+from flows.cli.local_server import before_prefect
 from flows.runtime import ensure_store
-from flows.serving import serve_until_stopped
 from sidflows.errors import InvalidInput
 from sidflows.notify import outbox
 from sidflows.notify.config import NotificationConfig, load_notifications
@@ -34,6 +27,9 @@ from sidflows.store import db
 def sweep(args: argparse.Namespace) -> int:
     swept = day(args.date, "--date")
     ensure_store()
+    before_prefect()
+    from flows.orchestrator import pick  # Prefect loads here: the store's commands stay light
+
     summary = pick().sweep(swept)
     out(json.dumps(summary, indent=2, default=str))
     return EXIT_OK
@@ -42,6 +38,10 @@ def sweep(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Every file was read before this (flows.cli.main: Unit.check); then the store, the
     server's automations, and the deployments, until SIGTERM or SIGINT."""
+    # Prefect and the deployments load only when serving: the store's commands stay light.
+    from flows.deployments import deployments, heartbeat_seconds, install_automations
+    from flows.serving import serve_until_stopped  # Prefect: only when serving
+
     ensure_store()
     quiet.apply()
     every = heartbeat_seconds()
@@ -58,6 +58,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def automations_command(args: argparse.Namespace) -> int:
     """For work pools (``prefect deploy``): what serve installs at its start."""
+    # Prefect loads here: the store's commands stay light.
+    from flows.deployments import MISSED_HEARTBEATS, heartbeat_seconds, install_automations
+
     every = heartbeat_seconds()
     done = install_automations(every)
     out(
@@ -69,6 +72,9 @@ def automations_command(args: argparse.Namespace) -> int:
 
 def deployments_command(args: argparse.Namespace) -> int:
     """The deployments ``serve`` serves; with --yaml, written as config/prefect.yaml."""
+    # Prefect loads here: the store's commands stay light.
+    from flows.deployments import YAML_PATH, deployments, entrypoint, prefect_yaml, when
+
     made = deployments()
     if not args.yaml:
         for deployment in made:

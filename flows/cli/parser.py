@@ -93,6 +93,14 @@ def _calendar(args: argparse.Namespace) -> int:
     return calendar.calendar(args)
 
 
+def _local_server(args: argparse.Namespace) -> int:
+    """`sidflows server` (flows/cli/local_server.py): Prefect's own server, never imported."""
+    # Loads only when the command runs: `propose` stays light.
+    from flows.cli import local_server
+
+    return local_server.command(args)
+
+
 # Commands of the CDSi engine (sidflows/cdsi) parse their own arguments: no store, no Prefect.
 PASS_THROUGH = {"cdsi-conformance": "conformance", "immds-forecast": "immds"}
 
@@ -258,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("role", metavar="ROLE", help="e.g. pharmacy, or referrers:oncology")
     p.set_defaults(handler=_operations("notify_test"))
 
+    p = sub.add_parser(
+        "server", help="a local Prefect server the commands reuse (instead of a temporary one)"
+    )
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--port", type=int, default=4300, help="start: its port on 127.0.0.1")
+    p.set_defaults(handler=_local_server)
+
     p = sub.add_parser("serve", help="serve every deployment (schedules, event triggers)")
     p.set_defaults(handler=_operations("serve"))
 
@@ -304,19 +319,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cdsi("immds-forecast"))
 
     p = sub.add_parser("benchmark", help="print speed and memory figures")
-    p.add_argument("what", choices=["propose", "sweep", "notifications", "cdsi"])
+    p.add_argument(
+        "what", choices=["propose", "sweep", "notifications", "cdsi", "prefect", "workers"]
+    )
     p.add_argument("--children", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--database-url", default=None, help="sweep, notifications: the store to fill (*bench*)"
     )
+    p.add_argument(
+        "--daily-only",
+        action="store_true",
+        help="sweep: measure the daily sweep only (the catch-up's levels set, not timed)",
+    )
     p.add_argument("--messages", type=int, default=10_000, help="notifications: outbox size")
+    p.add_argument(
+        "--sizes", default="2000,10000", help="prefect: registry sizes, two at least (N,N...)"
+    )
+    p.add_argument("--runs", type=int, default=500, help="workers: item runs in the burst")
+    p.add_argument(
+        "--prefect-postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="prefect, workers: a PostgreSQL the benchmark may create its Prefect databases on",
+    )
     p.add_argument(
         "--workers",
         type=_worker_counts,
         default=None,
         metavar="N[,N...]",
-        help="notifications: dispatcher workers, one run each (default: the configured count)",
+        help="notifications: dispatcher workers, one run each (default: the configured count); "
+        "workers: Prefect workers, one burst each (default: 1,2)",
     )
     p.set_defaults(handler=_harness("benchmark"))
     return parser

@@ -8,16 +8,18 @@ unit's Prefect server, or here. When Prefect cannot be reached the command says
 so and exits 0: the intent is stored, and `serve`'s every-minute pass or the
 sweep carries it out. A document reaches these commands already validated
 (flows/cli/parser.py reads it before it loads this module, the store or Prefect).
+``show`` reads the store only: Prefect is imported by the commands that ask the
+orchestrator for something (``_orchestrator``), not by this module.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows import runtime
 from flows.cli.io import EXIT_OK, by, by_option, day, out, print_json
-from flows.orchestrator import pick
+from flows.cli.local_server import before_prefect
 from flows.runtime import ensure_store
 from sidflows import service
 from sidflows.errors import InvalidInput
@@ -27,6 +29,18 @@ from sidflows.store import db, exports
 from sidflows.store.models import PatientState
 from sidflows.store.patients import get_patient
 from sidflows.store.views import show_document
+
+if TYPE_CHECKING:
+    from flows.orchestrator import Orchestrator
+
+
+def pick() -> Orchestrator:
+    """The orchestrator (flows/orchestrator.py): Prefect is imported here, when one is needed,
+    on the local server of ``sidflows server start`` when one answers."""
+    before_prefect()
+    from flows.orchestrator import pick as choose  # Prefect loads here: `show` stays light
+
+    return choose()
 
 
 def refer(args: argparse.Namespace) -> int:

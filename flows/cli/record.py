@@ -22,6 +22,7 @@ from typing import Any
 
 from flows import runtime
 from flows.cli.io import EXIT_OK, by, by_option, day, out
+from flows.cli.local_server import before_prefect
 from flows.runtime import ensure_store
 from sidflows.errors import InvalidInput
 from sidflows.service.items import (
@@ -64,6 +65,7 @@ def record(args: argparse.Namespace) -> int:
             f"{args.ref}: {args.item} was held ({target.hold_reason}): "
             "recorded as it happened, the hold ends"
         )
+    before_prefect()  # the local server of `sidflows server start`, if one answers
     from flows.orchestrator import (
         pick,
     )  # Prefect loads once the input is accepted: refusals stay fast

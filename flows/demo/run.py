@@ -46,7 +46,41 @@ def _prepare_environment() -> Path:
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_API_SSL_CERT_FILE", str(_loopback_ca_file(base)))
         os.environ.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", _prefect_database(base))
+        loopback_client_settings()
+        os.environ.setdefault("PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK", RESULTS_BLOCK)
     return base
+
+
+# Where the flows' results go: Prefect's default (files under PREFECT_HOME/storage), named
+# as a block the demo saves on its server. Without one, each flow run asks the server
+# whether it has a default storage of its own (a request and a client per run).
+RESULTS_BLOCK = "local-file-system/sidflows-demo-results"
+
+
+def save_results_block() -> None:
+    """The block RESULTS_BLOCK names, on the demo's server (once Prefect is imported)."""
+    if os.environ.get("PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK") != RESULTS_BLOCK:
+        return
+    # Prefect loads after the environment above is set (it reads it when imported).
+    from prefect.filesystems import LocalFileSystem
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH  # read when imported, as above
+
+    storage = LocalFileSystem(basepath=str(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()))
+    storage.save(RESULTS_BLOCK.split("/", 1)[1], overwrite=True)
+
+
+def loopback_client_settings() -> None:
+    """Before prefect is imported, for a temporary server this process starts on loopback.
+
+    That server has CSRF protection off (Prefect's default), yet every new client
+    asks it for a token first and is refused: a wasted round trip per client, and
+    the demo makes thousands. A unit's server is left to its own settings.
+    """
+    if os.environ.get("PREFECT_SERVER_CSRF_PROTECTION_ENABLED", "").lower() not in TRUE:
+        os.environ.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
+
+
+TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 def _prefect_database(base: Path) -> str:
@@ -114,7 +148,13 @@ def run_demo(*, children: int, months: int, seed: int, local_receivers: bool = F
     elif configured():
         console.print(f"notifications go to the routes configured for: {', '.join(configured())}")
     try:
-        summary = simulate(children=children, months=months, seed=seed, console=console)
+        summary = simulate(
+            children=children,
+            months=months,
+            seed=seed,
+            console=console,
+            before_year=save_results_block,
+        )
         report = notes.notification_report(config, receivers)
     finally:
         if receivers is not None:
@@ -125,6 +165,18 @@ def run_demo(*, children: int, months: int, seed: int, local_receivers: bool = F
         console, report, store_hint=f"SIDFLOWS_DATABASE_URL=sqlite:///{base / 'sidflows.db'}"
     )
     return 0
+
+
+def _timing_table(seconds: dict[str, tuple[float, int]], elapsed: float) -> Table:
+    """Where the demo's time went: each part's seconds, runs and seconds per run."""
+    table = Table(title=f"Time: {elapsed:.0f} s in all")
+    for column in ("part", "runs", "seconds", "per run"):
+        table.add_column(column, justify="left" if column == "part" else "right")
+    for part, (spent, count) in sorted(seconds.items(), key=lambda kv: -kv[1][0]):
+        table.add_row(part, str(count), f"{spent:.1f}", f"{spent / max(count, 1):.2f}")
+    rest = elapsed - sum(spent for spent, _ in seconds.values())
+    table.add_row("the rest (referrals, approvals, the store, the report)", "", f"{rest:.1f}", "")
+    return table
 
 
 def _print_summary(console: Any, summary: dict[str, Any], elapsed: float, base: Path) -> None:
@@ -150,6 +202,7 @@ def _print_summary(console: Any, summary: dict[str, Any], elapsed: float, base: 
     ):
         table.add_row(label, str(summary["counts"].get(label, 0)))
     console.print(table)
+    console.print(_timing_table(summary.get("seconds", {}), elapsed))
     console.print(f"finished in {elapsed:.0f} s")
     console.print(f"store: {base / 'sidflows.db'}")
     if os.environ.get("PREFECT_HOME", "").startswith(str(base)):

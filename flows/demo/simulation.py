@@ -9,24 +9,29 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any
 from uuid import UUID
 
 import pendulum
 from prefect import get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.states import Scheduled
 from rich.console import Console
 from rich.progress import Progress
 
 from flows import runtime
+from flows.board import publish_board
 from flows.deployments import register
 from flows.notifications import send_outbox
 from flows.orchestrator import InProcess
 from flows.referral import run_activate, run_pathway
 from flows.replan import run_replan
 from flows.sweep import run_sweep
+from flows.tasks import board_published_later
 from sidflows import service
 from sidflows.calendar import add_months
 from sidflows.store import db, reports
@@ -35,11 +40,39 @@ from sidflows.testing.cohort import synthetic_referrals
 
 CLINICIAN = "Dr Demo Clinician"
 COORDINATOR = "Demo Coordinator"
-WORKERS = 1  # the temporary server keeps its state in SQLite: one writer at a time
 # Outcomes a nurse records some days late: the items are overdue meanwhile, and the
 # daily notification part escalates them (coordinators, then clinicians).
 LATE_SHARE = 0.04
 LATE_KINDS = frozenset({"ig_session", "vaccine_dose", "ig_trough", "reassessment"})
+
+
+def _not_watched(*args: Any, **kwargs: Any) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
+@contextmanager
+def outside_suspensions_not_watched() -> Iterator[None]:
+    """The year's item runs without Prefect's watch for a suspension asked from elsewhere.
+
+    Prefect's engine watches every run of a deployment it executes for a suspension
+    requested by someone else (a thread with its own event loop, a websocket
+    subscription and a read of the run; then up to 0.2 s to stop it): about a quarter
+    of a second per item run, measured, and the demo executes hundreds. Nobody
+    suspends a demo run from elsewhere. A run that suspends itself (an item held
+    while a re-plan waits) does not go through the watch: Prefect marks that
+    request directly (prefect/flow_runs.py), so it suspends as before.
+    """
+    from prefect import flow_engine  # the engine module itself, only where it is patched
+
+    original = getattr(flow_engine, "observe_flow_run_suspension", None)
+    if original is None:  # another Prefect: nothing to set aside
+        yield
+        return
+    setattr(flow_engine, "observe_flow_run_suspension", _not_watched)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(flow_engine, "observe_flow_run_suspension", original)  # noqa: B010
 
 
 class Simulation:
@@ -66,21 +99,46 @@ class Simulation:
         self.counts: Counter[str] = Counter()
         self.change_days = {add_months(self.start, 3), add_months(self.start, 7)}
         self.unit = InProcess()  # the flows run here, on the demo's Prefect server
+        self._client: SyncPrefectClient | None = None  # one for the year (execute)
+        # Where the demo's time goes: seconds and how many, per part (the summary prints it).
+        self.seconds: dict[str, float] = {}
+        self.times: Counter[str] = Counter()
+
+    @contextmanager
+    def timed(self, part: str, count: int = 1) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - started
+            self.times[part] += count
 
     # ------------------------------------------------------------------ the year
 
-    def run(self) -> dict[str, Any]:
-        runtime.ensure_store()
-        register()
-        refs = self.refer_cohort()
+    def run(self, before_year: Callable[[], None] | None = None) -> dict[str, Any]:
+        with self.timed("Prefect server start, deployments"):
+            runtime.ensure_store()
+            register()
+            if before_year is not None:
+                before_year()
         days = (self.end - self.start).days
-        with Progress(console=self.console, transient=False) as progress:
-            task = progress.add_task("simulated days", total=days)
-            day = self.start
-            while day < self.end:
-                day += dt.timedelta(days=1)
-                self.one_day(day, refs)
-                progress.update(task, advance=1, description=f"simulated {day.isoformat()}")
+        with ExitStack() as stack:
+            self._client = stack.enter_context(get_client(sync_client=True))
+            # The board is the 07:00 sweep's (each Monday here) and the last day's: the
+            # year's many runs here only note that they changed it (flows/tasks.py).
+            stack.enter_context(board_published_later())
+            stack.enter_context(outside_suspensions_not_watched())
+            refs = self.refer_cohort()
+            with Progress(console=self.console, transient=False) as progress:
+                task = progress.add_task("simulated days", total=days)
+                day = self.start
+                while day < self.end:
+                    day += dt.timedelta(days=1)
+                    self.one_day(day, refs)
+                    progress.update(task, advance=1, description=f"simulated {day.isoformat()}")
+            with self.timed("the board (last day)"):
+                publish_board(self.end)
+            self._client = None
         return self.summary(days)
 
     def refer_cohort(self) -> list[str]:
@@ -95,7 +153,8 @@ class Simulation:
             )
             refs.append(referred.ref)
         for ref in refs:
-            run_pathway(ref, today=self.start)
+            with self.timed("pathway runs"):
+                run_pathway(ref, today=self.start)
         self.approve_waiting(self.start)
         return refs
 
@@ -104,17 +163,19 @@ class Simulation:
         # sweep flow runs on Mondays; the other days only its notification part, in
         # process (reminders, escalations, digests, then the outbox is sent).
         if day.isoweekday() == 1:
-            run_sweep(day, reconcile=True)
+            with self.timed("sweep runs (Mondays)"):
+                run_sweep(day, reconcile=True)
         else:
-            self.notify(day)
+            with self.timed("daily notifications (other days)"):
+                self.notify(day)
         if day in self.change_days:
             self.treatment_changes(day, refs)
         for _ in range(3):  # items whose run was scheduled today by an earlier item of the stream
             due = [item for item in self.due_items(day) if self.recorded_by(item, day)]
             if not due:
                 break
-            with ThreadPoolExecutor(WORKERS) as pool:
-                list(pool.map(lambda item: self.execute(item, day), due))
+            for item in due:
+                self.execute(item, day)
         self.approve_waiting(day)
 
     def notify(self, day: dt.date) -> None:
@@ -132,8 +193,8 @@ class Simulation:
             service.decide(ref, unit=runtime.unit(), decision="approve", by=CLINICIAN)
             if service.consent(ref, unit=runtime.unit(), by=COORDINATOR):
                 self.counts["consents recorded"] += 1
-        if waiting:
-            for ref in waiting:
+        for ref in waiting:
+            with self.timed("activate runs"):
                 run_activate(ref)
 
     def treatment_changes(self, day: dt.date, refs: list[str]) -> None:
@@ -154,7 +215,8 @@ class Simulation:
                 ],
             }
             service.record_treatment_change(ref, json.dumps(change), actor=CLINICIAN)
-            run_replan(ref, "treatment change", day)
+            with self.timed("replan runs (treatment changes)"):
+                run_replan(ref, "treatment change", day)
             self.counts["treatment changes"] += 1
 
     def recorded_by(self, item: PlanItem, day: dt.date) -> bool:
@@ -206,15 +268,16 @@ class Simulation:
     def execute(self, item: PlanItem, day: dt.date) -> None:
         """Run the item's own scheduled Prefect run, here and now, with its outcome."""
         outcome = self.outcome(item, day)
-        with get_client(sync_client=True) as client:
-            run_id = UUID(str(item.flow_run_id))
+        client = self._client
+        assert client is not None, "execute runs inside run()"
+        run_id = UUID(str(item.flow_run_id))
+        with self.timed("item runs (their re-plans included)"):
             # The simulated day is ahead of the real clock: bring the run to now, or
             # Prefect holds it until its scheduled time.
-            client.set_flow_run_state(
-                run_id, Scheduled(scheduled_time=pendulum.now("UTC")), force=True
-            )
+            now: Any = Scheduled(scheduled_time=pendulum.now("UTC"))
+            client.set_flow_run_state(run_id, now, force=True)
             run = client.read_flow_run(run_id)
-        self.unit.execute_item_run(run, outcome=outcome, today=day)  # its re-plans run here too
+            self.unit.execute_item_run(run, outcome=outcome, today=day)  # its re-plans too
         self.counts["item runs executed"] += 1
         kind = item.kind
         given = outcome.get("result") == "given"
@@ -242,11 +305,20 @@ class Simulation:
             "end": self.end.isoformat(),
             "states": states,
             "counts": dict(self.counts),
+            "seconds": {part: (self.seconds[part], self.times[part]) for part in self.seconds},
         }
 
 
-def simulate(*, children: int, months: int, seed: int, console: Console) -> dict[str, Any]:
+def simulate(
+    *,
+    children: int,
+    months: int,
+    seed: int,
+    console: Console,
+    before_year: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """The demo's year; then whatever still waits in the outbox (a retry) is sent."""
-    summary = Simulation(children=children, months=months, seed=seed, console=console).run()
+    simulation = Simulation(children=children, months=months, seed=seed, console=console)
+    summary = simulation.run(before_year)
     send_outbox()
     return summary
