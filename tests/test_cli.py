@@ -166,3 +166,109 @@ def test_unknown_ref_exits_3(tmp_path: Path) -> None:
     )
     assert done.returncode == 3
     assert "NOBODY-1" in done.stderr
+
+
+# ----------------------------------------------------- commands that need no Prefect, and the
+# ----------------------------------------------------- local server the others reuse
+
+
+def _loaded_after(argv: list[str], store_url: str, prepare: str = "") -> str:
+    """Run ``main(argv)`` in a fresh interpreter; its exit code and whether prefect loaded."""
+    code = (
+        "import sys; from flows.cli import main; "
+        f"{prepare}"
+        f"code = main({argv!r}); "
+        "loaded = any(m.split('.')[0] == 'prefect' for m in sys.modules); "
+        "print('EXIT', code, 'PREFECT' if loaded else 'NO_PREFECT', file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "SIDFLOWS_DATABASE_URL": store_url, "HOME": "/nonexistent"},
+    )
+    return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.stdout
+
+
+STORE_ONLY = [
+    ["show", "EX-0002"],
+    ["show", "EX-0002", "--json"],
+    ["show", "EX-0002", "--fhir"],
+    ["worklist", "--date", "2026-11-25"],
+    ["calendar", "EX-0002"],
+    ["notifications", "--json"],
+    ["db", "upgrade"],
+]
+
+
+@pytest.mark.parametrize("argv", STORE_ONLY, ids=[" ".join(a) for a in STORE_ONLY])
+def test_a_command_that_reads_the_store_never_loads_prefect(
+    argv: list[str], tmp_path: Path
+) -> None:
+    """`show` and the store's other commands answer without importing Prefect (no server)."""
+    # A child with a proposed plan, stored through the service (no Prefect either).
+    sample = EXAMPLES / "lupus-on-rituximab.json"
+    prepare = (
+        "from flows import runtime; from sidflows import service; runtime.ensure_store(); "
+        f"r = service.refer(open({str(sample)!r}).read(), unit=runtime.unit(), actor='t'); "
+        "import datetime as dt; "
+        "service.propose(r.ref, unit=runtime.unit(), today=dt.date(2026, 11, 24), "
+        "reason='referral', actor='t'); assert r.ref == 'EX-0002', r.ref; "
+    )
+    answer = _loaded_after(argv, f"sqlite:///{tmp_path / 'store.db'}", prepare)
+    assert answer == "EXIT 0 NO_PREFECT", answer
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_the_commands_reuse_the_local_server_until_it_stops(tmp_path: Path) -> None:
+    """`sidflows server start`: `refer` runs its pathway here on that server (no temporary
+    one), the run is in that server's history; `server stop` ends it and the file."""
+    import httpx
+
+    home = tmp_path / "prefect"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PREFECT_HOME": str(home),
+        "SIDFLOWS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    port = _free_port()
+
+    def sidflows(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # the test checks the exit code
+            [SIDFLOWS, *args], capture_output=True, text=True, timeout=180, check=False, env=env
+        )
+
+    started = sidflows("server", "start", "--port", str(port))
+    try:
+        assert started.returncode == 0, started.stderr
+        api = f"http://127.0.0.1:{port}/api"
+        assert api in started.stdout
+        assert sidflows("server", "start", "--port", str(port)).stdout.count("already running")
+        referred = sidflows(
+            "refer", str(EXAMPLES / "lupus-on-rituximab.json"), "--today", "2026-11-24"
+        )
+        assert referred.returncode == 0, referred.stderr
+        assert "EX-0002: awaiting approval" in referred.stdout  # the pathway ran here
+        assert "temporary server" not in referred.stdout + referred.stderr
+        runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 50}, timeout=30).json()
+        assert "pathway-EX-0002" in {r["name"] for r in runs}
+        assert api in sidflows("server", "status").stdout
+    finally:
+        stopped = sidflows("server", "stop")
+    assert stopped.stdout.strip() == "local Prefect server stopped"
+    assert not (home / "sidflows-server.json").exists()
+    assert "no local Prefect server" in sidflows("server", "status").stdout
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/health", timeout=5)
