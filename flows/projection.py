@@ -52,6 +52,8 @@ from flows.runtime import (
     tags,
 )
 from sidflows.service import RunSpec
+from sidflows.store import db
+from sidflows.store.sweep import expected_runs
 
 WAITING_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED]
 LIVE_STATES = (StateType.RUNNING, StateType.CANCELLING)  # a process is executing the run
@@ -352,6 +354,22 @@ def reconcile(
         running=done.running,
     )
     return found, done
+
+
+def expected_by(until: dt.date, *, batch: int = 5000) -> list[RunSpec]:
+    """The open items due by ``until`` that should each have a waiting run, read from
+    the store ``batch`` plans at a time (the reconciliation's half in the store)."""
+    expected: list[RunSpec] = []
+    after = 0
+    while True:
+        with db.session_scope() as session:
+            rows = expected_runs(session=session, until=until, after_plan_id=after, limit=batch)
+        if not rows:
+            return expected
+        expected += [
+            RunSpec(ref, version, key, kind, due) for _, ref, version, key, kind, due in rows
+        ]
+        after = rows[-1][0]
 
 
 def lookahead(day: dt.date) -> dt.date:

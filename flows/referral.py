@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import runtime
 from flows.approval import clinician_answer
 from flows.notifications import send_queued
-from flows.tasks import activate_and_schedule, current_plan, in_deployment, propose_plan, publish
+from flows.tasks import activate_and_schedule, in_deployment, propose_plan, publish_current
 from sidflows.store import db, intents
 from sidflows.store.models import PatientState, utcnow
 from sidflows.store.patients import get_patient
@@ -54,8 +54,7 @@ async def pathway(ref: str, today: dt.date | None = None) -> str:
     state = plan_waiting(ref)
     if state == PatientState.referred:
         propose_plan(ref, runtime.today(today), "referral")
-    document = current_plan(ref)
-    publish(document)
+    document = publish_current(ref)
     status = await activate_and_schedule(ref)
     if status == "awaiting_approval" and in_deployment() and document is not None:
         await clinician_answer(ref, document)

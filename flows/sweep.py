@@ -27,7 +27,7 @@ from sidflows import service
 from sidflows.service.day import ReplacedRun, runs_replaced
 from sidflows.store import db
 from sidflows.store.census import unit_census
-from sidflows.store.sweep import expected_runs, read_due
+from sidflows.store.sweep import read_due
 
 
 @task(name="unfinished-activations", cache_policy=NO_CACHE)
@@ -54,20 +54,7 @@ def due_items(day: dt.date) -> dict[str, Any]:
 
 @task(name="reconcile-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def reconcile_runs(day: dt.date, batch: int) -> dict[str, int]:
-    expected: list[service.RunSpec] = []
-    after = 0
-    while True:
-        with db.session_scope() as session:
-            rows = expected_runs(
-                session=session, until=projection.lookahead(day), after_plan_id=after, limit=batch
-            )
-        if not rows:
-            break
-        expected += [
-            service.RunSpec(ref, version, key, kind, due)
-            for _, ref, version, key, kind, due in rows
-        ]
-        after = rows[-1][0]
+    expected = projection.expected_by(projection.lookahead(day), batch=batch)
     result, done = projection.reconcile(expected, until=projection.lookahead(day))
     service.record_run_ids(done.runs)
     if done.replaced:

@@ -63,16 +63,15 @@ def propose_plan(ref: str, day: dt.date, reason: str) -> service.Proposed:
     return service.propose(ref, unit=runtime.unit(), today=day, reason=reason, actor=runtime.ACTOR)
 
 
-@task(name="current-plan", cache_policy=NO_CACHE)
-def current_plan(ref: str) -> dict[str, Any] | None:
-    with db.session_scope() as session:
-        return show_document(session=session, patient=get_patient(session=session, ref=ref))
-
-
 @task(name="publish-plan", cache_policy=NO_CACHE)
-def publish(document: dict[str, Any] | None) -> None:
+def publish_current(ref: str) -> dict[str, Any] | None:
+    """The child's plan as ``show`` gives it, published as the plan artifact (one task:
+    reading it is a query, and a task run of its own cost more than the query)."""
+    with db.session_scope() as session:
+        document = show_document(session=session, patient=get_patient(session=session, ref=ref))
     if document is not None:
         publish_plan(document)
+    return document
 
 
 @task(name="activate-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -102,7 +101,7 @@ async def activate_and_schedule(ref: str) -> str:
             len(activation.runs),
             len(activation.cancelled),
         )
-    publish(current_plan(ref))
+    publish_current(ref)
     if get_settings().fhir_export:
         export_plans(ref)  # the FHIR Bundle of each version proposed or activated, once
     board_changed()  # a plan proposed, approved or activated changes the unit's board

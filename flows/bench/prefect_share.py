@@ -166,17 +166,7 @@ def reconcile_once(day: dt.date, calls: CountedCalls, batch: int = 5000) -> dict
     from flows import projection
 
     started, before = time.perf_counter(), calls.count
-    expected: list[service.RunSpec] = []
-    after = 0
-    while True:
-        with db.session_scope() as session:
-            rows = expected_runs(
-                session=session, until=projection.lookahead(day), after_plan_id=after, limit=batch
-            )
-        if not rows:
-            break
-        expected += [service.RunSpec(r, v, k, kind, due) for _, r, v, k, kind, due in rows]
-        after = rows[-1][0]
+    expected = projection.expected_by(projection.lookahead(day), batch=batch)
     read = time.perf_counter()
     result, done = projection.reconcile(expected, until=projection.lookahead(day))
     reconciled = time.perf_counter()
