@@ -9,6 +9,7 @@ from sidflows.calendar import UnitCalendar
 from sidflows.protocol import Protocol
 from sidflows.referral import ReferralDocument
 from sidflows.rules.context import HORIZON_MONTHS, PlanContext
+from sidflows.rules.free_text import free_text_checks
 from sidflows.rules.grading import grade
 from sidflows.rules.ig_schedule import ig_schedule
 from sidflows.rules.immunoglobulin import decide_immunoglobulin
@@ -63,6 +64,7 @@ def propose_plan(
     consent = referral.consent is not None and referral.consent.cost_accepted
     decisions = [
         *record_checks(ctx),
+        *free_text_checks(ctx),
         *ig.decisions,
         *ig_notes,
         *prophylaxis_notes,

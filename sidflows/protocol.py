@@ -30,6 +30,7 @@ from sidflows.referral import BloodProductKind, TreatmentClass, VaccineCode
 Positive = Annotated[float, Field(gt=0)]
 Months = Annotated[int, Field(ge=0, le=240)]
 Level = Literal["high", "low"]
+DiagnosisCategory = Literal["oncology", "hsct", "immune_mediated", "other"]
 MonthDay = Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
 
 
@@ -107,6 +108,11 @@ class Cd4Band(_Frozen):
     moderate_below_percent: float | None = None
 
 
+class Cd19LowerLimit(_Frozen):
+    below_age_months: int
+    per_ul: Positive
+
+
 class IggLowerLimit(_Frozen):
     below_age_months: int
     g_l: Positive
@@ -133,6 +139,9 @@ class GradingRules(_Section):
     other_b_cell_depleting_drugs: tuple[str, ...] = ("blinatumomab", "inotuzumab")
     # B-cell aplasia when the lab reports no CD19 lower limit (Hill 2019: < 20 cells/uL).
     b_cell_aplasia_below_cd19_per_ul: Positive = 20.0
+    # The CD19 lower limit by age when the lab reports none (docs/clinical-reference.md
+    # §2.13): the unit's laboratory ranges; empty, the aplasia threshold above is used.
+    cd19_lower_limit: tuple[Cd19LowerLimit, ...] = ()
     # BCMA-directed CAR-T (docs/clinical-reference.md §2.10): graded as CAR-T, named apart.
     bcma_car_t_drugs: tuple[str, ...] = ("ciltacabtagene", "idecabtagene", "Carvykti", "Abecma")
     # A CD19 below the lab's limit after another or unrecognised biologic is B-cell
@@ -186,6 +195,9 @@ class RouteDosing(_Section):
     observe_first_minutes: int = 0
     long_gap_days: int = 56
     supervised_sessions: int = 0
+    # Estimated rise of the trough IgG (g/L) for 0.1 g/kg more every 4 weeks: the size of
+    # a dose step proposed from a low trough (docs/clinical-reference.md §3.11).
+    trough_rise_g_l_per_0_1_g_kg_month: Positive = 0.73
 
     @model_validator(mode="after")
     def _dose_in_range(self) -> RouteDosing:
@@ -266,6 +278,18 @@ class HsctVaccination(_Section):
     live: tuple[VaccineCode, ...]
     live_doses: int
     titres_after_series_weeks: int
+    # HPV and MenACWY after HSCT (IDSA 2013 table 4, rec. 80 and 84; §4.15).
+    hpv_start_months: Months = 6
+    menacwy_start_months: Months = 6
+    menacwy_from_age_years: Annotated[int, Field(ge=2, le=18)] = 11
+    menacwy_doses: Annotated[int, Field(ge=1, le=3)] = 2
+    menacwy_booster_age_years: Annotated[int, Field(ge=11, le=18)] = 16
+    # MMR, varicella after HSCT: months off all systemic immunosuppression (§4.6.1): 12, the
+    # "2-1-8 rule" (ECIL-7, EBMT, AGIHO; cautious); 0, IDSA 2013 rec. 86-87 (none ongoing).
+    live_months_off_immunosuppression: Months = 12
+    # Diphtheria-tetanus-pertussis after HSCT at any age (§4.6.2): DTaP x3 (IDSA 2013 table 4,
+    # its first option from 7 years; ECIL-7/ESCMID: full-dose D and aP), or Tdap then Td.
+    tetanus_series: Literal["DTaP", "Tdap_then_Td"] = "DTaP"
 
 
 class VaccinationRules(_Section):
@@ -308,6 +332,34 @@ class VaccinationRules(_Section):
     defer_titres_on_ig: bool = True
     # Td / Tdap (§4.11): Tdap once from tdap_from_age_years, then this product.
     tetanus_after_tdap: Literal["Td", "Tdap"] = "Td"
+    # Influenza on anti-CD20 (§4.5): given on schedule (ACR 2022) or skipped (IDSA 2013).
+    influenza_on_anti_cd20: Literal["on_schedule", "skip"] = "on_schedule"
+    # HPV for immunocompromised children (ACIP 2016, §4.15): 3 doses from this age.
+    hpv_from_age_years: Annotated[int, Field(ge=9, le=26)] = 9
+    hpv_doses_immunocompromised: Annotated[int, Field(ge=2, le=3)] = 3
+    hpv_dose2_after_months: Annotated[int, Field(ge=1, le=2)] = 1
+    hpv_dose3_after_first_months: Annotated[int, Field(ge=5, le=12)] = 6
+    # The routine catch-up from CDSi's forecast, for every child in scope (§4.16).
+    routine_catch_up: tuple[VaccineCode, ...] = (
+        "DTaP", "IPV", "Hib", "HepB", "HepA", "PCV", "MenACWY", "HPV",
+    )  # fmt: skip
+    # Rotavirus (ACIP 2009; SCID, MMWR 2010;59:687; §4.17): dose 1 from 6 weeks to 14 weeks
+    # 6 days (104 days), the last dose by 8 months 0 days.
+    rotavirus_first_dose_min_weeks: Annotated[int, Field(ge=6, le=12)] = 6
+    rotavirus_first_dose_max_days: Annotated[int, Field(ge=60, le=120)] = 104
+    rotavirus_last_dose_max_months: Annotated[int, Field(ge=6, le=12)] = 8
+    # Infants exposed in utero to a biologic (Australian Immunisation Handbook 2025, §4.17):
+    # no live vaccine before this age; rotavirus allowed unless the exposure was anti-CD20.
+    in_utero_biologic_live_months: Annotated[int, Field(ge=0, le=12)] = 6
+    in_utero_exposure_words: tuple[str, ...] = (
+        "in utero", "born to mother", "mother on", "maternal", "during pregnancy",
+    )  # fmt: skip
+    # Live vaccines on low-dose or alternate-day corticosteroids (§4.18): "block" (IDSA 2013
+    # table 6, cautious) or "allow" (ACIP general best practice: not a contraindication).
+    live_on_low_dose_steroids: Literal["block", "allow"] = "block"
+    # The post-chemotherapy wait for inactivated boosters (§4.19): an oncology rule, for these
+    # diagnosis categories; in immune-mediated disease vaccines are given during treatment.
+    chemotherapy_wait_categories: tuple[DiagnosisCategory, ...] = ("oncology", "hsct", "other")
     hsct: HsctVaccination
     antibody_interval: AntibodyInterval
 
@@ -333,9 +385,13 @@ class Pjp(_Section):
     # Diagnosis groups (config/codes.toml) that indicate Pneumocystis prophylaxis.
     indicating_diagnosis_groups: tuple[str, ...] = ("acute_lymphoblastic_leukaemia",)
     indicating_drugs: tuple[str, ...]
+    # Corticosteroids (§5.9): "dose_and_duration", a high dose (the grading's IDSA threshold,
+    # §2.9) for >= steroid_weeks; "duration_only", any dose for > steroid_weeks (the
+    # ECIL-5 abstract's wording, the alternative).
     steroid_weeks: int
-    steroid_high_dose_mg_day: Positive
-    steroid_high_dose_weeks: int
+    steroid_rule: Literal["dose_and_duration", "duration_only"] = "dose_and_duration"
+    # No co-trimoxazole before this age (§5.8: kernicterus in the neonatal period).
+    min_age_weeks: Annotated[int, Field(ge=0, le=26)] = 6
     after_hsct_min_months: Months
     after_immunosuppression_months: Months
     after_chemotherapy_review_months: Months
@@ -390,9 +446,18 @@ class Antibacterial(_Section):
     alternatives: str
 
 
+class OutsideScope(_Section):
+    """Antibacterial and antifungal prophylaxis the plan does not cover (§5.10): said so for
+    these diagnosis groups and below this neutrophil count on chemotherapy."""
+
+    diagnosis_groups: tuple[str, ...] = ("acute_myeloid_leukaemia",)
+    anc_below_per_ul: Positive = 500.0
+
+
 class Prophylaxis(_Section):
     pjp: Pjp
     antibacterial: Antibacterial
+    outside_scope: OutsideScope = Field(default_factory=OutsideScope)
     encapsulated: Encapsulated = Field(default_factory=Encapsulated)
     meningococcal: Meningococcal = Field(default_factory=Meningococcal)
 

@@ -210,6 +210,12 @@ class Consent(_Doc):
     cost_accepted: bool
 
 
+# The closed vocabulary of ``risk_conditions`` (docs/formats.md; clinical-reference §5.12):
+# ``asplenia`` is anatomical or functional asplenia or hyposplenism (splenectomy, splenic
+# irradiation, a dysfunctional spleen).
+RiskCondition = Literal["asplenia"]
+
+
 def _items(max_length: int = MAX_LIST) -> Any:
     return Field(default=(), max_length=max_length)
 
@@ -232,6 +238,7 @@ class ReferralDocument(_Doc):
     vaccinations: tuple[VaccinationEntry, ...] = Field(max_length=MAX_LIST)
     preferences: Preferences | None = None
     consent: Consent | None = None
+    risk_conditions: tuple[RiskCondition, ...] = Field(default=(), max_length=8)
 
     @property
     def ref(self) -> str:

@@ -442,6 +442,11 @@ B_CELL_APLASIA_BELOW = 20.0  # §2.6 Hill 2019, when the lab gives no CD19 lower
 RESULT_VALID_MONTHS = 3  # §6.6
 
 
+# §8.3: a regimen that names an anti-CD20 (R-CHOP: rituximab + CHOP) depletes B cells
+# whatever the class the referral gives it (re-typed from the strategy's drug names).
+REGIMENS_WITH_ANTI_CD20 = frozenset({"R-CHOP"})
+
+
 def b_cell_depletion_holds(doc: Doc, plan: dict[str, Any]) -> str:
     """§2.6: B-cell depletion with no end date: a low CD19 after the last B-cell-depleting
     dose, or CAR-T with no fresh recovered count since ("" when none holds)."""
@@ -449,7 +454,8 @@ def b_cell_depletion_holds(doc: Doc, plan: dict[str, Any]) -> str:
     depleting = [
         t
         for t in doc["treatments"]
-        if t["class"] in ("anti_cd20", "car_t") and d(t["start"]) <= today
+        if (t["class"] in ("anti_cd20", "car_t") or t["drug"] in REGIMENS_WITH_ANTI_CD20)
+        and d(t["start"]) <= today
     ]
     if not depleting:
         return ""
@@ -463,10 +469,10 @@ def b_cell_depletion_holds(doc: Doc, plan: dict[str, Any]) -> str:
         if newest["cd19_per_ul"] < limit:
             return f"CD19 {newest['cd19_per_ul']} on {newest['date']} below {limit}"
     if any(t["class"] == "car_t" for t in depleting):
+        # §2.13: the lab's lower limit, else Hill 2019's aplasia threshold.
         recovered = (
             newest is not None
-            and "cd19_lower_limit_per_ul" in newest
-            and newest["cd19_per_ul"] >= newest["cd19_lower_limit_per_ul"]
+            and newest["cd19_per_ul"] >= newest.get("cd19_lower_limit_per_ul", B_CELL_APLASIA_BELOW)
             and d(newest["date"]) >= plus_months(today, -RESULT_VALID_MONTHS)
         )
         if not recovered:
@@ -679,16 +685,15 @@ def _cause_continues(doc: Doc, plan: dict[str, Any], today: date) -> bool:
 
 
 def _b_cells_recovered(doc: Doc, today: date) -> bool:
-    """§3.7/§6.6: the newest fresh CD19 at or above the lab's own lower limit."""
+    """§3.7/§6.6/§2.13: the newest fresh CD19 at or above the lab's own lower limit, else
+    Hill 2019's aplasia threshold."""
     counts = [lab for lab in doc["labs"] if "cd19_per_ul" in lab]
     if not counts:
         return False
     newest = max(counts, key=lambda lab: lab["date"])
-    return (
-        "cd19_lower_limit_per_ul" in newest
-        and newest["cd19_per_ul"] >= newest["cd19_lower_limit_per_ul"]
-        and d(newest["date"]) >= plus_months(today, -RESULT_VALID_MONTHS)
-    )
+    return newest["cd19_per_ul"] >= newest.get(
+        "cd19_lower_limit_per_ul", B_CELL_APLASIA_BELOW
+    ) and d(newest["date"]) >= plus_months(today, -RESULT_VALID_MONTHS)
 
 
 @settings(BASE, max_examples=300)

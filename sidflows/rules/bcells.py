@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sidflows.calendar import add_months
+from sidflows.calendar import add_months, age_in_months
 from sidflows.codes import class_for_drug_name, load_codes, treatment_class
 from sidflows.protocol import Protocol
-from sidflows.referral import ReferralDocument, TreatmentEntry
+from sidflows.referral import LabEntry, ReferralDocument, TreatmentEntry
 from sidflows.rules.drugs import classes_of, drug_is, regimen_of
 
 
@@ -27,6 +27,51 @@ class BCellDepletion:
     source_paths: tuple[str, ...]
     # A low CD19 after another or unrecognised biologic (§2.10): lifted by a count only.
     by_count_after_biologic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cd19Limit:
+    """The lower limit a CD19 count is judged against, and which one it is (§2.13)."""
+
+    per_ul: float
+    which: str
+    source_paths: tuple[str, ...]
+
+    @property
+    def shown(self) -> str:
+        """The limit in words: which one, its value, and that the lab gave none."""
+        given = "" if not self.source_paths else " (no lab limit given)"
+        return f"{self.which} {self.per_ul:g}/uL{given}"
+
+
+def cd19_limit(lab: LabEntry, age_months: int, protocol: Protocol) -> Cd19Limit:
+    """The laboratory's lower limit; without one, the protocol's age row (the unit's lab
+    ranges, when configured), else the published aplasia threshold (Hill 2019, §2.13)."""
+    if lab.cd19_lower_limit_per_ul is not None:
+        return Cd19Limit(lab.cd19_lower_limit_per_ul, "the lab's lower limit", ())
+    g = protocol.grading
+    for row in g.cd19_lower_limit:
+        if age_months < row.below_age_months:
+            return Cd19Limit(
+                row.per_ul,
+                "the protocol's age table",
+                ("grading.cd19_lower_limit",),
+            )
+    return Cd19Limit(
+        g.b_cell_aplasia_below_cd19_per_ul,
+        "B-cell aplasia (Hill 2019)",
+        ("grading.b_cell_aplasia_below_cd19_per_ul",),
+    )
+
+
+def cd19_recovered(
+    lab: LabEntry | None, age_months: int, protocol: Protocol
+) -> tuple[bool, Cd19Limit] | None:
+    """Whether a CD19 count is at or above its limit (§2.13); None without a count."""
+    if lab is None or lab.cd19_per_ul is None:
+        return None
+    limit = cd19_limit(lab, age_months, protocol)
+    return lab.cd19_per_ul >= limit.per_ul, limit
 
 
 def depleting_class(t: TreatmentEntry, protocol: Protocol) -> str | None:
@@ -90,20 +135,19 @@ def _low_cd19_after_biologic(
         return None
     count = max(counts, key=lambda lab: lab.date)
     assert count.cd19_per_ul is not None
-    limit = count.cd19_lower_limit_per_ul
-    threshold = limit if limit is not None else g.b_cell_aplasia_below_cd19_per_ul
-    if count.cd19_per_ul >= threshold:
+    limit = cd19_limit(count, age_in_months(referral.patient.birth_date, count.date), protocol)
+    if count.cd19_per_ul >= limit.per_ul:
         return None
-    which = "the lab's lower limit" if limit is not None else "B-cell aplasia (Hill 2019)"
     drugs = ", ".join(t.drug for t in suspects if t.start <= count.date)
     return BCellDepletion(
-        f"B-cell depletion: CD19 {count.cd19_per_ul:g}/uL on {count.date} below {which} "
-        f"{threshold:g}/uL after {drugs} (another or unrecognised biologic, whatever its "
+        f"B-cell depletion: CD19 {count.cd19_per_ul:g}/uL on {count.date} below "
+        f"{limit.shown} after {drugs} (another or unrecognised biologic, whatever its "
         "class): until B cells recover",
         None,
         (
             "grading.low_cd19_after_other_biologic_depletes",
             "grading.b_cell_aplasia_below_cd19_per_ul",
+            *limit.source_paths,
         ),
         by_count_after_biologic=True,
     )
@@ -116,9 +160,9 @@ def _depletion(
 
     Judged by the counts: a CD19 count after the last dose below the laboratory's lower
     limit (or, without one, below the protocol's aplasia threshold) keeps it, whatever
-    its age; only a fresh count at or above the lab's limit shows recovery. Counts never
-    shorten the anti-CD20 window of the rituximab label. After CAR-T there is no window:
-    depletion lasts until a count shows recovery.
+    its age; only a fresh count at or above its limit (the lab's, else §2.13) shows
+    recovery. Counts never shorten the anti-CD20 window of the rituximab label. After
+    CAR-T there is no window: depletion lasts until a count shows recovery.
     """
     g = protocol.grading
     recognised = [
@@ -144,25 +188,22 @@ def _depletion(
     last_drug = max(depleting, key=lambda t: t.end or t.start).drug
     counts = [lab for lab in referral.labs if lab.cd19_per_ul is not None and lab.date > last_dose]
     count = max(counts, key=lambda lab: lab.date) if counts else None
-    if count is not None and count.cd19_per_ul is not None:
-        limit = count.cd19_lower_limit_per_ul
-        threshold = limit if limit is not None else g.b_cell_aplasia_below_cd19_per_ul
-        which = "the lab's lower limit" if limit is not None else "B-cell aplasia (Hill 2019)"
-        if count.cd19_per_ul < threshold:
+    judged = (
+        cd19_recovered(count, age_in_months(referral.patient.birth_date, count.date), protocol)
+        if count is not None
+        else None
+    )
+    if count is not None and count.cd19_per_ul is not None and judged is not None:
+        above, limit = judged
+        if not above:
             return BCellDepletion(
                 f"B-cell depletion after {last_drug} (last dose {last_dose}): CD19 "
-                f"{count.cd19_per_ul:g}/uL on {count.date} below {which} {threshold:g}/uL; "
+                f"{count.cd19_per_ul:g}/uL on {count.date} below {limit.shown}; "
                 "until B cells recover",
                 None,
-                (*paths, "grading.b_cell_aplasia_below_cd19_per_ul"),
+                (*paths, "grading.b_cell_aplasia_below_cd19_per_ul", *limit.source_paths),
             )
-    recovered = (
-        count is not None
-        and count.cd19_per_ul is not None
-        and count.cd19_lower_limit_per_ul is not None
-        and count.cd19_per_ul >= count.cd19_lower_limit_per_ul
-        and count.date >= valid_from
-    )
+    recovered = count is not None and judged is not None and judged[0] and count.date >= valid_from
     car_t = [t for t, kind in recognised if kind == "car_t"]
     if car_t and not recovered:
         drug = car_t[-1].drug
@@ -170,14 +211,14 @@ def _depletion(
             return BCellDepletion(
                 f"after {drug} (BCMA-directed CAR-T, {span_of(car_t[-1])}): not B-cell aplasia "
                 "as such, but plasma-cell depletion with profound hypogammaglobulinaemia and "
-                "profound immunosuppression; no fresh CD19 count at or above the lab's lower "
+                "profound immunosuppression; no fresh CD19 count at or above its lower "
                 "limit since; until immune recovery is shown",
                 None,
                 (*paths, "grading.bcma_car_t_drugs"),
             )
         return BCellDepletion(
             f"B-cell aplasia expected after {drug} (CAR-T, {span_of(car_t[-1])}): no fresh CD19 "
-            "count at or above the lab's lower limit since; until B cells recover",
+            "count at or above its lower limit since; until B cells recover",
             None,
             paths,
         )

@@ -56,8 +56,8 @@ def meningococcal_cover(
     items: list[ProphylaxisItem] = []
     if penicillin_planned:
         what = (
-            f"{e.drug} {dose} (already planned for chronic GVHD) also covers meningococcus "
-            f"while on {drugs}"
+            f"{e.drug} {dose} (already planned against encapsulated bacteria) also covers "
+            f"meningococcus while on {drugs}"
         )
     else:
         what = f"{e.drug} {dose} against meningococcus while on the complement inhibitor"

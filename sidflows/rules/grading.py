@@ -1,4 +1,4 @@
-"""Degree of immunosuppression: high / low / none, transient or not.
+"""Degree of immunosuppression: high / low / none; transient, not, or no cause found.
 
 The section is docs/clinical-reference.md §2.
 """
@@ -14,6 +14,7 @@ from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import (
     classes_of,
     complement_inhibitor,
+    counts_as_immunosuppressive,
     drug_is,
     not_immunosuppressive,
 )
@@ -257,6 +258,10 @@ def grade(ctx: PlanContext) -> Grading:
                 "low",
                 f"{shown}: moderately low for age (CDC 2014 staging, used as a flag)",
             )
+    absent = absent_b_cells_without_cause(ctx)
+    if absent is not None:
+        add("high", f"{absent} ({ESID_AGAMMA})")
+        markers.append(reasons[-1])
     if facts.stale:
         reasons.append(
             f"stale results not used (older than {protocol.reassessment.result_valid_months} "
@@ -265,7 +270,7 @@ def grade(ctx: PlanContext) -> Grading:
     level = "high" if "high" in levels else "low" if "low" in levels else "none"
     if level == "none":
         reasons.append("no active immunosuppressive treatment and no marker of immunosuppression")
-    transient, why = _transience(referral, facts)
+    transient, why = _transience(referral, facts, protocol, level)
     reasons.append(why)
     return Grading(
         level=level,  # type: ignore[arg-type]
@@ -275,7 +280,11 @@ def grade(ctx: PlanContext) -> Grading:
     )
 
 
-def _transience(referral: ReferralDocument, facts: Facts) -> tuple[bool, str]:
+def _transience(
+    referral: ReferralDocument, facts: Facts, protocol: Protocol, level: str
+) -> tuple[bool | None, str]:
+    """Transient (time-limited causes), not (a cause with no planned end), or None: no
+    immunosuppressive cause was found, so neither can be said (§2.14)."""
     # Chemotherapy (an antimetabolite maintenance of ALL too, §2.8) is time-limited.
     lasting = [
         t
@@ -287,6 +296,76 @@ def _transience(referral: ReferralDocument, facts: Facts) -> tuple[bool, str]:
         return False, f"not transient while {drugs} continue(s) with no planned end"
     if referral.hsct is not None and referral.hsct.active_gvhd:
         return False, "not transient while GVHD is active"
-    if not referral.treatments and referral.hsct is None:
-        return True, "no treatment cause recorded: reassess to confirm the deficiency"
+    causes = [t for t in referral.treatments if counts_as_immunosuppressive(t, protocol)]
+    if not causes and referral.hsct is None:
+        # A complement inhibitor is an acquired complement deficiency (§2.12): a cause.
+        complement = [
+            t
+            for t in referral.treatments
+            if t.active_on(facts.today) and complement_inhibitor(t, protocol)
+        ]
+        if complement:
+            drugs = ", ".join(t.drug for t in complement)
+            if any(t.end is None for t in complement):
+                return False, (
+                    f"not transient while {drugs} continue(s) with no planned end: an acquired "
+                    "complement deficiency, not general immunosuppression"
+                )
+            return True, f"transient: the complement deficiency ends with {drugs}"
+        return None, _no_cause_found(facts, level)
     return True, "transient: the causes are time-limited; reassess until recovery"
+
+
+def _no_cause_found(facts: Facts, level: str) -> str:
+    """What was found when no immunosuppressive treatment or transplant is recorded (§2.14)."""
+    found = facts.not_immunosuppressive
+    drugs = f" (only {', '.join(found)}: not immunosuppressive)" if found else ""
+    markers = (
+        f"; markers graded {level} without a recorded cause: a primary or other cause is a "
+        "clinician question"
+        if level != "none"
+        else ""
+    )
+    return (
+        f"no immunosuppressive treatment or transplant recorded{drugs}{markers}: neither "
+        "transient nor permanent can be said; whether the child is in scope (an acquired "
+        "immunodeficiency) is a clinician decision"
+    )
+
+
+ESID_AGAMMA = (
+    "ESID clinical working definitions, X-linked agammaglobulinaemia (CD19+ B cells < 2 %; "
+    "IgG usually < 2 g/L; possible XLA: IgG, IgM and IgA > 2 SD below normal for age, other "
+    "causes excluded); ACIP general best practice guidelines, altered immunocompetence "
+    "(severe antibody deficiency, e.g. XLA: OPV, LAIV, BCG, Ty21a, yellow fever "
+    "contraindicated; IGIV interferes with measles and varicella vaccines), "
+    "docs/clinical-reference.md §2.14"
+)
+
+
+def absent_b_cells_without_cause(ctx: PlanContext) -> str | None:
+    """Absent B cells (a fresh CD19 below the aplasia threshold) with an IgG below the limit
+    for age and no immunosuppressive cause, transplant, complement inhibitor or B-cell
+    depleting treatment recorded (§2.14): a primary agammaglobulinaemia (XLA) until proven
+    otherwise, graded high (no live vaccines). The reason, or None."""
+    referral, facts, protocol = ctx.referral, ctx.facts, ctx.protocol
+    cd19 = facts.latest_cd19
+    if (
+        cd19 is None
+        or cd19.cd19_per_ul is None
+        or cd19.cd19_per_ul >= protocol.grading.b_cell_aplasia_below_cd19_per_ul
+        or not facts.igg_low
+        or facts.b_cell_depletion is not None
+        or referral.hsct is not None
+        or facts.complement_inhibitors
+        or any(counts_as_immunosuppressive(t, protocol) for t in referral.treatments)
+    ):
+        return None
+    igg = facts.latest_igg
+    shown = f"IgG {igg.igg_g_l:g} g/L" if igg is not None and igg.igg_g_l is not None else "IgG"
+    return (
+        f"absent B cells (CD19 {cd19.cd19_per_ul:g}/uL on {cd19.date}, below "
+        f"{protocol.grading.b_cell_aplasia_below_cd19_per_ul:g}) with {shown} below the limit "
+        "for age and no acquired cause recorded: a primary agammaglobulinaemia until proven "
+        "otherwise, graded high: no live vaccines"
+    )

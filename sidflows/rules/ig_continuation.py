@@ -65,53 +65,112 @@ class TroughProposal:
     paths: tuple[str, ...]
 
 
+_FOUR_WEEKS = 28  # days: the dose-trough slopes are per 0.1 g/kg every 3-4 weeks (a month)
+
+
+def _per_four_weeks(g_per_kg: float, interval_days: int) -> float:
+    return g_per_kg * _FOUR_WEEKS / interval_days
+
+
 def trough_proposal(
     ctx: PlanContext, dosing: RouteDosing, route: str, use: DoseInUse, target: float
 ) -> TroughProposal | None:
-    """A trough below the target: a shorter interval, else a higher dose, within the maximum."""
+    """A trough below the indication's target (§3.11): the smallest change that reaches
+    it by the published dose-trough slope, within the route's maximum and shortest
+    interval: a shorter interval, else a higher dose, else both."""
     trough = ctx.facts.latest_trough
     if trough is None or trough.igg_g_l is None or trough.igg_g_l >= target:
         return None
     igg = trough.igg_g_l
+    rise = dosing.trough_rise_g_l_per_0_1_g_kg_month
+    now = _per_four_weeks(use.g_per_kg, use.interval_days)
+    needed = now + 0.1 * (target - igg) / rise
     why = (
         f"trough IgG {igg:g} g/L on {trough.date} below the target {target:g} g/L: "
-        "review the dose (an early plan review is booked)"
+        "review the dose (an early plan review is booked); "
+        f"estimated need {needed:.2f} g/kg every 4 weeks instead of {now:.2f} "
+        f"({rise:g} g/L of trough for each 0.1 g/kg more every 4 weeks, a published "
+        "regression: an estimate, not a prediction for this child)"
     )
     steady = steady_sc_note(ctx)
     if steady:
         why += f"; {steady}"
     shortest = dosing.interval_days - dosing.window_days_early
-    if use.interval_days > shortest:
+    top = dosing.max_g_per_kg
+    paths = (
+        f"immunoglobulin.{route}.trough_rise_g_l_per_0_1_g_kg_month",
+        f"immunoglobulin.{route}.max_g_per_kg",
+        f"immunoglobulin.{route}.window_days_early",
+    )
+
+    def expected(g_per_kg: float, interval: int) -> float:
+        return igg + (_per_four_weeks(g_per_kg, interval) - now) / 0.1 * rise
+
+    def proposal(g_per_kg: float, interval: int, what: str, how: str) -> TroughProposal:
+        short = expected(g_per_kg, interval) < target - 0.05
+        tail = (
+            f"; expected trough about {expected(g_per_kg, interval):.1f} g/L, still below "
+            f"the target at the protocol's maximum ({top:g} g/kg, every {shortest} days at "
+            "the shortest): clinician decision (a dose beyond the protocol, adherence, "
+            "protein loss, product, route)"
+            if short
+            else f"; expected trough about {expected(g_per_kg, interval):.1f} g/L"
+        )
+        return TroughProposal(
+            round(g_per_kg, 4), interval, f"proposed: {what}", f"{why}; {how}{tail}", paths
+        )
+
+    if use.interval_days <= shortest and use.g_per_kg >= top - 1e-9:
         return TroughProposal(
             use.g_per_kg,
-            shortest,
-            f"proposed: every {shortest} days instead of {use.interval_days}, same dose",
-            f"{why}; the shortest interval of the route's range "
-            f"({shortest}-{dosing.interval_days} days) raises the dose per month; a higher dose "
-            f"(up to {dosing.max_g_per_kg:g} g/kg) is the alternative: clinician decision",
-            (f"immunoglobulin.{route}.window_days_early", f"immunoglobulin.{route}.interval_days"),
-        )
-    if use.g_per_kg < dosing.max_g_per_kg - 1e-9:
-        wanted = use.g_per_kg * target / igg if igg > 0 else dosing.max_g_per_kg
-        proposed = min(dosing.max_g_per_kg, wanted)
-        return TroughProposal(
-            round(proposed, 4),
             use.interval_days,
-            f"proposed: {proposed:.2f} g/kg instead of {use.g_per_kg:g} g/kg",
-            f"{why}; already every {use.interval_days} days, the shortest of the route's range; "
-            f"dose raised in proportion to the target (trough rises with the dose), capped at "
-            f"the protocol's maximum {dosing.max_g_per_kg:g} g/kg; no published step: "
-            "clinician decision",
-            (f"immunoglobulin.{route}.max_g_per_kg",),
+            "trough below target at the protocol's maximum dose and shortest interval",
+            f"{why}; {use.g_per_kg:g} g/kg every {use.interval_days} days is the protocol's "
+            "maximum: clinician decision (adherence, protein loss, product, route)",
+            paths,
         )
-    return TroughProposal(
-        use.g_per_kg,
-        use.interval_days,
-        "trough below target at the protocol's maximum dose and shortest interval",
-        f"{why}; {use.g_per_kg:g} g/kg every {use.interval_days} days is the protocol's "
-        "maximum: clinician decision (adherence, protein loss, product, route)",
-        (f"immunoglobulin.{route}.max_g_per_kg",),
-    )
+    if use.interval_days > shortest and _per_four_weeks(use.g_per_kg, shortest) >= needed:
+        return proposal(
+            use.g_per_kg,
+            shortest,
+            f"every {shortest} days instead of {use.interval_days}, same dose",
+            f"the shortest interval of the route's range ({shortest}-{dosing.interval_days} "
+            "days) gives the estimated need at the same dose",
+        )
+    at_interval = needed * use.interval_days / _FOUR_WEEKS
+    if use.g_per_kg < top - 1e-9 and at_interval <= top + 1e-9:
+        return proposal(
+            max(at_interval, use.g_per_kg),
+            use.interval_days,
+            f"{at_interval:.2f} g/kg instead of {use.g_per_kg:g} g/kg, every "
+            f"{use.interval_days} days",
+            "a higher dose at the interval in use gives the estimated need, within the "
+            f"protocol's maximum {top:g} g/kg",
+        )
+    at_shortest = min(top, max(needed * shortest / _FOUR_WEEKS, use.g_per_kg))
+    if shortest < use.interval_days and at_shortest <= use.g_per_kg + 1e-9:
+        what = f"every {shortest} days instead of {use.interval_days}, at the maximum dose"
+        how = (
+            f"already at the protocol's maximum {top:g} g/kg: the shortest interval of the "
+            f"route's range ({shortest}-{dosing.interval_days} days)"
+        )
+    elif shortest < use.interval_days:
+        what = (
+            f"{at_shortest:.2f} g/kg every {shortest} days instead of {use.g_per_kg:g} g/kg "
+            f"every {use.interval_days}"
+        )
+        how = (
+            "far below the target: a shorter interval alone or a higher dose alone does not "
+            "give the estimated need; both, within the protocol's maximum "
+            f"{top:g} g/kg and the shortest interval {shortest} days"
+        )
+    else:
+        what = f"{at_shortest:.2f} g/kg instead of {use.g_per_kg:g} g/kg"
+        how = (
+            f"already every {use.interval_days} days, the shortest of the route's range: a "
+            f"higher dose, within the protocol's maximum {top:g} g/kg"
+        )
+    return proposal(at_shortest, min(shortest, use.interval_days), what, how)
 
 
 def steady_sc_note(ctx: PlanContext) -> str:

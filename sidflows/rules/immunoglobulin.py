@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from functools import cache
-from math import ceil
 from typing import Literal
 
-from sidflows.protocol import RouteDosing
+from sidflows.protocol import Protocol
+from sidflows.rules.bcells import cd19_limit, cd19_recovered
 from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import Facts
 from sidflows.rules.ig_continuation import (
@@ -22,50 +21,11 @@ from sidflows.rules.ig_continuation import (
     trial_off_stop,
     trough_proposal,
 )
+from sidflows.rules.ig_dose import dose_for, round_to_vials
 from sidflows.rules.model import Decision, IgDecision, IgStatus
 
 EMA = "EMA core SmPC, human normal immunoglobulin (IV and SC), secondary immunodeficiency"
 ASBMT = "ASBMT; Australian IG criteria"
-
-
-_UNIT = 0.1  # grams: resolution of the vial arithmetic
-
-
-@cache
-def _achievable(vials: tuple[float, ...], max_units: int) -> frozenset[int]:
-    """Every total (in 0.1 g units) that whole vials can make, up to ``max_units``."""
-    sizes = sorted({round(v / _UNIT) for v in vials})
-    reach = [False] * (max_units + 1)
-    reach[0] = True
-    for total in range(1, max_units + 1):
-        reach[total] = any(total >= s and reach[total - s] for s in sizes)
-    return frozenset(i for i in range(1, max_units + 1) if reach[i])
-
-
-def round_to_vials(
-    target_g: float, low_g: float, high_g: float, vials: tuple[float, ...]
-) -> tuple[float, bool]:
-    """The whole-vial total nearest ``target_g`` within [low_g, high_g].
-
-    Ties go to the lower total. Returns (grams, exact) where exact is False when
-    no whole-vial total fits the range and the exact dose (a partial vial) is
-    kept instead.
-    """
-    high_units = int(high_g / _UNIT + 1e-9)
-    low_units = ceil(low_g / _UNIT - 1e-9)
-    target_units = target_g / _UNIT
-    made = _achievable(tuple(vials), max(high_units, 1))
-    candidates = [u for u in made if low_units <= u <= high_units]
-    if not candidates:
-        # A partial vial, measured to 0.1 g, still inside [low_g, high_g]: plain
-        # rounding of a target on the lower bound (SC 0.1 g/kg) would underdose.
-        steps = range(max(low_units, 1), high_units + 1)
-        if not steps:
-            return round(target_g, 1), False
-        best = min(steps, key=lambda u: (abs(u - target_units), u))
-        return round(best * _UNIT, 1), False
-    best = min(candidates, key=lambda u: (abs(u - target_units), u))
-    return round(best * _UNIT, 1), True
 
 
 def _route(ctx: PlanContext) -> tuple[Literal["iv", "sc"], str]:
@@ -75,32 +35,6 @@ def _route(ctx: PlanContext) -> tuple[Literal["iv", "sc"], str]:
     if facts.on_ig_replacement and facts.last_ig_dose is not None:
         return facts.last_ig_dose.route, "the route already in use"
     return ctx.protocol.immunoglobulin.default_route, "the protocol default (day unit)"
-
-
-def dose_for(
-    dosing: RouteDosing, weight_kg: float, g_per_kg: float, *, ceiling_g_per_kg: float | None = None
-) -> tuple[float, str]:
-    """Grams for a g/kg dose, rounded to whole vials within [min, ceiling] g/kg.
-
-    The ceiling is the route's maximum, except for a loading dose, whose own
-    g/kg is its ceiling (it is larger than the maintenance maximum on purpose).
-    """
-    target = g_per_kg * weight_kg
-    ceiling = dosing.max_g_per_kg if ceiling_g_per_kg is None else ceiling_g_per_kg
-    grams, exact = round_to_vials(
-        target,
-        dosing.min_g_per_kg * weight_kg,
-        ceiling * weight_kg,
-        dosing.vial_sizes_g,
-    )
-    note = (
-        f"{g_per_kg:g} g/kg x {weight_kg:g} kg = {target:.2f} g, rounded to whole vials "
-        f"({', '.join(f'{v:g}' for v in dosing.vial_sizes_g)} g): {grams:g} g"
-        if exact
-        else f"{g_per_kg:g} g/kg x {weight_kg:g} kg = {grams:g} g: no whole-vial total fits "
-        f"{dosing.min_g_per_kg:g}-{dosing.max_g_per_kg:g} g/kg, pharmacy to draw a partial vial"
-    )
-    return grams, note
 
 
 def _after_car_t(ctx: PlanContext) -> bool:
@@ -115,12 +49,24 @@ def trough_target(ctx: PlanContext) -> tuple[float, str]:
     return ig.trough_target_g_l, ">= 5-6 g/L (SmPC), ideally 7 (Ontario): the cautious target"
 
 
-def b_cells_recovered(facts: Facts) -> bool | None:
-    """A fresh CD19 at or above the laboratory's lower limit; None when it cannot be told."""
-    lab = facts.latest_cd19
-    if lab is None or lab.cd19_per_ul is None or lab.cd19_lower_limit_per_ul is None:
+def b_cells_recovered(facts: Facts, protocol: Protocol) -> bool | None:
+    """A fresh CD19 at or above its lower limit (the lab's; without one, §2.13) and no
+    depletion; None when it cannot be told (no fresh count)."""
+    judged = cd19_recovered(facts.latest_cd19, facts.age_months, protocol)
+    if judged is None:
         return None
-    return lab.cd19_per_ul >= lab.cd19_lower_limit_per_ul and facts.b_cell_depletion is None
+    return judged[0] and facts.b_cell_depletion is None
+
+
+def recovery_limit(facts: Facts, protocol: Protocol) -> tuple[str, tuple[str, ...]]:
+    """The CD19 and the limit it was judged against, for a rationale, with the limit's
+    parameters (§2.13)."""
+    lab = facts.latest_cd19
+    if lab is None or lab.cd19_per_ul is None:
+        return "no fresh CD19 count", ()
+    limit = cd19_limit(lab, facts.age_months, protocol)
+    words = f"CD19 {lab.cd19_per_ul:g}/uL on {lab.date} vs {limit.shown}"
+    return words, limit.source_paths
 
 
 def _immunomodulatory_notes(ctx: PlanContext) -> list[Decision]:
@@ -260,7 +206,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
     if on_ig:
         course = facts.ig_courses[-1]
         continuing = cause_continues(ctx)
-        recovered = b_cells_recovered(facts)
+        recovered = b_cells_recovered(facts, protocol)
         if not continuing and recovered:
             stop = trial_off_stop(ctx)
             when = (
@@ -272,14 +218,15 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
                 "trial_off",
                 f"propose a trial off IG {when}, IgG recheck {ig.trial_off_recheck_months} "
                 "months after stopping",
-                f"the cause has ended and B cells have recovered (CD19 "
-                f"{facts.latest_cd19.cd19_per_ul:g}/uL >= lab limit); a seasonal trial off "  # type: ignore[union-attr]
+                "the cause has ended and B cells have recovered ("
+                f"{recovery_limit(facts, protocol)[0]}); a seasonal trial off "
                 f"({ig.trial_off_season_start} to {ig.trial_off_season_end}) was studied in "
                 "mild secondary immunodeficiency; no guideline rule for stopping",
                 ctx.cite(
                     "immunoglobulin.trial_off_season_start",
                     "immunoglobulin.trial_off_season_end",
                     "immunoglobulin.trial_off_recheck_months",
+                    *recovery_limit(facts, protocol)[1],
                 ),
                 sessions_until=stop,
             )
@@ -290,11 +237,9 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
         if continuing:
             why += f"; the cause continues: {'; '.join(continuing)}"
         elif recovered is None:
-            why += (
-                "; the cause has ended but B-cell recovery is not shown (fresh CD19 with lab limit)"
-            )
+            why += "; the cause has ended but B-cell recovery is not shown (no fresh CD19)"
         else:
-            why += "; CD19 below the lab's lower limit"
+            why += f"; B cells not recovered: {recovery_limit(facts, protocol)[0]}"
         steady = steady_sc_note(ctx)
         if steady and facts.latest_trough is not None:
             why += f"; trough IgG {facts.latest_trough.igg_g_l:g} g/L: {steady}"

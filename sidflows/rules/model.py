@@ -29,7 +29,8 @@ class Grading:
     their own, so the live-vaccine blocks read them from here (§4.3)."""
 
     level: Level
-    transient: bool
+    # None: no immunosuppressive cause recorded, neither can be said (§2.14).
+    transient: bool | None
     reasons: tuple[str, ...]
     markers: tuple[str, ...] = ()
 

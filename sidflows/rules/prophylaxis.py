@@ -8,13 +8,16 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from sidflows.calendar import add_months
+from sidflows.rules.asplenia import ASPLENIA_SOURCE, ASPLENIA_UNTIL, ASPLENIA_WHY, asplenia
 from sidflows.rules.complement import meningococcal_cover
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import classes_of, counts_as_immunosuppressive, drug_is
 from sidflows.rules.facts import course_days, name_matches
 from sidflows.rules.grading import cd4_findings
 from sidflows.rules.model import Decision, ProphylaxisItem
-from sidflows.rules.steroids import steroid_mg_day
+from sidflows.rules.oncology_scope import outside_scope_decision
+from sidflows.rules.pjp_age import minimum_age_date, steroid_words, too_young
+from sidflows.rules.steroids import pjp_steroid_indication
 
 ECIL5 = "ECIL-5 (Maertens, JAC 2016;71:2397)"
 _GROUP_NAMES = {
@@ -88,21 +91,9 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
                 )
             )
         if t.drug_class == "corticosteroid" and t.active_on(today):
-            days = course_days(t, today)
-            mg_day = steroid_mg_day(t, facts.weight_kg, protocol)
-            long_course = days > p.steroid_weeks * 7
-            high_course = (
-                mg_day is not None
-                and mg_day >= p.steroid_high_dose_mg_day
-                and days >= p.steroid_high_dose_weeks * 7
-            )
-            if long_course or high_course:
-                why = (
-                    f"> {p.steroid_weeks} weeks of corticosteroids"
-                    if long_course
-                    else f">= {p.steroid_high_dose_mg_day:g} mg/day for "
-                    f">= {p.steroid_high_dose_weeks} weeks"
-                )
+            # §5.9: dose x duration, not duration alone.
+            why = pjp_steroid_indication(t, facts.weight_kg, protocol, course_days(t, today))
+            if why is not None:
                 found.append((f"{t.drug}: {why}", t.end))
     for severity, shown in cd4_findings(facts, protocol):
         if severity == "severe":
@@ -153,6 +144,8 @@ def _indication_paths(indications: list[tuple[str, date | None]]) -> tuple[str, 
             ]
         if "lymphoblastic lymphoma" in why:
             paths.append("prophylaxis.pjp.indicating_diagnosis_groups")
+        if "corticosteroids" in why:
+            paths += ["prophylaxis.pjp.steroid_weeks", "prophylaxis.pjp.steroid_rule"]
     return tuple(paths)
 
 
@@ -193,45 +186,56 @@ def plan_prophylaxis(
             f"consecutive days a week ({basis})"
         )
         ends = [review for _, review in indications]
+        # §5.8: no co-trimoxazole before the minimum age; from the day the child reaches it.
+        old_enough = minimum_age_date(ctx)
+        start = due if old_enough <= due else calendar.next_working_day(old_enough)
         review = first_review if None in ends else max(e for e in ends if e is not None)
-        review = calendar.next_working_day(max(review, due + timedelta(days=1)))
+        lapses = None not in ends and review < start
+        review = calendar.next_working_day(max(review, start + timedelta(days=1)))
         reasons = "; ".join(why for why, _ in indications)
-        items.append(
-            ProphylaxisItem(
-                key=f"prophylaxis:{p.drug}",
-                due=due,
-                drug=p.drug,
-                regimen=regimen,
-                review=review,
-                indication="Pneumocystis",
+        if start > due:
+            decisions.append(
+                too_young(ctx, old_enough, indications, atovaquone_dose(ctx), lapses=lapses)
             )
-        )
-        decisions.append(
-            Decision(
-                "prophylaxis",
-                f"{p.drug} for Pneumocystis, review {review}",
-                f"{reasons}; TMP {per_dose:g} mg a dose ({basis}); {p.days_per_week} days a "
-                "week is the cautious end of 2-3 (once weekly "
-                "may suffice); alternatives: dapsone 2 mg/kg daily or 4 mg/kg weekly, IV "
-                f"pentamidine 4 mg/kg every 2-4 weeks, {atovaquone_dose(ctx)}",
-                ctx.cite(
-                    "prophylaxis.pjp.drug",
-                    "prophylaxis.pjp.tmp_mg_per_m2_day",
-                    "prophylaxis.pjp.tmp_max_mg_day",
-                    "prophylaxis.pjp.days_per_week",
-                    *_indication_paths(indications),
-                    "prophylaxis.pjp.atovaquone_bands",
-                    "prophylaxis.pjp.atovaquone_max_mg_day",
-                ),
+        if not lapses:
+            items.append(
+                ProphylaxisItem(
+                    key=f"prophylaxis:{p.drug}",
+                    due=start,
+                    drug=p.drug,
+                    regimen=regimen,
+                    review=review,
+                    indication="Pneumocystis",
+                )
             )
-        )
+            decisions.append(
+                Decision(
+                    "prophylaxis",
+                    f"{p.drug} for Pneumocystis"
+                    + (f" from {start} ({p.min_age_weeks} weeks of age)" if start > due else "")
+                    + f", review {review}",
+                    f"{reasons}; TMP {per_dose:g} mg a dose ({basis}); {p.days_per_week} days "
+                    "a week is the cautious end of 2-3 (once weekly "
+                    "may suffice); alternatives: dapsone 2 mg/kg daily or 4 mg/kg weekly, IV "
+                    f"pentamidine 4 mg/kg every 2-4 weeks, {atovaquone_dose(ctx)}",
+                    ctx.cite(
+                        "prophylaxis.pjp.drug",
+                        "prophylaxis.pjp.tmp_mg_per_m2_day",
+                        "prophylaxis.pjp.tmp_max_mg_day",
+                        "prophylaxis.pjp.days_per_week",
+                        *_indication_paths(indications),
+                        "prophylaxis.pjp.atovaquone_bands",
+                        "prophylaxis.pjp.atovaquone_max_mg_day",
+                    ),
+                )
+            )
     else:
         decisions.append(
             Decision(
                 "prophylaxis",
                 "no Pneumocystis prophylaxis",
                 "none of ALL or lymphoblastic lymphoma, allogeneic HSCT, CAR-T, alemtuzumab, "
-                "fludarabine, > 4 weeks of corticosteroids or CD4 below the severe threshold "
+                f"fludarabine, {steroid_words(ctx)} or CD4 below the severe threshold "
                 "applies now"
                 + (
                     f"; {_diagnosis_name(ctx)} is recognised but no chemotherapy is "
@@ -245,6 +249,9 @@ def plan_prophylaxis(
                 else ctx.cite("prophylaxis.pjp.indicating_diagnosis_groups"),
             )
         )
+    scope = outside_scope_decision(ctx)
+    if scope is not None:
+        decisions.append(scope)
     if _unrecognised_oncology(ctx):
         decisions.append(
             Decision(
@@ -377,10 +384,13 @@ def _encapsulated(
     ctx: PlanContext, *, due: date, first_review: date
 ) -> tuple[ProphylaxisItem, Decision] | None:
     """Penicillin V (or the local choice) against pneumococcus while chronic GVHD is treated
-    (Tomblyn 2009; ECIL; EBMT paediatric), dosed by age (BNF for Children)."""
-    why = encapsulated_indication(ctx)
-    if why is None:
+    (Tomblyn 2009; ECIL; EBMT paediatric) or in asplenia (§5.12: BCSH 2011), dosed by age
+    (BNF for Children)."""
+    gvhd = encapsulated_indication(ctx)
+    spleen = asplenia(ctx)
+    if gvhd is None and not spleen:
         return None
+    why = "; ".join(w for w in (gvhd, ASPLENIA_WHY if spleen else None) if w is not None)
     e = ctx.protocol.prophylaxis.encapsulated
     age = ctx.facts.age_months
     band = next((b for b in e.doses_by_age if age < b.below_age_months), None)
@@ -409,18 +419,29 @@ def _encapsulated(
         drug=e.drug,
         regimen=f"{dose} (at {age} months of age)",
         review=review,
-        indication="encapsulated bacteria (pneumococcus) in chronic GVHD",
+        indication=(
+            "encapsulated bacteria (pneumococcus) in chronic GVHD"
+            if not spleen
+            else "encapsulated bacteria (pneumococcus) in asplenia"
+            + (" and chronic GVHD" if gvhd is not None else "")
+        ),
     )
+    if not spleen:
+        title = "for as long as chronic GVHD is treated"
+        until = "stop only when chronic GVHD treatment and immunosuppression have ended"
+    else:
+        title = "in asplenia (lifelong while the spleen does not work)"
+        until = ASPLENIA_UNTIL
     decision = Decision(
         "prophylaxis",
-        f"{e.drug} {dose} against encapsulated bacteria, for as long as chronic GVHD is treated",
-        f"{why}; by age ({bands}, {e.doses_per_day} times a day); stop only when chronic GVHD "
-        "treatment and immunosuppression have ended (not at a date): reviewed at every plan "
-        f"review, first {review}; alternatives: {e.alternatives}",
+        f"{e.drug} {dose} against encapsulated bacteria, {title}",
+        f"{why}; by age ({bands}, {e.doses_per_day} times a day); {until} (not at a date): "
+        f"reviewed at every plan review, first {review}; alternatives: {e.alternatives}",
         ctx.cite(
             "prophylaxis.encapsulated.drug",
             "prophylaxis.encapsulated.doses_by_age",
             "prophylaxis.encapsulated.alternatives",
-        ),
+        )
+        + (f"; {ASPLENIA_SOURCE}" if spleen else ""),
     )
     return item, decision

@@ -12,8 +12,8 @@ from sidflows.calendar import add_months
 from sidflows.protocol import Protocol
 from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import Facts
-from sidflows.rules.grading import cd4_band
-from sidflows.rules.immunoglobulin import IgDecision, b_cells_recovered
+from sidflows.rules.grading import ESID_AGAMMA, absent_b_cells_without_cause, cd4_band
+from sidflows.rules.immunoglobulin import IgDecision, b_cells_recovered, recovery_limit
 from sidflows.rules.model import Decision, Grading, PlanReviewItem, ReassessmentItem
 from sidflows.rules.vaccination.blocks import first_free_day, holding, ig_blocks
 
@@ -51,7 +51,7 @@ def _wanted(
             wanted.append((when, panel, why, source))
 
     span = range(1, 13 * 4)
-    b_cells_back = b_cells_recovered(facts) and (
+    b_cells_back = b_cells_recovered(facts, protocol) and (
         facts.latest_cd19 is not None
         and facts.anti_cd20_last is not None
         and facts.latest_cd19.date > facts.anti_cd20_last
@@ -81,6 +81,17 @@ def _wanted(
             [0] + [every * k for k in span],
             r.default_panel,
             f"every {every} months while the deficiency lasts",
+            ctx.cite("reassessment.default_every_months"),
+        )
+    elif not wanted and grading.transient is None:
+        # No immunosuppressive cause found (§2.14): one check, not a follow-up series.
+        every = r.default_every_months
+        series(
+            start,
+            [every],
+            r.default_panel,
+            f"once in {every} months to confirm whether there is a deficiency (no "
+            "immunosuppressive cause found)",
             ctx.cite("reassessment.default_every_months"),
         )
     if ig.status == "trial_off":
@@ -237,20 +248,57 @@ def plan_reassessments(
             ReassessmentItem(key=f"reassessment:{due}", due=due, panel=panel, reason=reason)
         )
     for reason, source in seen_reasons.items():
-        decisions.append(
-            Decision(
-                "reassessment",
-                f"labs {reason}",
-                "transient deficiencies are reassessed until recovery",
-                source,
+        decisions.append(Decision("reassessment", f"labs {reason}", _why_labs(grading), source))
+    if grading.transient is None:
+        decisions.append(_scope(ctx, grading))
+        absent = absent_b_cells_without_cause(ctx)
+        if absent is not None:
+            decisions.append(
+                Decision(
+                    "grading",
+                    "absent B cells with agammaglobulinaemia and no acquired cause: refer for "
+                    "primary immunodeficiency work-up (e.g. BTK)",
+                    absent,
+                    ESID_AGAMMA,
+                )
             )
-        )
-    decisions.extend(_recovery(ctx.facts, ctx.protocol, ig))
+    decisions.extend(_recovery(ctx.facts, ctx.protocol, ig, no_cause=grading.transient is None))
     return items, decisions
 
 
-def _recovery(facts: Facts, protocol: Protocol, ig: IgDecision) -> list[Decision]:
-    """The data a clinician weighs at plan review; never a discharge by itself."""
+def _why_labs(grading: Grading) -> str:
+    """The rationale of the lab checks, as the grading found the deficiency (§2.14)."""
+    if grading.transient is None:
+        return (
+            "no immunosuppressive cause found: checks to see whether there is a deficiency, "
+            "not the follow-up of a transient or permanent one"
+        )
+    if grading.transient:
+        return "transient deficiencies are reassessed until recovery"
+    return "a deficiency whose cause continues is reassessed while it lasts"
+
+
+def _scope(ctx: PlanContext, grading: Grading) -> Decision:
+    """No immunosuppressive cause found: whether the child is in scope is the clinician's
+    decision, said as one (§2.14)."""
+    return Decision(
+        "grading",
+        "no immunosuppression found: whether the child is in scope is a clinician decision",
+        grading.reasons[-1],
+        ctx.cite(
+            "grading.not_immunosuppressive_drugs",
+            "grading.not_immunosuppressive_level",
+            "reassessment.default_every_months",
+        ),
+    )
+
+
+def _recovery(
+    facts: Facts, protocol: Protocol, ig: IgDecision, *, no_cause: bool = False
+) -> list[Decision]:
+    """The data a clinician weighs at plan review; never a discharge by itself. With no
+    immunosuppressive cause found (§2.14) the same data say whether there is a deficiency,
+    not whether the child has recovered from one."""
     shown: list[str] = []
     missing: list[str] = []
     igg = facts.latest_igg
@@ -260,11 +308,17 @@ def _recovery(facts: Facts, protocol: Protocol, ig: IgDecision) -> list[Decision
         )
     else:
         missing.append("IgG off IG replacement")
-    b = b_cells_recovered(facts)
+    b = b_cells_recovered(facts, protocol)
+    words, paths = recovery_limit(facts, protocol)
     if b is None:
-        missing.append("CD19 with the lab's lower limit")
+        missing.append("a fresh CD19 count")
+    elif b and "grading.b_cell_aplasia_below_cd19_per_ul" in paths:
+        # Above the aplasia threshold is not within the age range (§2.13).
+        missing.append(f"CD19 within the age range ({words}: no longer aplastic only)")
     else:
-        (shown if b else missing).append("CD19 within range" if b else "CD19 below range")
+        (shown if b else missing).append(
+            f"CD19 within range ({words})" if b else f"CD19 below range ({words})"
+        )
     cd4 = facts.latest_cd4
     if cd4 is not None and cd4.cd4_per_ul is not None:
         band = cd4_band(facts.age_years, protocol)
@@ -274,12 +328,19 @@ def _recovery(facts: Facts, protocol: Protocol, ig: IgDecision) -> list[Decision
         missing.append("CD4")
     if facts.active or facts.chemotherapy_ongoing or facts.anti_cd20_ongoing:
         missing.append("the cause has not ended")
+    # The decisions keep their words (plan comparison reads them); the rationale says
+    # what was found when no cause was (§2.14).
+    lead = (
+        "no immunosuppressive cause found: these data say whether there is a deficiency at all; "
+        if no_cause
+        else ""
+    )
     if not missing and ig.status != "trial_off":
         return [
             Decision(
                 "reassessment",
                 "recovery criteria met: discharge can be considered at plan review",
-                "; ".join(shown),
+                lead + "; ".join(shown),
                 NO_CRITERIA,
             )
         ]
@@ -287,7 +348,8 @@ def _recovery(facts: Facts, protocol: Protocol, ig: IgDecision) -> list[Decision
         Decision(
             "reassessment",
             "not yet recovered",
-            "still to show: "
+            lead
+            + "still to show: "
             + "; ".join(missing)
             + (f"; shown: {'; '.join(shown)}" if shown else ""),
             NO_CRITERIA,

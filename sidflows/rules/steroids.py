@@ -97,3 +97,51 @@ def is_high_dose_steroid(t: TreatmentEntry, weight_kg: float, protocol: Protocol
         return None if per_kg is None else per_kg >= g.steroid_high_mg_per_kg_day
     per_day = steroid_mg_day(t, weight_kg, protocol)
     return None if per_day is None else per_day >= g.steroid_high_mg_day
+
+
+def pjp_steroid_indication(
+    t: TreatmentEntry, weight_kg: float, protocol: Protocol, days: int
+) -> str | None:
+    """Why a corticosteroid course of ``days`` so far indicates Pneumocystis prophylaxis
+    (docs/clinical-reference.md §5.9), or None.
+
+    Dose x duration (the default): the grading's high dose (IDSA 2013: >= 20 mg/day, or
+    >= 2 mg/kg/day under 10 kg, prednisone-equivalent) for >= ``steroid_weeks`` weeks; a
+    dose not given (or a drug without equivalence) is read as high, cautious. Low-dose and
+    alternate-day courses do not qualify alone. ``duration_only`` (the alternative): any
+    dose for more than ``steroid_weeks`` weeks.
+    """
+    p = protocol.prophylaxis.pjp
+    weeks = p.steroid_weeks
+    if p.steroid_rule == "duration_only":
+        if days > weeks * 7:
+            return f"> {weeks} weeks of corticosteroids (any dose: the protocol's alternative)"
+        return None
+    if days < weeks * 7:
+        return None
+    high = is_high_dose_steroid(t, weight_kg, protocol)
+    g = protocol.grading
+    threshold = (
+        f">= {g.steroid_high_mg_per_kg_day:g} mg/kg/day (under "
+        f"{g.steroid_weight_threshold_kg:g} kg)"
+        if weight_kg < g.steroid_weight_threshold_kg
+        else f">= {g.steroid_high_mg_day:g} mg/day"
+    )
+    if high is None:
+        return (
+            f"corticosteroids for >= {weeks} weeks, dose not given or without a prednisone "
+            f"equivalence: read as high dose ({threshold}, cautious): check the dose"
+        )
+    if not high:
+        return None
+    mg_day = steroid_mg_day(t, weight_kg, protocol) or 0.0
+    dose = (
+        f"{mg_day / weight_kg:.1f} mg/kg/day"
+        if weight_kg < g.steroid_weight_threshold_kg
+        else f"{mg_day:.1f} mg/day"
+    )
+    note = conversion_note(t, protocol, weight_kg)
+    return (
+        f"high-dose corticosteroids ({dose} prednisone-equivalent, {threshold}) for >= "
+        f"{weeks} weeks" + (f" ({note})" if note else "")
+    )

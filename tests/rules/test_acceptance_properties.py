@@ -426,13 +426,16 @@ def _born_before(doc: Doc, years: int) -> None:
 @given(planning_cases())
 def test_no_dtap_item_on_or_after_the_7th_birthday(case: tuple[Doc, date]) -> None:
     """§4.11 (ACIP): a diphtheria-tetanus-pertussis dose due on or after the 7th birthday is
-    Tdap, never DTaP; one before it is DTaP, never Tdap."""
+    Tdap, never DTaP; one before it is DTaP, never Tdap. After HSCT (§4.6.2, IDSA 2013
+    table 4; the protocol's default) the series is DTaP at every age."""
     doc, today = case
     plan = _propose(doc, today)
     seventh = add_years(d(doc["patient"]["birth_date"]), DTAP_BEFORE_YEARS)
+    hsct = doc.get("hsct")
     for i in plan["items"]:
         if i["kind"] == "vaccine_dose" and i["vaccine"] in ("DTaP", "Tdap"):
-            expected = "Tdap" if d(i["due"]) >= seventh else "DTaP"
+            after_hsct = hsct is not None and d(i["due"]) >= d(hsct["date"])
+            expected = "Tdap" if d(i["due"]) >= seventh and not after_hsct else "DTaP"
             assert i["vaccine"] == expected, (i, seventh)
         if i["kind"] == "vaccine_dose" and i["vaccine"] == "Td":
             # §4.11: Td only from the 7th birthday, after a Tdap.
@@ -526,12 +529,17 @@ def anti_cd20_cases(draw: st.DrawFn) -> tuple[Doc, date, date]:
 @settings(BASE, max_examples=120)
 @given(anti_cd20_cases())
 def test_any_anti_cd20_keeps_vaccines_out_of_its_window(case: tuple[Doc, date, date]) -> None:
-    """§2.7, §4.3, §4.5, §8.3: no inactivated or influenza dose before 6 months after the
-    last dose of any anti-CD20, whatever its name or the class the referral gives."""
+    """§2.7, §4.3, §8.3: no inactivated dose before 6 months after the last dose of any
+    anti-CD20, whatever its name or the class the referral gives; influenza is given on
+    schedule (§4.5, ACR 2022), and kept out too with IDSA 2013's "skip"."""
     doc, today, end = case
     plan = _propose(doc, today)
     window_end = add_months(end, ANTI_CD20_WINDOW_MONTHS)
     for i in plan["items"]:
+        if i["kind"] == "vaccine_dose" and i["vaccine"] != "IIV":
+            assert d(i["due"]) >= window_end, (doc["treatments"], i)
+    skip = with_protocol(PROTOCOL, "vaccination.influenza_on_anti_cd20", "skip")
+    for i in _propose(doc, today, skip)["items"]:
         if i["kind"] == "vaccine_dose":
             assert d(i["due"]) >= window_end, (doc["treatments"], i)
     assert plan["grading"]["level"] == "high", plan["grading"]

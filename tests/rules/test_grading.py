@@ -553,8 +553,8 @@ def test_cd4_severity_without_any_value_is_none() -> None:
     assert cd4_severity(None, None, cd4_band(10, PROTOCOL)) is None
 
 
-TRANSIENT_CASES: list[tuple[str, dict[str, Any], bool]] = [
-    ("§1 no treatment -> transient", {}, True),
+TRANSIENT_CASES: list[tuple[str, dict[str, Any], bool | None]] = [
+    ("§2.14 no treatment -> no cause found: neither (None)", {}, None),
     (
         "§1 chemotherapy (time-limited) -> transient",
         {"treatments": [treatment("vincristine", "chemotherapy", ago(months=2))]},
@@ -621,11 +621,15 @@ TRANSIENT_CASES: list[tuple[str, dict[str, Any], bool]] = [
 @pytest.mark.parametrize(
     ("fields", "transient"), [pytest.param(f, t, id=case) for case, f, t in TRANSIENT_CASES]
 )
-def test_transient_or_not(fields: dict[str, Any], transient: bool) -> None:
-    """A deficiency is transient unless a maintenance drug has no end or GVHD is active."""
+def test_transient_or_not(fields: dict[str, Any], transient: bool | None) -> None:
+    """A deficiency is transient unless a maintenance drug has no end or GVHD is active;
+    with no cause recorded neither can be said (§2.14)."""
     grading = _grade(**fields)
     assert grading.transient is transient, grading.reasons
-    assert ("not transient" in grading.reasons[-1]) is not transient
+    if transient is None:
+        assert "neither transient nor permanent" in grading.reasons[-1]
+    else:
+        assert ("not transient" in grading.reasons[-1]) is not transient
 
 
 def test_every_grading_states_its_reasons() -> None:

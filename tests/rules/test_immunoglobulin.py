@@ -191,12 +191,12 @@ INDICATION_CASES: list[tuple[str, dict[str, Any], str]] = [
         "continue",
     ),
     (
-        "§3 no trial off when the lab gives no CD19 lower limit (cannot tell recovery) -> continue",
+        "§2.13 the lab gives no CD19 lower limit: 900/uL judged against Hill 2019 -> trial off",
         {
             "labs": [lab(ago(days=10), igg_g_l=6.5, cd19_per_ul=900)],
             "immunoglobulin_doses": [ig_dose(ago(days=20))],
         },
-        "continue",
+        "trial_off",
     ),
     (
         "§3 no trial off without a CD19 count -> continue",
@@ -411,7 +411,9 @@ def test_dose_never_outside_the_route_range(route: str, weight: float) -> None:
             (11.0, True),
             id="nearest whole-vial total",
         ),
-        pytest.param(10.5, 0.0, 20.0, (1.0,), (10.0, True), id="a tie goes to the lower total"),
+        pytest.param(
+            10.5, 0.0, 20.0, (1.0,), (11.0, True), id="never below the target (§3.12): up to 11"
+        ),
         pytest.param(7.5, 0.0, 20.0, (2.5, 5.0), (7.5, True), id="combinations of vial sizes"),
         pytest.param(
             9.9, 0.0, 9.9, (5.0,), (5.0, True), id="never above the upper bound (10 is nearer)"
@@ -433,7 +435,8 @@ def test_round_to_vials(
     vials: tuple[float, ...],
     expected: tuple[float, bool],
 ) -> None:
-    """Whole-vial totals nearest the target within [low, high], else the partial-vial dose."""
+    """The smallest whole-vial total not below the target within [low, high] (§3.12), else
+    the largest within range, else the partial-vial dose."""
     assert round_to_vials(target, low, high, vials) == expected
 
 

@@ -137,12 +137,15 @@ def test_consent_flag(consent: dict[str, bool] | None, recorded: bool) -> None:
 
 def test_no_consent_needed_when_everything_is_funded() -> None:
     """§1: a plan with only funded items (labs, reviews) needs no consent."""
-    # Ongoing rituximab holds every vaccine back; IgG normal, no prophylaxis indication.
+    # Ongoing rituximab holds every vaccine back (influenza too, with IDSA 2013's "skip",
+    # §4.5); IgG normal, no prophylaxis indication.
     referral = make_referral(
         labs=[lab(ago(days=10), igg_g_l=8.0)],
         treatments=[treatment("rituximab", "anti_cd20", "2026-11-01")],
     )
-    plan = plan_for(referral)
+    plan = plan_for(
+        referral, protocol=with_protocol(PROTOCOL, "vaccination.influenza_on_anti_cd20", "skip")
+    )
     assert {i.kind for i in plan.items} == {"reassessment", "plan_review"}
     doc = plan_document(plan)
     assert doc["funding"] == {
@@ -178,7 +181,7 @@ def test_deterministic_across_parses() -> None:
 def test_protocol_version_recorded() -> None:
     """Each plan records the protocol version it was made under."""
     referral = make_referral(**RICH)
-    assert plan_for(referral).protocol_version == PROTOCOL.version == "2026.6"
+    assert plan_for(referral).protocol_version == PROTOCOL.version == "2026.7"
     other = with_protocol(PROTOCOL, "version", "2027.1-test")
     assert plan_document(plan_for(referral, protocol=other))["protocol_version"] == "2027.1-test"
 

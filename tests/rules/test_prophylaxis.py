@@ -141,16 +141,16 @@ PJP_CASES: list[tuple[str, dict[str, Any], date | None]] = [
         None,
     ),
     (
-        "§5 prednisone 10 mg/day for 8 weeks (> 4 weeks), ongoing -> co-trimoxazole",
+        "§5.9 prednisone 25 mg/day for 8 weeks (high dose >= 4 weeks), ongoing -> co-trimoxazole",
         {
             "treatments": [
-                treatment("prednisone", "corticosteroid", ago(days=55), None, dose_mg_day=10)
+                treatment("prednisone", "corticosteroid", ago(days=55), None, dose_mg_day=25)
             ]
         },
         FIRST_PLAN_REVIEW,
     ),
     (
-        "§5 prednisone 10 mg/day for 4 weeks exactly (not > 4) -> no prophylaxis",
+        "§5.9 prednisone 10 mg/day for 4 weeks (low dose) -> no prophylaxis",
         {
             "treatments": [
                 treatment("prednisone", "corticosteroid", ago(days=27), None, dose_mg_day=10)
@@ -159,13 +159,13 @@ PJP_CASES: list[tuple[str, dict[str, Any], date | None]] = [
         None,
     ),
     (
-        "§5 prednisone 25 mg/day for 2 weeks (>= 20 mg/day >= 2 weeks) -> co-trimoxazole",
+        "§5.9 prednisone 25 mg/day for 2 weeks (high dose < 4 weeks) -> no prophylaxis yet",
         {
             "treatments": [
                 treatment("prednisone", "corticosteroid", ago(days=13), None, dose_mg_day=25)
             ]
         },
-        FIRST_PLAN_REVIEW,
+        None,
     ),
     (
         "§5 prednisone 25 mg/day for 13 days -> no prophylaxis yet",
@@ -177,11 +177,11 @@ PJP_CASES: list[tuple[str, dict[str, Any], date | None]] = [
         None,
     ),
     (
-        "§5 long steroid course with a planned end -> review when it ends",
+        "§5.9 long high-dose steroid course with a planned end -> review when it ends",
         {
             "treatments": [
                 treatment(
-                    "prednisone", "corticosteroid", ago(days=60), "2027-01-20", dose_mg_day=10
+                    "prednisone", "corticosteroid", ago(days=60), "2027-01-20", dose_mg_day=25
                 )
             ]
         },

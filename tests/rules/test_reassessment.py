@@ -231,9 +231,9 @@ RECOVERY_MISSING: list[tuple[str, dict[str, Any], str]] = [
         "IgG 4 g/L vs lower limit",
     ),
     (
-        "§6 CD19 without the lab's lower limit",
+        "§6, §2.13 CD19 without the lab's lower limit: above aplasia is not the age range",
         {"labs": [lab(ago(days=10), igg_g_l=8.0, cd19_per_ul=300, cd4_per_ul=800)]},
-        "CD19 with the lab's lower limit",
+        "CD19 within the age range",
     ),
     (
         "§6 CD19 below range",

@@ -30,6 +30,7 @@ from conftest_rules import (
     plan_for,
     treatment,
     vaccination,
+    with_protocol,
 )
 
 from sidflows.calendar import add_months, add_years
@@ -143,16 +144,23 @@ def _cd20_referral(drug: str, cls: str, code: str | None, **fields: Any) -> Any:
     ("drug", "cls", "code"), [pytest.param(d, c, k, id=case) for case, d, c, k in CD20_CASES]
 )
 def test_the_anti_cd20_windows_apply_to_the_class(drug: str, cls: str, code: str | None) -> None:
-    """§4.3: no inactivated vaccine until 6 months after the last dose; §4.5: no influenza
-    during anti-B-cell antibodies (until the depletion window ends); whatever the drug."""
+    """§4.3: no inactivated vaccine until 6 months after the last dose; §4.5: influenza on
+    schedule (ACR 2022), or with IDSA 2013's "skip" none during anti-B-cell antibodies
+    (until the depletion window ends); whatever the drug."""
     referral = _cd20_referral(drug, cls, code)
     ctx = context_for(referral)
     window_end = add_months(date.fromisoformat(ENDED), 6)
     assert any(b.holds_on(START) and b.until == window_end for b in inactivated_blocks(ctx))
-    assert any(b.holds_on(START) for b in influenza_blocks(ctx) if "anti-B-cell" in b.reason)
+    assert not any("anti-B-cell" in b.reason for b in influenza_blocks(ctx))
+    skip = context_for(
+        referral,
+        protocol=with_protocol(PROTOCOL, "vaccination.influenza_on_anti_cd20", "skip"),
+    )
+    assert any(b.holds_on(START) for b in influenza_blocks(skip) if "anti-B-cell" in b.reason)
     plan = plan_for(referral)
     for item in _vaccines(plan):
-        assert item.due >= window_end, (item.key, item.due)  # type: ignore[attr-defined]
+        if item.vaccine != "IIV":  # type: ignore[attr-defined]
+            assert item.due >= window_end, (item.key, item.due)  # type: ignore[attr-defined]
     assert plan.grading.level == "high"
     assert any("B-cell depletion" in r for r in plan.grading.reasons)
 
@@ -414,7 +422,14 @@ DTAP_CASES: list[tuple[str, dict[str, Any]]] = [
 @pytest.mark.parametrize("fields", [pytest.param(f, id=case) for case, f in DTAP_CASES])
 def test_no_dtap_on_or_after_the_7th_birthday(fields: dict[str, Any]) -> None:
     referral = make_referral(**fields)
-    plan = plan_for(referral)
+    # After HSCT the default is DTaP at every age (§4.6.2, IDSA 2013 table 4; tested in
+    # test_specialist_review_8.py); §4.11's Tdap then Td is the configured alternative.
+    protocol = (
+        with_protocol(PROTOCOL, "vaccination.hsct.tetanus_series", "Tdap_then_Td")
+        if "hsct" in fields
+        else PROTOCOL
+    )
+    plan = plan_for(referral, protocol=protocol)
     seventh = add_years(referral.patient.birth_date, 7)
     doses = [i for i in _vaccines(plan) if i.vaccine in ("DTaP", "Tdap", "Td")]  # type: ignore[attr-defined]
     assert doses

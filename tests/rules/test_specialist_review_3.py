@@ -631,7 +631,12 @@ def test_td_is_a_referral_code_that_counts_toward_the_series() -> None:
         hsct={"date": hsct, "type": "autologous"},
         vaccinations=[vaccination("Tdap", ago(months=4)), vaccination("Td", ago(months=3))],
     )
+    # §4.6.2: after HSCT the default gives the rest as DTaP (IDSA 2013 table 4); Tdap then
+    # Td is the configured alternative. Either way the documented Tdap and Td count.
     doses = _vaccines(plan_for(referral), "DTaP", "Tdap", "Td")
+    assert [(d.vaccine, d.dose_number) for d in doses] == [("DTaP", 3)]
+    alternative = with_protocol(PROTOCOL, "vaccination.hsct.tetanus_series", "Tdap_then_Td")
+    doses = _vaccines(plan_for(referral, protocol=alternative), "DTaP", "Tdap", "Td")
     assert [(d.vaccine, d.dose_number) for d in doses] == [("Td", 3)]
 
 
@@ -777,7 +782,7 @@ def test_every_new_parameter_cites_its_section() -> None:
         ("prophylaxis.pjp.atovaquone_bands", "§5.5"),
     ]:
         assert PROTOCOL.source(path).endswith(section), path
-    assert PROTOCOL.version == "2026.6"
+    assert PROTOCOL.version == "2026.7"
     assert (ROOT / "docs" / "clinical-reference.md").read_text("utf-8").count("### 8.4 ") == 1
 
 

@@ -99,13 +99,16 @@ def test_complement_inhibitor_recognised_and_graded_none(
 
 
 def test_another_biologic_is_not_a_complement_inhibitor() -> None:
-    """§2.12 the control: tocilizumab keeps the unlisted grading and gets no cover."""
+    """§2.12 the control: tocilizumab keeps the unlisted grading and gets no cover (no
+    MenB, no 2-dose MenACWY series: only the routine MenACWY dose at 11 years, §4.16)."""
     plan = plan_for(
         make_referral(treatments=[treatment("tocilizumab", "other_biologic", ago(months=2))])
     )
     assert plan.grading.level == "high"
     assert not _prophylaxis(plan, PEN)
-    assert not _vaccines(plan, "MenACWY", "MenB")
+    assert not _vaccines(plan, "MenB")
+    assert len(_vaccines(plan, "MenACWY")) <= 1
+    assert "MenACWY: routine catch-up" in decisions_text(plan)
 
 
 # (id, birth date, MMR doses documented, protocol grading_level, live dose planned)

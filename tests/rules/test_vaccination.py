@@ -26,6 +26,7 @@ from conftest_rules import (
     plan_for,
     treatment,
     vaccination,
+    with_protocol,
 )
 
 from sidflows.calendar import add_months
@@ -33,6 +34,10 @@ from sidflows.rules.model import Deferral, Plan, VaccineDose
 
 NORMAL_IGG = [lab(ago(days=10), igg_g_l=8.0)]  # no IG replacement: nothing else holds vaccines
 CHEMO_END = date(2026, 10, 15)
+# On methotrexate: a risk condition for the pneumococcal reinforcement (§4.16).
+MTX = treatment("methotrexate", "antimetabolite", "2026-06-01", dose_mg_per_kg_week=0.3)
+# IDSA 2013's alternative for influenza on anti-CD20 (§4.5).
+FLU_SKIP = with_protocol(PROTOCOL, "vaccination.influenza_on_anti_cd20", "skip")
 
 
 def _plan(**fields: Any) -> Plan:
@@ -413,14 +418,22 @@ def test_hsct_with_gvhd_fourth_pcv_instead_of_ppsv23() -> None:
     assert not _doses(plan, "PPSV23")
 
 
-@pytest.mark.parametrize("vaccine", ["Tdap", "IPV", "Hib", "HepB"])
+@pytest.mark.parametrize("vaccine", ["DTaP", "Tdap", "IPV", "Hib", "HepB"])
 def test_hsct_inactivated_from_six_months_three_doses(vaccine: str) -> None:
     """§4 table: DTaP/Tdap, IPV, Hib, HepB from 6 months after HSCT, 3 doses."""
     hsct = date(2026, 7, 1)
-    plan = _hsct(hsct)
+    # §4.6.2: DTaP at every age after HSCT by default (IDSA 2013 table 4); the alternative,
+    # §4.11's Tdap once from 7 years then Td, with "Tdap_then_Td".
+    alternative = with_protocol(PROTOCOL, "vaccination.hsct.tetanus_series", "Tdap_then_Td")
+    referral = make_referral(
+        category="hsct",
+        label="neuroblastoma, HSCT",
+        hsct={"date": hsct.isoformat(), "type": "autologous", "active_gvhd": False},
+        labs=NORMAL_IGG,
+    )
+    plan = plan_for(referral, protocol=alternative) if vaccine == "Tdap" else _hsct(hsct)
     doses = _doses(plan, vaccine)
     if vaccine == "Tdap":
-        # Protocol 2026.6 (§4.11, ACIP): Tdap once from 7 years, then Td.
         doses = sorted([*doses, *_doses(plan, "Td")], key=lambda d: d.due)
         assert [d.vaccine for d in doses] == ["Tdap", "Td", "Td"]  # type: ignore[attr-defined]
     assert [d.dose_number for d in doses] == [1, 2, 3]
@@ -498,14 +511,28 @@ def test_influenza_too_young_for_this_season() -> None:
 
 
 def test_influenza_not_during_anti_cd20_depletion() -> None:
-    """§4: no influenza vaccine during anti-B-cell antibodies (depletion for 6 months)."""
-    plan = _plan(treatments=[treatment("rituximab", "anti_cd20", "2026-09-15", "2026-10-01")])
+    """§4.5, IDSA 2013's alternative ("skip"): no influenza vaccine during anti-B-cell
+    antibodies (depletion for 6 months). The default gives it on schedule (ACR 2022)."""
+    plan = plan_for(
+        make_referral(
+            labs=NORMAL_IGG,
+            treatments=[treatment("rituximab", "anti_cd20", "2026-09-15", "2026-10-01")],
+        ),
+        protocol=FLU_SKIP,
+    )
     assert [d.due for d in _iiv(plan)] == [date(2027, 10, 1)]
 
 
 def test_influenza_after_anti_cd20_depletion_within_the_season() -> None:
-    """§4: depletion ending mid-season frees influenza for the rest of the season."""
-    plan = _plan(treatments=[treatment("rituximab", "anti_cd20", "2026-06-01", "2026-07-20")])
+    """§4.5, IDSA 2013's alternative ("skip"): depletion ending mid-season frees influenza
+    for the rest of the season."""
+    plan = plan_for(
+        make_referral(
+            labs=NORMAL_IGG,
+            treatments=[treatment("rituximab", "anti_cd20", "2026-06-01", "2026-07-20")],
+        ),
+        protocol=FLU_SKIP,
+    )
     _on_first_working_day(_iiv(plan)[0], date(2027, 1, 20))
 
 
@@ -597,8 +624,9 @@ def test_immune_mediated_one_mmr_dose_completes_the_series() -> None:
 
 
 def test_immune_mediated_pcv_then_ppsv23() -> None:
-    """§4: pneumococcal conjugate first, PPSV23 >= 8 weeks later."""
-    plan = _plan(category="immune_mediated")
+    """§4: pneumococcal conjugate first, PPSV23 >= 8 weeks later (on an immunosuppressant,
+    a risk condition, §4.16)."""
+    plan = _plan(category="immune_mediated", treatments=[MTX])
     pcv, ppsv = _first(plan, "PCV"), _first(plan, "PPSV23")
     assert pcv.due == START
     assert ppsv.due == CALENDAR.next_working_day(pcv.due + timedelta(weeks=8))
@@ -608,6 +636,7 @@ def test_second_ppsv23_five_years_after_the_first() -> None:
     """§4: a second PPSV23 5 years after the first in chronic inflammatory disease."""
     plan = _plan(
         category="immune_mediated",
+        treatments=[MTX],
         vaccinations=[vaccination("PCV", "2021-09-01"), vaccination("PPSV23", "2022-01-10")],
     )
     ppsv = _doses(plan, "PPSV23")
@@ -646,6 +675,8 @@ def test_deferral_lists_every_reason_with_its_date() -> None:
             "HSCT": "2026-06-01",
             # §2.6: the B-cell depletion after the last anti-CD20 dose is named with its date.
             "B-cell depletion after anti-CD20": "2026-10-01",
+            # §4.6.1: 12 months off all systemic immunosuppression (the 2-1-8 rule).
+            "months off all systemic immunosuppression": "2026-11-01",
         }
         for cause, when in causes.items():
             assert any(cause in r and when in r for r in deferral.reasons), (

@@ -85,7 +85,8 @@ def test_every_format_code_has_a_cvx_in_the_cdsi_data() -> None:
 # (id, fields, vaccine, dose numbers planned)
 SERIES_CASES: list[tuple[str, dict[str, Any], str, list[int]]] = [
     (
-        "ACIP/CDC schedule: DTaP then Tdap count toward one DTP series (HSCT: dose 3 is Tdap)",
+        "ACIP/CDC schedule: the DTP series counted by antigen (HSCT at 7: dose 3 is DTaP at "
+        "every age, §4.6.2, IDSA 2013 table 4)",
         {
             "category": "hsct",
             "birth_date": "2019-10-01",
@@ -93,7 +94,7 @@ SERIES_CASES: list[tuple[str, dict[str, Any], str, list[int]]] = [
             "hsct": {"date": "2026-01-10", "type": "autologous", "active_gvhd": False},
             "vaccinations": [vaccination("DTaP", "2026-07-15"), vaccination("DTaP", "2026-08-17")],
         },
-        "Tdap",
+        "DTaP",
         [3],
     ),
     (
@@ -180,7 +181,15 @@ def test_dose_not_counted_names_the_cdsi_reason() -> None:
 def test_ppsv23_not_before_two_years() -> None:
     """ACIP / CDSi 4.64 (PPSV23, CVX 33, from 2 years): at 13 months PCV now, PPSV23 at 2."""
     birth = date(2025, 10, 24)
-    plan = _plan(category="immune_mediated", birth_date=birth, weight_kg=10.0)
+    plan = _plan(
+        category="immune_mediated",
+        birth_date=birth,
+        weight_kg=10.0,
+        # A risk condition (§4.16): the pneumococcal reinforcement applies.
+        treatments=[
+            treatment("methotrexate", "antimetabolite", ago(months=3), dose_mg_per_kg_week=0.3)
+        ],
+    )
     assert _doses(plan, "PCV")[0].due == START
     ppsv = _doses(plan, "PPSV23")
     assert ppsv[0].earliest == add_years(birth, 2)
@@ -329,10 +338,14 @@ def test_cdsi_runs_only_for_the_groups_the_plan_needs() -> None:
     """The engine runs once per plan and vaccine group, only for the plan's groups and only
     when a rule reads one (planning stays fast)."""
     ctx = context_for(make_referral(category="immune_mediated", labs=NORMAL_IGG))
-    assert vaccine_groups_needed(ctx) == {"Pneumococcal", "MMR", "Varicella", "Influenza"}
+    # The reinforcement's groups and the routine catch-up's (§4.16).
+    assert vaccine_groups_needed(ctx) == {
+        "Pneumococcal", "MMR", "Varicella", "Influenza", "DTaP/Tdap/Td", "Polio", "Hib",
+        "HepB", "HepA", "Meningococcal", "HPV",
+    }  # fmt: skip
     history = cdsi_history(ctx, ig=decide_immunoglobulin(ctx), groups=vaccine_groups_needed(ctx))
     assert history.today == TODAY
-    assert history.forecast("IPV") is None  # Polio is not a group of this plan
+    assert history.forecast("MenB") is None  # Meningococcal B is not a group of this plan
     mmr = history.forecast("MMR")
     assert mmr is not None
     assert history.forecast("MMRV") is mmr  # assessed once

@@ -152,10 +152,11 @@ def test_modified_plan_that_keeps_an_item_releases_it(database_url: str) -> None
     from sidflows.store.models import CarePlan
 
     with db.session_scope() as session:
+        # The routine IPV catch-up (§4.16): arthritis off treatment has no PCV reinforcement.
         pcv = session.exec(
             select(PlanItem)
             .join(CarePlan, col(CarePlan.id) == PlanItem.plan_id)
-            .where(CarePlan.version == 1, PlanItem.key == "vaccine_dose:PCV:1")
+            .where(CarePlan.version == 1, PlanItem.key == "vaccine_dose:IPV:1")
         ).one()
         store_items.hold_item(
             session=session, item=pcv, reason="test hold", version=2, actor="test"
@@ -168,8 +169,8 @@ def test_modified_plan_that_keeps_an_item_releases_it(database_url: str) -> None
         remove_items=("vaccine_dose:IIV:2026:1",),
     )
     items = items_of(1)
-    assert items["vaccine_dose:PCV:1"].hold_reason is None
-    assert items["vaccine_dose:PCV:1"].status in ("planned", "scheduled")
+    assert items["vaccine_dose:IPV:1"].hold_reason is None
+    assert items["vaccine_dose:IPV:1"].status in ("planned", "scheduled")
     assert all(items[k].status == "cancelled" for k in LIVE)
 
 

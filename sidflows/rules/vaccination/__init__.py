@@ -7,7 +7,10 @@ that no block holds (:mod:`.series`); a live vaccine that no day of the horizon
 frees is deferred, with every block that holds it back. Which doses are due
 depends on the child's history: after HSCT (:mod:`.hsct`), after chemotherapy
 (:mod:`.chemotherapy`) or under immunosuppression otherwise
-(:mod:`.immune_mediated`); influenza every season (:mod:`.influenza`).
+(:mod:`.immune_mediated`), the reinforcement only for a child with a risk condition
+(:mod:`.risk`); HPV and MenACWY (:mod:`.adolescent`); influenza every season
+(:mod:`.influenza`); and for every child the routine catch-up of the missing doses
+CDSi forecasts (:mod:`.routine`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import complement_inhibitor
 from sidflows.rules.immunoglobulin import IgDecision
 from sidflows.rules.model import Grading
+from sidflows.rules.vaccination.adolescent import menacwy_after_hsct, plan_hpv
 from sidflows.rules.vaccination.blocks import (
     first_free_day,
     holding,
@@ -28,10 +32,17 @@ from sidflows.rules.vaccination.blocks import (
 )
 from sidflows.rules.vaccination.cdsi_history import CdsiHistory, cdsi_history, groups_for
 from sidflows.rules.vaccination.chemotherapy import boost_after_chemotherapy
+from sidflows.rules.vaccination.conditions import (
+    chemotherapy_wait_applies,
+    chemotherapy_without_wait,
+)
 from sidflows.rules.vaccination.hsct import revaccinate_after_hsct
 from sidflows.rules.vaccination.immune_mediated import reinforce_immune_mediated
 from sidflows.rules.vaccination.influenza import plan_influenza
 from sidflows.rules.vaccination.meningococcal import plan_meningococcal
+from sidflows.rules.vaccination.risk import risk_conditions
+from sidflows.rules.vaccination.rotavirus import plan_rotavirus
+from sidflows.rules.vaccination.routine import plan_routine_catch_up
 from sidflows.rules.vaccination.series import Schedule, Series, VaccinationPlan
 
 __all__ = [
@@ -57,7 +68,7 @@ def vaccine_groups_needed(ctx: PlanContext) -> set[str]:
     if referral.hsct is not None:
         h = v.hsct
         codes = ["PCV", "PPSV23", *h.inactivated, *h.live]
-    elif any(ctx.facts.is_chemotherapy(t) for t in referral.treatments):
+    elif chemotherapy_wait_applies(ctx):
         ended = ctx.facts.chemotherapy_end is not None
         codes = [*v.after_chemotherapy_inactivated, "PPSV23"] if ended else []
         codes += v.after_chemotherapy_live if ended else []
@@ -65,6 +76,8 @@ def vaccine_groups_needed(ctx: PlanContext) -> set[str]:
         codes = [*v.immune_mediated_inactivated, "PPSV23", *v.immune_mediated_live]
     if any(complement_inhibitor(t, ctx.protocol) is not None for t in ctx.referral.treatments):
         codes += ["MenACWY", "MenB", "Hib", "PCV", "PPSV23"]
+    if not ctx.facts.chemotherapy_ongoing:
+        codes += [*v.routine_catch_up, "HPV", "MenACWY"]
     return groups_for([*codes, "IIV"])
 
 
@@ -82,13 +95,21 @@ def plan_vaccination(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> V
         plan=plan,
         gap=timedelta(days=ctx.protocol.vaccination.min_dose_interval_days),
         cdsi=cdsi,
+        risk=risk_conditions(ctx, grading),
     )
     if ctx.referral.hsct is not None:
         revaccinate_after_hsct(schedule)
-    elif any(ctx.facts.is_chemotherapy(t) for t in ctx.referral.treatments):
+        menacwy_after_hsct(schedule)
+    elif chemotherapy_wait_applies(ctx):
         boost_after_chemotherapy(schedule)
     else:
+        plan.decisions.extend(chemotherapy_without_wait(ctx))
         reinforce_immune_mediated(schedule)
+    plan_hpv(schedule)
     plan_influenza(schedule)
     plan_meningococcal(schedule)
+    # Rotavirus and BCG, the live vaccines of infancy (§4.17).
+    plan_rotavirus(schedule, grading)
+    # Last: every vaccine group the rules above left (§4.16).
+    plan_routine_catch_up(schedule)
     return plan

@@ -19,8 +19,13 @@ from sidflows.rules.igrecord import ig_courses
 from sidflows.rules.immunoglobulin import IgDecision
 from sidflows.rules.model import Block, Grading
 from sidflows.rules.steroids import is_high_dose_steroid
+from sidflows.rules.vaccination.conditions import (
+    chemotherapy_wait_applies,
+    off_immunosuppression_after_hsct,
+)
 from sidflows.rules.vaccination.sources import (
     ACIP_ABS,
+    ACIP_STEROIDS,
     CD20_SRC,
     CHEMO_SRC,
     HSCT_SRC,
@@ -68,10 +73,12 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
             waits.append((v.after_chemotherapy_live_months, "after chemotherapy"))
         if is_anti_cd20(t, protocol):
             waits.append((v.after_anti_cd20_months, "after the last anti-CD20 dose"))
-        if (
-            t.drug_class == "corticosteroid"
-            and is_high_dose_steroid(t, facts.weight_kg, protocol) is not False
-        ):
+        steroid = t.drug_class == "corticosteroid"
+        high_steroid = steroid and is_high_dose_steroid(t, facts.weight_kg, protocol)
+        low_steroid = steroid and high_steroid is False
+        if low_steroid and v.live_on_low_dose_steroids == "allow":
+            continue  # ACIP: low-dose or alternate-day steroids do not hold live vaccines (§4.18)
+        if steroid and not low_steroid:
             waits.append(
                 (v.after_high_dose_steroid_live_months, "after stopping high-dose steroids")
             )
@@ -90,7 +97,16 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
             text += (
                 f"; live vaccines >= {v.live_before_immunosuppression_days} days before starting"
             )
-        blocks.append(Block(text, f"{IDSA}; {IDSA_T6}", until, t.start - before))
+        source = f"{IDSA}; {IDSA_T6}"
+        if low_steroid:
+            text += (
+                " (a low-dose or alternate-day corticosteroid: held under IDSA 2013 table 6, "
+                "the protocol's cautious default; ACIP general best practice does not count "
+                "low-to-moderate or long-term alternate-day short-acting steroids as a "
+                "contraindication, the configured alternative)"
+            )
+            source += f"; {ACIP_STEROIDS}; {ctx.cite('vaccination.live_on_low_dose_steroids')}"
+        blocks.append(Block(text, source, until, t.start - before))
     if referral.hsct is not None:
         hsct = referral.hsct
         months = v.hsct.live_from_months
@@ -103,6 +119,7 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
         )
         if hsct.active_gvhd:
             blocks.append(Block("active GVHD: no live vaccine", HSCT_SRC, None))
+        blocks.extend(off_immunosuppression_after_hsct(ctx))
     # The record's IG doses first, the IG the plan gives after the blood products (§4.7).
     from_ig = ig_blocks(ctx, ig=ig)
     recorded = [b for b in from_ig if b.reason.startswith("immunoglobulin ")]
@@ -252,8 +269,9 @@ def inactivated_blocks(ctx: PlanContext) -> list[Block]:
         for c in chemo
     )
     blocks: list[Block] = []
+    wait = chemotherapy_wait_applies(ctx)
     for t in referral.treatments:
-        if ctx.facts.is_chemotherapy(t):
+        if wait and ctx.facts.is_chemotherapy(t):
             months = (
                 v.after_chemotherapy_inactivated_months_anti_cd20
                 if with_cd20
@@ -302,7 +320,9 @@ def b_cell_depletion_blocks(ctx: PlanContext) -> list[Block]:
 
 
 def influenza_blocks(ctx: PlanContext) -> list[Block]:
-    """Inactivated influenza: from 6 months, not during anti-B-cell or intensive chemo."""
+    """Inactivated influenza: from 6 months, not during intensive chemotherapy, nor during
+    anti-B-cell antibodies where the protocol says so (IDSA 2013; default on schedule,
+    ACR 2022, §4.5)."""
     referral, protocol = ctx.referral, ctx.protocol
     v = protocol.vaccination
     blocks = [
@@ -312,8 +332,10 @@ def influenza_blocks(ctx: PlanContext) -> list[Block]:
             add_months(referral.patient.birth_date, v.influenza_min_age_months),
         )
     ]
+    skip_on_cd20 = v.influenza_on_anti_cd20 == "skip"
     for t in referral.treatments:
-        if is_anti_cd20(t, protocol):
+        # Default: on schedule on anti-CD20 (ACR 2022); "skip" is IDSA 2013's alternative.
+        if skip_on_cd20 and is_anti_cd20(t, protocol):
             until = (
                 None
                 if t.end is None
@@ -323,7 +345,8 @@ def influenza_blocks(ctx: PlanContext) -> list[Block]:
                 Block(
                     f"{t.drug} ({span(t)}): no influenza vaccine during anti-B-cell antibodies"
                     + (f" ({reading})" if (reading := anti_cd20_read(t, protocol)) else ""),
-                    f"{IDSA}; rituximab label (B-cell depletion)",
+                    f"{IDSA}; rituximab label (B-cell depletion); "
+                    f"{ctx.cite('vaccination.influenza_on_anti_cd20')}",
                     until,
                     t.start,
                 )

@@ -27,6 +27,7 @@ from sidflows.cdsi.dates import Duration, add_duration
 from sidflows.cdsi.engine import Assessor
 from sidflows.cdsi.model import SupportingData
 from sidflows.cdsi.types import VaccineGroupForecast
+from sidflows.rules.asplenia import asplenia
 from sidflows.rules.context import PlanContext
 from sidflows.rules.grading import grade
 from sidflows.rules.immunoglobulin import IgDecision
@@ -100,6 +101,24 @@ class CdsiHistory:
             )
         forecasts[group] = self._engine[0].group(group)
         return forecasts[group]
+
+    def forecast_after(
+        self, group: str, planned: tuple[tuple[str, date], ...], on: date
+    ) -> VaccineGroupForecast | None:
+        """The engine's forecast of ``group`` on ``on`` had the ``planned`` doses (CVX, day)
+        been given as well: the next dose of a catch-up the plan gives (§4.16)."""
+        if group not in self.groups:
+            return None
+        extra = tuple(
+            AdministeredDose(f"planned-{i}", cvx, day) for i, (cvx, day) in enumerate(planned)
+        )
+        return Assessor(
+            self.patient,
+            (*self.doses, *extra),
+            on,
+            [PatientObservation(code, when) for code, _, when in self.observations],
+            data=paediatric_data(),
+        ).group(group)
 
     def group_of(self, vaccine: str) -> str | None:
         table = code_table()
@@ -221,7 +240,7 @@ class CdsiHistory:
                     f"CDSi observations on {self.today}: {shown}",
                     "the child's situation as CDSi observations (transplant and its date, "
                     "immunosuppressive therapy, chemotherapy, IG replacement, the grading's "
-                    "immunocompromise, low IgG): they select CDSi's risk series and "
+                    "immunocompromise, low IgG, asplenia): they select CDSi's risk series and "
                     "contraindications",
                     CDSI_SRC,
                 )
@@ -350,6 +369,8 @@ def _observations(ctx: PlanContext, ig: IgDecision | None) -> list[tuple[str, da
         found.append(("191", None))
     if facts.diagnosis_group == "nephrotic_syndrome":
         found.append(("167", None))
+    if asplenia(ctx):
+        found.append(("160", None))  # anatomical or functional asplenia (§5.12)
     return found
 
 

@@ -11,6 +11,7 @@ from sidflows.rules.vaccination.series import (
     Schedule,
     Series,
     given_doses,
+    post_hsct_dtap,
     schedule_series,
     tetanus_code,
 )
@@ -87,7 +88,18 @@ def revaccinate_after_hsct(schedule: Schedule) -> None:
                 ),
             )
     for code in h.inactivated:
-        vaccine = tetanus_code(ctx) if code in ("DTaP", "Tdap") else code
+        tetanus = code in ("DTaP", "Tdap")
+        dtap = tetanus and post_hsct_dtap(ctx)
+        vaccine = ("DTaP" if dtap else tetanus_code(ctx)) if tetanus else code
+        why = f"revaccination after HSCT: from {h.inactivated_start_months} months, " + (
+            f"{h.inactivated_doses} doses"
+        )
+        if dtap:
+            why += (
+                " of DTaP at every age (full-dose diphtheria and pertussis: IDSA 2013 table 4's "
+                "first option from 7 years, ECIL-7/ESCMID; Tdap then Td is the configured "
+                "alternative)"
+            )
         schedule_series(
             schedule,
             Series(
@@ -95,11 +107,11 @@ def revaccinate_after_hsct(schedule: Schedule) -> None:
                 h.inactivated_doses,
                 max(start, add_months(hsct.date, h.inactivated_start_months)),
                 base,
-                f"revaccination after HSCT: from {h.inactivated_start_months} months, "
-                f"{h.inactivated_doses} doses",
+                why,
                 ctx.cite(
                     "vaccination.hsct.inactivated_start_months",
                     "vaccination.hsct.inactivated_doses",
+                    *(("vaccination.hsct.tetanus_series",) if tetanus else ()),
                 ),
                 given_doses(schedule, vaccine, hsct.date, protocol_dates=True),
                 h.inactivated_dose_interval_months,
@@ -116,9 +128,19 @@ def revaccinate_after_hsct(schedule: Schedule) -> None:
                 h.live_doses,
                 start,
                 schedule.live_blocks,
-                f"after HSCT: {h.live_doses} doses from {h.live_from_months} months, no GVHD, off "
-                "immunosuppression, 8-11 months after the last IVIG",
-                ctx.cite("vaccination.hsct.live_doses", "vaccination.hsct.live_from_months"),
+                f"after HSCT: {h.live_doses} doses from {h.live_from_months} months, no GVHD, "
+                + (
+                    f">= {h.live_months_off_immunosuppression} months off all systemic "
+                    "immunosuppression (the 2-1-8 rule), "
+                    if h.live_months_off_immunosuppression
+                    else "off immunosuppression, "
+                )
+                + "8-11 months after the last IVIG",
+                ctx.cite(
+                    "vaccination.hsct.live_doses",
+                    "vaccination.hsct.live_from_months",
+                    "vaccination.hsct.live_months_off_immunosuppression",
+                ),
                 given_doses(schedule, code, hsct.date, protocol_dates=True),
                 protocol_rule=rule,
                 protocol_dates=True,

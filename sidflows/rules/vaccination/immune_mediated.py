@@ -9,19 +9,45 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sidflows.calendar import add_years
-from sidflows.rules.model import VaccineDose
+from sidflows.rules.model import Decision, VaccineDose
 from sidflows.rules.vaccination.blocks import inactivated_blocks
 from sidflows.rules.vaccination.pneumococcal import pcv_needed
+from sidflows.rules.vaccination.risk import ACIP_RISK
 from sidflows.rules.vaccination.series import Schedule, Series, given_doses, schedule_series
 from sidflows.rules.vaccination.sources import IDSA
 
 
 def reinforce_immune_mediated(schedule: Schedule) -> None:
-    """Neither HSCT nor chemotherapy: reinforce the routine schedule."""
+    """Neither HSCT nor chemotherapy: reinforce the routine schedule of a child with a risk
+    condition; complete the live series of every child (the routine catch-up of the
+    inactivated vaccines is :mod:`.routine`, §4.16)."""
+    if schedule.risk:
+        _reinforce(schedule)
+    else:
+        ctx = schedule.ctx
+        schedule.plan.decisions.append(
+            Decision(
+                "vaccination",
+                "no reinforcement beyond the routine schedule: no PPSV23",
+                "no immunocompromising or other risk condition (no immunosuppressive "
+                "treatment, transplant, chemotherapy, antibody or complement deficiency; "
+                "immunomodulatory IVIG is not one, §3.1): PPSV23 and the risk-table conjugate "
+                "doses are for children 2-18 years with a risk condition only; the missing "
+                "routine doses are planned as the routine catch-up (§4.16)",
+                f"{ACIP_RISK}; {ctx.cite('vaccination.routine_catch_up')}",
+            )
+        )
+    _complete_live(schedule)
+
+
+def _reinforce(schedule: Schedule) -> None:
+    """The pneumococcal reinforcement and the protocol's inactivated list (§4.3, §4.4)."""
     ctx = schedule.ctx
     referral, protocol, start = ctx.referral, ctx.protocol, ctx.start
     v = protocol.vaccination
     base = tuple(inactivated_blocks(ctx))
+    # The unit's rule owns the pneumococcal group (the routine catch-up leaves it, §4.16).
+    schedule.handled.update(("PCV", "PPSV23"))
     # §4.3/§4.4: the unit's PCV-then-PPSV23 schedule (IDSA 2013) stands over CDSi's
     # pneumococcal dates: beyond the childhood series CDSi has only its risk or 50+ series.
     rule = "pneumococcal reinforcement under immunosuppression (IDSA 2013, §4.3, §4.4)"
@@ -37,8 +63,8 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
                 len(pcv_given) + needed,
                 start,
                 base,
-                f"pneumococcal conjugate first, then PPSV23: {why}; vaccinate before anti-CD20 "
-                "or >= 6 months after it",
+                f"pneumococcal conjugate first, then PPSV23 ({'; '.join(schedule.risk)}): "
+                f"{why}; vaccinate before anti-CD20 or >= 6 months after it",
                 ctx.cite("vaccination.pcv_catch_up_interval_weeks"),
                 tuple(pcv_given),
                 gap_months=0,
@@ -94,6 +120,12 @@ def reinforce_immune_mediated(schedule: Schedule) -> None:
                 protocol_dates=True,
             ),
         )
+
+
+def _complete_live(schedule: Schedule) -> None:
+    """MMR and varicella: complete the series where nothing holds them back (§4.3)."""
+    ctx = schedule.ctx
+    v, start = ctx.protocol.vaccination, ctx.start
     for code in v.immune_mediated_live:
         given = given_doses(schedule, code, None)
         if len(given) >= v.live_series_doses:

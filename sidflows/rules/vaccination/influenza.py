@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sidflows.calendar import add_years
+from sidflows.calendar import add_months, add_years
 from sidflows.protocol import Protocol
-from sidflows.rules.model import Block, VaccineDose
+from sidflows.rules.drugs import is_anti_cd20
+from sidflows.rules.model import Block, Decision, VaccineDose
 from sidflows.rules.vaccination.blocks import influenza_blocks
 from sidflows.rules.vaccination.series import Schedule, Series, schedule_series
 
@@ -39,6 +40,7 @@ def plan_influenza(schedule: Schedule) -> None:
     ctx, plan = schedule.ctx, schedule.plan
     referral, protocol, start, horizon_end = ctx.referral, ctx.protocol, ctx.start, ctx.horizon_end
     blocks = influenza_blocks(ctx)
+    _on_anti_cd20(schedule)
     # The doses CDSi counts (since the transplant after HSCT; same-day duplicates once).
     counted = list(schedule.cdsi.counted("IIV"))
     # Two doses in the first season after HSCT (none given since the transplant).
@@ -111,3 +113,42 @@ def plan_influenza(schedule: Schedule) -> None:
                 earliest=item.earliest,
                 latest=min(item.latest, end) if item.latest else end,
             )
+
+
+ACR_FLU = (
+    "ACR 2022 (Bass, Arthritis Care Res 2023;75:449): influenza vaccine on schedule on "
+    "rituximab, rituximab continued, its next dose delayed >= 2 weeks after the vaccine if "
+    "disease activity allows"
+)
+
+
+def _on_anti_cd20(schedule: Schedule) -> None:
+    """On anti-CD20, influenza on schedule (default, ACR 2022): say so, with the timing of
+    the next infusion; or skipped during it (IDSA 2013, the alternative: a block)."""
+    ctx = schedule.ctx
+    protocol = ctx.protocol
+    cd20 = [
+        t
+        for t in ctx.referral.treatments
+        if is_anti_cd20(t, protocol)
+        and (
+            t.end is None
+            or add_months(t.end, protocol.grading.anti_cd20_depletion_months) >= ctx.start
+        )
+    ]
+    if not cd20 or protocol.vaccination.influenza_on_anti_cd20 != "on_schedule":
+        return
+    drugs = ", ".join(dict.fromkeys(t.drug for t in cd20))
+    schedule.plan.decisions.append(
+        Decision(
+            "vaccination",
+            f"influenza vaccine on schedule on {drugs} (not deferred)",
+            "the child is otherwise unprotected through the season: give it on the "
+            "campaign's dates; the antibody response may be blunted by B-cell depletion "
+            "(better the later after the last dose); delay the next anti-CD20 dose >= 2 "
+            "weeks after the vaccine if disease activity allows (clinician decision); "
+            "IDSA 2013's alternative (no influenza vaccine during anti-B-cell antibodies) "
+            'is the protocol\'s "skip"',
+            f"{ctx.cite('vaccination.influenza_on_anti_cd20')}; {ACR_FLU}",
+        )
+    )

@@ -8,6 +8,11 @@ apart), a booster 1 year after the series and then every 2-3 years; ideally the 
 at least 2 weeks before the first dose of the inhibitor. Hib and pneumococcal status is
 checked (complement deficiency: both indicated). Where the protocol cannot plan a dose
 (under the ages above) the clinician decides, with the dates.
+
+ACIP gives anatomical or functional asplenia (the referral's ``risk_conditions``, §5.12) the
+same MenACWY and MenB series and boosters (MMWR 2020;69(RR-9), Table 5): planned here
+alike, with no inhibitor start to time them against. After HSCT the MenACWY of §4.15 stays
+(its timing from the transplant); MenB is planned here.
 """
 
 from __future__ import annotations
@@ -15,34 +20,76 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from sidflows.calendar import add_years
+from sidflows.rules.asplenia import asplenia
 from sidflows.rules.complement import complement_treatments
 from sidflows.rules.model import Block, Decision, VaccineDose
 from sidflows.rules.vaccination.blocks import inactivated_blocks
 from sidflows.rules.vaccination.series import Schedule, Series, given_doses, schedule_series
 
 RULE = "meningococcal vaccination on a complement inhibitor (ACIP MMWR 2020;69(RR-9), §5.7)"
+RULE_ASPLENIA = "meningococcal vaccination in asplenia (ACIP MMWR 2020;69(RR-9) Table 5, §5.12)"
+ACIP_ASPLENIA = (
+    "ACIP (Mbaeyi, MMWR Recomm Rep 2020;69(RR-9), Table 5: anatomic or functional asplenia, "
+    "the same MenACWY and MenB series and boosters as complement deficiency), "
+    "docs/clinical-reference.md §5.12"
+)
 
 
 def plan_meningococcal(schedule: Schedule) -> None:
     """MenACWY and MenB series and boosters, Hib and pneumococcal status (§5.7)."""
     treatments = complement_treatments(schedule.ctx)
-    if not treatments:
+    spleen = asplenia(schedule.ctx)
+    if not treatments and not spleen:
         return
     ctx = schedule.ctx
+    # After HSCT without an inhibitor, §4.15 has planned MenACWY from the transplant.
+    acwy_elsewhere = not treatments and "MenACWY" in schedule.handled
+    schedule.handled.update(("MenACWY", "MenB"))
     m = ctx.protocol.prophylaxis.meningococcal
     decisions = schedule.plan.decisions
     base = tuple(inactivated_blocks(ctx))
-    first_start = min(t.start for t in treatments)
-    drugs = ", ".join(t.drug for t in treatments)
-    target = first_start - timedelta(days=m.vaccinate_before_days)
+    names = [t.drug for t in treatments] + (["asplenia"] if spleen else [])
+    drugs = ", ".join(names)
+    kind = " and ".join(
+        k for k, on in (("complement inhibitor", treatments), ("asplenia", spleen)) if on
+    )
+    remains = ", ".join(
+        (
+            *((f"on {', '.join(t.drug for t in treatments)}",) if treatments else ()),
+            *(("the spleen does not work",) if spleen else ()),
+        )
+    )
+    rule = RULE if treatments else RULE_ASPLENIA
+    extra = f"; {ACIP_ASPLENIA}" if spleen else ""
+    first_start = min(t.start for t in treatments) if treatments else None
+    target = (
+        first_start - timedelta(days=m.vaccinate_before_days) if first_start is not None else None
+    )
+    ideally = f"; first dose ideally by {target}" if target is not None else ""
     first_doses: list[date] = []
     # MenACWY
-    acwy_src = ctx.cite(
-        "prophylaxis.meningococcal.menacwy_doses",
-        "prophylaxis.meningococcal.menacwy_interval_weeks",
-        "prophylaxis.meningococcal.menacwy_booster_years",
+    acwy_src = (
+        ctx.cite(
+            "prophylaxis.meningococcal.menacwy_doses",
+            "prophylaxis.meningococcal.menacwy_interval_weeks",
+            "prophylaxis.meningococcal.menacwy_booster_years",
+        )
+        + extra
     )
-    if ctx.facts.age_months >= m.menacwy_min_age_months:
+    if acwy_elsewhere:
+        decisions.append(
+            Decision(
+                "vaccination",
+                "MenACWY as after HSCT (§4.15); asplenia: booster every "
+                f"{m.menacwy_booster_years} years after the series",
+                f"{drugs}: ACIP gives asplenia {m.menacwy_doses} doses >= "
+                f"{m.menacwy_interval_weeks} weeks apart and a booster every "
+                f"{m.menacwy_booster_years} years while the risk remains; the series after "
+                "HSCT is timed from the transplant: clinician to check it meets both",
+                acwy_src,
+            )
+        )
+    elif ctx.facts.age_months >= m.menacwy_min_age_months:
         given = given_doses(schedule, "MenACWY", None, protocol_dates=True)
         done = _series_and_booster(
             schedule,
@@ -53,12 +100,13 @@ def plan_meningococcal(schedule: Schedule) -> None:
             blocks=base,
             rationale=(
                 f"{drugs}: MenACWY {m.menacwy_doses} doses >= {m.menacwy_interval_weeks} "
-                "weeks apart (complement inhibitor)"
+                f"weeks apart ({kind})"
             ),
             source=acwy_src,
             booster_years=m.menacwy_booster_years,
             later_booster_years=m.menacwy_booster_years,
             first_doses=first_doses,
+            rule=rule,
         )
         if done is not None:
             last = done[0]
@@ -66,8 +114,8 @@ def plan_meningococcal(schedule: Schedule) -> None:
                 Decision(
                     "vaccination",
                     f"MenACWY booster due {add_years(last, m.menacwy_booster_years)}",
-                    f"every {m.menacwy_booster_years} years while on {drugs} (the risk "
-                    f"remains while complement is blocked); last dose {last}",
+                    f"every {m.menacwy_booster_years} years while {remains} (the risk "
+                    f"remains with it); last dose {last}",
                     acwy_src,
                 )
             )
@@ -79,17 +127,20 @@ def plan_meningococcal(schedule: Schedule) -> None:
                 f"{ctx.start}",
                 f"{drugs} at {ctx.facts.age_months} months of age: the ACIP 2-dose series is "
                 f"from {m.menacwy_min_age_months} months; under it the infant schedules depend "
-                "on the product and the age at the first dose (MenACWY-CRM from 2 months); "
-                f"first dose ideally by {target}",
-                ctx.cite("prophylaxis.meningococcal.menacwy_min_age_months"),
+                "on the product and the age at the first dose (MenACWY-CRM from 2 months)"
+                f"{ideally}",
+                ctx.cite("prophylaxis.meningococcal.menacwy_min_age_months") + extra,
             )
         )
     # MenB
-    menb_src = ctx.cite(
-        "prophylaxis.meningococcal.menb_doses",
-        "prophylaxis.meningococcal.menb_interval_weeks",
-        "prophylaxis.meningococcal.menb_booster_after_series_years",
-        "prophylaxis.meningococcal.menb_booster_every_years",
+    menb_src = (
+        ctx.cite(
+            "prophylaxis.meningococcal.menb_doses",
+            "prophylaxis.meningococcal.menb_interval_weeks",
+            "prophylaxis.meningococcal.menb_booster_after_series_years",
+            "prophylaxis.meningococcal.menb_booster_every_years",
+        )
+        + extra
     )
     if ctx.facts.age_years >= m.menb_min_age_years:
         given = given_doses(schedule, "MenB", None, protocol_dates=True)
@@ -109,6 +160,7 @@ def plan_meningococcal(schedule: Schedule) -> None:
             booster_years=m.menb_booster_after_series_years,
             later_booster_years=m.menb_booster_every_years,
             first_doses=first_doses,
+            rule=rule,
         )
         if done is not None:
             last, total = done
@@ -122,7 +174,7 @@ def plan_meningococcal(schedule: Schedule) -> None:
                     "vaccination",
                     f"MenB booster due {add_years(last, years)}",
                     f"{m.menb_booster_after_series_years} year after the series, then every "
-                    f"{m.menb_booster_every_years} years (2-3) while on {drugs}; last dose {last}",
+                    f"{m.menb_booster_every_years} years (2-3) while {remains}; last dose {last}",
                     menb_src,
                 )
             )
@@ -133,13 +185,13 @@ def plan_meningococcal(schedule: Schedule) -> None:
                 f"MenB under {m.menb_min_age_years} years: clinician decision from {ctx.start}",
                 f"{drugs} at {ctx.facts.age_years} years of age: ACIP recommends MenB from "
                 f"{m.menb_min_age_years} years (younger: off label in the US; MenB-4C is "
-                "licensed from 2 months in the EU and UK, by age schedule); first dose "
-                f"ideally by {target}",
-                ctx.cite("prophylaxis.meningococcal.menb_min_age_years"),
+                "licensed from 2 months in the EU and UK, by age schedule)"
+                f"{ideally}",
+                ctx.cite("prophylaxis.meningococcal.menb_min_age_years") + extra,
             )
         )
     # Timing against the inhibitor's first dose.
-    if first_start > ctx.today:
+    if first_start is not None and target is not None and first_start > ctx.today:
         early = min(first_doses) if first_doses else None
         met = early is not None and early <= target
         decisions.append(
@@ -164,12 +216,13 @@ def plan_meningococcal(schedule: Schedule) -> None:
     decisions.append(
         Decision(
             "vaccination",
-            "check Hib and pneumococcal status (complement inhibitor)",
+            f"check Hib and pneumococcal status ({kind})",
             f"documented: Hib {len(hib)} dose(s), PCV {len(pcv)}, PPSV23 {len(ppsv)}; "
-            "complement deficiency (inhibitor use included) makes Hib and pneumococcal "
-            "vaccines indicated (ACIP general best practice): complete any missing doses; "
-            "the pneumococcal rules of §4.3, §4.4 and §4.13 plan them where they apply",
-            ctx.cite("prophylaxis.meningococcal.grading_level"),
+            "complement deficiency (inhibitor use included) and asplenia make Hib and "
+            "pneumococcal vaccines indicated (ACIP general best practice): complete any "
+            "missing doses; the pneumococcal rules of §4.3, §4.4 and §4.13 plan them where "
+            "they apply",
+            ctx.cite("prophylaxis.meningococcal.grading_level") + extra,
         )
     )
 
@@ -187,6 +240,7 @@ def _series_and_booster(
     booster_years: int,
     later_booster_years: int,
     first_doses: list[date],
+    rule: str = RULE,
 ) -> tuple[date, int] | None:
     """The primary series (or, once complete, the booster when due in the horizon): the
     date of the last dose, given or planned, and the number of doses, once the series is
@@ -206,7 +260,7 @@ def _series_and_booster(
                 source,
                 given,
                 gap_months=0,
-                protocol_rule=RULE,
+                protocol_rule=rule,
                 protocol_dates=True,
             ),
             min_gap=gap,
@@ -230,7 +284,7 @@ def _series_and_booster(
             f"{rationale}: booster {booster_years} year(s) after the last dose ({last})",
             source,
             number_from=len(given) + 1,
-            protocol_rule=RULE,
+            protocol_rule=rule,
             protocol_dates=True,
         ),
     )

@@ -1,17 +1,19 @@
 """The conjugate (PCV) doses a child still needs before PPSV23 (docs/clinical-reference.md §4.13).
 
 ACIP (pneumococcal vaccination of children, catch-up and medical-indication tables), for a
-child at increased risk (every child the unit follows is immunocompromised):
+child at increased risk:
 
 - 12-23 months: unvaccinated, or 1 dose before 12 months: 2 doses; 2 or 3 doses before 12
   months, or 1 dose at 12 months or later: 1 dose; 2 doses from 12 months, or 1 from 12
   months after 2 or more before: complete;
-- 24-71 months: fewer than 3 doses: 2 doses; 3 doses, none from 12 months: 1 dose;
+- 24-71 months: fewer than 3 doses: 2 doses; 3 doses (any schedule): 1 dose; 4 or more:
+  complete (Nuorti, MMWR Recomm Rep 2010;59(RR-11); Kobayashi, MMWR 2022;71:1174);
 - 6-18 years: no conjugate dose documented: 1 dose (the format does not give the valency:
   a documented dose is read as PCV13 or later, and the decision says to check it);
 
 each dose at least 8 weeks after the previous conjugate dose, and PPSV23 at least 8 weeks
-after the last (IDSA 2013; ACIP). Under 12 months the routine infant series stands.
+after the last (IDSA 2013; ACIP). Under 12 months the routine infant series stands. Only for a child
+with a risk condition (:mod:`.risk`); any other child has the routine catch-up (§4.16).
 """
 
 from __future__ import annotations
@@ -40,12 +42,16 @@ def pcv_needed(birth: date, on: date, given: list[date]) -> tuple[int, str]:
                 f"24-71 months, immunocompromised, {n} conjugate dose(s) (< 3): 2 doses 8 weeks "
                 "apart before PPSV23 (ACIP)"
             )
-        if n == 3 and from_12 == 0:
+        if n == 3:
             return 1, (
-                "24-71 months, immunocompromised, an incomplete series of 3 doses: 1 dose "
-                "before PPSV23 (ACIP)"
+                "24-71 months, immunocompromised, 3 conjugate doses (any schedule): 1 dose "
+                ">= 8 weeks after the last, before PPSV23 (ACIP)"
             )
-        return 0, "24-71 months: conjugate series complete"
+        return 0, (
+            f"24-71 months, immunocompromised, {n} conjugate doses: conjugate series complete "
+            "(PPSV23 is not needed if the series was completed with PCV20: the referral gives "
+            "no valency, check it)"
+        )
     if n == 0:
         return 1, (
             "6-18 years, immunocompromised, no conjugate dose documented: 1 dose before "

@@ -54,6 +54,11 @@ class Schedule:
     plan: VaccinationPlan
     gap: timedelta
     cdsi: CdsiHistory
+    risk: tuple[str, ...] = ()
+    """The child's risk conditions (:mod:`.risk`): empty, the routine catch-up only."""
+    handled: set[str] = field(default_factory=set)
+    """The vaccines a rule of the unit has planned or decided in this plan: the routine
+    catch-up (§4.16) leaves their vaccine groups to that rule."""
 
 
 def schedule_series(
@@ -65,6 +70,7 @@ def schedule_series(
     keeps doses apart. A live vaccine with no dose in the horizon is deferred.
     """
     calendar, horizon_end, plan = schedule.ctx.calendar, schedule.ctx.horizon_end, schedule.plan
+    schedule.handled.add(series.vaccine)
     gap = schedule.gap if min_gap is None else min_gap
     live = is_live(series.vaccine)
     done = len(series.given)
@@ -215,6 +221,13 @@ def tetanus_code(ctx: PlanContext) -> str:
     return "Tdap" if ctx.facts.age_years >= ctx.protocol.vaccination.tdap_from_age_years else "DTaP"
 
 
+def post_hsct_dtap(ctx: PlanContext) -> bool:
+    """After HSCT, is the diphtheria-tetanus-pertussis series DTaP at every age (full-dose D
+    and aP: IDSA 2013 table 4's first option from 7 years, ECIL-7/ESCMID) rather than
+    Tdap then Td (IDSA's alternative)? The protocol's ``vaccination.hsct.tetanus_series``."""
+    return ctx.protocol.vaccination.hsct.tetanus_series == "DTaP"
+
+
 def tdap_date(ctx: PlanContext) -> date:
     """The birthday from which DTaP is not given (ACIP: 7 years)."""
     return add_years(ctx.referral.patient.birth_date, ctx.protocol.vaccination.tdap_from_age_years)
@@ -233,6 +246,8 @@ def dose_vaccine(
     if due < seven:
         return "DTaP"
     hsct = ctx.referral.hsct
+    if hsct is not None and due >= hsct.date and post_hsct_dtap(ctx):
+        return "DTaP"  # after HSCT, DTaP at every age (IDSA 2013 table 4; §4.6.2)
     since = max(seven, hsct.date) if hsct is not None else seven
     had_tdap = any(
         x.vaccine == "Tdap" and since <= x.date <= due for x in ctx.referral.vaccinations

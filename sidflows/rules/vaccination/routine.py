@@ -1,0 +1,122 @@
+"""The routine catch-up of missing doses, from CDSi's forecast, for every child (§4.16).
+
+For each inactivated vaccine of ``vaccination.routine_catch_up`` whose vaccine group no
+rule of the unit has planned in this plan (:attr:`.Schedule.handled`), the doses CDSi
+forecasts (ACIP's routine and catch-up schedule: ages, intervals, the 2-dose HPV series
+before 15 years, MenACWY at 11-12 with a booster at 16) go on the calendar: each on the
+first hospital working day from CDSi's recommended date (not before its earliest, nor the
+plan's first day) that no inactivated block holds, the next dose forecast by the engine
+as if the planned ones had been given. After HSCT not before the protocol's start of the
+inactivated series (§4.6); during chemotherapy nothing (doses do not count, §4.1).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sidflows.calendar import add_months
+from sidflows.rules.model import Block, Decision, VaccineDose
+from sidflows.rules.vaccination.blocks import first_free_day, holding, inactivated_blocks, is_live
+from sidflows.rules.vaccination.cdsi_history import CDSI_SRC
+from sidflows.rules.vaccination.cvx import code_table
+from sidflows.rules.vaccination.series import Schedule, dose_vaccine
+
+MAX_DOSES = 6  # a safety bound on one vaccine's catch-up in one horizon
+
+
+def plan_routine_catch_up(schedule: Schedule) -> None:
+    """The missing routine doses of every vaccine no rule of the unit plans (§4.16)."""
+    ctx = schedule.ctx
+    if ctx.facts.chemotherapy_ongoing:
+        return
+    cdsi = schedule.cdsi
+    handled = {cdsi.group_of(v) for v in schedule.handled}
+    base = tuple(inactivated_blocks(ctx))
+    floor = ctx.start
+    hsct = ctx.referral.hsct
+    if hsct is not None:
+        floor = max(
+            floor, add_months(hsct.date, ctx.protocol.vaccination.hsct.inactivated_start_months)
+        )
+    for code in ctx.protocol.vaccination.routine_catch_up:
+        group = cdsi.group_of(code)
+        if is_live(code) or group is None or group in handled:
+            continue
+        handled.add(group)
+        _catch_up(schedule, code, group, base, floor)
+
+
+def _catch_up(
+    schedule: Schedule, code: str, group: str, blocks: tuple[Block, ...], floor: date
+) -> None:
+    ctx, cdsi, plan = schedule.ctx, schedule.cdsi, schedule.plan
+    fc = cdsi.group_forecast(group)
+    if fc is None or fc.status != "Not Complete" or fc.earliest is None:
+        return
+    described = cdsi.describe(code)
+    planned: list[tuple[str, date]] = []
+    doses: list[VaccineDose] = []
+    held: list[Block] = []
+    first_target: date | None = None
+    while fc is not None and fc.status == "Not Complete" and fc.earliest is not None:
+        target = max(floor, fc.earliest, fc.recommended or fc.earliest)
+        if doses:
+            target = max(target, doses[-1].due + timedelta(days=1))
+        first_target = first_target or target
+        if target > ctx.horizon_end or len(doses) >= MAX_DOSES:
+            break
+        free = first_free_day(blocks, target)
+        due = None
+        while free is not None:
+            due = ctx.calendar.next_working_day(free)
+            again = first_free_day(blocks, due)
+            if again == due:
+                break
+            free = again
+        if free is None or due is None or due > ctx.horizon_end:
+            if not doses:
+                held = holding(blocks, target, free)
+            break
+        vaccine = dose_vaccine(ctx, code, due, (*plan.items, *doses))
+        found = code_table().lookup(vaccine)
+        if found is None:
+            break
+        later = [b.start for b in blocks if b.start is not None and b.start > due]
+        number = fc.forecast_dose_number or len(doses) + 1
+        doses.append(
+            VaccineDose(
+                key=f"vaccine_dose:{vaccine}:{number}",
+                due=due,
+                vaccine=vaccine,
+                live=False,
+                dose_number=number,
+                earliest=free,
+                latest=min(later) - timedelta(days=1) if later else None,
+            )
+        )
+        # The engine's recommended product where it names one (an "unspecified" CVX does
+        # not meet the conditional skips that count a product, PCV15/PCV20 for one).
+        planned.append((fc.vaccines[0] if fc.vaccines else found.cvx, due))
+        fc = cdsi.forecast_after(group, tuple(planned), due)
+    if first_target is None or (first_target > ctx.horizon_end and not doses):
+        return  # the next routine dose is beyond the horizon: the next plan gives it
+    plan.items.extend(doses)
+    what = (
+        f"{code}: routine catch-up, {len(doses)} dose(s) in the horizon"
+        if doses
+        else f"{code}: routine catch-up, no dose possible in the horizon"
+    )
+    parts = [
+        "the missing doses of the routine schedule (ACIP, as CDSi forecasts them: ages and "
+        "intervals), planned for every child in scope",
+        described,
+    ]
+    if doses:
+        parts.append("doses on " + ", ".join(f"{d.due} ({d.vaccine})" for d in doses))
+    sources = [ctx.cite("vaccination.routine_catch_up"), CDSI_SRC]
+    if held:
+        parts.append("held back by: " + "; ".join(f"{b.reason} ({b.source})" for b in held))
+        sources += [b.source for b in held]
+    plan.decisions.append(
+        Decision("vaccination", what, "; ".join(parts), "; ".join(dict.fromkeys(sources)))
+    )
