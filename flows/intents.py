@@ -19,20 +19,26 @@ pass or the sweep carries it out. Prefect's own tracebacks go to the debug log.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import httpx
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL
 from sqlmodel import select
 
 from flows import runtime
+from flows.projection import DEAD_STATES
 from sidflows.store import db
 from sidflows.store import intents as store
 from sidflows.store.models import IntentStatus, Patient, PatientState, utcnow
@@ -145,10 +151,15 @@ async def acarry_out(
     return carried
 
 
+def _state_of(ref: str) -> str | None:
+    with db.session_scope() as session:
+        state: str | None = session.exec(select(Patient.state).where(Patient.ref == ref)).first()
+    return state
+
+
 def _pathway_has_run(ref: str) -> bool:
     """The child has left ``referred``: its pathway ran, the intent is fulfilled."""
-    with db.session_scope() as session:
-        state = session.exec(select(Patient.state).where(Patient.ref == ref)).first()
+    state = _state_of(ref)
     return state is not None and state != PatientState.referred
 
 
@@ -164,6 +175,72 @@ async def _on_server(intent: store.Pending) -> str:
         as_subflow=False,
     )
     return str(run.id)
+
+
+# ----------------------------------------------------------------------------- runs that died
+
+RECOVER_FOR = dt.timedelta(days=3)  # how far back a carried-out intent's run is looked at
+MAX_ATTEMPTS = 3  # a run that dies this often is a fault for a person, not for a retry
+
+
+@dataclass
+class Recovered:
+    """Intents whose run died: carried out again under the next key, or given up."""
+
+    again: list[str] = field(default_factory=list)
+    given_up: list[str] = field(default_factory=list)
+
+
+async def arecover(*, now: dt.datetime | None = None) -> Recovered:
+    """An intent is done once its run exists, yet the run may then die before its work
+    is stored: crashed (serve killed), failed (the store down mid-run), cancelled by
+    hand, or lost with Prefect's database. A re-plan that dies so would leave the
+    child's change unplanned. Each such intent is written again under its next key
+    (``#2``, ``#3``), pending, for this pass to carry out; after ``MAX_ATTEMPTS`` it is
+    marked failed and the log says so (the flow's failure is in the Prefect UI).
+    A pathway whose child has left ``referred`` did its work and is not run again."""
+    now = now or utcnow()
+    recovered = Recovered()
+    with db.session_scope() as session:
+        carried = [
+            (int(i.id or 0), i.key, i.kind, i.ref, str(i.run_id))
+            for i in store.carried_since(session=session, since=now - RECOVER_FOR)
+        ]
+    if not carried:
+        return recovered
+    states: dict[str, StateType | None] = {}
+    async with get_client() as client:
+        for start in range(0, len(carried), 200):
+            ids = [UUID(run_id) for *_, run_id in carried[start : start + 200]]
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
+                sort=FlowRunSort.ID_DESC,  # this server refuses a request without a sort
+                limit=len(ids),
+            )
+            states.update({str(r.id): r.state_type for r in runs})
+    for intent_id, key, kind, ref, run_id in carried:
+        if run_id in states and states[run_id] not in DEAD_STATES:
+            continue
+        state = _state_of(ref)
+        if state in (None, PatientState.discharged) or (
+            kind == "pathway" and state != PatientState.referred
+        ):
+            continue
+        how = "lost" if run_id not in states else str(states[run_id]).rsplit(".", 1)[-1].lower()
+        with db.session_scope() as session:
+            if store.attempt_of(key)[1] >= MAX_ATTEMPTS:
+                if store.given_up(
+                    session=session, intent_id=intent_id, error=f"run {run_id} {how}", now=now
+                ):
+                    recovered.given_up.append(f"{key} (run {run_id} {how})")
+                continue
+            next_key = store.again(session=session, intent_id=intent_id, now=now)
+        if next_key is not None:
+            recovered.again.append(next_key)
+            log.info(
+                "%s for %s: run %s %s; carried out again as %s", kind, ref, run_id, how, next_key
+            )
+    return recovered
 
 
 def done_run(key: str) -> str | None:
@@ -185,6 +262,7 @@ async def carry_out_intents() -> dict[str, Any]:
         if not on_server():
             with db.session_scope() as session:
                 return {"done": 0, "failed": 0, "pending": store.pending_count(session=session)}
+        recovered = await arecover()
         carried = await acarry_out()
     except Exception as exc:  # the store is down, say: the next pass carries them out
         logger.warning("intents not carried out this time: %s", type(exc).__name__)
@@ -198,4 +276,12 @@ async def carry_out_intents() -> dict[str, Any]:
             carried.last_error or "-",
             carried.pending,
         )
-    return carried.summary()
+    for key in recovered.again:
+        logger.info("intent %s: the run before it died; carried out again", key)
+    for what in recovered.given_up:
+        logger.warning("intent %s: its run died on every attempt; not tried again", what)
+    summary = carried.summary()
+    if recovered.again or recovered.given_up:
+        summary.update(runs_died=len(recovered.again) + len(recovered.given_up))
+        summary.update(given_up=len(recovered.given_up))
+    return summary

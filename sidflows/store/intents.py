@@ -135,6 +135,60 @@ def settle(*, session: Session, ref: str, kind: str, now: dt.datetime) -> int:
     return int(getattr(moved, "rowcount", 0) or 0)
 
 
+def carried_since(*, session: Session, since: dt.datetime) -> list[Intent]:
+    """The intents carried out as a run on the server since ``since``: the runs to look
+    at, since an intent is done when its run exists, not when the run has done its work."""
+    return list(
+        session.exec(
+            select(Intent)
+            .where(
+                Intent.status == IntentStatus.done,
+                col(Intent.run_id).is_not(None),
+                col(Intent.done_at) >= since,
+            )
+            .order_by(col(Intent.id))
+        ).all()
+    )
+
+
+def attempt_of(key: str) -> tuple[str, int]:
+    """An intent key's root and attempt: ``replan:R:d`` is attempt 1, ``replan:R:d#2`` the
+    second (the item runs' convention, flows/runtime.py)."""
+    root, _, n = key.partition("#")
+    return root, int(n) if n.isdigit() else 1
+
+
+def again(*, session: Session, intent_id: int, now: dt.datetime) -> str | None:
+    """The next attempt of an intent whose run died, written pending beside it (its key
+    holds the dead run, so the next run needs a key of its own); the dead one is marked
+    replaced. Its key, or None when another pass got there first."""
+    moved = session.execute(
+        update(Intent)
+        .where(col(Intent.id) == intent_id, col(Intent.status) == IntentStatus.done)
+        .values(status=IntentStatus.replaced, done_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(moved, "rowcount", 0):
+        return None
+    row = session.get(Intent, intent_id)
+    assert row is not None
+    root, attempt = attempt_of(row.key)
+    key = f"{root[: 300 - 4]}#{attempt + 1}"
+    add(session=session, kind=row.kind, ref=row.ref, key=key, parameters=row.parameters)
+    return key
+
+
+def given_up(*, session: Session, intent_id: int, error: str, now: dt.datetime) -> bool:
+    """The intent's run died on its last attempt: marked failed, for a person to look at."""
+    moved = session.execute(
+        update(Intent)
+        .where(col(Intent.id) == intent_id, col(Intent.status) == IntentStatus.done)
+        .values(status=IntentStatus.failed, last_error=error[:300], done_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(moved, "rowcount", 0))
+
+
 def by_key(*, session: Session, key: str) -> Intent | None:
     return session.exec(select(Intent).where(Intent.key == key)).first()
 

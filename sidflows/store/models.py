@@ -345,6 +345,8 @@ class IntentStatus(StrEnum):
 
     pending = "pending"  # to be carried out (now, or at next_attempt_at after a failure)
     done = "done"  # Prefect has it (a run, or the flow ran here)
+    replaced = "replaced"  # its run died (crashed, failed, cancelled, lost): attempt #n+1
+    failed = "failed"  # its run died on every attempt: left for a person to look at
 
 
 class Intent(SQLModel, table=True):

@@ -40,8 +40,13 @@ def free_port() -> int:
 
 
 def wait_for(
-    what: str, check: Callable[[], Any], timeout: float = 180.0, every: float = 1.0
+    what: str,
+    check: Callable[[], Any],
+    timeout: float = 180.0,
+    every: float = 1.0,
+    explain: Callable[[], str] | None = None,
 ) -> Any:
+    """``check()`` until it is true; else fail, with what ``explain()`` says was going on."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -51,7 +56,13 @@ def wait_for(
         if found:
             return found
         time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+    context = ""
+    if explain is not None:
+        try:
+            context = "\n" + explain()
+        except Exception as error:  # the explanation must not hide the timeout
+            context = f"\n(no explanation: {error!r})"
+    raise AssertionError(f"timed out waiting for {what}{context}")
 
 
 def descendants(pid: int) -> list[int]:
@@ -252,6 +263,18 @@ class Unit:
             {"flow_runs": {"tags": {"all_": list(tags)}}, "sort": "ID_DESC", "limit": limit},
         )
         return found
+
+    def timeline(self, *tags: str, serve_lines: int = 40) -> str:
+        """The runs carrying ``tags`` (name, state, when expected, started, ended) and the
+        end of serve's log: what a test that timed out was waiting behind."""
+        lines = [
+            f"{r['name']:<40} {r['state']['type']:<10} expected {r['expected_start_time']}"
+            f" started {r['start_time']} ended {r['end_time']}"
+            for r in reversed(self.runs(*tags))
+        ]
+        log = self.tmp / "serve.log"
+        tail = log.read_text(errors="replace").splitlines()[-serve_lines:] if log.exists() else []
+        return "\n".join(["runs:", *lines, "serve.log:", *tail])
 
     def log_files(self) -> str:
         """What serve and the Prefect server wrote to their logs."""

@@ -11,16 +11,16 @@ from typing import Any
 import httpx
 import pytest
 from conftest import EXAMPLES
-from processes import BIN, running_unit, wait_for
+from processes import BIN, Unit, running_unit, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
 
 @pytest.fixture
-def unit(tmp_path: Path) -> Iterator[dict[str, str]]:
+def running(tmp_path: Path) -> Iterator[Unit]:
     """A Prefect server and `sidflows serve`, each its own process, on free loopback ports."""
-    with running_unit(tmp_path) as running:
-        yield running.env
+    with running_unit(tmp_path) as started:
+        yield started
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -42,8 +42,9 @@ def show(env: dict[str, str], ref: str) -> dict[str, Any]:
     return document
 
 
-def test_refer_approve_change_treatment_and_see_the_replan(unit: dict[str, str]) -> None:
+def test_refer_approve_change_treatment_and_see_the_replan(running: Unit) -> None:
     """Refer, approve through the suspended run, change treatment: the trigger re-plans."""
+    unit = running.env
     sample = EXAMPLES / "all-after-maintenance.json"
     referred = cli(unit, "refer", str(sample), "--today", "2026-11-24")
     assert referred.returncode == 0, referred.stderr
@@ -92,6 +93,7 @@ def test_refer_approve_change_treatment_and_see_the_replan(unit: dict[str, str])
     replanned = wait_for(
         "the re-plan through the event trigger",
         lambda: show(unit, "EX-0001").get("proposed_version") == 2,
+        explain=lambda: running.timeline("ref:EX-0001"),
     )
     assert replanned
 
@@ -107,6 +109,11 @@ def test_refer_approve_change_treatment_and_see_the_replan(unit: dict[str, str])
         ).json()
         return any(r["state"]["type"] == "COMPLETED" for r in runs)
 
-    wait_for("the replan run completed", replan_completed, timeout=60)
+    wait_for(
+        "the replan run completed",
+        replan_completed,
+        timeout=60,
+        explain=lambda: running.timeline("ref:EX-0001"),
+    )
     unknown = cli(unit, "show", "NOPE-1")
     assert unknown.returncode == 3
