@@ -15,6 +15,19 @@ def minimum_age_date(ctx: PlanContext) -> date:
     return ctx.referral.patient.birth_date + timedelta(weeks=weeks)
 
 
+def alternatives_for_age(ctx: PlanContext, alternatives: str, on: date) -> str:
+    """The protocol's alternatives (``"; "``-separated) without co-trimoxazole for a child
+    below its minimum age on ``on`` (§5.8), saying so: a text that offers it to a
+    neonate offers what the protocol forbids."""
+    old_enough = minimum_age_date(ctx)
+    if old_enough <= on:
+        return alternatives
+    kept = [a for a in alternatives.split("; ") if not a.lower().startswith("co-trimoxazole")]
+    weeks = ctx.protocol.prophylaxis.pjp.min_age_weeks
+    said = f"not co-trimoxazole before {weeks} weeks of age ({old_enough})"
+    return "; ".join([*kept, said])
+
+
 def too_young(
     ctx: PlanContext,
     old_enough: date,

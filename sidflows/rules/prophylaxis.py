@@ -16,7 +16,12 @@ from sidflows.rules.facts import course_days, name_matches
 from sidflows.rules.grading import cd4_findings
 from sidflows.rules.model import Decision, ProphylaxisItem
 from sidflows.rules.oncology_scope import outside_scope_decision
-from sidflows.rules.pjp_age import minimum_age_date, steroid_words, too_young
+from sidflows.rules.pjp_age import (
+    alternatives_for_age,
+    minimum_age_date,
+    steroid_words,
+    too_young,
+)
 from sidflows.rules.steroids import pjp_steroid_indication
 
 ECIL5 = "ECIL-5 (Maertens, JAC 2016;71:2397)"
@@ -307,10 +312,13 @@ def plan_prophylaxis(
                 f"antibody deficiency with {facts.recent_infections} infections in "
                 f"{protocol.immunoglobulin.infection_lookback_months} months; {mg} mg a dose "
                 f"({basis}; at most {a.max_mg_per_dose:g} mg a dose); no guideline for "
-                f"stopping: review at every plan review; alternatives: {a.alternatives}",
+                "stopping: review at every plan review; alternatives: "
+                + alternatives_for_age(ctx, a.alternatives, due),
                 ctx.cite(
                     "prophylaxis.antibacterial.mg_per_kg",
                     "prophylaxis.antibacterial.max_mg_per_dose",
+                    "prophylaxis.antibacterial.alternatives",
+                    *(() if minimum_age_date(ctx) <= due else ("prophylaxis.pjp.min_age_weeks",)),
                 ),
             )
         )

@@ -186,7 +186,7 @@ def test_a_clinician_signed_in_through_the_proxy_approves(unit: Unit, browser: A
         assert page.inner_text("#resumed") == "the pathway run resumes with the answer"
         wait_for(
             "the plan active",
-            lambda: unit.show(ref)["plan_status"] == "active",
+            lambda: unit.peek(ref)["plan_status"] == "active",
             every=1,
         )
         page.close()
@@ -229,7 +229,7 @@ def test_the_board_in_the_prefect_ui(unit: Unit, browser: Any) -> None:
         refer(unit, ref)
     done = unit.cli("approve", "BRD-1", "--by", "Dr Test")
     assert done.returncode == 0, done.stderr
-    wait_for("BRD-1 active", lambda: unit.show("BRD-1")["plan_status"] == "active", every=1)
+    wait_for("BRD-1 active", lambda: unit.peek("BRD-1")["plan_status"] == "active", every=1)
     first = min(
         i["due"]
         for i in unit.show("BRD-1")["items"]

@@ -355,7 +355,7 @@ def test_killed_during_activation_the_next_sweep_finishes_it_once(
 def _active(crash: Crash) -> None:
     crash.refer_and_wait_for_the_clinician()
     crash.approve()
-    wait_for("plan v1 active", lambda: crash.unit.show(crash.ref)["plan_status"] == "active", 90)
+    wait_for("plan v1 active", lambda: crash.unit.peek(crash.ref)["plan_status"] == "active", 90)
     wait_for("the outbox sent", crash.all_sent, 90, 0.5)
 
 
@@ -482,7 +482,7 @@ def test_no_route_url_or_database_password_in_any_log(crash: Crash) -> None:
     """Routes' URLs and the store's password show in no log, no Prefect record, no table."""
     crash.refer_and_wait_for_the_clinician()
     crash.approve()
-    wait_for("plan v1 active", lambda: crash.unit.show(crash.ref)["plan_status"] == "active", 90)
+    wait_for("plan v1 active", lambda: crash.unit.peek(crash.ref)["plan_status"] == "active", 90)
 
     def settled() -> bool:
         statuses = crash.statuses()

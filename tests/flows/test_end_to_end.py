@@ -48,7 +48,8 @@ def test_refer_approve_change_treatment_and_see_the_replan(running: Unit) -> Non
     sample = EXAMPLES / "all-after-maintenance.json"
     referred = cli(unit, "refer", str(sample), "--today", "2026-11-24")
     assert referred.returncode == 0, referred.stderr
-    wait_for("plan v1 proposed", lambda: show(unit, "EX-0001").get("plan_status") == "proposed")
+    wait_for("plan v1 proposed", lambda: running.peek("EX-0001").get("plan_status") == "proposed")
+    assert show(unit, "EX-0001")["plan_status"] == "proposed"
     api = unit["PREFECT_API_URL"]
 
     def pathway_paused() -> bool:
@@ -66,7 +67,8 @@ def test_refer_approve_change_treatment_and_see_the_replan(running: Unit) -> Non
     wait_for("the pathway run waiting for the clinician", pathway_paused)
     approved = cli(unit, "approve", "EX-0001", "--by", "Dr End-to-End")
     assert approved.returncode == 0, approved.stderr
-    wait_for("plan v1 active", lambda: show(unit, "EX-0001").get("plan_status") == "active")
+    wait_for("plan v1 active", lambda: running.peek("EX-0001").get("plan_status") == "active")
+    assert show(unit, "EX-0001")["plan_status"] == "active"
     again = cli(unit, "approve", "EX-0001", "--by", "Dr End-to-End")
     assert again.returncode == 0
     assert "already" in again.stdout
@@ -92,10 +94,12 @@ def test_refer_approve_change_treatment_and_see_the_replan(running: Unit) -> Non
     assert "re-plan requested" in changed.stdout
     replanned = wait_for(
         "the re-plan through the event trigger",
-        lambda: show(unit, "EX-0001").get("proposed_version") == 2,
+        lambda: running.peek("EX-0001").get("proposed_version") == 2,
+        every=2,
         explain=lambda: running.timeline("ref:EX-0001"),
     )
     assert replanned
+    assert show(unit, "EX-0001")["proposed_version"] == 2
 
     def replan_completed() -> bool:
         runs = httpx.post(

@@ -89,6 +89,7 @@ def test_what_is_stored_while_the_server_is_down_reaches_it_once(tmp_path: Path)
             lambda: all(status == "done" for _, _, status, _ in intents(unit)),
             timeout=150,
             every=2,
+            explain=lambda: f"{intents(unit)}\n{unit.timeline('ref:INT-A')}",
         )
         assert all(status == "done" and run for _, _, status, run in intents(unit))
         assert len(unit.runs("ref:INT-A", "step:replan")) == 1
@@ -149,7 +150,7 @@ def test_a_consent_stored_while_the_server_is_down_activates_the_plan_once(
         ok(unit.cli("approve", "INT-C", "--by", "Dr Test"))
         wait_for(
             "the plan waiting for the family's consent",
-            lambda: unit.show("INT-C")["patient_state"] == "awaiting_consent",
+            lambda: unit.peek("INT-C")["patient_state"] == "awaiting_consent",
             120,
             1,
         )
@@ -166,7 +167,7 @@ def test_a_consent_stored_while_the_server_is_down_activates_the_plan_once(
         unit.server.start()
         wait_for(
             "the activation carried out by serve's pass",
-            lambda: unit.show("INT-C")["patient_state"] == "active",
+            lambda: unit.peek("INT-C")["patient_state"] == "active",
             timeout=180,
             every=2,
         )

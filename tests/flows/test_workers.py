@@ -139,7 +139,7 @@ def test_a_worker_runs_the_pathway_an_item_and_a_replan(tmp_path: Path) -> None:
         wait_for("the pathway waiting for the clinician", lambda: unit.paused(REF))
         done = unit.cli("approve", REF, "--by", "Dr Test")
         assert done.returncode == 0, done.stderr
-        wait_for("plan v1 active", lambda: unit.show(REF).get("plan_status") == "active")
+        wait_for("plan v1 active", lambda: unit.peek(REF).get("plan_status") == "active")
         pathway = wait_for(
             "the pathway completed",
             lambda: [r for r in runs(unit, "pathway") if r["state_type"] == "COMPLETED"],
@@ -177,7 +177,7 @@ def test_a_worker_runs_the_pathway_an_item_and_a_replan(tmp_path: Path) -> None:
         )
         done = unit.cli("treatment-change", REF, str(change))
         assert done.returncode == 0, done.stderr
-        wait_for("plan v2 proposed", lambda: unit.show(REF).get("proposed_version") == 2)
+        wait_for("plan v2 proposed", lambda: unit.peek(REF).get("proposed_version") == 2)
         replan = wait_for(
             "the re-plan completed",
             lambda: [r for r in runs(unit, "replan") if r["state_type"] == "COMPLETED"],

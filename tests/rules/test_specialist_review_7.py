@@ -23,6 +23,7 @@ from conftest_rules import (
     ago,
     decisions_text,
     document_for,
+    infection,
     items_of,
     lab,
     make_referral,
@@ -178,6 +179,48 @@ def test_property_no_cotrimoxazole_item_before_the_minimum_age(age_days: int) ->
     clinician = [d for d in plan.decisions if d.decision.startswith("Pneumocystis prophylaxis")]
     assert early == bool(clinician)
     assert all(str(six_weeks) in d.decision for d in clinician)
+
+
+# (id, birth date, weight, co-trimoxazole offered among azithromycin's alternatives)
+AZITHRO_ALTERNATIVE_CASES: list[tuple[str, str, float, bool]] = [
+    (
+        "§5.8 3 weeks old: azithromycin's alternatives leave co-trimoxazole out",
+        "2026-11-01",
+        3.8,
+        False,
+    ),
+    ("§5.8 5 weeks 6 days old: still left out", "2026-10-21", 4.2, False),
+    ("§5.8 7 weeks old: co-trimoxazole among the alternatives", "2026-10-08", 4.6, True),
+    ("§5.8 8 years old: co-trimoxazole among the alternatives", "2018-06-01", 26.0, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("birth", "weight", "offered"),
+    [pytest.param(b, w, o, id=case) for case, b, w, o in AZITHRO_ALTERNATIVE_CASES],
+)
+def test_azithromycin_alternatives_offer_no_cotrimoxazole_below_its_minimum_age(
+    birth: str, weight: float, offered: bool
+) -> None:
+    """§5.2, §5.8: the antibacterial decision's alternatives come from the protocol; below
+    co-trimoxazole's minimum age they leave it out and say until when (the first plan
+    offered co-trimoxazole 5 mg/kg to a 3-week-old)."""
+    plan = plan_for(
+        make_referral(
+            birth_date=birth,
+            weight_kg=weight,
+            labs=[lab(ago(days=10), igg_g_l=1.5)],
+            infections=[infection(ago(days=10)), infection(ago(days=20))],
+        )
+    )
+    (decision,) = [d for d in plan.decisions if d.decision.startswith("azithromycin")]
+    alternatives = decision.rationale.split("alternatives: ", 1)[1]
+    assert ("co-trimoxazole 5 mg/kg" in alternatives) is offered, alternatives
+    assert "amoxicillin" in alternatives
+    six_weeks = date.fromisoformat(birth) + timedelta(weeks=6)
+    if not offered:
+        assert f"not co-trimoxazole before 6 weeks of age ({six_weeks})" in alternatives
+        assert "docs/clinical-reference.md §5.8" in decision.source
 
 
 # --------------------------------------------------- §5.9 corticosteroids: dose x duration
