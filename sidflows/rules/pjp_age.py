@@ -28,6 +28,14 @@ def alternatives_for_age(ctx: PlanContext, alternatives: str, on: date) -> str:
     return "; ".join([*kept, said])
 
 
+def alternatives_cited(ctx: PlanContext, on: date) -> tuple[str, ...]:
+    """The protocol parameters :func:`alternatives_for_age` read on ``on``."""
+    below = minimum_age_date(ctx) > on
+    return ("prophylaxis.antibacterial.alternatives",) + (
+        ("prophylaxis.pjp.min_age_weeks",) if below else ()
+    )
+
+
 def too_young(
     ctx: PlanContext,
     old_enough: date,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from sidflows.calendar import add_months
+from sidflows.rules import pjp_age
 from sidflows.rules.asplenia import ASPLENIA_SOURCE, ASPLENIA_UNTIL, ASPLENIA_WHY, asplenia
 from sidflows.rules.complement import meningococcal_cover
 from sidflows.rules.context import PlanContext
@@ -16,12 +17,7 @@ from sidflows.rules.facts import course_days, name_matches
 from sidflows.rules.grading import cd4_findings
 from sidflows.rules.model import Decision, ProphylaxisItem
 from sidflows.rules.oncology_scope import outside_scope_decision
-from sidflows.rules.pjp_age import (
-    alternatives_for_age,
-    minimum_age_date,
-    steroid_words,
-    too_young,
-)
+from sidflows.rules.pjp_age import minimum_age_date, steroid_words, too_young
 from sidflows.rules.steroids import pjp_steroid_indication
 
 ECIL5 = "ECIL-5 (Maertens, JAC 2016;71:2397)"
@@ -313,12 +309,11 @@ def plan_prophylaxis(
                 f"{protocol.immunoglobulin.infection_lookback_months} months; {mg} mg a dose "
                 f"({basis}; at most {a.max_mg_per_dose:g} mg a dose); no guideline for "
                 "stopping: review at every plan review; alternatives: "
-                + alternatives_for_age(ctx, a.alternatives, due),
+                + pjp_age.alternatives_for_age(ctx, a.alternatives, due),
                 ctx.cite(
                     "prophylaxis.antibacterial.mg_per_kg",
                     "prophylaxis.antibacterial.max_mg_per_dose",
-                    "prophylaxis.antibacterial.alternatives",
-                    *(() if minimum_age_date(ctx) <= due else ("prophylaxis.pjp.min_age_weeks",)),
+                    *pjp_age.alternatives_cited(ctx, due),
                 ),
             )
         )

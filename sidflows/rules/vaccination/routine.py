@@ -12,6 +12,7 @@ inactivated series (§4.6); during chemotherapy nothing (doses do not count, §4
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sidflows.calendar import add_months
@@ -46,22 +47,47 @@ def plan_routine_catch_up(schedule: Schedule) -> None:
         _catch_up(schedule, code, group, base, floor)
 
 
-def _catch_up(
-    schedule: Schedule, code: str, group: str, blocks: tuple[Block, ...], floor: date
-) -> None:
+@dataclass
+class Forecast:
+    """The doses CDSi forecasts one after another, as the plan puts them on the calendar."""
+
+    doses: list[VaccineDose]
+    held: list[Block]
+    first_target: date | None
+
+
+def forecast_doses(
+    schedule: Schedule,
+    code: str,
+    group: str,
+    blocks: tuple[Block, ...],
+    floor: date,
+    *,
+    after: VaccineDose | None = None,
+) -> Forecast:
+    """Each dose CDSi forecasts, on the first hospital working day from its recommended
+    date (not before its earliest, ``floor``, nor the day after ``after``) that no block
+    holds; the next forecast as if the planned ones had been given. ``after``: a dose
+    the plan already gives (the booster after chemotherapy), counted as given first."""
     ctx, cdsi, plan = schedule.ctx, schedule.cdsi, schedule.plan
-    fc = cdsi.group_forecast(group)
-    if fc is None or fc.status != "Not Complete" or fc.earliest is None:
-        return
-    described = cdsi.describe(code)
     planned: list[tuple[str, date]] = []
+    if after is None:
+        fc = cdsi.group_forecast(group)
+    else:
+        given = code_table().lookup(after.vaccine)
+        if given is None:
+            return Forecast([], [], None)
+        planned.append((given.cvx, after.due))
+        fc = cdsi.forecast_after(group, tuple(planned), after.due)
+    live = is_live(code)
     doses: list[VaccineDose] = []
     held: list[Block] = []
     first_target: date | None = None
     while fc is not None and fc.status == "Not Complete" and fc.earliest is not None:
         target = max(floor, fc.earliest, fc.recommended or fc.earliest)
-        if doses:
-            target = max(target, doses[-1].due + timedelta(days=1))
+        previous = doses[-1].due if doses else (after.due if after is not None else None)
+        if previous is not None:
+            target = max(target, previous + timedelta(days=1))
         first_target = first_target or target
         if target > ctx.horizon_end or len(doses) >= MAX_DOSES:
             break
@@ -82,13 +108,16 @@ def _catch_up(
         if found is None:
             break
         later = [b.start for b in blocks if b.start is not None and b.start > due]
-        number = fc.forecast_dose_number or len(doses) + 1
+        if after is not None:
+            number = after.dose_number + len(doses) + 1  # numbered on from the booster
+        else:
+            number = fc.forecast_dose_number or len(doses) + 1
         doses.append(
             VaccineDose(
                 key=f"vaccine_dose:{vaccine}:{number}",
                 due=due,
                 vaccine=vaccine,
-                live=False,
+                live=live,
                 dose_number=number,
                 earliest=free,
                 latest=min(later) - timedelta(days=1) if later else None,
@@ -98,6 +127,19 @@ def _catch_up(
         # not meet the conditional skips that count a product, PCV15/PCV20 for one).
         planned.append((fc.vaccines[0] if fc.vaccines else found.cvx, due))
         fc = cdsi.forecast_after(group, tuple(planned), due)
+    return Forecast(doses, held, first_target)
+
+
+def _catch_up(
+    schedule: Schedule, code: str, group: str, blocks: tuple[Block, ...], floor: date
+) -> None:
+    ctx, cdsi, plan = schedule.ctx, schedule.cdsi, schedule.plan
+    fc = cdsi.group_forecast(group)
+    if fc is None or fc.status != "Not Complete" or fc.earliest is None:
+        return
+    described = cdsi.describe(code)
+    found = forecast_doses(schedule, code, group, blocks, floor)
+    doses, held, first_target = found.doses, found.held, found.first_target
     if first_target is None or (first_target > ctx.horizon_end and not doses):
         return  # the next routine dose is beyond the horizon: the next plan gives it
     plan.items.extend(doses)
