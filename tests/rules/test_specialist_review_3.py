@@ -650,11 +650,16 @@ def test_booster_after_chemotherapy_at_ten_is_td_after_a_tdap_from_seven() -> No
     }
     with_tdap = plan_for(make_referral(**base, vaccinations=[vaccination("Tdap", ago(years=2))]))
     without = plan_for(make_referral(**base))
-    assert [d.vaccine for d in _vaccines(without, "DTaP", "Tdap", "Td")] == ["Tdap"]
-    # The Tdap at 8 is a complete-series dose for CDSi, but the booster after chemotherapy
-    # stands (§4.2): as Td, not a second Tdap.
+    # With no documented dose the child is unvaccinated (ACIP: only dated records count):
+    # the booster is the first dose of the catch-up, Tdap, then Td at 4 weeks and 6 months
+    # (ACIP catch-up, 7-18 years; §4.2 completes the series after the booster).
+    assert [d.vaccine for d in _vaccines(without, "DTaP", "Tdap", "Td")] == ["Tdap", "Td", "Td"]
+    # The booster after chemotherapy (§4.2) is Td, not a second Tdap; one documented dose
+    # from 7 years is not a series (ACIP catch-up, 7-18 years: 3 doses), so the series is
+    # completed after it with Td 6 months later.
     assert [(d.vaccine, d.key) for d in _vaccines(with_tdap, "DTaP", "Tdap", "Td")] == [
-        ("Td", "vaccine_dose:Td:1")
+        ("Td", "vaccine_dose:Td:1"),
+        ("Td", "vaccine_dose:Td:2"),
     ]
 
 
@@ -782,7 +787,7 @@ def test_every_new_parameter_cites_its_section() -> None:
         ("prophylaxis.pjp.atovaquone_bands", "§5.5"),
     ]:
         assert PROTOCOL.source(path).endswith(section), path
-    assert PROTOCOL.version == "2026.7"
+    assert PROTOCOL.version == "2026.8"
     assert (ROOT / "docs" / "clinical-reference.md").read_text("utf-8").count("### 8.4 ") == 1
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sidflows.rules.model import Decision, Deferral, VaccineDose
+from sidflows.rules.model import Block, Decision, Deferral, VaccineDose
 from sidflows.rules.vaccination.blocks import holding, inactivated_blocks
+from sidflows.rules.vaccination.cdsi_history import CDSI_SRC
 from sidflows.rules.vaccination.pneumococcal import pcv_needed
+from sidflows.rules.vaccination.routine import forecast_doses
 from sidflows.rules.vaccination.series import (
     Schedule,
     Series,
@@ -14,7 +16,7 @@ from sidflows.rules.vaccination.series import (
     schedule_series,
     tetanus_code,
 )
-from sidflows.rules.vaccination.sources import IDSA
+from sidflows.rules.vaccination.sources import CHEMO_SRC, IDSA
 
 
 def boost_after_chemotherapy(schedule: Schedule) -> None:
@@ -115,6 +117,8 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
         if vaccine == "PCV":
             pcv_doses = scheduled
             pcv_complete = len(given) + len(scheduled) >= doses
+        else:
+            complete_the_series(schedule, vaccine, scheduled, base)
     # The unit's PCV-then-PPSV23 schedule (IDSA 2013) stands over CDSi's pneumococcal
     # dates: beyond the childhood series CDSi forecasts only its risk or 50+ series.
     pcv_given = given_doses(schedule, "PCV", valid_from, protocol_dates=True)
@@ -135,7 +139,7 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
             ),
         )
     for code in v.after_chemotherapy_live:
-        schedule_series(
+        live = schedule_series(
             schedule,
             Series(
                 code,
@@ -149,3 +153,45 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
                 protocol_rule=rule,
             ),
         )
+        complete_the_series(schedule, code, live, schedule.live_blocks)
+
+
+def complete_the_series(
+    schedule: Schedule, code: str, booster: list[VaccineDose], blocks: tuple[Block, ...]
+) -> None:
+    """§4.2: the booster after chemotherapy is the next dose of a series the child had not
+    completed before it (a course started in infancy): the doses CDSi still forecasts
+    after the booster follow it, at ACIP's ages and intervals, as IDSA 2013 rec. 73 has
+    it ("according to the CDC schedule routinely indicated") and AIEOP's "booster or
+    vaccination" (Cesaro 2014); an interrupted series is continued, not restarted (ACIP
+    general best practice). A series complete with the booster gets nothing more."""
+    if not booster:
+        return
+    group = schedule.cdsi.group_of(code)
+    if group is None:
+        return
+    more = forecast_doses(schedule, code, group, blocks, booster[-1].due, after=booster[-1])
+    if not more.doses:
+        return
+    ctx = schedule.ctx
+    schedule.plan.items.extend(more.doses)
+    schedule.plan.decisions.append(
+        Decision(
+            "vaccination",
+            f"{code}: the series completed after the booster, {len(more.doses)} more dose(s)",
+            "the series was not complete before chemotherapy: after the booster on "
+            f"{booster[-1].due} the child still needs the doses of the routine schedule "
+            "(continued, not restarted); doses on "
+            + ", ".join(f"{d.due} ({d.vaccine})" for d in more.doses)
+            + " (CDSi's forecast over the doses that count: none given during "
+            "chemotherapy, §4.1)",
+            "; ".join(
+                [
+                    CHEMO_SRC,
+                    "ACIP general best practice (an interrupted series is not restarted)",
+                    CDSI_SRC,
+                    ctx.cite("vaccination.after_chemotherapy_inactivated_months"),
+                ]
+            ),
+        )
+    )
