@@ -309,6 +309,7 @@ class _Shape:
         return {
             "ref": i.ref,
             "kind": i.kind,
+            "status": i.status,
             "attempts": i.attempts,
             "since": _stamp(i.created_at),
             "next_attempt_at": _stamp(i.next_attempt_at),

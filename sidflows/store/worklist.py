@@ -324,8 +324,9 @@ def unfinished_activations(*, session: Session, limit: int) -> Listed:
 
 
 def pending_intents(*, session: Session, limit: int) -> Listed:
-    """Intents not yet carried out in Prefect (the store's side of it): the oldest first."""
-    where = col(Intent.status) == IntentStatus.pending
+    """Intents not yet carried out in Prefect (the store's side of it), and those whose run
+    died on every attempt (failed: for a person to look at): the oldest first."""
+    where = col(Intent.status).in_([IntentStatus.pending, IntentStatus.failed])
     count = session.execute(sa_select(func.count()).select_from(Intent).where(where)).scalar_one()
     rows = session.execute(
         sa_select(Intent).where(where).order_by(col(Intent.created_at), col(Intent.id)).limit(limit)

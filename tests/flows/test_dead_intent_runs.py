@@ -29,8 +29,10 @@ from test_recovery import children_on_active_plans
 
 from flows.intents import acarry_out, arecover, carry_out_intents
 from sidflows import service
+from sidflows.service.worklist import worklist
 from sidflows.store import db
 from sidflows.store.models import Intent, IntentStatus
+from sidflows.unit import Unit
 
 pytestmark = pytest.mark.prefect
 ONE = ("all-after-maintenance",)
@@ -143,6 +145,11 @@ def test_after_three_dead_runs_the_intent_is_given_up_and_said(
     assert "crashed" in (intents_of(ref)[-1].last_error or "")
     assert "not tried again" in caplog.text
     assert one_pass().get("runs_died") is None, "said once"
+    # The coordinators' worklist shows it among what is stuck, until a person acts.
+    stuck = worklist(unit=Unit(), role="coordinator")["stuck"]["pending_intents"]["items"]
+    assert [(i["ref"], i["kind"], i["status"]) for i in stuck if i["ref"] == ref] == [
+        (ref, "replan", "failed")
+    ]
 
 
 def test_a_completed_run_and_a_pathway_that_did_its_work_are_not_run_again(
