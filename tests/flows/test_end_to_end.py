@@ -95,6 +95,7 @@ def test_refer_approve_change_treatment_and_see_the_replan(running: Unit) -> Non
     replanned = wait_for(
         "the re-plan through the event trigger",
         lambda: running.peek("EX-0001").get("proposed_version") == 2,
+        timeout=300,  # a replan run that died is run again by serve's next pass
         every=2,
         explain=lambda: running.timeline("ref:EX-0001"),
     )

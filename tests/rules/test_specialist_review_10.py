@@ -17,7 +17,7 @@ import itertools
 from datetime import date, timedelta
 
 import pytest
-from conftest_rules import items_of, make_referral, plan_for, treatment, vaccination
+from conftest_rules import ago, born, items_of, make_referral, plan_for, treatment, vaccination
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,3 +152,61 @@ def test_property_no_completion_dose_breaks_the_minimum_interval(months: int, n:
         assert days, vaccine
         assert all(b - a >= timedelta(days=28) for a, b in itertools.pairwise(days))
         assert n + len(days) <= most + 1, (vaccine, n, days)  # the booster may be one beyond
+
+
+# ------------------------------------ §5.12 with §4.6: asplenia after a stem cell transplant
+
+
+def meningococcal(plan: Plan) -> list[tuple[str, date]]:
+    return sorted(
+        (i.vaccine, i.due)
+        for i in items_of(plan, "vaccine_dose")
+        if isinstance(i, VaccineDose) and i.vaccine.startswith("Men")
+    )
+
+
+def transplanted(years: int, months_since: int, spleen: bool, **more: object) -> Plan:
+    fields: dict[str, object] = {
+        "birth_date": born(years=years),
+        "weight_kg": 25.0,
+        "category": "oncology",
+        "label": "acute myeloid leukaemia",
+        "hsct": {"date": ago(months=months_since), "type": "allogeneic", "active_gvhd": False},
+        **more,
+    }
+    if spleen:
+        fields["risk_conditions"] = ["asplenia"]
+    return plan_for(make_referral(**fields))
+
+
+def test_asplenia_after_hsct_gets_menacwy_below_the_adolescent_age() -> None:
+    """§5.12, §4.15: an asplenic 8-year-old after HSCT got no MenACWY (the transplant's
+    adolescent series, from 11 years, claimed the vaccine and planned nothing); ACIP gives
+    asplenia 2 doses >= 8 weeks apart from 2 years, so it has them now."""
+    plan = transplanted(8, 7, spleen=True)
+    acwy = [d for v, d in meningococcal(plan) if v == "MenACWY"]
+    assert len(acwy) == 2
+    assert acwy[1] - acwy[0] >= timedelta(weeks=8)
+    assert meningococcal(transplanted(8, 7, spleen=False)) == [], "no risk, under 11: none"
+
+
+def test_asplenia_series_after_a_recent_hsct_waits_for_the_inactivated_start() -> None:
+    """§4.6: 3 months after HSCT, the asplenia series starts with the other inactivated
+    vaccines, 6 months after the transplant; a dose given before the transplant does not
+    count."""
+    plan = transplanted(8, 3, spleen=True, vaccinations=[vaccination("MenACWY", ago(months=5))])
+    acwy = [d for v, d in meningococcal(plan) if v == "MenACWY"]
+    six_months = date.fromisoformat(ago(months=3)) + timedelta(days=182)
+    assert len(acwy) == 2
+    assert acwy[0] >= six_months - timedelta(days=3)
+    (decision,) = [d for d in plan.decisions if "MenACWY" in d.decision and "dose" in d.decision]
+    assert "after HSCT" in decision.rationale
+
+
+def test_an_adolescent_after_hsct_keeps_the_transplant_series_beside_asplenia() -> None:
+    """§4.15: from 11 years the transplant's MenACWY series stands; asplenia adds its
+    booster rule and the clinician checks both (no second series)."""
+    plan = transplanted(13, 7, spleen=True)
+    acwy = [d for v, d in meningococcal(plan) if v == "MenACWY"]
+    assert len(acwy) == 2
+    assert any(d.decision.startswith("MenACWY as after HSCT") for d in plan.decisions)

@@ -121,7 +121,6 @@ def menacwy_after_hsct(schedule: Schedule) -> None:
     hsct = referral.hsct
     if hsct is None or complement_treatments(ctx):
         return  # a complement inhibitor: §5.7 plans MenACWY
-    schedule.handled.add("MenACWY")
     h = protocol.vaccination.hsct
     birth = referral.patient.birth_date
     interval = protocol.prophylaxis.meningococcal.menacwy_interval_weeks
@@ -131,7 +130,8 @@ def menacwy_after_hsct(schedule: Schedule) -> None:
         add_years(birth, h.menacwy_from_age_years),
     )
     if earliest > ctx.horizon_end:
-        return
+        return  # not this plan's: an asplenia series (§5.12) is not held back by it
+    schedule.handled.add("MenACWY")
     source = (
         ctx.cite(
             "vaccination.hsct.menacwy_start_months",

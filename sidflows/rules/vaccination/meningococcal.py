@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sidflows.calendar import add_years
+from sidflows.calendar import add_months, add_years
 from sidflows.rules.asplenia import asplenia
 from sidflows.rules.complement import complement_treatments
 from sidflows.rules.model import Block, Decision, VaccineDose
@@ -67,6 +67,19 @@ def plan_meningococcal(schedule: Schedule) -> None:
     )
     ideally = f"; first dose ideally by {target}" if target is not None else ""
     first_doses: list[date] = []
+    # After HSCT a dose counts from the transplant, and the series starts with the other
+    # inactivated vaccines (§4.6): the asplenia series is not the transplant's to skip.
+    hsct = ctx.referral.hsct
+    since = hsct.date if hsct is not None else None
+    floor = ctx.start
+    after = ""
+    if hsct is not None:
+        months = ctx.protocol.vaccination.hsct.inactivated_start_months
+        floor = max(floor, add_months(hsct.date, months))
+        after = (
+            f"; after HSCT on {hsct.date}: from {months} months after it, doses before it "
+            "do not count (§4.6)"
+        )
     # MenACWY
     acwy_src = (
         ctx.cite(
@@ -90,7 +103,7 @@ def plan_meningococcal(schedule: Schedule) -> None:
             )
         )
     elif ctx.facts.age_months >= m.menacwy_min_age_months:
-        given = given_doses(schedule, "MenACWY", None, protocol_dates=True)
+        given = given_doses(schedule, "MenACWY", since, protocol_dates=True)
         done = _series_and_booster(
             schedule,
             "MenACWY",
@@ -100,9 +113,10 @@ def plan_meningococcal(schedule: Schedule) -> None:
             blocks=base,
             rationale=(
                 f"{drugs}: MenACWY {m.menacwy_doses} doses >= {m.menacwy_interval_weeks} "
-                f"weeks apart ({kind})"
+                f"weeks apart ({kind}){after}"
             ),
             source=acwy_src,
+            earliest=floor,
             booster_years=m.menacwy_booster_years,
             later_booster_years=m.menacwy_booster_years,
             first_doses=first_doses,
@@ -143,7 +157,7 @@ def plan_meningococcal(schedule: Schedule) -> None:
         + extra
     )
     if ctx.facts.age_years >= m.menb_min_age_years:
-        given = given_doses(schedule, "MenB", None, protocol_dates=True)
+        given = given_doses(schedule, "MenB", since, protocol_dates=True)
         done = _series_and_booster(
             schedule,
             "MenB",
@@ -154,9 +168,10 @@ def plan_meningococcal(schedule: Schedule) -> None:
             rationale=(
                 f"{drugs}: MenB {m.menb_doses} doses >= {m.menb_interval_weeks} weeks apart "
                 "(MenB-4C; MenB-FHbp is 3 doses at 0, 1-2 and 6 months: the same product "
-                "throughout)"
+                f"throughout){after}"
             ),
             source=menb_src,
+            earliest=floor,
             booster_years=m.menb_booster_after_series_years,
             later_booster_years=m.menb_booster_every_years,
             first_doses=first_doses,
@@ -241,6 +256,7 @@ def _series_and_booster(
     later_booster_years: int,
     first_doses: list[date],
     rule: str = RULE,
+    earliest: date | None = None,
 ) -> tuple[date, int] | None:
     """The primary series (or, once complete, the booster when due in the horizon): the
     date of the last dose, given or planned, and the number of doses, once the series is
@@ -254,7 +270,7 @@ def _series_and_booster(
             Series(
                 vaccine,
                 doses,
-                ctx.start,
+                earliest or ctx.start,
                 blocks,
                 rationale,
                 source,
