@@ -158,17 +158,23 @@ def attempt_of(key: str) -> tuple[str, int]:
     return root, int(n) if n.isdigit() else 1
 
 
+def _leave_done(session: Session, intent_id: int, **values: Any) -> bool:
+    """Move a done intent on (replaced, failed) by a conditional update: of two passes
+    racing for it only one moves it. True for that one."""
+    moved = session.execute(
+        update(Intent)
+        .where(col(Intent.id) == intent_id, col(Intent.status) == IntentStatus.done)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(moved, "rowcount", 0))
+
+
 def again(*, session: Session, intent_id: int, now: dt.datetime) -> str | None:
     """The next attempt of an intent whose run died, written pending beside it (its key
     holds the dead run, so the next run needs a key of its own); the dead one is marked
     replaced. Its key, or None when another pass got there first."""
-    moved = session.execute(
-        update(Intent)
-        .where(col(Intent.id) == intent_id, col(Intent.status) == IntentStatus.done)
-        .values(status=IntentStatus.replaced, done_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(moved, "rowcount", 0):
+    if not _leave_done(session, intent_id, status=IntentStatus.replaced, done_at=now):
         return None
     row = session.get(Intent, intent_id)
     assert row is not None
@@ -180,13 +186,9 @@ def again(*, session: Session, intent_id: int, now: dt.datetime) -> str | None:
 
 def given_up(*, session: Session, intent_id: int, error: str, now: dt.datetime) -> bool:
     """The intent's run died on its last attempt: marked failed, for a person to look at."""
-    moved = session.execute(
-        update(Intent)
-        .where(col(Intent.id) == intent_id, col(Intent.status) == IntentStatus.done)
-        .values(status=IntentStatus.failed, last_error=error[:300], done_at=now)
-        .execution_options(synchronize_session=False)
+    return _leave_done(
+        session, intent_id, status=IntentStatus.failed, last_error=error[:300], done_at=now
     )
-    return bool(getattr(moved, "rowcount", 0))
 
 
 def by_key(*, session: Session, key: str) -> Intent | None:

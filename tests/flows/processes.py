@@ -36,6 +36,21 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+# A treatment change that calls for a re-plan: prednisolone 40 mg a day from 2026-11-24.
+PREDNISOLONE_CHANGE: dict[str, Any] = {
+    "date": "2026-11-24",
+    "treatments": [
+        {
+            "drug": "prednisolone",
+            "class": "corticosteroid",
+            "start": "2026-11-24",
+            "end": None,
+            "dose_mg_day": 40,
+        }
+    ],
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelled, Completed, Crashed, Failed
+from processes import PREDNISOLONE_CHANGE
 from sqlmodel import select
 from test_recovery import children_on_active_plans
+from test_stalled_streams import read_run, set_state
 
 from flows.intents import acarry_out, arecover, carry_out_intents
 from sidflows import service
@@ -36,18 +38,7 @@ from sidflows.unit import Unit
 
 pytestmark = pytest.mark.prefect
 ONE = ("all-after-maintenance",)
-CHANGE = {
-    "date": "2026-11-24",
-    "treatments": [
-        {
-            "drug": "prednisolone",
-            "class": "corticosteroid",
-            "start": "2026-11-24",
-            "end": None,
-            "dose_mg_day": 40,
-        }
-    ],
-}
+CHANGE = PREDNISOLONE_CHANGE
 
 
 def intents_of(ref: str, kind: str = "replan") -> list[Intent]:
@@ -58,16 +49,6 @@ def intents_of(ref: str, kind: str = "replan") -> list[Intent]:
         for row in rows:
             session.expunge(row)
         return list(rows)
-
-
-def read_run(run_id: Any) -> FlowRun:
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(run_id)
-
-
-def kill(run_id: Any, state: Any) -> None:
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(run_id, state, force=True)
 
 
 def delete(run_id: Any) -> None:
@@ -93,9 +74,9 @@ def changed(ref: str) -> Intent:
 
 
 DEATHS = {
-    "crashed": lambda run_id: kill(run_id, Crashed(message="serve was killed")),
-    "failed": lambda run_id: kill(run_id, Failed(message="the store did not answer")),
-    "cancelled by hand": lambda run_id: kill(run_id, Cancelled(message="cancelled in the UI")),
+    "crashed": lambda run_id: set_state(run_id, Crashed(message="serve was killed")),
+    "failed": lambda run_id: set_state(run_id, Failed(message="the store did not answer")),
+    "cancelled by hand": lambda run_id: set_state(run_id, Cancelled(message="cancelled in the UI")),
     "lost with Prefect's database": delete,
 }
 
@@ -134,10 +115,10 @@ def test_after_three_dead_runs_the_intent_is_given_up_and_said(
     (ref,) = children_on_active_plans("DEADRP-3X", ONE)
     first = changed(ref)
     for attempt in (2, 3):
-        kill(intents_of(ref)[-1].run_id, Crashed(message="serve was killed"))
+        set_state(intents_of(ref)[-1].run_id, Crashed(message="serve was killed"))
         assert one_pass()["runs_died"] == 1
         assert intents_of(ref)[-1].key == f"{first.key}#{attempt}"
-    kill(intents_of(ref)[-1].run_id, Crashed(message="serve was killed"))
+    set_state(intents_of(ref)[-1].run_id, Crashed(message="serve was killed"))
     summary = one_pass()
     assert (summary["runs_died"], summary["given_up"]) == (1, 1)
     statuses = [i.status for i in intents_of(ref)]
@@ -157,7 +138,7 @@ def test_a_completed_run_and_a_pathway_that_did_its_work_are_not_run_again(
 ) -> None:
     (ref,) = children_on_active_plans("DEADRP-OK", ONE)
     first = changed(ref)
-    kill(first.run_id, Crashed(message="killed"))  # a run that died ...
+    set_state(first.run_id, Crashed(message="killed"))  # a run that died ...
     # ... and the pathway of a child already on an active plan, its run lost
     with db.session_scope() as session:
         session.add(
@@ -178,9 +159,9 @@ def test_a_completed_run_and_a_pathway_that_did_its_work_are_not_run_again(
 
     asyncio.run(acarry_out(ref=ref))
     newest = intents_of(ref)[-1]
-    kill(newest.run_id, Completed())
+    set_state(newest.run_id, Completed())
     assert asyncio.run(arecover()).again == [], "a completed run did its work"
     # an old intent is not looked at: its window has passed
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=4)
-    kill(newest.run_id, Crashed(message="long after"))
+    set_state(newest.run_id, Crashed(message="long after"))
     assert asyncio.run(arecover(now=later)).again == []

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import EXAMPLES
-from processes import BIN, Unit, running_unit, wait_for
+from processes import BIN, PREDNISOLONE_CHANGE, Unit, running_unit, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -73,22 +73,7 @@ def test_refer_approve_change_treatment_and_see_the_replan(running: Unit) -> Non
     assert again.returncode == 0
     assert "already" in again.stdout
     change = Path(unit["TMP"]) / "change.json"
-    change.write_text(
-        json.dumps(
-            {
-                "date": "2026-11-24",
-                "treatments": [
-                    {
-                        "drug": "prednisolone",
-                        "class": "corticosteroid",
-                        "start": "2026-11-24",
-                        "end": None,
-                        "dose_mg_day": 40,
-                    }
-                ],
-            }
-        )
-    )
+    change.write_text(json.dumps(PREDNISOLONE_CHANGE))
     changed = cli(unit, "treatment-change", "EX-0001", str(change))
     assert changed.returncode == 0, changed.stderr
     assert "re-plan requested" in changed.stdout

@@ -20,22 +20,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLES
-from tests.flows.processes import BIN, Unit, running_unit, wait_for
+from tests.flows.processes import BIN, PREDNISOLONE_CHANGE, Unit, running_unit, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
-CHANGE = {
-    "date": "2026-11-24",
-    "treatments": [
-        {
-            "drug": "prednisolone",
-            "class": "corticosteroid",
-            "start": "2026-11-24",
-            "end": None,
-            "dose_mg_day": 40,
-        }
-    ],
-}
+CHANGE = PREDNISOLONE_CHANGE
 
 
 def referral(unit: Unit, ref: str) -> Path:
