@@ -91,17 +91,24 @@ class _Job:
     attempts: int
     delivered: tuple[str, ...]
     claim: str
-    taken: float = field(default_factory=time.monotonic)  # when the claim was made
+    taken: float = field(default_factory=time.monotonic)  # when its lease began
 
 
-def claim(*, config: NotificationConfig, now: dt.datetime, limit: int) -> list[_Job]:
+def claim(
+    *, config: NotificationConfig, now: dt.datetime, limit: int, since: float | None = None
+) -> list[_Job]:
     """Take up to ``limit`` messages for this dispatcher: one statement, committed.
 
     ``UPDATE ... WHERE id IN (the first due) AND still claimable RETURNING``: the
     condition is checked again row by row, so a concurrent dispatcher's claim wins;
     on PostgreSQL the due rows are taken ``FOR UPDATE SKIP LOCKED``, so two
     dispatchers claiming at once take different rows instead of waiting on each other.
+
+    The lease runs from ``now``; ``since`` is the monotonic clock's reading at that
+    moment (default: now, before the statement), so that the half-lease renewal counts
+    the time spent before the claim returned (a busy database) as part of the lease.
     """
+    taken = time.monotonic() if since is None else since
     token = uuid.uuid4().hex
     until = now + dt.timedelta(seconds=config.dispatch.lease_seconds)
     with session_scope() as session:
@@ -130,7 +137,6 @@ def claim(*, config: NotificationConfig, now: dt.datetime, limit: int) -> list[_
                 col(Notification.delivered),
             )
         ).all()
-    taken = time.monotonic()
     return sorted(
         (
             _Job(
@@ -567,9 +573,10 @@ def _claim_batch(
 ) -> tuple[DispatchResult, list[_Job], _Pass]:
     """One pass's claim: the unrouted held, a batch claimed, its routes and identities read."""
     result = DispatchResult(passes=1)
+    since = time.monotonic()  # the lease starts at ``at``, not when the claim returns
     at = now or utcnow()
     result.unrouted += hold_unrouted(now=at, environ=environ)
-    jobs = claim(config=config, now=at, limit=config.dispatch.batch)
+    jobs = claim(config=config, now=at, limit=config.dispatch.batch, since=since)
     result.claimed = len(jobs)
     targets = _targets({job.route for job in jobs}, config, environ)
     secure = {route for route, found in targets.items() if any(t.identity for t in found)}

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 
 from sidflows import service
 from sidflows.config import read_toml
+from sidflows.notify import dispatch as dispatch_module
 from sidflows.notify.config import NotificationConfig, load_notifications, parse_notifications
 from sidflows.notify.dispatch import dispatch, dispatch_once, redeliver
 from sidflows.notify.sender import apprise_send
@@ -297,21 +298,25 @@ def test_a_dispatcher_killed_while_delivering_loses_none_and_repeats_only_in_fli
 def test_a_batch_that_outlasts_its_lease_sends_each_message_once(
     database_url: str, http: HttpReceiver
 ) -> None:
-    """A slow dispatcher's lease runs out mid-batch: another takes the rest, none goes twice."""
+    """A slow dispatcher's lease runs out mid-batch: another takes the rest, none goes twice.
+
+    Seven messages at 0.5 s each on a 2 s lease: those sent after half the lease are
+    renewed first; at 2.6 s the rest are claimable. A send never outlasts the unrenewed
+    lease, so each message goes once, with a second of margin for a busy database."""
     _fill(1)
     keys = set(_statuses())
-    config = _config(lease_seconds=1, workers=1)
+    config = _config(lease_seconds=2, workers=1)
     env = _routes(http)
 
     def slow(url: str, subject: str, body: str) -> str | None:
-        time.sleep(0.4)  # a slow mail server: the batch takes longer than the lease
+        time.sleep(0.5)  # a slow mail server: the batch takes longer than the lease
         return apprise_send(url, subject, body)
 
     first = threading.Thread(
         target=dispatch_once, kwargs={"config": config, "ui_url": "u", "send": slow, "environ": env}
     )
     first.start()
-    time.sleep(1.3)  # the first claim's lease is over; the first dispatcher is still sending
+    time.sleep(2.6)  # the first claim's lease is over; the first dispatcher is still sending
     second = dispatch_once(config=config, ui_url="u", send=slow, environ=env)
     first.join()
     assert second.claimed > 0  # the messages the first had not reached
@@ -320,6 +325,36 @@ def test_a_batch_that_outlasts_its_lease_sends_each_message_once(
     arrived = http.received.keys()
     assert set(arrived) == keys
     assert max(arrived.values()) == 1
+
+
+def test_the_lease_clock_starts_when_the_lease_does(
+    database_url: str, http: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is written from the pass's start; time the database took before the claim
+    returned (CI's loaded PostgreSQL took over half a 1 s lease) counts towards the
+    half-lease renewal, or a message would be sent unrenewed after its lease ran out and
+    a second dispatcher would send it too."""
+    _fill(1)
+    held = dispatch_module.hold_unrouted
+
+    def busy(**kwargs: object) -> int:
+        time.sleep(0.6)  # a busy database before the claim
+        return held(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatch_module, "hold_unrouted", busy)
+    config = _config(lease_seconds=1, workers=1)
+    renewed: list[int] = []
+    renew = dispatch_module._renew
+
+    def counted(job: object, config: NotificationConfig) -> bool:
+        renewed.append(1)
+        return renew(job, config)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatch_module, "_renew", counted)
+    result = dispatch_once(config=config, ui_url="u", environ=_routes(http))
+    assert result.claimed > 0
+    assert len(renewed) == result.claimed, "every send came after half the lease: each renewed"
+    assert set(_statuses().values()) == {NotificationStatus.sent}
 
 
 def test_the_shipped_configuration_is_what_the_dispatcher_uses() -> None:
