@@ -29,7 +29,11 @@ from uuid import UUID
 import httpx
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterIdempotencyKey,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.flow_runs import arun_deployment
@@ -120,8 +124,12 @@ async def acarry_out(
         claimed = store.claim(session=session, now=utcnow(), limit=limit, ref=ref)
     for intent in claimed:
         if intent.kind == "pathway" and _pathway_has_run(intent.ref):
-            with db.session_scope() as session:  # run here without its intent (demo, tests)
-                store.done(session=session, intent_id=intent.id, run_id=None, now=utcnow())
+            # Its run did the work: one that an earlier attempt created though the
+            # answer was lost (a timeout on a busy server), or one run here without
+            # its intent (demo, tests), which has no run to name.
+            run_id = await _run_under_key(intent.key) if server else None
+            with db.session_scope() as session:
+                store.done(session=session, intent_id=intent.id, run_id=run_id, now=utcnow())
             carried.done += 1
             continue
         try:
@@ -161,6 +169,24 @@ def _pathway_has_run(ref: str) -> bool:
     """The child has left ``referred``: its pathway ran, the intent is fulfilled."""
     state = _state_of(ref)
     return state is not None and state != PatientState.referred
+
+
+async def _run_under_key(key: str) -> str | None:
+    """The run an earlier attempt created under this key, if Prefect has it (none is
+    created here); an unreachable server leaves the intent without one."""
+    try:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])
+                ),
+                sort=FlowRunSort.ID_DESC,
+                limit=1,
+            )
+    except Exception:  # the work is done either way; the run is only for the record
+        log.debug("no run read for intent %s", key, exc_info=True)
+        return None
+    return str(runs[0].id) if runs else None
 
 
 async def _on_server(intent: store.Pending) -> str:

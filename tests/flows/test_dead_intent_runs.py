@@ -22,13 +22,17 @@ from typing import Any
 
 import pytest
 from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
 from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.deployments.flow_runs import arun_deployment
 from prefect.states import Cancelled, Completed, Crashed, Failed
 from processes import PREDNISOLONE_CHANGE
 from sqlmodel import select
 from test_recovery import children_on_active_plans
 from test_stalled_streams import read_run, set_state
 
+from flows import runtime
 from flows.intents import acarry_out, arecover, carry_out_intents
 from sidflows import service
 from sidflows.service.worklist import worklist
@@ -165,3 +169,39 @@ def test_a_completed_run_and_a_pathway_that_did_its_work_are_not_run_again(
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=4)
     set_state(newest.run_id, Crashed(message="long after"))
     assert asyncio.run(arecover(now=later)).again == []
+
+
+def test_a_pathway_whose_answer_was_lost_is_done_with_the_run_it_made(
+    prefect_server: str, store: str
+) -> None:
+    """A `refer` on a busy server: its run was made but the answer timed out, the intent
+    stayed pending, and the run took the child out of `referred`. The next pass finds
+    that run under the intent's key and names it (so a later death is seen); no second
+    run is made."""
+    (ref,) = children_on_active_plans("DEADRP-ANS", ONE)
+    key = f"pathway:{ref}:answer-lost"
+    made = asyncio.run(
+        arun_deployment(
+            runtime.PATHWAY_DEPLOYMENT,
+            parameters={"ref": ref},
+            idempotency_key=key,
+            timeout=0,
+            as_subflow=False,
+        )
+    )
+    with db.session_scope() as session:
+        session.add(
+            Intent(key=key, kind="pathway", ref=ref, parameters={"ref": ref}, status="pending")
+        )
+    assert asyncio.run(acarry_out(ref=ref)).done == 2  # with the referral's own
+    runs = {i.key: (i.status, i.run_id) for i in intents_of(ref, "pathway")}
+    assert runs.pop(key) == (IntentStatus.done, str(made.id))
+    # the referral's own pathway ran in this process (the test's setup): no run to name
+    assert list(runs.values()) == [(IntentStatus.done, None)]
+    with get_client(sync_client=True) as client:
+        under_key = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])),
+            sort=FlowRunSort.ID_DESC,
+            limit=10,
+        )
+    assert [r.id for r in under_key] == [made.id]
