@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import alembic.command
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -48,10 +52,24 @@ def test_upgrade_twice_is_a_no_op(database_url: str, monkeypatch: pytest.MonkeyP
     def must_not_run(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("upgrade ran a migration on a database at head")
 
-    monkeypatch.setattr(db.command, "upgrade", must_not_run)
+    monkeypatch.setattr(alembic.command, "upgrade", must_not_run)
     assert db.upgrade(database_url) == db.head_revision(database_url)
     assert db.upgrade() == db.head_revision(database_url)  # the settings' URL is the same database
     assert row_counts(database_url) == before
+
+
+def test_the_head_is_known_without_alembic(database_url: str) -> None:
+    """Every command opens the store: at head that is one query, and alembic (about
+    0.3 s to import) is not loaded; the head read from the file names is alembic's."""
+    assert db.newest_migration() == db.head_revision(database_url)
+    probe = (
+        "import sys; from sidflows.store import db; "
+        f"print(db.upgrade({database_url!r}), 'alembic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [db.newest_migration(), "False"]
 
 
 def test_schema_matches_models(database_url: str) -> None:
