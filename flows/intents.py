@@ -215,6 +215,7 @@ class Recovered:
 
     again: list[str] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)
+    settled: int = 0  # runs seen done with their work: not read on the next passes
 
 
 async def arecover(*, now: dt.datetime | None = None) -> Recovered:
@@ -244,13 +245,17 @@ async def arecover(*, now: dt.datetime | None = None) -> Recovered:
                 limit=len(ids),
             )
             states.update({str(r.id): r.state_type for r in runs})
+    settled: list[int] = []
     for intent_id, key, kind, ref, run_id in carried:
         if run_id in states and states[run_id] not in DEAD_STATES:
+            if states[run_id] == StateType.COMPLETED:
+                settled.append(intent_id)  # its work is done: not read again
             continue
         state = _state_of(ref)
         if state in (None, PatientState.discharged) or (
             kind == "pathway" and state != PatientState.referred
         ):
+            settled.append(intent_id)  # nothing to run again for this child
             continue
         how = "lost" if run_id not in states else str(states[run_id]).rsplit(".", 1)[-1].lower()
         with db.session_scope() as session:
@@ -266,6 +271,8 @@ async def arecover(*, now: dt.datetime | None = None) -> Recovered:
             log.info(
                 "%s for %s: run %s %s; carried out again as %s", kind, ref, run_id, how, next_key
             )
+    with db.session_scope() as session:
+        recovered.settled = store.mark_settled(session=session, intent_ids=settled, now=now)
     return recovered
 
 

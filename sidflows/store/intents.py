@@ -143,12 +143,27 @@ def carried_since(*, session: Session, since: dt.datetime) -> list[Intent]:
             select(Intent)
             .where(
                 Intent.status == IntentStatus.done,
-                col(Intent.run_id).is_not(None),
                 col(Intent.done_at) >= since,
+                col(Intent.run_id).is_not(None),
+                col(Intent.settled_at).is_(None),
             )
             .order_by(col(Intent.id))
         ).all()
     )
+
+
+def mark_settled(*, session: Session, intent_ids: list[int], now: dt.datetime) -> int:
+    """Intents whose runs need no more watching (completed, or their child moved on):
+    one statement; the passes after it do not ask Prefect about them again."""
+    if not intent_ids:
+        return 0
+    settled = session.execute(
+        update(Intent)
+        .where(col(Intent.id).in_(intent_ids), col(Intent.status) == IntentStatus.done)
+        .values(settled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(settled, "rowcount", 0) or 0)
 
 
 def attempt_of(key: str) -> tuple[str, int]:

@@ -359,7 +359,10 @@ class Intent(SQLModel, table=True):
     parameters carry the ref, never identity.
     """
 
-    __table_args__ = (Index("intent_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("intent_due", "status", "next_attempt_at"),
+        Index("intent_carried", "status", "done_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=300, unique=True)
@@ -375,3 +378,6 @@ class Intent(SQLModel, table=True):
     run_id: str | None = Field(default=None, max_length=40)
     created_at: dt.datetime = _ts()
     done_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # Its run was seen to have done its work (completed), or there is nothing more to
+    # watch (the child discharged, the pathway past referral): not read again.
+    settled_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -37,6 +37,7 @@ from flows.intents import acarry_out, arecover, carry_out_intents
 from sidflows import service
 from sidflows.service.worklist import worklist
 from sidflows.store import db
+from sidflows.store import intents as intents_store
 from sidflows.store.models import Intent, IntentStatus
 from sidflows.unit import Unit
 
@@ -205,3 +206,27 @@ def test_a_pathway_whose_answer_was_lost_is_done_with_the_run_it_made(
             limit=10,
         )
     assert [r.id for r in under_key] == [made.id]
+
+
+def test_an_intent_whose_run_completed_is_not_read_again(prefect_server: str, store: str) -> None:
+    """Each pass asks Prefect about the runs of the intents carried out in the last three
+    days; one seen completed is settled and left out of the next passes' reads (at
+    100,000 children that is thousands of runs a minute otherwise)."""
+    (ref,) = children_on_active_plans("DEADRP-SET", ONE)
+    first = changed(ref)
+
+    def watched() -> set[str]:
+        with db.session_scope() as session:
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+            return {i.key for i in intents_store.carried_since(session=session, since=since)}
+
+    assert first.key in watched()
+    assert asyncio.run(arecover()).settled == 0, "a scheduled run is still watched"
+    assert first.key in watched()
+    set_state(first.run_id, Completed())
+    assert asyncio.run(arecover()).settled == 1
+    assert first.key not in watched()
+    assert intents_of(ref)[-1].settled_at is not None
+    assert intents_of(ref)[-1].status == IntentStatus.done, "still done: settled is a mark"
+    set_state(first.run_id, Crashed(message="after its work"))  # not looked at any more
+    assert asyncio.run(arecover()).again == []
