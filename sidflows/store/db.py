@@ -63,6 +63,7 @@ def dispose_engines() -> None:
 
 
 def alembic_config(url: str) -> Config:
+    # alembic loads only to migrate (see above)
     from alembic.config import Config  # noqa: PLC0415
 
     config = Config()
@@ -72,6 +73,7 @@ def alembic_config(url: str) -> Config:
 
 
 def current_revision(engine: Engine) -> str | None:
+    # alembic loads only to migrate (see above)
     from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
 
     with engine.connect() as conn:
@@ -79,6 +81,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision(url: str) -> str | None:
+    # alembic loads only to migrate (see above)
     from alembic.script import ScriptDirectory  # noqa: PLC0415
 
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
@@ -111,6 +114,7 @@ def upgrade(url: str | None = None) -> str | None:
     if stored is not None and stored == newest_migration():
         return stored
     if current_revision(engine) != head_revision(url):
+        # alembic loads only to migrate (see above)
         from alembic import command  # noqa: PLC0415
 
         with engine.begin() as conn:

@@ -166,13 +166,14 @@ def test_a_deleted_and_recreated_item_deployment_loses_no_item(
     assert_one_run_per_open_item(refs)
     assert first["created"] == 0
     # One item is under way: its run is suspended, waiting for the nurse's outcome.
-    under_way = waiting_item_runs()[0]
+    # (this test's children: the session's server holds other tests' waiting runs too)
+    under_way = next(r for r in waiting_item_runs() if r.parameters["ref"] in refs)
     ref, version, key = (under_way.parameters[k] for k in ("ref", "plan_version", "item_key"))
     service.item_due(ref, plan_version=version, item_key=key, actor="test")
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(under_way.id, Suspended(timeout_seconds=3600), force=True)
         client.delete_deployment(item_deployment_id())
-    left = [r.id for r in waiting_item_runs(of_deployment=False)]
+    left = [r.id for r in waiting_item_runs(of_deployment=False) if r.parameters["ref"] in refs]
     assert left == [under_way.id], "the deployment's scheduled runs went with it, not that one"
 
     register()
