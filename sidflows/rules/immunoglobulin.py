@@ -308,13 +308,35 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
             ctx.cite("immunoglobulin.antibody_failure_fold_rise"),
         )
     if igg < facts.igg_lower_limit_g_l:
+        below = (
+            f"IgG {igg:g} g/L is below the lower limit {facts.igg_lower_limit_g_l:g} g/L "
+            f"({facts.igg_lower_limit_source})"
+        )
+        if not severe_or_recurrent:
+            why = f"{below} but without severe or recurrent infections ({infections})"
+        else:  # the infections are there: what is missing is the level, or a failed response
+            why = (
+                f"{below} with severe or recurrent infections ({infections}), but not below "
+                f"the {ig.start_below_g_l_with_infections:g} g/L the indication asks for"
+            )
+            if facts.recurrent_infections:
+                why += (
+                    "; no specific antibody response measured: a pneumococcal rise below "
+                    f"{ig.antibody_failure_fold_rise:g}-fold would indicate it"
+                    if fold is None
+                    else f"; the pneumococcal response rose {fold:g}-fold"
+                )
+        why += ": recheck at reassessment"
         return outcome(
             "not_indicated",
             "IG replacement not indicated",
-            f"IgG {igg:g} g/L is below the lower limit {facts.igg_lower_limit_g_l:g} g/L "
-            f"({facts.igg_lower_limit_source}) but without severe or recurrent infections "
-            f"({infections}): recheck at reassessment",
-            f"{ASBMT}; {ctx.cite('immunoglobulin.start_below_g_l_with_infections')}",
+            why,
+            f"{ASBMT}; {ctx.cite('immunoglobulin.start_below_g_l_with_infections')}"
+            + (
+                f"; {ctx.cite('immunoglobulin.antibody_failure_fold_rise')}"
+                if facts.recurrent_infections
+                else ""
+            ),
         )
     return outcome(
         "not_indicated",

@@ -221,6 +221,51 @@ def test_immunoglobulin_indication(fields: dict[str, Any], status: str) -> None:
     assert first.source
 
 
+# (id citing docs/clinical-reference.md §3.1, labs, infections, what the rationale says, what it
+# must not say): a low IgG above the 4 g/L threshold is "not indicated", and the reason given
+# is the one that holds, never "without severe or recurrent infections" for a child who had one.
+NOT_INDICATED_WORDING: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]], str, str]] = [
+    (
+        "§3.1 IgG 4.1 + one serious pneumonia: the level, not the infections",
+        _igg(4.1),
+        ONE_SERIOUS,
+        "with severe or recurrent infections (1 infection(s) in 12 months (1 serious)), but not "
+        "below the 4 g/L the indication asks for: recheck",
+        "without severe or recurrent",
+    ),
+    (
+        "§3.1 IgG 4.1 + recurrent infections, no response measured: the response would decide",
+        _igg(4.1),
+        [infection(ago(months=m)) for m in (1, 3, 5, 7)],
+        "no specific antibody response measured: a pneumococcal rise below 2-fold would "
+        "indicate it",
+        "without severe or recurrent",
+    ),
+    (
+        "§3.1 IgG 4.1, no infection: without severe or recurrent infections",
+        _igg(4.1),
+        [],
+        "but without severe or recurrent infections (0 infection(s) in 12 months (0 serious)): "
+        "recheck at reassessment",
+        "the indication asks for",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("labs", "infections", "says", "never"),
+    [case[1:] for case in NOT_INDICATED_WORDING],
+    ids=[case[0] for case in NOT_INDICATED_WORDING],
+)
+def test_a_low_igg_not_indicated_says_why_truly(
+    labs: list[dict[str, Any]], infections: list[dict[str, Any]], says: str, never: str
+) -> None:
+    ig = _decide(labs=labs, infections=infections)
+    assert ig.status == "not_indicated", _decisions_text(ig)
+    assert says in ig.decisions[0].rationale
+    assert never not in ig.decisions[0].rationale
+
+
 def test_trial_off_is_proposed_with_a_recheck_not_stopped_silently() -> None:
     """§3: a trial off names its evidence, the unit-policy recheck, and plans the IgG recheck."""
     referral = make_referral(
