@@ -271,8 +271,9 @@ async def arecover(*, now: dt.datetime | None = None) -> Recovered:
             log.info(
                 "%s for %s: run %s %s; carried out again as %s", kind, ref, run_id, how, next_key
             )
-    with db.session_scope() as session:
-        recovered.settled = store.mark_settled(session=session, intent_ids=settled, now=now)
+    if settled:  # most passes settle nothing: no transaction for them
+        with db.session_scope() as session:
+            recovered.settled = store.mark_settled(session=session, intent_ids=settled, now=now)
     return recovered
 
 
