@@ -54,8 +54,11 @@ def due_items(day: dt.date) -> dict[str, Any]:
 
 @task(name="reconcile-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def reconcile_runs(day: dt.date, batch: int) -> dict[str, int]:
-    expected = projection.expected_by(projection.lookahead(day), batch=batch)
-    result, done = projection.reconcile(expected, until=projection.lookahead(day))
+    # The reach the activations and item runs use: from the later of the sweep's day and
+    # the clock's (a sweep for a past day must not expect fewer runs than exist).
+    reach = projection.lookahead(max(day, projection.reference_day()))
+    expected = projection.expected_by(reach, batch=batch)
+    result, done = projection.reconcile(expected, until=reach)
     service.record_run_ids(done.runs)
     if done.replaced:
         runs_replaced(

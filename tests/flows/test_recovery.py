@@ -94,7 +94,8 @@ def expected_keys(day: dt.date = TODAY, *, until: dt.date | None = None) -> set[
     with db.session_scope() as session:
         rows = expected_runs(
             session=session,
-            until=until or projection.lookahead(day),
+            # The sweep's reach: from the later of its day and the clock's (flows/sweep.py).
+            until=until or projection.lookahead(max(day, projection.reference_day())),
             after_plan_id=0,
             limit=100_000,
         )
