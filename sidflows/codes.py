@@ -71,6 +71,10 @@ class Codes(_Frozen):
     atc: tuple[AtcRow, ...] = ()
     drug_names: dict[TreatmentClass, tuple[_Text, ...]] = Field(default_factory=dict)
     drug_names_sources: DrugNamesSources
+    # Brand and biosimilar names of a generic the tables know (MabThera, Truxima ->
+    # rituximab): read as the generic, and the plan says so (§8.2).
+    brand_names: dict[_Text, tuple[_Text, ...]] = Field(default_factory=dict)
+    brand_names_sources: DrugNamesSources | None = None
 
     @model_validator(mode="after")
     def _rows_name_groups_and_systems(self) -> Codes:
@@ -79,6 +83,15 @@ class Codes(_Frozen):
                 raise ValueError(f"diagnosis[{i}].group: {row.group!r} is not in [groups]")
             if row.system not in self.systems:
                 raise ValueError(f"diagnosis[{i}].system: {row.system!r} is not in [systems]")
+        known = {fold(w).lower() for words in self.drug_names.values() for w in words}
+        known |= {fold(row.drug).lower() for row in self.atc if row.drug}
+        for generic in self.brand_names:
+            if fold(generic).lower() not in known:
+                raise ValueError(
+                    f"brand_names.{generic}: not a drug name of [drug_names] or [[atc]]"
+                )
+        if self.brand_names and self.brand_names_sources is None:
+            raise ValueError("brand_names_sources: required field missing")
         return self
 
     def uri(self, system: str) -> str:
@@ -243,17 +256,43 @@ def group_for_label(label: str, codes: Codes | None = None) -> Match | None:
 
 
 def class_for_drug_name(name: str, codes: Codes | None = None) -> Match | None:
-    """The first class whose curated names the drug name mentions (None: unknown to the unit)."""
+    """The first class whose curated names the drug name (or the generic of the brand it
+    names) mentions (None: unknown to the unit)."""
     codes = codes or load_codes()
     known, answer = _CLASS_FOR_DRUG_NAME.get(codes, name)
     if known:
         return answer
     answer = None
-    for cls, names in codes.drug_names.items():
-        if words_match(name, names):
-            answer = Match(cls, codes.drug_names_sources.source)
+    brand = generic_for_brand(name, codes)
+    for text in (name,) if brand is None else (name, brand.value):
+        for cls, names in codes.drug_names.items():
+            if words_match(text, names):
+                answer = Match(cls, codes.drug_names_sources.source)
+                break
+        if answer is not None:
             break
     _CLASS_FOR_DRUG_NAME.put(codes, name, answer)
+    return answer
+
+
+_GENERIC_FOR_BRAND = _TextAnswers()
+
+
+def generic_for_brand(name: str, codes: Codes | None = None) -> Match | None:
+    """The generic a brand or biosimilar name stands for (``Truxima`` -> rituximab); the
+    match's ``drug`` is the brand as the text gives it. None: no brand the tables know."""
+    codes = codes or load_codes()
+    known, answer = _GENERIC_FOR_BRAND.get(codes, name)
+    if known:
+        return answer
+    answer = None
+    sources = codes.brand_names_sources
+    for generic, brands in codes.brand_names.items():
+        found = words_match(name, brands)
+        if found is not None and sources is not None:
+            answer = Match(generic, sources.source, found)
+            break
+    _GENERIC_FOR_BRAND.put(codes, name, answer)
     return answer
 
 

@@ -147,6 +147,9 @@ class GradingRules(_Section):
     # A CD19 below the lab's limit after another or unrecognised biologic is B-cell
     # depletion (docs/clinical-reference.md §2.10).
     low_cd19_after_other_biologic_depletes: bool = True
+    # A drug the tables do not know, ended less than this long ago: graded high and no live
+    # vaccine until then, or until the clinician names it (docs/clinical-reference.md §8.2).
+    unrecognised_drug_hold_months: Months = 6
     anc_severe_below_per_ul: Positive
     anc_profound_below_per_ul: Positive
     methotrexate_names: tuple[str, ...]
@@ -222,6 +225,9 @@ class Immunoglobulin(_Section):
     car_t_start_at_or_below_g_l: Positive = 4.0
     car_t_start_below_g_l_with_infections: Positive = 6.0
     car_t_aplasia_indicates: bool = True
+    # Diagnosis groups whose low IgG is a loss (nephrotic syndrome: urinary, §3.1): the rule
+    # on a low IgG with infections does not start IG there; a clinician decides.
+    protein_losing_groups: tuple[str, ...] = ("nephrotic_syndrome",)
     # A trough is drawn on the infusion day before the dose, or up to this many days before.
     trough_window_days: Annotated[int, Field(ge=0, le=14)] = 0
     # SC every this many days or more often: levels are near-steady, so an IgG drawn at any
@@ -351,6 +357,10 @@ class VaccinationRules(_Section):
     # Infants exposed in utero to a biologic (Australian Immunisation Handbook 2025, §4.17):
     # no live vaccine before this age; rotavirus allowed unless the exposure was anti-CD20.
     in_utero_biologic_live_months: Annotated[int, Field(ge=0, le=12)] = 6
+    # Varicella without evidence of immunity in an immunocompromised child (§4.20).
+    varicella_exposure_advice: bool = True
+    varizig_within_days: Annotated[int, Field(ge=1, le=30)] = 10
+    ig_covers_varicella_exposure_weeks: Annotated[int, Field(ge=0, le=8)] = 3
     in_utero_exposure_words: tuple[str, ...] = (
         "in utero", "born to mother", "mother on", "maternal", "during pregnancy",
     )  # fmt: skip
@@ -452,6 +462,10 @@ class OutsideScope(_Section):
 
     diagnosis_groups: tuple[str, ...] = ("acute_myeloid_leukaemia",)
     anc_below_per_ul: Positive = 500.0
+    # HSV/VZV antiviral prophylaxis after CD19 CAR-T and allogeneic HSCT (§5.10): said to
+    # be the treating team's for this long after it, and after CAR-T while CD4 is low.
+    antiviral_after_months: Months = 12
+    antiviral_until_cd4_per_ul: Positive = 200.0
 
 
 class Prophylaxis(_Section):

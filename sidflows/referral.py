@@ -137,10 +137,10 @@ class TreatmentEntry(_Doc):
     drug_class: TreatmentClass = Field(alias="class")
     start: IsoDate
     end: IsoDate | None = None
-    dose_mg_per_kg_day: Annotated[float, Field(ge=0, le=100)] | None = Field(
+    dose_mg_per_kg_day: Annotated[float, Field(gt=0, le=100)] | None = Field(
         default=None, description="unit: mg per kg of body weight per day (daily drugs)"
     )
-    dose_mg_day: Annotated[float, Field(ge=0, le=5000)] | None = Field(
+    dose_mg_day: Annotated[float, Field(gt=0, le=5000)] | None = Field(
         default=None,
         description=(
             "unit: mg per day of the drug named "
@@ -148,7 +148,7 @@ class TreatmentEntry(_Doc):
         ),
     )
     # Extension: weekly drugs (methotrexate) are graded on mg/kg/week.
-    dose_mg_per_kg_week: Annotated[float, Field(ge=0, le=100)] | None = Field(
+    dose_mg_per_kg_week: Annotated[float, Field(gt=0, le=100)] | None = Field(
         default=None, description="unit: mg per kg of body weight per week (weekly drugs)"
     )
     # Extension: the drug coded (WHO ATC); the drug's text stays.

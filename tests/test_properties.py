@@ -186,7 +186,7 @@ def _treatment(draw: st.DrawFn, birth: date, received: date) -> Doc:
                 [("dose_mg_per_kg_day", 5.0), ("dose_mg_day", 80.0), ("dose_mg_per_kg_week", 1.0)]
             )
         )
-        t[field] = draw(_number(0.0, hi))
+        t[field] = draw(_number(0.01, hi))  # a dose of 0 is refused (docs/formats.md)
     return t
 
 
@@ -804,9 +804,9 @@ NUMBER_RANGES: dict[str, tuple[float, float, bool]] = {  # lo, hi, lo exclusive
     "anc_per_ul": (0, 100000, False),
     "pneumococcal_fold_rise": (0, 1000, False),
     "g_per_kg": (0, 2.5, True),
-    "dose_mg_per_kg_day": (0, 100, False),
-    "dose_mg_day": (0, 5000, False),
-    "dose_mg_per_kg_week": (0, 100, False),
+    "dose_mg_per_kg_day": (0, 100, True),
+    "dose_mg_day": (0, 5000, True),
+    "dose_mg_per_kg_week": (0, 100, True),
 }
 UNKNOWN_KEYS = ("weight", "dob", "notes", "igg", "klass", "surname", "dose", "Received")
 IMPOSSIBLE_DATES = (

@@ -333,7 +333,13 @@ BAD_INPUTS: list[tuple[str, dict[str, Any] | str | bytes, str, str]] = [
         "steroid dose negative",
         _mutated(_set("treatments.1.dose_mg_day", -10)),
         "treatments[1].dose_mg_day",
-        "greater than or equal to 0",
+        "greater than 0",
+    ),
+    (
+        "steroid dose of 0 (a stopped drug has an end, an unknown dose no field)",
+        _mutated(_set("treatments.1.dose_mg_day", 0)),
+        "treatments[1].dose_mg_day",
+        "greater than 0",
     ),
     (
         "unknown vaccine code",

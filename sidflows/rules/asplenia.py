@@ -34,5 +34,7 @@ ASPLENIA_WHY = (
 ASPLENIA_UNTIL = (
     "for as long as the spleen does not work: lifelong prophylaxis is offered (BCSH 2011, "
     "the cautious default; eTG: at least to 5 years of age and 3 years after splenectomy, "
-    "the shorter alternative)"
+    "the shorter alternative); fever is an emergency: a standby therapeutic antibiotic at "
+    "home to start at the first sign of it, same-day medical review, an alert card, and "
+    "malaria and animal-bite advice for travel (BCSH 2011)"
 )

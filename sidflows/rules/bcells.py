@@ -111,6 +111,27 @@ def _unrecognised(t: TreatmentEntry, protocol: Protocol) -> bool:
     )
 
 
+def cd19_predates(referral: ReferralDocument, today: date, protocol: Protocol) -> str | None:
+    """The B-cell-depleting (or other or unrecognised biologic) treatment started since the
+    newest CD19 count was drawn: that count says nothing of the B cells now (§2.13). None:
+    no count, or none started since."""
+    counts = [lab for lab in referral.labs if lab.cd19_per_ul is not None and lab.date <= today]
+    if not counts:
+        return None
+    newest = max(lab.date for lab in counts)
+    since = [
+        t
+        for t in referral.treatments
+        if newest < t.start <= today
+        and (
+            depleting_class(t, protocol) is not None
+            or t.drug_class == "other_biologic"
+            or _unrecognised(t, protocol)
+        )
+    ]
+    return max(since, key=lambda t: t.start).drug if since else None
+
+
 def _low_cd19_after_biologic(
     referral: ReferralDocument, today: date, protocol: Protocol
 ) -> BCellDepletion | None:

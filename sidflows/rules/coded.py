@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from sidflows.calendar import add_months
 from sidflows.codes import (
     class_for_drug_name,
     diagnosis_group,
@@ -35,13 +36,32 @@ def drug_recognition(
                     f"but the referral says {t.drug_class.replace('_', ' ')}"
                 )
             continue
-        if (
-            class_for_drug_name(t.drug, codes) is None
-            and regimen_of(t, protocol) is None
-            and not_immunosuppressive(t, protocol) is None
-        ):
+        if is_unrecognised(t, protocol):
             unknown.append(t.drug + (f" (code {t.code})" if t.code else ""))
     return tuple(dict.fromkeys(unknown)), tuple(dict.fromkeys(mismatch))
+
+
+def is_unrecognised(t: TreatmentEntry, protocol: Protocol) -> bool:
+    """Neither an ATC code, a curated name or brand (config/codes.toml), a known regimen
+    nor a drug the protocol counts as not immunosuppressive (§8.2)."""
+    codes = load_codes()
+    if t.code is not None and treatment_class(t.code, codes) is not None:
+        return False
+    return (
+        class_for_drug_name(t.drug, codes) is None
+        and regimen_of(t, protocol) is None
+        and not_immunosuppressive(t, protocol) is None
+    )
+
+
+def unrecognised_biologic_until(t: TreatmentEntry, protocol: Protocol) -> date | None:
+    """How long an unrecognised drug referred as another biologic holds live vaccines and
+    grades high (§8.2): its class tells nothing of the wait after it (a rituximab under a
+    name the tables lack waits 6 months), so the protocol's longest wait applies, from its
+    end, until the clinician names the drug. None: not such a drug, or still given."""
+    if t.drug_class != "other_biologic" or t.end is None or not is_unrecognised(t, protocol):
+        return None
+    return add_months(t.end, protocol.grading.unrecognised_drug_hold_months)
 
 
 def _drug_identity(t: TreatmentEntry, protocol: Protocol) -> str:
@@ -78,16 +98,34 @@ def _dose_text(t: TreatmentEntry) -> str:
     return f"{t.drug!r} {' and '.join(parts)} ({span})"
 
 
+# Two daily doses of one entry (mg/day and mg/kg/day at the recorded weight) within 10 %
+# of each other are one dose written twice (rounding); beyond it they contradict (§6.7).
+DAILY_DOSES_AGREE = 0.10
+
+
 def dose_conflicts(referral: ReferralDocument, protocol: Protocol) -> tuple[str, ...]:
     """Entries of one drug whose periods overlap, one with a weekly dose and one with a
-    daily dose (or one entry giving both): the record contradicts itself (§6.7)."""
+    daily dose (or one entry giving both, or two daily doses that disagree at the child's
+    weight): the record contradicts itself (§6.7)."""
     found: list[str] = []
+    weight_kg = referral.patient.weight_kg
     treatments = list(referral.treatments)
     for t in treatments:
         if len(_dose_kinds(t)) == 2:
             found.append(
                 f"{_drug_identity(t, protocol)}: one entry gives a weekly and a daily dose: "
                 f"{_dose_text(t)}"
+            )
+        elif (
+            t.dose_mg_day is not None
+            and t.dose_mg_per_kg_day is not None
+            and abs(t.dose_mg_per_kg_day * weight_kg - t.dose_mg_day)
+            > DAILY_DOSES_AGREE * max(t.dose_mg_day, t.dose_mg_per_kg_day * weight_kg)
+        ):
+            found.append(
+                f"{_drug_identity(t, protocol)}: one entry gives two daily doses that disagree "
+                f"at {weight_kg:g} kg: {_dose_text(t)} ({t.dose_mg_per_kg_day:g} mg/kg/day = "
+                f"{t.dose_mg_per_kg_day * weight_kg:g} mg/day); the higher is graded (cautious)"
             )
     for i, a in enumerate(treatments):
         for b in treatments[i + 1 :]:

@@ -19,6 +19,7 @@ from sidflows.codes import (
     class_for_drug_name,
     drug_for_atc,
     fold,
+    generic_for_brand,
     load_codes,
     treatment_class,
     words_match,
@@ -80,8 +81,12 @@ def regimen_of(t: TreatmentEntry, protocol: Protocol) -> Regimen | None:
 
 
 def drug_names(t: TreatmentEntry, protocol: Protocol) -> tuple[str, ...]:
-    """The treatment's own text, the drug of its ATC row, and its regimen's drugs."""
+    """The treatment's own text, the generic of the brand it names, the drug of its ATC
+    row, and its regimen's drugs."""
     found = [t.drug]
+    brand = generic_for_brand(t.drug)
+    if brand is not None:
+        found.append(brand.value)
     if t.code is not None:
         coded = drug_for_atc(t.code)
         if coded is not None and coded.drug is not None:
@@ -143,6 +148,12 @@ def anti_cd20_read(t: TreatmentEntry, protocol: Protocol) -> str:
     named = words_match(t.drug, load_codes().drug_names.get(ANTI_CD20, ()))
     if named is not None:
         return f"{t.drug} (referred as {referred}): {named} is an anti-CD20 antibody"
+    brand = generic_for_brand(t.drug)
+    if brand is not None and words_match(brand.value, load_codes().drug_names.get(ANTI_CD20, ())):
+        return (
+            f"{t.drug} (referred as {referred}): {brand.drug} is a brand of {brand.value}, "
+            "an anti-CD20 antibody"
+        )
     if regimen is not None and RITUXIMAB in regimen.drugs:
         return (
             f"{t.drug} (referred as {referred}): regimen {', '.join(regimen.names)} contains "

@@ -18,7 +18,7 @@ from sidflows.referral import (
     ReferralDocument,
     TreatmentEntry,
 )
-from sidflows.rules.bcells import BCellDepletion, b_cell_depletion
+from sidflows.rules.bcells import BCellDepletion, b_cell_depletion, cd19_predates
 from sidflows.rules.coded import dose_conflicts, drug_recognition, unrecognised_codes
 from sidflows.rules.drugs import (
     anti_cd20_read,
@@ -68,7 +68,16 @@ def name_matches(name: str, words: tuple[str, ...]) -> bool:
 
 
 def dose_per_kg_day(t: TreatmentEntry, weight_kg: float) -> tuple[float | None, str]:
-    """(mg/kg/day, the conversion made, "" if none) of a daily drug."""
+    """(mg/kg/day, the conversion made, "" if none) of a daily drug. An entry giving both
+    daily fields is read at the higher (cautious, §6.7)."""
+    if t.dose_mg_per_kg_day is not None and t.dose_mg_day is not None:
+        per_kg = t.dose_mg_day / weight_kg
+        if per_kg > t.dose_mg_per_kg_day:
+            return per_kg, (
+                f"{t.dose_mg_day:g} mg/day / {weight_kg:g} kg = {per_kg:.2f} mg/kg/day, the "
+                f"higher of the entry's two doses (cautious)"
+            )
+        return t.dose_mg_per_kg_day, ""
     if t.dose_mg_per_kg_day is not None:
         return t.dose_mg_per_kg_day, ""
     if t.dose_mg_day is not None:
@@ -147,6 +156,8 @@ class Facts:
     stale: tuple[str, ...] = ()
     stale_panel: tuple[str, ...] = ()
     b_cell_depletion: BCellDepletion | None = None
+    # A B-cell-depleting or other biologic started after the newest CD19 count (§2.13).
+    cd19_predates: str | None = None
     after_car_t: bool = False
     # Replacement courses only; immunomodulatory courses (§3.1) apart.
     ig_courses: tuple[IgCourse, ...] = ()
@@ -375,6 +386,7 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         stale=stale,
         stale_panel=stale_panel,
         b_cell_depletion=b_cell_depletion(referral, today, protocol, valid_from),
+        cd19_predates=cd19_predates(referral, today, protocol),
         after_car_t=any(
             t.start <= today and "car_t" in classes_of(t, protocol) for t in referral.treatments
         ),

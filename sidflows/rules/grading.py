@@ -10,6 +10,7 @@ from datetime import date
 from sidflows.calendar import add_months
 from sidflows.protocol import Cd4Band, Protocol
 from sidflows.referral import ReferralDocument, TreatmentEntry
+from sidflows.rules.coded import unrecognised_biologic_until
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import (
     classes_of,
@@ -219,6 +220,31 @@ def grade(ctx: PlanContext) -> Grading:
             f"{drug}: complement inhibitor: a specific susceptibility to Neisseria "
             "(meningococcus), not general immunosuppression: graded none and no live-vaccine "
             f"block; meningococcal vaccines and antibiotic cover are planned ({complement})",
+        )
+    for t in referral.treatments:
+        until = unrecognised_biologic_until(t, protocol)
+        if until is not None and t.end is not None and t.end < today < until:
+            add(
+                "high",
+                f"{t.drug} (referred as other biologic, not recognised) ended {t.end}: graded "
+                f"high until {until}, {g.unrecognised_drug_hold_months} months after it, or "
+                "until the clinician names the drug "
+                f"({ctx.cite('grading.unrecognised_drug_hold_months')})",
+            )
+    ended = facts.chemotherapy_end
+    v = protocol.vaccination
+    if ended is not None and today < add_months(ended, v.after_chemotherapy_live_months):
+        # Named, not graded: the windows after it hold the vaccines (§4.2), whatever the
+        # level the child's results give now.
+        inactivated = (
+            v.after_chemotherapy_inactivated_months_anti_cd20
+            if facts.had_anti_cd20
+            else v.after_chemotherapy_inactivated_months
+        )
+        reasons.append(
+            f"chemotherapy ended {ended}: inactivated vaccines from "
+            f"{add_months(ended, inactivated)}, live from "
+            f"{add_months(ended, v.after_chemotherapy_live_months)} ({IDSA} rec. 73; §4.2)"
         )
     depletion = facts.b_cell_depletion
     if depletion is not None:

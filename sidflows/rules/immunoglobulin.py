@@ -291,6 +291,27 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
             f"infections ({infections})",
             ctx.cite("immunoglobulin.start_below_g_l_any"),
         )
+    if (
+        igg < ig.start_below_g_l_with_infections
+        and severe_or_recurrent
+        and facts.diagnosis_group in ig.protein_losing_groups
+    ):
+        return outcome(
+            "not_indicated",
+            "IG replacement not started by the rule: a low IgG in a protein-losing state, "
+            "clinician decision",
+            f"IgG {igg:g} g/L < {ig.start_below_g_l_with_infections:g} g/L with severe or "
+            f"recurrent infections ({infections}), in "
+            f"{ctx.referral.diagnosis.label} ({facts.diagnosis_group}): a urinary loss of IgG "
+            "is likely, not a failed production; check proteinuria and albumin with the "
+            "IgG, repeat it in remission and measure a specific antibody response before "
+            f"replacement (a pneumococcal rise below {ig.antibody_failure_fold_rise:g}-fold "
+            "with recurrent infections would indicate it): recheck at reassessment",
+            ctx.cite(
+                "immunoglobulin.protein_losing_groups",
+                "immunoglobulin.start_below_g_l_with_infections",
+            ),
+        )
     if igg < ig.start_below_g_l_with_infections and severe_or_recurrent:
         return outcome(
             "start",

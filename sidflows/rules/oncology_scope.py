@@ -10,7 +10,9 @@ them: it says so, a decision for the clinician, instead of staying silent.
 from __future__ import annotations
 
 from sidflows.calendar import add_months
+from sidflows.referral import TreatmentEntry
 from sidflows.rules.context import PlanContext
+from sidflows.rules.drugs import classes_of
 from sidflows.rules.model import Decision
 
 
@@ -69,3 +71,63 @@ def outside_scope_decision(ctx: PlanContext) -> Decision | None:
             "prophylaxis.outside_scope.anc_below_per_ul",
         ),
     )
+
+
+def antiviral_scope_decision(ctx: PlanContext) -> Decision | None:
+    """§5.10: within a year of CD19 CAR-T (or later while CD4 is below 200/uL) or of an
+    allogeneic HSCT, HSV/VZV antiviral prophylaxis is the treating team's: the plan says it
+    does not cover it. None otherwise."""
+    facts, scope = ctx.facts, ctx.protocol.prophylaxis.outside_scope
+    referral, today = ctx.referral, ctx.today
+    why: list[str] = []
+    car_t = [t for t in referral.treatments if t.start <= today and "car_t" in _classes(ctx, t)]
+    if car_t:
+        given = max(t.start for t in car_t)
+        until = add_months(given, scope.antiviral_after_months)
+        cd4 = facts.latest_cd4_count
+        low = (
+            cd4 is not None
+            and cd4.cd4_per_ul is not None
+            and (cd4.cd4_per_ul < scope.antiviral_until_cd4_per_ul)
+        )
+        if today < until or low or cd4 is None:
+            shown = (
+                f"CD4 {cd4.cd4_per_ul:g}/uL"
+                if cd4 is not None and cd4.cd4_per_ul is not None
+                else "no fresh CD4"
+            )
+            why.append(
+                f"CAR-T on {given}: for at least {scope.antiviral_after_months} months (to "
+                f"{until}) and until CD4 > {scope.antiviral_until_cd4_per_ul:g}/uL ({shown})"
+            )
+    hsct = referral.hsct
+    if hsct is not None and hsct.type == "allogeneic":
+        until = add_months(hsct.date, scope.antiviral_after_months)
+        if today < until or hsct.active_gvhd:
+            why.append(
+                f"allogeneic HSCT on {hsct.date}: for {scope.antiviral_after_months} months (to "
+                f"{until}), longer while GVHD or its immunosuppression continues"
+            )
+    if not why:
+        return None
+    return Decision(
+        "prophylaxis",
+        "HSV/VZV antiviral prophylaxis per the transplant or CAR-T protocol: not covered by "
+        "this plan",
+        f"{'; '.join(why)}: aciclovir or valaciclovir prophylaxis belongs to the treating "
+        "team's protocol, which this plan does not replace: clinician to confirm it is "
+        "prescribed",
+        ctx.cite(
+            "prophylaxis.outside_scope.antiviral_after_months",
+            "prophylaxis.outside_scope.antiviral_until_cd4_per_ul",
+        ),
+    )
+
+
+def _classes(ctx: PlanContext, t: TreatmentEntry) -> frozenset[str]:
+    return classes_of(t, ctx.protocol)
+
+
+def scope_decisions(ctx: PlanContext) -> list[Decision]:
+    """Every prophylaxis of §5.10 the plan does not cover, said so."""
+    return [d for d in (outside_scope_decision(ctx), antiviral_scope_decision(ctx)) if d]

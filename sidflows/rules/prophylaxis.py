@@ -16,7 +16,7 @@ from sidflows.rules.drugs import classes_of, counts_as_immunosuppressive, drug_i
 from sidflows.rules.facts import course_days, name_matches
 from sidflows.rules.grading import cd4_findings
 from sidflows.rules.model import Decision, ProphylaxisItem
-from sidflows.rules.oncology_scope import outside_scope_decision
+from sidflows.rules.oncology_scope import scope_decisions
 from sidflows.rules.pjp_age import minimum_age_date, steroid_words, too_young
 from sidflows.rules.steroids import pjp_steroid_indication
 
@@ -250,9 +250,7 @@ def plan_prophylaxis(
                 else ctx.cite("prophylaxis.pjp.indicating_diagnosis_groups"),
             )
         )
-    scope = outside_scope_decision(ctx)
-    if scope is not None:
-        decisions.append(scope)
+    decisions.extend(scope_decisions(ctx))
     if _unrecognised_oncology(ctx):
         decisions.append(
             Decision(

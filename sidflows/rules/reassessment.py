@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 from sidflows.calendar import add_months
 from sidflows.protocol import Protocol
+from sidflows.rules.bcells import cd19_recovered
 from sidflows.rules.context import PlanContext
 from sidflows.rules.facts import Facts
 from sidflows.rules.grading import ESID_AGAMMA, absent_b_cells_without_cause, cd4_band
@@ -236,9 +237,11 @@ def plan_reassessments(
         due = calendar.next_working_day(max(when, start))
         if due > horizon_end:
             continue
-        # Titres moved past the IG interval are never merged into an earlier check.
+        # Titres (6 weeks after a series, or moved past the IG interval) are never merged
+        # into an earlier check: drawn earlier, they would measure too soon (§6.3, §6.8).
         close = bool(items) and (due - items[-1].due).days < _MERGE_DAYS
-        if close and (due == items[-1].due or not reason.endswith(_AFTER_IG)):
+        titre = reason.endswith(_AFTER_IG) or reason.startswith("titres ")
+        if close and (due == items[-1].due or not titre):
             prev = items[-1]
             merged = tuple(dict.fromkeys((*prev.panel, *panel)))
             reasons = prev.reason if reason in prev.reason else f"{prev.reason}; {reason}"
@@ -310,8 +313,22 @@ def _recovery(
         missing.append("IgG off IG replacement")
     b = b_cells_recovered(facts, protocol)
     words, paths = recovery_limit(facts, protocol)
+    depletion = facts.b_cell_depletion
+    count_above = facts.latest_cd19 is not None and (
+        (judged := cd19_recovered(facts.latest_cd19, facts.age_months, protocol)) is not None
+        and judged[0]
+    )
     if b is None:
         missing.append("a fresh CD19 count")
+    elif facts.cd19_predates is not None:
+        missing.append(
+            f"a CD19 count after {facts.cd19_predates} (the newest, {words}, was drawn before it)"
+        )
+    elif not b and count_above and depletion is not None:
+        # The count is at or above its limit; the window of the treatment still runs (§2.6).
+        missing.append(
+            f"the end of the depletion window ({depletion.reason}); {words}: at or above the limit"
+        )
     elif b and "grading.b_cell_aplasia_below_cd19_per_ul" in paths:
         # Above the aplasia threshold is not within the age range (§2.13).
         missing.append(f"CD19 within the age range ({words}: no longer aplastic only)")

@@ -65,13 +65,18 @@ def conversion_note(t: TreatmentEntry, protocol: Protocol, weight_kg: float) -> 
 
 
 def _raw_mg_day(t: TreatmentEntry, weight_kg: float) -> float | None:
-    if t.dose_mg_day is not None:
-        return t.dose_mg_day
-    if t.dose_mg_per_kg_day is not None:
-        return t.dose_mg_per_kg_day * weight_kg
-    if t.dose_mg_per_kg_week is not None:
-        return t.dose_mg_per_kg_week * weight_kg / 7
-    return None
+    """The daily dose in mg/day; an entry giving more than one dose field is read at the
+    highest of them (cautious, §6.7: the conflict is the clinician's to resolve)."""
+    given = [
+        dose
+        for dose in (
+            t.dose_mg_day,
+            None if t.dose_mg_per_kg_day is None else t.dose_mg_per_kg_day * weight_kg,
+            None if t.dose_mg_per_kg_week is None else t.dose_mg_per_kg_week * weight_kg / 7,
+        )
+        if dose is not None
+    ]
+    return max(given) if given else None
 
 
 def steroid_mg_day(t: TreatmentEntry, weight_kg: float, protocol: Protocol) -> float | None:

@@ -669,3 +669,51 @@ def test_conflicting_weekly_and_daily_entries_are_always_flagged(
     assert any(
         x["decision"].startswith("conflicting doses: methotrexate") for x in plan["decisions"]
     )
+
+
+# ----------------------------------------------------------------------------- keys unique
+
+
+@settings(BASE, max_examples=200)
+@given(planning_cases())
+def test_every_item_key_of_a_plan_is_unique(case: tuple[Doc, date]) -> None:
+    """The store keys a plan's items (unique per version) and the holds read them by key:
+    two items under one key (CDSi forecasting the same PCV dose twice gave "PCV:2" twice)
+    would fail the approval or hold the wrong one."""
+    doc, today = case
+    plan = propose_plan(
+        parse_referral(json.dumps(doc)), today=today, protocol=PROTOCOL, calendar=CALENDAR
+    )
+    keys = [i.key for i in plan.items]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+
+
+def test_the_pcv_catch_up_numbers_each_dose_once() -> None:
+    """The case hypothesis found: a 5-year-old on a JAK inhibitor with no PCV dose."""
+    doc: Doc = {
+        "patient": {"ref": "0", "birth_date": "2020-08-30", "sex": "unknown", "weight_kg": 1.0},
+        "received": "2026-01-01",
+        "referrer": {"service": "oncology"},
+        "diagnosis": {"category": "oncology", "label": "Hodgkin lymphoma"},
+        "treatments": [
+            {"drug": "tofacitinib", "class": "jak_inhibitor", "start": "2020-10-14", "end": None},
+            {
+                "drug": "methotrexate",
+                "class": "antimetabolite",
+                "start": "2026-01-03",
+                "end": "2026-04-28",
+            },
+        ],
+        "labs": [],
+        "infections": [],
+        "immunoglobulin_doses": [],
+        "vaccinations": [],
+    }
+    plan = propose_plan(
+        parse_referral(json.dumps(doc)),
+        today=date(2026, 1, 1),
+        protocol=PROTOCOL,
+        calendar=CALENDAR,
+    )
+    numbers = [i.dose_number for i in plan.items if getattr(i, "vaccine", None) == "PCV"]
+    assert numbers == sorted(set(numbers)), numbers

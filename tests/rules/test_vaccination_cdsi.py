@@ -239,19 +239,21 @@ def test_influenza_first_season_two_doses(birth: str, before: list[str], doses: 
 # ----------------------------------------------------------------------------- the unit's layer
 
 
-def test_post_hsct_protocol_schedule_wins_over_cdsi_and_says_so() -> None:
-    """§4.6 (IDSA 2013 table 4): HepB dose 3 a month after dose 2, where CDSi's HepB series
-    wants 8 weeks after dose 2 and 16 after dose 1 (2026-12-22): the protocol wins."""
+def test_post_hsct_hepb_dose_3_keeps_acip_minimum_intervals() -> None:
+    """§4.6: the protocol's month between post-HSCT doses never goes below ACIP's minimum
+    intervals (General Best Practice Guidelines table 3-1): HepB dose 3 >= 8 weeks after
+    dose 2 and >= 16 after dose 1, here 2026-12-22 (16 weeks after 2026-09-01), the day
+    CDSi's HepB series gives too (IDSA 2013 table 4 gives 3 doses, no interval)."""
     plan = _hsct(
         "2026-03-01",
         vaccinations=[vaccination("HepB", "2026-09-01"), vaccination("HepB", "2026-10-01")],
     )
     hepb = _doses(plan, "HepB")
     assert [d.dose_number for d in hepb] == [3]
-    assert hepb[0].due == START
+    assert hepb[0].due == date(2026, 12, 22)
     text = _decision(plan, "HepB").rationale
     assert "CDSi HepB: Not Complete, dose 3 from 2026-12-22" in text
-    assert "the protocol wins over CDSi's earliest date 2026-12-22" in text
+    assert "dose 3 no earlier than 16 weeks after dose 1" in text
 
 
 def test_post_hsct_doses_before_the_transplant_do_not_count() -> None:

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from sidflows.calendar import add_months
 from sidflows.referral import LIVE_VACCINES, TreatmentEntry
 from sidflows.rules.bcells import depleting_class
+from sidflows.rules.coded import unrecognised_biologic_until
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import anti_cd20_read, counts_as_immunosuppressive, is_anti_cd20
 from sidflows.rules.facts import name_matches
@@ -81,6 +82,14 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
         if steroid and not low_steroid:
             waits.append(
                 (v.after_high_dose_steroid_live_months, "after stopping high-dose steroids")
+            )
+        if unrecognised_biologic_until(t, protocol) is not None:
+            waits.append(
+                (
+                    protocol.grading.unrecognised_drug_hold_months,
+                    "after it (a drug not recognised: the protocol's longest wait, until the "
+                    "clinician names it)",
+                )
             )
         wait, why = max(waits, key=lambda w: w[0]) if waits else (0, "")
         until = (

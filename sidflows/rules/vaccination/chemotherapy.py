@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sidflows.rules.model import Block, Decision, Deferral, VaccineDose
-from sidflows.rules.vaccination.blocks import holding, inactivated_blocks
+from sidflows.rules.vaccination.blocks import holding, inactivated_blocks, is_live
 from sidflows.rules.vaccination.cdsi_history import CDSI_SRC
 from sidflows.rules.vaccination.pneumococcal import pcv_needed
 from sidflows.rules.vaccination.routine import forecast_doses
@@ -17,6 +17,8 @@ from sidflows.rules.vaccination.series import (
     tetanus_code,
 )
 from sidflows.rules.vaccination.sources import CHEMO_SRC, IDSA
+
+INFLUENZA = ("IIV", "LAIV")
 
 
 def boost_after_chemotherapy(schedule: Schedule) -> None:
@@ -34,14 +36,32 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
             for t in referral.treatments
         )
     ]
-    if during:
+    # Influenza doses count by season whatever the chemotherapy (§4.5); live doses are a
+    # vaccine error of their own (IDSA 2013 rec. 72: no live vaccine during chemotherapy).
+    inactivated = [x for x in during if not is_live(x.vaccine) and x.vaccine not in INFLUENZA]
+    live_given = [x for x in during if is_live(x.vaccine)]
+    if inactivated:
         plan.decisions.append(
             Decision(
                 "vaccination",
-                f"{len(during)} dose(s) given during chemotherapy not counted",
-                "inactivated doses given in maintenance do not count as valid unless a protective "
-                "titre is shown",
+                f"{len(inactivated)} dose(s) given during chemotherapy not counted",
+                "inactivated doses given during chemotherapy do not count as valid unless a "
+                "protective titre is shown: "
+                + ", ".join(f"{x.vaccine} {x.date}" for x in inactivated)
+                + " (influenza doses count by season, §4.5)",
                 IDSA,
+            )
+        )
+    if live_given:
+        plan.decisions.append(
+            Decision(
+                "vaccination",
+                "live vaccine given during chemotherapy: not counted, check the child",
+                ", ".join(f"{x.vaccine} {x.date}" for x in live_given)
+                + ": a live vaccine is contraindicated during chemotherapy; the dose is not "
+                "valid; watch for vaccine-strain disease (rotavirus: gastroenteritis and "
+                "prolonged shedding, ward infection control) and report the vaccine error",
+                f"{IDSA}; docs/clinical-reference.md §4.1",
             )
         )
     if valid_from is None:
@@ -71,6 +91,7 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
     rule = f"one booster of each after the end of chemotherapy on {valid_from} (§4.2)"
     pcv_doses: list[VaccineDose] = []
     pcv_complete = True
+    infant_series = False
     during_days = {x.date for x in during}
     for code in v.after_chemotherapy_inactivated:
         vaccine = tetanus_code(ctx) if code in ("DTaP", "Tdap") else code
@@ -88,7 +109,10 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
                 if d not in during_days
             ]
             needed, why = pcv_needed(referral.patient.birth_date, start, lifetime)
-            doses = max(1, len(given) + needed)
+            # Under 12 months the booster is the next dose of the routine infant series,
+            # and the rest of that series follows it (CDSi's forecast, below).
+            infant_series = needed is None
+            doses = len(given) + 1 if needed is None else max(1, len(given) + needed)
             extra = ("vaccination.pcv_catch_up_interval_weeks",)
             gap = timedelta(weeks=v.pcv_catch_up_interval_weeks)
         scheduled = schedule_series(
@@ -115,8 +139,10 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
             min_gap=gap,
         )
         if vaccine == "PCV":
-            pcv_doses = scheduled
             pcv_complete = len(given) + len(scheduled) >= doses
+            pcv_doses = scheduled
+            if infant_series:
+                pcv_doses = [*scheduled, *complete_the_series(schedule, vaccine, scheduled, base)]
         else:
             complete_the_series(schedule, vaccine, scheduled, base)
     # The unit's PCV-then-PPSV23 schedule (IDSA 2013) stands over CDSi's pneumococcal
@@ -158,7 +184,7 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
 
 def complete_the_series(
     schedule: Schedule, code: str, booster: list[VaccineDose], blocks: tuple[Block, ...]
-) -> None:
+) -> list[VaccineDose]:
     """§4.2: the booster after chemotherapy is the next dose of a series the child had not
     completed before it (a course started in infancy): the doses CDSi still forecasts
     after the booster follow it, at ACIP's ages and intervals, as IDSA 2013 rec. 73 has
@@ -166,13 +192,13 @@ def complete_the_series(
     vaccination" (Cesaro 2014); an interrupted series is continued, not restarted (ACIP
     general best practice). A series complete with the booster gets nothing more."""
     if not booster:
-        return
+        return []
     group = schedule.cdsi.group_of(code)
     if group is None:
-        return
+        return []
     more = forecast_doses(schedule, code, group, blocks, booster[-1].due, after=booster[-1])
     if not more.doses:
-        return
+        return []
     ctx = schedule.ctx
     schedule.plan.items.extend(more.doses)
     schedule.plan.decisions.append(
@@ -195,3 +221,4 @@ def complete_the_series(
             ),
         )
     )
+    return list(more.doses)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from sidflows.calendar import add_years
 from sidflows.rules.model import Decision, VaccineDose
 from sidflows.rules.vaccination.blocks import inactivated_blocks
+from sidflows.rules.vaccination.chemotherapy import complete_the_series
 from sidflows.rules.vaccination.pneumococcal import pcv_needed
 from sidflows.rules.vaccination.risk import ACIP_RISK
 from sidflows.rules.vaccination.series import Schedule, Series, given_doses, schedule_series
@@ -55,6 +56,9 @@ def _reinforce(schedule: Schedule) -> None:
     pcv_doses: list[VaccineDose] = []
     # §4.13: complete an incomplete conjugate series first (ACIP), then PPSV23.
     needed, why = pcv_needed(referral.patient.birth_date, start, list(pcv_given))
+    infant_series = needed is None  # under 12 months: the next dose, then CDSi's forecast
+    if infant_series:
+        needed = 1
     if "PCV" in v.immune_mediated_inactivated and needed:
         pcv_doses = schedule_series(
             schedule,
@@ -73,6 +77,10 @@ def _reinforce(schedule: Schedule) -> None:
             ),
             min_gap=timedelta(weeks=v.pcv_catch_up_interval_weeks),
         )
+        if infant_series:
+            more = complete_the_series(schedule, "PCV", pcv_doses, base)
+            pcv_doses = [*pcv_doses, *more]
+            needed += len(more)
     for code in v.immune_mediated_inactivated:
         if code != "PCV":
             schedule_series(

@@ -225,14 +225,25 @@ def plan_meningococcal(schedule: Schedule) -> None:
                 ctx.cite("prophylaxis.meningococcal.vaccinate_before_days"),
             )
         )
-    hib = given_doses(schedule, "Hib", None)
-    pcv = given_doses(schedule, "PCV", None)
-    ppsv = given_doses(schedule, "PPSV23", None)
+    # What the record documents (same-day duplicates once), and where CDSi counts fewer
+    # toward the series it now selects (infant PCV doses before a risk series from 6 years).
+    shown = []
+    for code in ("Hib", "PCV", "PPSV23"):
+        documented = len(schedule.cdsi.entries_of(code))
+        counted = len(given_doses(schedule, code, None))
+        shown.append(
+            f"{code} {documented}"
+            + (
+                f" ({counted} counted by CDSi toward its current series)"
+                if counted < documented
+                else ""
+            )
+        )
     decisions.append(
         Decision(
             "vaccination",
             f"check Hib and pneumococcal status ({kind})",
-            f"documented: Hib {len(hib)} dose(s), PCV {len(pcv)}, PPSV23 {len(ppsv)}; "
+            f"documented: {', '.join(shown)} dose(s); "
             "complement deficiency (inhibitor use included) and asplenia make Hib and "
             "pneumococcal vaccines indicated (ACIP general best practice): complete any "
             "missing doses; the pneumococcal rules of §4.3, §4.4 and §4.13 plan them where "

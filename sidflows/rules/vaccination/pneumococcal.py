@@ -23,13 +23,18 @@ from datetime import date
 from sidflows.calendar import add_months, age_in_months
 
 
-def pcv_needed(birth: date, on: date, given: list[date]) -> tuple[int, str]:
-    """(conjugate doses still to give before PPSV23, why) for a child at increased risk."""
+def pcv_needed(birth: date, on: date, given: list[date]) -> tuple[int | None, str]:
+    """(conjugate doses still to give before PPSV23, why) for a child at increased risk.
+
+    None under 12 months: the routine infant series (primary doses and the booster from
+    12 months), as CDSi forecasts it over the doses that count, is the caller's to plan;
+    a count of doses cannot say it (ACIP: 3 primary doses and a booster, or the catch-up
+    by the age at the first dose)."""
     age = age_in_months(birth, on)
     n = len(given)
     from_12 = sum(1 for d in given if d >= add_months(birth, 12))
     if age < 12:
-        return (0 if n else 1), "under 12 months: the routine infant series"
+        return None, "under 12 months: the routine infant series (CDSi: ACIP's ages and intervals)"
     if age < 24:
         if from_12 >= 2 or (from_12 == 1 and n >= 3):
             return 0, "12-23 months: series complete"

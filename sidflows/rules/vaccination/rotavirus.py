@@ -149,6 +149,25 @@ def _rotavirus(schedule: Schedule, grading: Grading, in_utero: InUtero | None) -
             )
         )
         return
+    # A live-vaccine block of immunosuppression that outlasts the window (6 months after
+    # chemotherapy in a 4-month-old): the series cannot be completed, graded low or not graded.
+    # A dated wait (after chemotherapy, anti-CD20, a transplant) is a contraindication to
+    # every live vaccine; an ongoing low-level treatment stays ACIP's precaution, below.
+    blocking = [
+        b for b in immunosuppression_blocks(schedule) if b.until is not None and b.until > last_by
+    ]
+    if blocking:
+        plan.decisions.append(
+            Decision(
+                "vaccination",
+                "rotavirus: not to be given (a live-vaccine block outlasts the window)",
+                "; ".join(f"{b.reason} (until {b.until})" for b in blocking)
+                + f": past the last permitted dose day {last_by}, so the series is not "
+                f"completed; {had}; {window}",
+                "; ".join(dict.fromkeys([*(b.source for b in blocking), source])),
+            )
+        )
+        return
     if grading.level == "low" or (in_utero is not None and not in_utero.recognised):
         why = list(grading.reasons) if grading.level == "low" else []
         if in_utero is not None and not in_utero.recognised:
@@ -189,12 +208,11 @@ def _rotavirus(schedule: Schedule, grading: Grading, in_utero: InUtero | None) -
     )
 
 
-def _bcg(schedule: Schedule, grading: Grading, in_utero: InUtero | None) -> None:
-    """BCG where the unit's setting gives it: contraindicated while a live-vaccine block of
-    immunosuppression holds (not the IG interval, nor the MMR age), §4.17."""
-    ctx, plan = schedule.ctx, schedule.plan
-    v, today = ctx.protocol.vaccination, ctx.today
-    holding: list[Block] = [
+def immunosuppression_blocks(schedule: Schedule) -> list[Block]:
+    """The live-vaccine blocks of immunosuppression holding today: not the IG interval nor
+    the MMR age, which do not hold rotavirus or BCG (ACIP antibody-live vaccine table)."""
+    today = schedule.ctx.today
+    return [
         b
         for b in schedule.live_blocks
         if b.source != ACIP_ABS
@@ -202,6 +220,14 @@ def _bcg(schedule: Schedule, grading: Grading, in_utero: InUtero | None) -> None
         and (b.until is None or b.until > today)
         and (b.start is None or b.start <= today)
     ]
+
+
+def _bcg(schedule: Schedule, grading: Grading, in_utero: InUtero | None) -> None:
+    """BCG where the unit's setting gives it: contraindicated while a live-vaccine block of
+    immunosuppression holds (not the IG interval, nor the MMR age), §4.17."""
+    ctx, plan = schedule.ctx, schedule.plan
+    v, today = ctx.protocol.vaccination, ctx.today
+    holding = immunosuppression_blocks(schedule)
     reasons = [b.reason for b in holding]
     if grading.level == "high" and not holding:
         reasons.extend(grading.reasons)

@@ -112,6 +112,8 @@ def forecast_doses(
             number = after.dose_number + len(doses) + 1  # numbered on from the booster
         else:
             number = fc.forecast_dose_number or len(doses) + 1
+            if doses:  # CDSi may forecast the same dose again: keys stay unique, numbers rise
+                number = max(number, doses[-1].dose_number + 1)
         doses.append(
             VaccineDose(
                 key=f"vaccine_dose:{vaccine}:{number}",

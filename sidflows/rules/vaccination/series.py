@@ -14,6 +14,17 @@ from sidflows.rules.vaccination.sources import ACIP_TDAP
 
 TETANUS = ("DTaP", "Tdap", "Td")
 VARICELLA = ("VAR", "MMRV")
+# ACIP's minimum intervals a protocol's own spacing never goes below (General Best Practice
+# Guidelines, table 3-1): dose number of the series -> (an earlier dose number, days after
+# it). Hepatitis B dose 3: >= 8 weeks after dose 2 and >= 16 weeks after dose 1 (a 0-1-2
+# month schedule is licensed only with a 4th dose at 12 months).
+ACIP_MIN_INTERVAL_SRC = (
+    "ACIP General Best Practice Guidelines (table 3-1, minimum intervals: hepatitis B dose 3 "
+    ">= 8 weeks after dose 2 and >= 16 weeks after dose 1)"
+)
+ACIP_MIN_INTERVALS: dict[str, dict[int, tuple[tuple[int, int], ...]]] = {
+    "HepB": {3: ((2, 56), (1, 112))},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,7 @@ def schedule_series(
     by_age: list[str] = []
     min_age = schedule.cdsi.min_age_date(series.vaccine)
     varicella: list[str] = []
+    minimum: list[str] = []  # ACIP's minimum intervals that moved a dose
     for number in range(series.number_from + done, series.number_from + series.doses):
         earliest = series.earliest
         if prev is not None:
@@ -90,6 +102,15 @@ def schedule_series(
                 earliest = max(earliest, after)
                 if why not in varicella:
                     varicella.append(why)
+        position = number - series.number_from + 1  # this dose's number in the series
+        dates = [*sorted(series.given), *(d.due for d in scheduled)]
+        for before, days in ACIP_MIN_INTERVALS.get(series.vaccine, {}).get(position, ()):
+            if before <= len(dates):
+                floor = dates[before - 1] + timedelta(days=days)
+                if floor > earliest:
+                    earliest = floor
+                    moved = f"dose {position} no earlier than {days // 7} weeks after dose {before}"
+                    minimum.append(moved)
         if not scheduled:
             notes = cdsi_notes(schedule, series, earliest)
             bound = None if series.protocol_dates else schedule.cdsi.earliest(series.vaccine)
@@ -164,6 +185,9 @@ def schedule_series(
                     "vaccination.varicella_interval_from_days",
                 )
             )
+        if minimum:
+            parts.append(f"{series.vaccine} {', '.join(minimum)} (ACIP's minimum intervals)")
+            sources.append(ACIP_MIN_INTERVAL_SRC)
         if held and not scheduled and not live:
             parts.append("held back by: " + "; ".join(f"{b.reason} ({b.source})" for b in held))
             sources += [b.source for b in held]

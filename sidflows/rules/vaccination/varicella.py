@@ -1,0 +1,69 @@
+"""Varicella without evidence of immunity in an immunocompromised child (§4.20).
+
+A child graded low or high with fewer than two valid varicella doses (since the
+transplant, after HSCT) has no documented evidence of immunity (ACIP: two doses, a
+laboratory proof or a diagnosed varicella; the referral carries the doses only). Varicella
+is dangerous there, and the vaccine is often the one thing the plan cannot give: the plan
+says what protects the child meanwhile, as a decision for the clinician (IDSA 2013; ACIP
+VariZIG, MMWR 2013;62:574). No dose is planned here: post-exposure prophylaxis is given on
+an exposure, not on a date.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sidflows.rules.model import Decision, Grading
+from sidflows.rules.vaccination.series import Schedule, given_doses
+
+ACIP_VARIZIG = "ACIP VariZIG (MMWR 2013;62:574)"
+IMMUNE_DOSES = 2  # ACIP's evidence of immunity: 2 valid doses (the word's definition)
+
+
+def varicella_susceptibility(schedule: Schedule, grading: Grading) -> None:
+    """The decision for a susceptible immunocompromised child, or nothing."""
+    ctx = schedule.ctx
+    v = ctx.protocol.vaccination
+    if not v.varicella_exposure_advice or grading.level == "none":
+        return
+    hsct = ctx.referral.hsct
+    since = hsct.date if hsct is not None else None
+    doses = given_doses(schedule, "VAR", since)
+    if len(doses) >= IMMUNE_DOSES:
+        return
+    counted = f"{len(doses)} valid varicella dose(s)" + (
+        f" since the transplant on {since}" if since is not None else ""
+    )
+    facts = ctx.facts
+    last = facts.last_ig_dose
+    covered = ""
+    if (
+        last is not None
+        and facts.on_ig_replacement
+        and last.g_per_kg >= 0.4
+        and ctx.today - last.date <= timedelta(weeks=v.ig_covers_varicella_exposure_weeks)
+    ):
+        covered = (
+            f"; IG replacement ({last.g_per_kg:g} g/kg on {last.date}) given within "
+            f"{v.ig_covers_varicella_exposure_weeks} weeks of an exposure probably protects "
+            "(no VariZIG needed then)"
+        )
+    ctx_cite = ctx.cite(
+        "vaccination.varicella_exposure_advice",
+        "vaccination.varizig_within_days",
+        "vaccination.ig_covers_varicella_exposure_weeks",
+    )
+    schedule.plan.decisions.append(
+        Decision(
+            "vaccination",
+            "varicella: no evidence of immunity: check VZV IgG; post-exposure plan",
+            f"{counted}, graded {grading.level}-level immunosuppression: check VZV IgG (not in "
+            "the record; measured off IG, or it reflects the infused IgG); if not immune, "
+            "after any contact with chickenpox or zoster give VariZIG as soon as possible, "
+            f"within {v.varizig_within_days} days "
+            "(an antiviral is the clinician's alternative where VariZIG is not available), "
+            "and treat chickenpox early; household contacts without immunity are vaccinated "
+            "(a vaccinee with a rash keeps away from the child)" + covered,
+            f"IDSA 2013 (Rubin, CID 58:e44); {ACIP_VARIZIG}; {ctx_cite}",
+        )
+    )

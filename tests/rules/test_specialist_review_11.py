@@ -1,0 +1,428 @@
+"""The fourth specialist review (2026-12-06): 15 new referrals, each error a class.
+
+Each case's id cites the section of docs/clinical-reference.md it follows. The expected
+values come from the sources cited there (the rituximab label and IDSA 2013 for the
+anti-CD20 windows; ACIP's minimum intervals; the product information of each brand), not
+from what the code gives.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from conftest_rules import (
+    TODAY,
+    ago,
+    born,
+    decisions_text,
+    items_of,
+    lab,
+    make_referral,
+    plan_for,
+    treatment,
+    vaccination,
+)
+
+from sidflows.calendar import add_months
+from sidflows.referral import ReferralDocument
+from sidflows.rules.model import Plan, VaccineDose
+
+
+def live_days(plan: Plan) -> list[date]:
+    return sorted(
+        i.due for i in items_of(plan, "vaccine_dose") if isinstance(i, VaccineDose) and i.live
+    )
+
+
+def nephrotic_after(
+    drug: str, cls: str, *, ended_weeks: int = 7, cd19_before: bool = True
+) -> tuple[ReferralDocument, date]:
+    """A 10-year-old with nephrotic syndrome given ``drug`` for a week, ended
+    ``ended_weeks`` ago; one MMR and one varicella dose, so dose 2 of each is due."""
+    end = date.fromordinal(TODAY.toordinal() - 7 * ended_weeks)
+    start = date.fromordinal(end.toordinal() - 7)
+    labs = [lab(ago(months=3) if cd19_before else TODAY, cd19_per_ul=350, igg_g_l=7.0)]
+    return make_referral(
+        birth_date=born(years=10),
+        label="frequently relapsing nephrotic syndrome",
+        treatments=[treatment(drug, cls, start, end)],
+        labs=labs,
+        received=TODAY,
+        vaccinations=[vaccination("MMR", born(years=9)), vaccination("VAR", born(years=9))],
+    ), end
+
+
+# (id, brand as written, class the referral gives, the generic the plan names)
+BRANDS = [
+    ("§8.2 EMA EPAR: Truxima is a rituximab biosimilar", "Truxima", "other_biologic", "rituximab"),
+    ("§8.2 EMA EPAR: MabThera is rituximab", "MabThera", "other_biologic", "rituximab"),
+    ("§8.2 FDA label: Rituxan is rituximab", "Rituxan 375 mg/m2", "other_biologic", "rituximab"),
+    ("§8.2 EMA EPAR: Ruxience is a rituximab biosimilar", "Ruxience", "chemotherapy", "rituximab"),
+    ("§8.2 EMA EPAR: Ocrevus is ocrelizumab", "Ocrevus", "other_biologic", "ocrelizumab"),
+]
+
+
+@pytest.mark.parametrize(("case", "drug", "cls", "generic"), BRANDS, ids=[b[0] for b in BRANDS])
+def test_a_brand_of_an_anti_cd20_is_read_as_the_anti_cd20(
+    case: str, drug: str, cls: str, generic: str
+) -> None:
+    referral, end = nephrotic_after(drug, cls)
+    plan = plan_for(referral)
+    assert plan.grading.level == "high", plan.grading.reasons
+    assert f"is a brand of {generic}, an anti-CD20 antibody" in decisions_text(plan) or (
+        cls == "anti_cd20"
+    )
+    assert "drug not recognised" not in decisions_text(plan)
+    # §4.12, rituximab label: no live vaccine within 6 months of the last dose.
+    assert all(d >= add_months(end, 6) for d in live_days(plan)), live_days(plan)
+
+
+def test_a_brand_of_a_small_molecule_is_graded_by_its_generic_ceiling() -> None:
+    """§2.1, IDSA 2013: azathioprine <= 3 mg/kg/day is low-level; Imuran is azathioprine."""
+    referral = make_referral(
+        weight_kg=30,
+        label="autoimmune hepatitis",
+        treatments=[treatment("Imuran", "antimetabolite", ago(months=6), dose_mg_day=60)],
+    )
+    plan = plan_for(referral)
+    assert plan.grading.level == "low", plan.grading.reasons
+    assert any("2 mg/kg/day" in r and "<= 3" in r for r in plan.grading.reasons)
+
+
+def test_an_unrecognised_biologic_that_ended_holds_live_vaccines_for_six_months() -> None:
+    """§8.2 (unit policy, IDSA 2013 rec. 73): a biologic the tables do not know, ended 7
+    weeks ago, is graded high and holds MMR and varicella 6 months after its end."""
+    referral, end = nephrotic_after("Zorbalimab", "other_biologic")
+    plan = plan_for(referral)
+    assert plan.grading.level == "high"
+    assert any("not recognised" in r and str(add_months(end, 6)) in r for r in plan.grading.reasons)
+    assert "drug not recognised: Zorbalimab" in decisions_text(plan)
+    live = live_days(plan)
+    assert live
+    assert all(d >= add_months(end, 6) for d in live), live
+
+
+def test_an_unrecognised_biologic_ended_long_ago_holds_nothing() -> None:
+    """§8.2: the hold ends 6 months after the drug; a drug stopped 8 months ago does not
+    grade or block (still named as not recognised)."""
+    referral, _ = nephrotic_after("Zorbalimab", "other_biologic", ended_weeks=35)
+    plan = plan_for(referral)
+    assert not any("not recognised" in r for r in plan.grading.reasons)
+    assert "drug not recognised: Zorbalimab" in decisions_text(plan)
+    assert live_days(plan)
+    assert live_days(plan)[0] < add_months(TODAY, 1)
+
+
+def test_a_cd19_drawn_before_the_drug_is_not_the_b_cells_now() -> None:
+    """§2.13: a count drawn before rituximab says nothing of depletion after it."""
+    referral, _ = nephrotic_after("rituximab", "anti_cd20", cd19_before=True)
+    text = decisions_text(plan_for(referral), "reassessment")
+    assert "a CD19 count after rituximab (the newest, CD19 350/uL" in text
+    assert "was drawn before it" in text
+
+
+def test_a_recovered_count_inside_the_anti_cd20_window_is_not_below_range() -> None:
+    """§2.6, §2.13: CD19 120/uL against the lab's 100/uL five months after ocrelizumab is at
+    or above the limit; what is still to show is the end of the label's window."""
+    last = ago(months=5)
+    referral = make_referral(
+        birth_date=born(years=15),
+        label="paediatric multiple sclerosis",
+        treatments=[treatment("ocrelizumab", "other_biologic", last, last)],
+        labs=[lab(ago(days=10), cd19_per_ul=120, cd19_lower_limit_per_ul=100, igg_g_l=8.5)],
+    )
+    text = decisions_text(plan_for(referral), "reassessment")
+    assert "below range" not in text
+    assert "CD19 120/uL" in text
+    assert "at or above the limit" in text
+    assert "the end of the depletion window" in text
+
+
+def infant_after_chemotherapy(birth: str, chemo: tuple[str, str], given: list[str]) -> Plan:
+    """An infant after neuroblastoma chemotherapy, with PCV given on the days ``given``."""
+    return plan_for(
+        make_referral(
+            birth_date=birth,
+            weight_kg=7.0,
+            category="oncology",
+            label="neuroblastoma",
+            treatments=[treatment("carboplatin/etoposide", "chemotherapy", *chemo)],
+            vaccinations=[vaccination("PCV", d) for d in given],
+        )
+    )
+
+
+def pcv_days(plan: Plan) -> list[date]:
+    return sorted(
+        i.due
+        for i in items_of(plan, "vaccine_dose")
+        if isinstance(i, VaccineDose) and i.vaccine == "PCV"
+    )
+
+
+# (id, birth, chemotherapy, PCV given before it, PCV days expected), ACIP catch-up
+# schedule 2025 (table 2, PCV): dose 1 to 2 4 weeks before 12 months; after a dose at
+# 7-11 months the next is the final one, from 12 months and >= 8 weeks later.
+INFANT_PCV = [
+    (
+        "§4.13 ACIP: none, first at 6.6 months: dose 2 at 4 weeks, the final from 12 months",
+        "2026-08-03",
+        ("2026-09-07", "2026-11-20"),
+        [],
+        [date(2027, 2, 22), date(2027, 3, 22), date(2027, 8, 3)],
+    ),
+    (
+        "§4.13 ACIP: the 9-week dose counts; dose 2 at 7 months, so the final from 12 months",
+        "2026-05-01",
+        ("2026-07-15", "2026-09-01"),
+        ["2026-07-05"],
+        [date(2026, 12, 1), date(2027, 5, 3)],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "birth", "chemo", "given", "expected"), INFANT_PCV, ids=[c[0] for c in INFANT_PCV]
+)
+def test_an_infant_after_chemotherapy_gets_the_whole_conjugate_series(
+    case: str, birth: str, chemo: tuple[str, str], given: list[str], expected: list[date]
+) -> None:
+    plan = infant_after_chemotherapy(birth, chemo, given)
+    days = pcv_days(plan)
+    assert days == expected, (days, decisions_text(plan, "vaccination"))
+    assert "PPSV23" not in {
+        i.vaccine for i in items_of(plan, "vaccine_dose") if isinstance(i, VaccineDose)
+    }, "PPSV23 from 2 years only (CDSi minimum age)"
+
+
+def test_an_asplenic_child_s_pneumococcal_check_counts_the_documented_doses() -> None:
+    """§5.12: 4 infant PCV doses are documented; CDSi's risk series from 6 years counts none
+    of them, and the check says both, never "PCV 0"."""
+    infant = ["2012-08-01", "2012-10-01", "2012-12-01", "2013-09-01"]
+    plan = plan_for(
+        make_referral(
+            birth_date="2012-06-01",
+            weight_kg=50,
+            label="Hodgkin lymphoma",
+            risk_conditions=["asplenia"],
+            vaccinations=[vaccination(v, d) for v in ("PCV", "Hib") for d in infant],
+        )
+    )
+    text = decisions_text(plan, "vaccination")
+    assert "documented: Hib 4, PCV 4 (0 counted by CDSi toward its current series)" in text
+
+
+def test_two_daily_doses_that_disagree_grade_the_higher_and_ask_the_clinician() -> None:
+    """§6.7: prednisolone 10 mg/day and 2 mg/kg/day (50 mg/day at 25 kg) in one entry for 6
+    months: the higher is graded (IDSA 2013: >= 20 mg/day for >= 14 days is high) and it
+    indicates Pneumocystis prophylaxis (§5.9: high dose for >= 4 weeks)."""
+    plan = plan_for(
+        make_referral(
+            weight_kg=25,
+            label="juvenile dermatomyositis",
+            treatments=[
+                treatment(
+                    "prednisolone",
+                    "corticosteroid",
+                    ago(months=6),
+                    dose_mg_day=10,
+                    dose_mg_per_kg_day=2,
+                )
+            ],
+        )
+    )
+    assert plan.grading.level == "high"
+    assert "conflicting doses: prednisolone: clinician to decide" in decisions_text(plan)
+    assert "co-trimoxazole for Pneumocystis" in decisions_text(plan, "prophylaxis")
+
+
+def test_two_daily_doses_that_agree_are_one_dose() -> None:
+    """§6.7: 20 mg/day and 0.8 mg/kg/day at 25 kg are the same dose: no conflict raised."""
+    plan = plan_for(
+        make_referral(
+            weight_kg=25,
+            treatments=[
+                treatment(
+                    "prednisolone",
+                    "corticosteroid",
+                    ago(months=1),
+                    dose_mg_day=20,
+                    dose_mg_per_kg_day=0.8,
+                )
+            ],
+        )
+    )
+    assert "conflicting doses" not in decisions_text(plan)
+
+
+def test_a_record_received_after_the_plan_s_day_is_refused() -> None:
+    """docs/formats.md: a plan cannot read results from its own future."""
+    from sidflows.errors import InvalidInput
+
+    referral = make_referral(received=TODAY, labs=[lab(TODAY, igg_g_l=3.0)])
+    with pytest.raises(InvalidInput, match=r"^received: after the plan's day"):
+        plan_for(referral, today=date.fromordinal(TODAY.toordinal() - 1))
+
+
+def test_a_dose_of_zero_is_refused_naming_the_field() -> None:
+    from sidflows.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=r"treatments\[0\]\.dose_mg_day: must be greater than 0"):
+        make_referral(
+            treatments=[treatment("prednisolone", "corticosteroid", ago(months=1), dose_mg_day=0)]
+        )
+
+
+def test_rotavirus_is_not_offered_when_the_chemotherapy_block_outlasts_its_window() -> None:
+    """§4.1, §4.17: an infant 16 days after chemotherapy: no live vaccine for 6 months
+    (IDSA 2013 rec. 73), past the rotavirus last-dose age of 8 months (ACIP): not to be
+    given, never a "precaution"; the rotavirus dose given during chemotherapy is a vaccine
+    error of its own, and the grading names the chemotherapy and its windows."""
+    plan = plan_for(
+        make_referral(
+            birth_date="2026-08-03",
+            weight_kg=7.0,
+            category="oncology",
+            label="neuroblastoma",
+            treatments=[
+                treatment("carboplatin/etoposide", "chemotherapy", "2026-09-07", "2026-11-20")
+            ],
+            vaccinations=[vaccination("DTaP", "2026-10-05"), vaccination("ROTA", "2026-10-05")],
+        ),
+        today=date(2026, 12, 6),
+    )
+    text = decisions_text(plan, "vaccination")
+    assert "rotavirus: not to be given (a live-vaccine block outlasts the window)" in text
+    assert "precaution" not in text
+    assert "live vaccine given during chemotherapy: not counted, check the child" in text
+    assert "1 dose(s) given during chemotherapy not counted" in text  # the DTaP only
+    assert any(
+        "chemotherapy ended 2026-11-20: inactivated vaccines from 2027-02-20, live from "
+        "2027-05-20" in r
+        for r in plan.grading.reasons
+    )
+
+
+def test_influenza_given_during_chemotherapy_is_not_called_uncounted() -> None:
+    """§4.1, §4.5: influenza doses count by season; the "not counted" decision leaves them."""
+    plan = plan_for(
+        make_referral(
+            birth_date=born(years=6),
+            category="oncology",
+            label="B-ALL",
+            treatments=[treatment("ALL maintenance", "chemotherapy", ago(months=18))],
+            vaccinations=[vaccination("IIV", ago(months=12))],
+        )
+    )
+    assert "given during chemotherapy not counted" not in decisions_text(plan, "vaccination")
+
+
+# (id, grading cause, varicella doses, the advice expected), IDSA 2013 and ACIP VariZIG 2013
+VARICELLA = [
+    ("§4.20 high-dose prednisolone, one VAR dose: susceptible", 1, True),
+    ("§4.20 two valid VAR doses: evidence of immunity, no advice", 2, False),
+]
+
+
+@pytest.mark.parametrize(("case", "doses", "advised"), VARICELLA, ids=[c[0] for c in VARICELLA])
+def test_a_susceptible_immunocompromised_child_gets_the_post_exposure_plan(
+    case: str, doses: int, advised: bool
+) -> None:
+    plan = plan_for(
+        make_referral(
+            birth_date=born(years=7, months=6),
+            weight_kg=22,
+            label="autoimmune hepatitis",
+            treatments=[
+                treatment("prednisolone", "corticosteroid", ago(days=47), dose_mg_per_kg_day=2)
+            ],
+            vaccinations=[vaccination("VAR", born(years=6 - 5 * i)) for i in range(doses)],
+        )
+    )
+    text = decisions_text(plan, "vaccination")
+    assert ("varicella: no evidence of immunity" in text) is advised
+    if advised:
+        assert "VariZIG as soon as possible, within 10 days" in text
+        assert "household contacts without immunity are vaccinated" in text
+        assert "ACIP VariZIG (MMWR 2013;62:574)" in text
+
+
+def test_no_varicella_advice_without_immunosuppression() -> None:
+    """§4.20 applies to a child graded low or high only."""
+    plan = plan_for(make_referral(birth_date=born(years=7)))
+    assert plan.grading.level == "none"
+    assert "varicella: no evidence of immunity" not in decisions_text(plan)
+
+
+def nephrotic_child(igg: float, **extra: Any) -> Plan:
+    """A 5-year-old with steroid-dependent nephrotic syndrome on tacrolimus, one serious
+    pneumococcal peritonitis in the year, IgG ``igg``, B cells normal."""
+    return plan_for(
+        make_referral(
+            birth_date=born(years=5, months=5),
+            weight_kg=18,
+            label="steroid-dependent nephrotic syndrome",
+            treatments=[treatment("tacrolimus", "calcineurin_inhibitor", ago(months=9))],
+            labs=[lab(ago(days=10), igg_g_l=igg, cd19_per_ul=500, cd4_per_ul=900, **extra)],
+            infections=[
+                {"date": ago(months=10), "kind": "pneumococcal peritonitis", "serious": True}
+            ],
+        )
+    )
+
+
+def test_a_low_igg_in_nephrotic_syndrome_is_the_clinician_s_not_the_rule_s() -> None:
+    """§3.1 (AAAAI work group 2022, Otani: losses excluded before replacement): IgG 3.2 g/L
+    with a serious infection does not start IG in nephrotic syndrome."""
+    plan = nephrotic_child(3.2)
+    assert not items_of(plan, "ig_session")
+    text = decisions_text(plan, "immunoglobulin")
+    assert "IG replacement not started by the rule: a low IgG in a protein-losing state" in text
+    assert "check proteinuria and albumin" in text
+
+
+def test_a_very_low_igg_in_nephrotic_syndrome_still_starts_ig() -> None:
+    """§3.1: below 1.5 g/L IG is indicated whatever the cause (AAAAI 2022), cautious."""
+    plan = nephrotic_child(1.2)
+    assert items_of(plan, "ig_session")
+    assert "start IG replacement" in decisions_text(plan, "immunoglobulin")
+
+
+def test_antiviral_prophylaxis_after_car_t_is_said_to_be_the_car_t_team_s() -> None:
+    """§5.10 (EBMT/JACIE 2020): aciclovir or valaciclovir >= 1 year after CAR-T and until CD4
+    > 200/uL; the plan does not prescribe it and says so."""
+    infused = ago(months=3)
+    plan = plan_for(
+        make_referral(
+            category="oncology",
+            label="relapsed B-ALL",
+            treatments=[treatment("tisagenlecleucel", "car_t", infused, infused)],
+            labs=[lab(ago(days=7), cd19_per_ul=0, cd19_lower_limit_per_ul=100, cd4_per_ul=150)],
+        )
+    )
+    text = decisions_text(plan, "prophylaxis")
+    assert "HSV/VZV antiviral prophylaxis per the transplant or CAR-T protocol" in text
+    assert "until CD4 > 200/uL (CD4 150/uL)" in text
+
+
+def test_no_antiviral_statement_long_after_an_autologous_transplant() -> None:
+    """§5.10: the statement is for CAR-T and allogeneic HSCT only."""
+    plan = plan_for(
+        make_referral(
+            category="hsct",
+            label="Hodgkin lymphoma",
+            hsct={"date": ago(months=14), "type": "autologous"},
+        )
+    )
+    assert "HSV/VZV antiviral" not in decisions_text(plan)
+
+
+def test_asplenia_s_penicillin_carries_the_fever_emergency_advice() -> None:
+    """§5.12 (BCSH 2011): a standby antibiotic, same-day review, an alert card."""
+    plan = plan_for(
+        make_referral(birth_date=born(years=14), weight_kg=50, risk_conditions=["asplenia"])
+    )
+    text = decisions_text(plan, "prophylaxis")
+    assert "fever is an emergency: a standby therapeutic antibiotic at home" in text
