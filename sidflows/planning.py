@@ -6,7 +6,6 @@ from datetime import date
 from typing import Any
 
 from sidflows.calendar import UnitCalendar
-from sidflows.errors import InvalidInput
 from sidflows.protocol import Protocol
 from sidflows.referral import ReferralDocument
 from sidflows.rules.context import HORIZON_MONTHS, PlanContext
@@ -43,14 +42,7 @@ def propose_plan(
     """The plan the unit would propose for this child on ``today``, 12 months ahead.
 
     ``last_review``: the day of the last plan review held, when the unit has held one.
-    A record received after ``today`` is refused: the plan would read results from its
-    own future.
     """
-    if referral.received > today:
-        raise InvalidInput(
-            "received",
-            f"after the plan's day {today}: a plan cannot read a record from its future",
-        )
     ctx = PlanContext.build(
         referral, today=today, protocol=protocol, calendar=calendar, last_review=last_review
     )

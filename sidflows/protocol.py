@@ -147,6 +147,9 @@ class GradingRules(_Section):
     # A CD19 below the lab's limit after another or unrecognised biologic is B-cell
     # depletion (docs/clinical-reference.md §2.10).
     low_cd19_after_other_biologic_depletes: bool = True
+    # Biologics whose low CD19 is their known effect with vaccine responses kept (belimumab):
+    # not read as depletion by the rule above (docs/clinical-reference.md §2.10).
+    low_cd19_not_depletion_drugs: tuple[str, ...] = ("belimumab",)
     # A drug the tables do not know, ended less than this long ago: graded high and no live
     # vaccine until then, or until the clinician names it (docs/clinical-reference.md §8.2).
     unrecognised_drug_hold_months: Months = 6
@@ -436,6 +439,8 @@ class Meningococcal(_Section):
     menacwy_interval_weeks: Annotated[int, Field(ge=1)] = 8
     menacwy_min_age_months: Annotated[int, Field(ge=0)] = 24
     menacwy_booster_years: Annotated[int, Field(ge=1)] = 5
+    # The first booster after a series completed before 7 years (ACIP 2020).
+    menacwy_booster_before_7_years: Annotated[int, Field(ge=1)] = 3
     menb_doses: Annotated[int, Field(ge=1, le=4)] = 2
     menb_interval_weeks: Annotated[int, Field(ge=1)] = 4
     menb_min_age_years: Annotated[int, Field(ge=0)] = 10

@@ -12,7 +12,7 @@ from sidflows.calendar import add_months, age_in_months
 from sidflows.codes import class_for_drug_name, load_codes, treatment_class
 from sidflows.protocol import Protocol
 from sidflows.referral import LabEntry, ReferralDocument, TreatmentEntry
-from sidflows.rules.drugs import classes_of, drug_is, regimen_of
+from sidflows.rules.drugs import classes_of, counts_as_immunosuppressive, drug_is, regimen_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,10 @@ def _low_cd19_after_biologic(
     suspects = [
         t
         for t in referral.treatments
-        if t.start <= today and (t.drug_class == "other_biologic" or _unrecognised(t, protocol))
+        if t.start <= today
+        and (t.drug_class == "other_biologic" or _unrecognised(t, protocol))
+        and counts_as_immunosuppressive(t, protocol)
+        and not drug_is(t, g.low_cd19_not_depletion_drugs, protocol)
     ]
     if not suspects:
         return None

@@ -295,6 +295,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
         igg < ig.start_below_g_l_with_infections
         and severe_or_recurrent
         and facts.diagnosis_group in ig.protein_losing_groups
+        and b_cells_recovered(facts, protocol) is True
     ):
         return outcome(
             "not_indicated",
@@ -302,8 +303,9 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
             "clinician decision",
             f"IgG {igg:g} g/L < {ig.start_below_g_l_with_infections:g} g/L with severe or "
             f"recurrent infections ({infections}), in "
-            f"{ctx.referral.diagnosis.label} ({facts.diagnosis_group}): a urinary loss of IgG "
-            "is likely, not a failed production; check proteinuria and albumin with the "
+            f"{ctx.referral.diagnosis.label} ({facts.diagnosis_group}) with B cells present "
+            f"({recovery_limit(facts, protocol)[0]}): a urinary loss of IgG is likely, not a "
+            "failed production; check proteinuria and albumin with the "
             "IgG, repeat it in remission and measure a specific antibody response before "
             f"replacement (a pneumococcal rise below {ig.antibody_failure_fold_rise:g}-fold "
             "with recurrent infections would indicate it): recheck at reassessment",

@@ -8,7 +8,11 @@ from what the code gives.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ from conftest_rules import (
     decisions_text,
     items_of,
     lab,
+    make_doc,
     make_referral,
     plan_for,
     treatment,
@@ -28,6 +33,8 @@ from conftest_rules import (
 from sidflows.calendar import add_months
 from sidflows.referral import ReferralDocument
 from sidflows.rules.model import Plan, VaccineDose
+
+SIDFLOWS = str(Path(sys.executable).with_name("sidflows"))
 
 
 def live_days(plan: Plan) -> list[date]:
@@ -257,13 +264,24 @@ def test_two_daily_doses_that_agree_are_one_dose() -> None:
     assert "conflicting doses" not in decisions_text(plan)
 
 
-def test_a_record_received_after_the_plan_s_day_is_refused() -> None:
-    """docs/formats.md: a plan cannot read results from its own future."""
-    from sidflows.errors import InvalidInput
-
-    referral = make_referral(received=TODAY, labs=[lab(TODAY, igg_g_l=3.0)])
-    with pytest.raises(InvalidInput, match=r"^received: after the plan's day"):
-        plan_for(referral, today=date.fromordinal(TODAY.toordinal() - 1))
+def test_a_record_received_after_the_plan_s_day_is_refused(tmp_path: Path) -> None:
+    """docs/formats.md: `propose FILE --today DAY` with a day before `received` is refused
+    in one line naming the field (a plan cannot read results from its own future)."""
+    doc = make_doc(received=TODAY, labs=[lab(TODAY, igg_g_l=3.0)])
+    path = tmp_path / "referral.json"
+    path.write_text(json.dumps(doc))
+    day = date.fromordinal(TODAY.toordinal() - 1).isoformat()
+    done = subprocess.run(
+        [SIDFLOWS, "propose", str(path), "--today", day],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith(
+        "sidflows: invalid input: received: after the plan's day"
+    ), done.stderr
+    assert not done.stdout
 
 
 def test_a_dose_of_zero_is_refused_naming_the_field() -> None:
@@ -426,3 +444,77 @@ def test_asplenia_s_penicillin_carries_the_fever_emergency_advice() -> None:
     )
     text = decisions_text(plan, "prophylaxis")
     assert "fever is an emergency: a standby therapeutic antibiotic at home" in text
+
+
+# ----------------------------------------------------------------------------- the fifth review
+
+
+def test_a_low_igg_in_nephrotic_syndrome_with_absent_b_cells_starts_ig() -> None:
+    """§3.1: the protein-losing exception needs B cells present. Four months after
+    obinutuzumab (Gazyvaro), CD19 0, IgG 3.0 with a serious pneumonia: IG is started
+    (EMA core SmPC: IgG < 4 g/L with severe infections)."""
+    given = ago(months=4)
+    plan = plan_for(
+        make_referral(
+            birth_date=born(years=12, months=7),
+            weight_kg=40,
+            label="steroid-dependent nephrotic syndrome",
+            treatments=[treatment("Gazyvaro", "other_biologic", given, given)],
+            labs=[lab(ago(days=10), igg_g_l=3.0, cd19_per_ul=0, cd19_lower_limit_per_ul=100)],
+            infections=[{"date": ago(months=2), "kind": "lobar pneumonia", "serious": True}],
+        )
+    )
+    assert "start IG replacement" in decisions_text(plan, "immunoglobulin")
+    assert items_of(plan, "ig_session")
+
+
+def eculizumab_child(menb: bool) -> Plan:
+    """A 6-year-old starting eculizumab for aHUS, MenACWY x2 before it (the series complete
+    before 7 years), and one MenB-4C dose when ``menb``."""
+    doses = [vaccination("MenACWY", ago(months=5)), vaccination("MenACWY", ago(months=3))]
+    if menb:
+        doses.append(vaccination("MenB", ago(months=3)))
+    return plan_for(
+        make_referral(
+            birth_date=born(years=6, months=6),
+            weight_kg=20,
+            label="atypical haemolytic uraemic syndrome",
+            treatments=[treatment("eculizumab", "other_biologic", ago(months=2))],
+            vaccinations=doses,
+        )
+    )
+
+
+def test_the_menacwy_booster_after_a_series_before_7_years_is_at_3_years() -> None:
+    """§5.7, ACIP 2020 (MMWR Recomm Rep 69(RR-9)): persons at continued risk whose primary
+    series was completed before 7 years get the first booster 3 years later."""
+    text = decisions_text(eculizumab_child(menb=False), "vaccination")
+    last = date.fromisoformat(ago(months=3))
+    assert f"MenACWY booster due {last.replace(year=last.year + 3)}" in text
+    assert "the series completed before 7 years: the first booster 3 years after it" in text
+
+
+def test_a_recorded_menb_dose_under_10_years_is_named() -> None:
+    """§5.7: a MenB dose given before the inhibitor is in the decision, never "first dose"."""
+    text = decisions_text(eculizumab_child(menb=True), "vaccination")
+    assert "MenB recorded: " + ago(months=3) in text
+
+
+def test_a_low_cd19_on_belimumab_does_not_hold_inactivated_vaccines() -> None:
+    """§2.10 (Chatham 2012; ACR 2022): belimumab lowers naive B cells, responses are kept:
+    HPV and PPSV23 are given; hydroxychloroquine is never named as a cause of depletion."""
+    plan = plan_for(
+        make_referral(
+            birth_date=born(years=14, months=7),
+            weight_kg=45,
+            label="systemic lupus erythematosus",
+            treatments=[
+                treatment("belimumab", "other_biologic", ago(months=9)),
+                treatment("hydroxychloroquine", "other_biologic", ago(months=9)),
+            ],
+            labs=[lab(ago(days=14), cd19_per_ul=80, cd19_lower_limit_per_ul=100, igg_g_l=7.2)],
+            vaccinations=[vaccination("HPV", born(years=3))],
+        )
+    )
+    assert "B-cell depletion" not in decisions_text(plan)
+    assert items_of(plan, "vaccine_dose", vaccine="HPV")

@@ -213,8 +213,15 @@ ABSENT_B_CELL_CASES: list[tuple[str, float, float, list[Any], bool]] = [
         "§2.10 an other_biologic with a low CD19 is read as depletion first, not this",
         1,
         0.8,
-        [treatment("hydroxychloroquine", "other_biologic", ago(months=6), None)],
+        [treatment("tocilizumab", "other_biologic", ago(months=6), None)],
         False,
+    ),
+    (
+        "§2.10, §2.11 hydroxychloroquine (not immunosuppressive) explains no absent B cells",
+        1,
+        0.8,
+        [treatment("hydroxychloroquine", "other_biologic", ago(months=6), None)],
+        True,
     ),
 ]
 

@@ -121,15 +121,25 @@ def plan_meningococcal(schedule: Schedule) -> None:
             later_booster_years=m.menacwy_booster_years,
             first_doses=first_doses,
             rule=rule,
+            early=(m.menacwy_booster_before_7_years, add_years(ctx.referral.patient.birth_date, 7)),
         )
         if done is not None:
             last = done[0]
+            first = done[1] == m.menacwy_doses and last < add_years(
+                ctx.referral.patient.birth_date, 7
+            )
+            years = m.menacwy_booster_before_7_years if first else m.menacwy_booster_years
             decisions.append(
                 Decision(
                     "vaccination",
-                    f"MenACWY booster due {add_years(last, m.menacwy_booster_years)}",
-                    f"every {m.menacwy_booster_years} years while {remains} (the risk "
-                    f"remains with it); last dose {last}",
+                    f"MenACWY booster due {add_years(last, years)}",
+                    (
+                        f"the series completed before 7 years: the first booster {years} "
+                        f"years after it, then every {m.menacwy_booster_years} years"
+                        if first
+                        else f"every {m.menacwy_booster_years} years"
+                    )
+                    + f" while {remains} (the risk remains with it); last dose {last}",
                     acwy_src,
                 )
             )
@@ -201,7 +211,12 @@ def plan_meningococcal(schedule: Schedule) -> None:
                 f"{drugs} at {ctx.facts.age_years} years of age: ACIP recommends MenB from "
                 f"{m.menb_min_age_years} years (younger: off label in the US; MenB-4C is "
                 "licensed from 2 months in the EU and UK, by age schedule)"
-                f"{ideally}",
+                + (
+                    f"; MenB recorded: {', '.join(str(d) for d in menb_given)} (the series "
+                    "by the product's age schedule, the same product: complete it)"
+                    if (menb_given := [e.when for e in schedule.cdsi.entries_of("MenB")])
+                    else f"{ideally}"
+                ),
                 ctx.cite("prophylaxis.meningococcal.menb_min_age_years") + extra,
             )
         )
@@ -268,11 +283,13 @@ def _series_and_booster(
     first_doses: list[date],
     rule: str = RULE,
     earliest: date | None = None,
+    early: tuple[int, date] | None = None,
 ) -> tuple[date, int] | None:
     """The primary series (or, once complete, the booster when due in the horizon): the
     date of the last dose, given or planned, and the number of doses, once the series is
     complete (None if not). The first booster is ``booster_years`` after the series, the
-    later ones ``later_booster_years`` apart."""
+    later ones ``later_booster_years`` apart; ``early`` (years, a day): the first booster
+    that many years after a series completed before that day (MenACWY: 3 years under 7)."""
     ctx = schedule.ctx
     planned: list[VaccineDose] = []
     if len(given) < doses:
@@ -298,6 +315,8 @@ def _series_and_booster(
             return None
         return (planned[-1].due if planned else max(given)), len(given) + len(planned)
     last = max(given)
+    if early is not None and len(given) == doses and last < early[1]:
+        booster_years = early[0]
     booster = add_years(last, booster_years if len(given) == doses else later_booster_years)
     if booster > ctx.horizon_end:
         return last, len(given)
