@@ -364,6 +364,8 @@ class VaccinationRules(_Section):
     varicella_exposure_advice: bool = True
     varizig_within_days: Annotated[int, Field(ge=1, le=30)] = 10
     ig_covers_varicella_exposure_weeks: Annotated[int, Field(ge=0, le=8)] = 3
+    measles_exposure_igiv_g_per_kg: Annotated[float, Field(gt=0, le=2)] = 0.4
+    measles_exposure_within_days: Annotated[int, Field(ge=1, le=30)] = 6
     in_utero_exposure_words: tuple[str, ...] = (
         "in utero", "born to mother", "mother on", "maternal", "during pregnancy",
     )  # fmt: skip

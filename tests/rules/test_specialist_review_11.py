@@ -518,3 +518,33 @@ def test_a_low_cd19_on_belimumab_does_not_hold_inactivated_vaccines() -> None:
     )
     assert "B-cell depletion" not in decisions_text(plan)
     assert items_of(plan, "vaccine_dose", vaccine="HPV")
+
+
+def test_high_level_immunosuppression_carries_the_household_and_measles_advice() -> None:
+    """§4.20: IDSA 2013 (household influenza vaccine each season); ACIP MMR 2013 (IGIV
+    0.4 g/kg within 6 days of a measles exposure, whatever the doses)."""
+    plan = plan_for(
+        make_referral(
+            birth_date=born(years=3, months=3),
+            weight_kg=14,
+            category="oncology",
+            label="B-ALL",
+            treatments=[treatment("ALL induction", "chemotherapy", ago(days=16))],
+        )
+    )
+    text = decisions_text(plan, "vaccination")
+    assert "influenza vaccine for the household each season" in text
+    assert "IGIV 0.4 g/kg within 6 days whatever the MMR doses recorded" in text
+
+
+def test_no_household_advice_under_low_level_immunosuppression() -> None:
+    plan = plan_for(
+        make_referral(
+            weight_kg=30,
+            treatments=[
+                treatment("methotrexate", "antimetabolite", ago(months=3), dose_mg_per_kg_week=0.3)
+            ],
+        )
+    )
+    assert plan.grading.level == "low"
+    assert "measles exposure is an emergency" not in decisions_text(plan)

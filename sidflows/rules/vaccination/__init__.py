@@ -44,7 +44,7 @@ from sidflows.rules.vaccination.risk import risk_conditions
 from sidflows.rules.vaccination.rotavirus import plan_rotavirus
 from sidflows.rules.vaccination.routine import plan_routine_catch_up
 from sidflows.rules.vaccination.series import Schedule, Series, VaccinationPlan
-from sidflows.rules.vaccination.varicella import varicella_susceptibility
+from sidflows.rules.vaccination.varicella import exposures_and_household, varicella_susceptibility
 
 __all__ = [
     "CdsiHistory",
@@ -113,6 +113,7 @@ def plan_vaccination(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> V
     plan_rotavirus(schedule, grading)
     # Varicella without evidence of immunity: what protects the child meanwhile (§4.20).
     varicella_susceptibility(schedule, grading)
+    exposures_and_household(schedule, grading)
     # Last: every vaccine group the rules above left (§4.16).
     plan_routine_catch_up(schedule)
     return plan

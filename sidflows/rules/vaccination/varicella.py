@@ -20,6 +20,35 @@ ACIP_VARIZIG = "ACIP VariZIG (MMWR 2013;62:574)"
 IMMUNE_DOSES = 2  # ACIP's evidence of immunity: 2 valid doses (the word's definition)
 
 
+ACIP_MMR = "ACIP MMR (McLean, MMWR Recomm Rep 2013;62(RR-4))"
+
+
+def exposures_and_household(schedule: Schedule, grading: Grading) -> None:
+    """High-level immunosuppression: measles exposure and the household (§4.20)."""
+    ctx = schedule.ctx
+    v = ctx.protocol.vaccination
+    if not v.varicella_exposure_advice or grading.level != "high":
+        return
+    schedule.plan.decisions.append(
+        Decision(
+            "vaccination",
+            "household and exposures: influenza vaccine for the household each season; "
+            "measles exposure is an emergency",
+            "graded high-level immunosuppression: household contacts get the inactivated "
+            "influenza vaccine each season (MMR and varicella too where they lack them: "
+            "they are safe around the child); after any measles exposure, IGIV "
+            f"{v.measles_exposure_igiv_g_per_kg:g} g/kg within "
+            f"{v.measles_exposure_within_days} days whatever the MMR doses recorded (IG "
+            "replacement at that dose given within the last 3 weeks covers it)",
+            f"IDSA 2013 (Rubin, CID 58:e44); {ACIP_MMR}; "
+            + ctx.cite(
+                "vaccination.measles_exposure_igiv_g_per_kg",
+                "vaccination.measles_exposure_within_days",
+            ),
+        )
+    )
+
+
 def varicella_susceptibility(schedule: Schedule, grading: Grading) -> None:
     """The decision for a susceptible immunocompromised child, or nothing."""
     ctx = schedule.ctx
