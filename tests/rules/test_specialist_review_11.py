@@ -548,3 +548,26 @@ def test_no_household_advice_under_low_level_immunosuppression() -> None:
     )
     assert plan.grading.level == "low"
     assert "measles exposure is an emergency" not in decisions_text(plan)
+
+
+def test_the_next_replacement_session_counts_from_an_immunomodulatory_course() -> None:
+    """§3.1, §3.8: the case a property found: replacement 0.2 g/kg on 2025-12-19, then an
+    immunomodulatory 1 g/kg on 2025-12-27: the next session no sooner than the route's
+    shortest interval (28 - 7 days) after the newest dose, not after the replacement one."""
+    referral = make_referral(
+        birth_date="2025-12-19",
+        weight_kg=1.0,
+        received="2026-01-01",
+        category="immune_mediated",
+        label="nephrotic syndrome",
+        immunoglobulin_doses=[
+            {"date": "2025-12-19", "g_per_kg": 0.1, "route": "iv"},
+            {"date": "2025-12-19", "g_per_kg": 0.1, "route": "iv"},
+            {"date": "2025-12-27", "g_per_kg": 1.0, "route": "iv"},
+        ],
+    )
+    sessions = sorted(
+        i.due for i in items_of(plan_for(referral, today=date(2026, 1, 1)), "ig_session")
+    )
+    assert sessions
+    assert sessions[0] >= date(2026, 1, 17)
