@@ -571,3 +571,20 @@ def test_the_next_replacement_session_counts_from_an_immunomodulatory_course() -
     )
     assert sessions
     assert sessions[0] >= date(2026, 1, 17)
+
+
+def test_a_live_dose_held_by_plasma_says_why_with_the_dose() -> None:
+    """§4.7 (ACIP antibody-live vaccine table: plasma 7 months): a child graded none whose
+    MMR dose 2 waits for plasma given 3 months ago is told so, not "immunosuppression"."""
+    plasma = ago(months=3)
+    plan = plan_for(
+        make_referral(
+            birth_date=born(years=6, months=6),
+            weight_kg=20,
+            vaccinations=[vaccination("MMR", born(years=5, months=6))],
+            blood_products=[{"date": plasma, "product": "plasma"}],
+        )
+    )
+    text = decisions_text(plan, "vaccination")
+    assert f"plasma on {plasma}: 7 months before MMR or varicella" in text
+    assert "not before " in text
