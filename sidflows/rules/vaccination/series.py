@@ -93,7 +93,7 @@ def schedule_series(
     min_age = schedule.cdsi.min_age_date(series.vaccine)
     varicella: list[str] = []
     minimum: list[str] = []  # ACIP's minimum intervals that moved a dose
-    waited: tuple[date, list[Block]] | None = None  # the first live dose held to a later day
+    waited: tuple[date, list[Block]] | None = None  # the first dose held to a later day
     for number in range(series.number_from + done, series.number_from + series.doses):
         earliest = series.earliest
         if prev is not None:
@@ -122,8 +122,8 @@ def schedule_series(
         dated = tuple(b for b in series.blocks if not b.awaits_result)
         awaiting = len(dated) < len(series.blocks)
         free = first_free_day(dated, earliest)
-        if not scheduled and live and free is not None and free > earliest:
-            # What keeps the first live dose from its earliest day: said with the dose.
+        if not scheduled and free is not None and free > earliest:
+            # What keeps the first dose from its earliest day: said with the dose.
             waited = (free, holding(dated, earliest, free))
         due = None
         while free is not None:
