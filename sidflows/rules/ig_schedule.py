@@ -46,8 +46,7 @@ def ig_schedule(
     # Counted from the newest IG dose of any kind: an immunomodulatory course after the
     # last replacement dose (§3.1) raises the IgG more, and is not followed sooner.
     newest = max((d.date for d in ctx.referral.immunoglobulin_doses), default=None)
-    since = max(last.date, newest or last.date) if last is not None else None
-    nominal = max(start, since + interval) if continuing and since is not None else start
+    nominal = max(start, newest + interval) if continuing and newest is not None else start
     new_to_home = ig.route == "sc" and not (continuing and last is not None and last.route == "sc")
     supervised_left = dosing.supervised_sessions if new_to_home else 0
     first_ever = not continuing

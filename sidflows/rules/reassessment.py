@@ -314,10 +314,8 @@ def _recovery(
     b = b_cells_recovered(facts, protocol)
     words, paths = recovery_limit(facts, protocol)
     depletion = facts.b_cell_depletion
-    count_above = facts.latest_cd19 is not None and (
-        (judged := cd19_recovered(facts.latest_cd19, facts.age_months, protocol)) is not None
-        and judged[0]
-    )
+    judged = cd19_recovered(facts.latest_cd19, facts.age_months, protocol)
+    count_above = judged is not None and judged[0]
     if b is None:
         missing.append("a fresh CD19 count")
     elif facts.cd19_predates is not None:

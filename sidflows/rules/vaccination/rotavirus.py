@@ -149,10 +149,9 @@ def _rotavirus(schedule: Schedule, grading: Grading, in_utero: InUtero | None) -
             )
         )
         return
-    # A live-vaccine block of immunosuppression that outlasts the window (6 months after
-    # chemotherapy in a 4-month-old): the series cannot be completed, graded low or not graded.
-    # A dated wait (after chemotherapy, anti-CD20, a transplant) is a contraindication to
-    # every live vaccine; an ongoing low-level treatment stays ACIP's precaution, below.
+    # A dated live-vaccine wait (after chemotherapy, anti-CD20, a transplant) that outlasts
+    # the window (6 months after chemotherapy in a 4-month-old): the series cannot be
+    # completed. An ongoing low-level treatment stays ACIP's precaution, below.
     blocking = [
         b for b in immunosuppression_blocks(schedule) if b.until is not None and b.until > last_by
     ]
