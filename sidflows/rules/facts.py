@@ -144,7 +144,12 @@ class Facts:
     active: tuple[TreatmentEntry, ...]
     planned: tuple[TreatmentEntry, ...]
     chemotherapy_end: date | None
+    """The end of the chemotherapy the post-chemotherapy rules count from (§4.2, §6.2):
+    not chemotherapy that ended by the day of an HSCT (``before_hsct_chemotherapy``)."""
     chemotherapy_ongoing: bool
+    before_hsct_chemotherapy: tuple[TreatmentEntry, ...]
+    """Chemotherapy that ended by the day of the HSCT (its conditioning): the transplant's
+    rules stand for it."""
     anti_cd20_last: date | None
     anti_cd20_ongoing: bool
     had_anti_cd20: bool
@@ -319,7 +324,14 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         (t, chemotherapy_reading(t, protocol, oncology=oncology)) for t in referral.treatments
     ]
     chemo_all = tuple(t for t, why in readings if why is not None)
-    chemo = [t for t in chemo_all if t.start <= today]
+    # Chemotherapy that ended by the day of an HSCT (its conditioning, or treatment before
+    # it) is superseded by the transplant: the revaccination and reassessment after HSCT
+    # (§4.6, §6.3) count from the transplant, not from the end of that chemotherapy.
+    hsct_day = referral.hsct.date if referral.hsct is not None else None
+    conditioning = tuple(
+        t for t in chemo_all if hsct_day is not None and t.end is not None and t.end <= hsct_day
+    )
+    chemo = [t for t in chemo_all if t.start <= today and t not in conditioning]
     chemo_ongoing = any(t.end is None or t.end >= today for t in chemo)
     chemo_end = None if chemo_ongoing or not chemo else max(t.end for t in chemo if t.end)
     # Any anti-CD20, alone or in a regimen, whatever the referral's class (§2.7).
@@ -375,6 +387,7 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         planned=planned,
         chemotherapy_end=chemo_end,
         chemotherapy_ongoing=chemo_ongoing,
+        before_hsct_chemotherapy=conditioning,
         anti_cd20_last=cd20_last,
         anti_cd20_ongoing=cd20_ongoing,
         had_anti_cd20=bool(anti_cd20),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sidflows.calendar import add_months
 from sidflows.referral import TreatmentEntry
 from sidflows.rules.context import PlanContext
-from sidflows.rules.drugs import classes_of
+from sidflows.rules.drugs import classes_of, counts_as_immunosuppressive
 from sidflows.rules.model import Decision
 
 
@@ -124,10 +124,49 @@ def antiviral_scope_decision(ctx: PlanContext) -> Decision | None:
     )
 
 
+def antifungal_gvhd_decision(ctx: PlanContext) -> Decision | None:
+    """§5.10: GVHD after an allogeneic HSCT, treated with systemic immunosuppression, calls
+    for mould-active antifungal prophylaxis (Lehrnbecher, J Clin Oncol 2020;38:3205); the
+    plan says it is the transplant team's. None otherwise."""
+    hsct = ctx.referral.hsct
+    if (
+        not ctx.protocol.prophylaxis.outside_scope.antifungal_in_gvhd
+        or hsct is None
+        or hsct.type != "allogeneic"
+        or not hsct.active_gvhd
+    ):
+        return None
+    treated = [
+        t.drug
+        for t in ctx.referral.treatments
+        if t.active_on(ctx.today) and counts_as_immunosuppressive(t, ctx.protocol)
+    ]
+    on = (
+        f"treated with {', '.join(dict.fromkeys(treated))}"
+        if treated
+        else "no systemic immunosuppression in the record: the clinician checks how it is treated"
+    )
+    return Decision(
+        "prophylaxis",
+        "mould-active antifungal prophylaxis per the transplant protocol: not covered by this plan",
+        f"active GVHD after the allogeneic HSCT on {hsct.date} ({on}): systemic, "
+        "mould-active antifungal prophylaxis (a mould-active azole such as posaconazole) is "
+        "recommended while GVHD is treated with systemic immunosuppression; it belongs to "
+        "the transplant team's protocol, which this plan does not replace: clinician to "
+        "confirm it is prescribed",
+        ctx.cite("prophylaxis.outside_scope.antifungal_in_gvhd"),
+    )
+
+
 def _classes(ctx: PlanContext, t: TreatmentEntry) -> frozenset[str]:
     return classes_of(t, ctx.protocol)
 
 
 def scope_decisions(ctx: PlanContext) -> list[Decision]:
     """Every prophylaxis of §5.10 the plan does not cover, said so."""
-    return [d for d in (outside_scope_decision(ctx), antiviral_scope_decision(ctx)) if d]
+    found = (
+        outside_scope_decision(ctx),
+        antiviral_scope_decision(ctx),
+        antifungal_gvhd_decision(ctx),
+    )
+    return [d for d in found if d]

@@ -328,6 +328,23 @@ def b_cell_depletion_blocks(ctx: PlanContext) -> list[Block]:
     return [Block(text, source, depletion.until)]
 
 
+def intensive_chemotherapy(ctx: PlanContext, t: TreatmentEntry) -> bool:
+    """Is this an intensive phase of chemotherapy (induction, consolidation: the protocol's
+    words), during which no influenza vaccine is given (IDSA 2013, §4.5)?"""
+    words = ctx.protocol.vaccination.intensive_chemotherapy_words
+    return ctx.facts.is_chemotherapy(t) and name_matches(t.drug, words)
+
+
+def undated_intensive_chemotherapy(ctx: PlanContext) -> list[TreatmentEntry]:
+    """The intensive phases of chemotherapy begun by the plan's day with no end date: they
+    hold influenza vaccine with no day it can be planned (§4.5)."""
+    return [
+        t
+        for t in ctx.referral.treatments
+        if t.end is None and t.start <= ctx.today and intensive_chemotherapy(ctx, t)
+    ]
+
+
 def influenza_blocks(ctx: PlanContext) -> list[Block]:
     """Inactivated influenza: from 6 months, not during intensive chemotherapy, nor during
     anti-B-cell antibodies where the protocol says so (IDSA 2013; default on schedule,
@@ -360,7 +377,7 @@ def influenza_blocks(ctx: PlanContext) -> list[Block]:
                     t.start,
                 )
             )
-        if ctx.facts.is_chemotherapy(t) and name_matches(t.drug, v.intensive_chemotherapy_words):
+        if intensive_chemotherapy(ctx, t):
             until = None if t.end is None else t.end + timedelta(days=1)
             blocks.append(
                 Block(

@@ -6,9 +6,10 @@ from datetime import date, timedelta
 
 from sidflows.calendar import add_months, add_years
 from sidflows.protocol import Protocol
+from sidflows.referral import TreatmentEntry
 from sidflows.rules.drugs import is_anti_cd20
 from sidflows.rules.model import Block, Decision, VaccineDose
-from sidflows.rules.vaccination.blocks import influenza_blocks
+from sidflows.rules.vaccination.blocks import influenza_blocks, undated_intensive_chemotherapy
 from sidflows.rules.vaccination.series import Schedule, Series, schedule_series
 
 ACIP_FLU = (
@@ -46,6 +47,7 @@ def plan_influenza(schedule: Schedule) -> None:
     # Two doses in the first season after HSCT (none given since the transplant).
     hsct_first = referral.hsct is not None and not counted
     birth = referral.patient.birth_date
+    undated = undated_intensive_chemotherapy(ctx)
     for year in range(start.year - 1, horizon_end.year + 1):
         begin, end = season_bounds(year, protocol)
         if end < start or begin > horizon_end:
@@ -68,6 +70,9 @@ def plan_influenza(schedule: Schedule) -> None:
         )
         if acip:
             source = f"{source}; {ACIP_FLU}"
+        if undated:
+            _held_by_intensive_phase(schedule, undated, begin, end, why, source)
+            return
         if hsct_first:
             hsct_doses = protocol.vaccination.hsct.influenza_first_season_doses
             if hsct_doses > doses:
@@ -113,6 +118,33 @@ def plan_influenza(schedule: Schedule) -> None:
                 earliest=item.earliest,
                 latest=min(item.latest, end) if item.latest else end,
             )
+
+
+def _held_by_intensive_phase(
+    schedule: Schedule,
+    phases: list[TreatmentEntry],
+    begin: date,
+    end: date,
+    doses: str,
+    source: str,
+) -> None:
+    """An intensive phase with no end date holds influenza vaccine with no day to plan it
+    (§4.5): one decision, naming the phase and what lifts the hold, in place of a season
+    after season of "no dose possible"."""
+    named = "; ".join(f"{t.drug} (since {t.start}, no end date)" for t in phases)
+    schedule.plan.decisions.append(
+        Decision(
+            "vaccination",
+            "IIV: held while the intensive phase of chemotherapy continues (no end date recorded)",
+            f"{named}: no influenza vaccine during intensive chemotherapy (induction, "
+            "consolidation); it is given once the intensive phase ends (maintenance does not "
+            f"hold it). Season {begin.year}-{end.year}, to {end}: {doses}. The record gives "
+            "no end date, so no dose is planned: ask the oncology team when the phase ends "
+            "and record it (a treatment change re-plans, and the season's doses follow); the "
+            "household is vaccinated meanwhile",
+            f"{schedule.ctx.cite('vaccination.intensive_chemotherapy_words')}; {source}",
+        )
+    )
 
 
 ACR_FLU = (

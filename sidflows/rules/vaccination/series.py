@@ -25,6 +25,43 @@ ACIP_MIN_INTERVAL_SRC = (
 ACIP_MIN_INTERVALS: dict[str, dict[int, tuple[tuple[int, int], ...]]] = {
     "HepB": {3: ((2, 56), (1, 112))},
 }
+# ACIP's catch-up schedule (table 2): the final dose of a 3-dose series at an older age
+# waits 6 months after the previous one. Vaccine -> (the dose's position, the age in years
+# from which it applies, whether only when the series began at 12 months or later, why).
+ACIP_FINAL_DOSE_SRC = (
+    "ACIP catch-up immunization schedule (table 2: IPV dose 3 >= 6 months after dose 2 from "
+    "4 years, as the final dose; DTaP/Tdap/Td dose 3 >= 6 months after dose 2 from 7 years "
+    "when the first dose was given at 12 months or later)"
+)
+ACIP_FINAL_DOSE_MONTHS = 6
+ACIP_FINAL_DOSE: dict[str, tuple[int, int, bool, str]] = {
+    "IPV": (3, 4, False, "from 4 years"),
+    "DTaP": (3, 7, True, "from 7 years, the series begun at 12 months or later"),
+    "Tdap": (3, 7, True, "from 7 years, the series begun at 12 months or later"),
+    "Td": (3, 7, True, "from 7 years, the series begun at 12 months or later"),
+}
+
+
+def acip_final_dose_floor(
+    vaccine: str, position: int, dates: list[date], birth: date, earliest: date
+) -> tuple[date, str] | None:
+    """The day ACIP's catch-up schedule holds a final dose to (6 months after the previous
+    one), and why; None where it does not apply (``dates``: the series' earlier doses)."""
+    rule = ACIP_FINAL_DOSE.get(vaccine)
+    if rule is None or len(dates) < position - 1 or position < 2:
+        return None
+    at, from_years, begun_late, why = rule
+    if position != at or earliest < add_years(birth, from_years):
+        return None
+    if begun_late and dates[0] < add_years(birth, 1):
+        return None
+    floor = add_months(dates[position - 2], ACIP_FINAL_DOSE_MONTHS)
+    if floor <= earliest:
+        return None
+    return floor, (
+        f"dose {position} no earlier than {ACIP_FINAL_DOSE_MONTHS} months after dose "
+        f"{position - 1} (the final dose, {why})"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +130,7 @@ def schedule_series(
     min_age = schedule.cdsi.min_age_date(series.vaccine)
     varicella: list[str] = []
     minimum: list[str] = []  # ACIP's minimum intervals that moved a dose
+    final_dose: list[str] = []  # ACIP's catch-up interval before a final dose that moved it
     waited: tuple[date, list[Block]] | None = None  # the first dose held to a later day
     for number in range(series.number_from + done, series.number_from + series.doses):
         earliest = series.earliest
@@ -112,6 +150,12 @@ def schedule_series(
                     earliest = floor
                     moved = f"dose {position} no earlier than {days // 7} weeks after dose {before}"
                     minimum.append(moved)
+        final = acip_final_dose_floor(
+            series.vaccine, position, dates, schedule.ctx.referral.patient.birth_date, earliest
+        )
+        if final is not None:
+            earliest = final[0]
+            final_dose.append(final[1])
         if not scheduled:
             notes = cdsi_notes(schedule, series, earliest)
             bound = None if series.protocol_dates else schedule.cdsi.earliest(series.vaccine)
@@ -198,6 +242,9 @@ def schedule_series(
         if minimum:
             parts.append(f"{series.vaccine} {', '.join(minimum)} (ACIP's minimum intervals)")
             sources.append(ACIP_MIN_INTERVAL_SRC)
+        if final_dose:
+            parts.append(f"{series.vaccine} {', '.join(final_dose)} (ACIP's catch-up schedule)")
+            sources.append(ACIP_FINAL_DOSE_SRC)
         if held and not scheduled and not live:
             parts.append("held back by: " + "; ".join(f"{b.reason} ({b.source})" for b in held))
             sources += [b.source for b in held]
