@@ -117,6 +117,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
         rationale: str,
         source: str,
         sessions_until: date | None = None,
+        asks: tuple[tuple[str, ...], str] | None = None,
     ) -> IgDecision:
         decisions = [Decision("immunoglobulin", decision, rationale, source)]
         decisions += _immunomodulatory_notes(ctx)
@@ -201,6 +202,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
             loading,
             interval,
             sessions_until,
+            asks,
         )
 
     if on_ig:
@@ -313,6 +315,11 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
                 "immunoglobulin.protein_losing_groups",
                 "immunoglobulin.start_below_g_l_with_infections",
             ),
+            asks=(
+                ("urine protein:creatinine ratio", "albumin", _pneumococcal_titres(protocol)),
+                "the IG decision asks for them: the urinary loss of IgG, and the baseline of a "
+                "specific antibody response",
+            ),
         )
     if igg < ig.start_below_g_l_with_infections and severe_or_recurrent:
         return outcome(
@@ -350,6 +357,12 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
                     else f"; the pneumococcal response rose {fold:g}-fold"
                 )
         why += ": recheck at reassessment"
+        asks = None
+        if severe_or_recurrent and facts.recurrent_infections and fold is None:
+            asks = (
+                (_pneumococcal_titres(protocol),),
+                "the IG decision asks for a specific antibody response: its baseline",
+            )
         return outcome(
             "not_indicated",
             "IG replacement not indicated",
@@ -360,6 +373,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
                 if facts.recurrent_infections
                 else ""
             ),
+            asks=asks,
         )
     return outcome(
         "not_indicated",
@@ -368,6 +382,11 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
         f"{facts.igg_lower_limit_source}); {infections}",
         ctx.cite("igg_lower_limit", "immunoglobulin.start_below_g_l_with_infections"),
     )
+
+
+def _pneumococcal_titres(protocol: Protocol) -> str:
+    """The laboratory's name for pneumococcal serotype titres (§6.3)."""
+    return protocol.reassessment.titre_panel_words.get("PCV", "pneumococcal serotype titres")
 
 
 def _target_path(ctx: PlanContext) -> str:

@@ -157,6 +157,9 @@ class IgDecision:
     interval_days: int | None = None
     # A trial off outside the season: sessions go on until this day (§3.7).
     sessions_until: date | None = None
+    # Labs the decision asks for before replacement is decided (§3.4, §3.11): (panel, why),
+    # booked at the first reassessment.
+    asks: tuple[tuple[str, ...], str] | None = None
 
     @property
     def gives_ig(self) -> bool:

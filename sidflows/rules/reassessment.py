@@ -136,6 +136,18 @@ def _wanted(
                 UNIT,
             )
         )
+    if ig.asks is not None:
+        panel, why = ig.asks
+        wanted.append(
+            (
+                start,
+                panel,
+                f"{why} (the response is the rise after a pneumococcal polysaccharide "
+                f"vaccine dose, below {protocol.immunoglobulin.antibody_failure_fold_rise:g}-"
+                "fold a failure: titres again after that dose)",
+                ctx.cite("immunoglobulin.antibody_failure_fold_rise"),
+            )
+        )
     weeks = protocol.vaccination.hsct.titres_after_series_weeks
     for last_dose, panel_word in titres:
         when = last_dose + timedelta(weeks=weeks)

@@ -215,3 +215,70 @@ def test_the_final_dose_of_a_revaccination_series_keeps_acip_s_catch_up_interval
     else:
         assert third < six_months, (case, days)
     assert first > TODAY
+
+
+def reassessment_panels(plan: Plan) -> list[tuple[date, tuple[str, ...], str]]:
+    return [
+        (i.due, tuple(getattr(i, "panel", ())), getattr(i, "reason", ""))
+        for i in items_of(plan, "reassessment")
+    ]
+
+
+def test_the_nephrotic_plan_books_the_tests_its_ig_decision_asks_for() -> None:
+    """§3.1 (AAAAI work group 2022: losses excluded, a specific antibody response measured
+    before replacement in a protein-losing state): the first reassessment carries
+    proteinuria, albumin and the pneumococcal titres the decision names."""
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=5, months=5),
+            weight_kg=18,
+            label="steroid-dependent nephrotic syndrome",
+            treatments=[treatment("tacrolimus", "calcineurin_inhibitor", ago(months=9))],
+            labs=[lab(ago(days=10), igg_g_l=3.2, cd19_per_ul=500, cd4_per_ul=900)],
+            infections=[
+                {"date": ago(months=10), "kind": "pneumococcal peritonitis", "serious": True}
+            ],
+        )
+    )
+    assert "protein-losing" in decisions_text(plan, "immunoglobulin")
+    first = reassessment_panels(plan)[0]
+    assert {"urine protein:creatinine ratio", "albumin", "pneumococcal serotype titres"} <= set(
+        first[1]
+    ), first
+    assert "the IG decision asks for them" in first[2]
+
+
+def test_a_response_the_ig_decision_would_decide_on_is_booked() -> None:
+    """§3.1 (EMA core SmPC: a rise below 2-fold is a specific antibody failure): IgG low
+    with recurrent infections and no response measured: pneumococcal titres are booked."""
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            labs=[lab(ago(days=10), igg_g_l=4.3, cd19_per_ul=300)],
+            treatments=[treatment("mycophenolate", "antimetabolite", ago(months=8))],
+            infections=[
+                {"date": ago(months=m), "kind": "otitis media", "serious": False}
+                for m in (1, 3, 5, 7)
+            ],
+        )
+    )
+    assert "no specific antibody response measured" in decisions_text(plan, "immunoglobulin")
+    panels = reassessment_panels(plan)
+    assert any("pneumococcal serotype titres" in p for _, p, _ in panels), panels
+
+
+def test_no_titres_are_booked_when_the_response_is_known() -> None:
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            labs=[lab(ago(days=10), igg_g_l=4.3, cd19_per_ul=300, pneumococcal_fold_rise=4.0)],
+            treatments=[treatment("mycophenolate", "antimetabolite", ago(months=8))],
+            infections=[
+                {"date": ago(months=m), "kind": "otitis media", "serious": False}
+                for m in (1, 3, 5, 7)
+            ],
+        )
+    )
+    panels = reassessment_panels(plan)
+    assert not any("pneumococcal serotype titres" in p for _, p, _ in panels), panels
