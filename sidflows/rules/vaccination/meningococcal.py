@@ -103,6 +103,7 @@ def plan_meningococcal(schedule: Schedule) -> None:
             )
         )
     elif ctx.facts.age_months >= m.menacwy_min_age_months:
+        before_7 = (m.menacwy_booster_before_7_years, add_years(ctx.referral.patient.birth_date, 7))
         given = given_doses(schedule, "MenACWY", since, protocol_dates=True)
         done = _series_and_booster(
             schedule,
@@ -121,14 +122,14 @@ def plan_meningococcal(schedule: Schedule) -> None:
             later_booster_years=m.menacwy_booster_years,
             first_doses=first_doses,
             rule=rule,
-            early=(m.menacwy_booster_before_7_years, add_years(ctx.referral.patient.birth_date, 7)),
+            early=before_7,
         )
         if done is not None:
             last = done[0]
-            first = done[1] == m.menacwy_doses and last < add_years(
-                ctx.referral.patient.birth_date, 7
+            years = first_booster_years(
+                before_7, m.menacwy_booster_years, last, done[1] == m.menacwy_doses
             )
-            years = m.menacwy_booster_before_7_years if first else m.menacwy_booster_years
+            first = years != m.menacwy_booster_years
             decisions.append(
                 Decision(
                     "vaccination",
@@ -268,6 +269,17 @@ def plan_meningococcal(schedule: Schedule) -> None:
     )
 
 
+def first_booster_years(
+    early: tuple[int, date] | None, booster_years: int, last: date, complete: bool
+) -> int:
+    """The years from a primary series to its first booster: ``early`` (years, a day) when
+    the series was ``complete`` before that day (MenACWY: 3 years under 7, ACIP 2020),
+    otherwise ``booster_years``."""
+    if early is not None and complete and last < early[1]:
+        return early[0]
+    return booster_years
+
+
 def _series_and_booster(
     schedule: Schedule,
     vaccine: str,
@@ -315,8 +327,7 @@ def _series_and_booster(
             return None
         return (planned[-1].due if planned else max(given)), len(given) + len(planned)
     last = max(given)
-    if early is not None and len(given) == doses and last < early[1]:
-        booster_years = early[0]
+    booster_years = first_booster_years(early, booster_years, last, len(given) == doses)
     booster = add_years(last, booster_years if len(given) == doses else later_booster_years)
     if booster > ctx.horizon_end:
         return last, len(given)
