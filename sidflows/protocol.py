@@ -503,8 +503,14 @@ class Reassessment(_Section):
     default_every_months: Annotated[int, Field(ge=1)]
     default_panel: tuple[str, ...]
     titre_panel_words: dict[str, str]
+
     # A result older than this is stale: flagged, repeated, never used silently (§6.6).
     result_valid_months: Annotated[int, Field(ge=1, le=24)] = 3
+
+    @property
+    def pneumococcal_titres(self) -> str:
+        """The laboratory's name for pneumococcal serotype titres (§6.3)."""
+        return self.titre_panel_words.get("PCV", "pneumococcal serotype titres")
 
 
 class Review(_Section):

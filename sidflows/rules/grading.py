@@ -32,6 +32,7 @@ IDSA = "IDSA 2013 (Rubin, CID 58:e44)"
 # Classes that go on with no planned end make the deficiency last as long as they do.
 _MAINTENANCE = frozenset(
     {
+        "anti_cd20",  # a maintenance regimen (ocrelizumab every 6 months) when it has no end
         "corticosteroid",
         "antimetabolite",
         "anti_tnf",

@@ -285,6 +285,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
     if facts.after_car_t:
         return _car_t_indication(ctx, igg, severe_or_recurrent, infections, outcome)
     fold = facts.latest_fold_rise.pneumococcal_fold_rise if facts.latest_fold_rise else None
+    titres = protocol.reassessment.pneumococcal_titres
     if igg < ig.start_below_g_l_any:
         return outcome(
             "start",
@@ -316,7 +317,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
                 "immunoglobulin.start_below_g_l_with_infections",
             ),
             asks=(
-                ("urine protein:creatinine ratio", "albumin", _pneumococcal_titres(protocol)),
+                ("urine protein:creatinine ratio", "albumin", titres),
                 "the IG decision asks for them: the urinary loss of IgG, and the baseline of a "
                 "specific antibody response",
             ),
@@ -357,12 +358,8 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
                     else f"; the pneumococcal response rose {fold:g}-fold"
                 )
         why += ": recheck at reassessment"
-        asks = None
-        if severe_or_recurrent and facts.recurrent_infections and fold is None:
-            asks = (
-                (_pneumococcal_titres(protocol),),
-                "the IG decision asks for a specific antibody response: its baseline",
-            )
+        response = "the IG decision asks for a specific antibody response: its baseline"
+        unmeasured = severe_or_recurrent and facts.recurrent_infections and fold is None
         return outcome(
             "not_indicated",
             "IG replacement not indicated",
@@ -373,7 +370,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
                 if facts.recurrent_infections
                 else ""
             ),
-            asks=asks,
+            asks=((titres,), response) if unmeasured else None,
         )
     return outcome(
         "not_indicated",
@@ -382,11 +379,6 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
         f"{facts.igg_lower_limit_source}); {infections}",
         ctx.cite("igg_lower_limit", "immunoglobulin.start_below_g_l_with_infections"),
     )
-
-
-def _pneumococcal_titres(protocol: Protocol) -> str:
-    """The laboratory's name for pneumococcal serotype titres (§6.3)."""
-    return protocol.reassessment.titre_panel_words.get("PCV", "pneumococcal serotype titres")
 
 
 def _target_path(ctx: PlanContext) -> str:
