@@ -282,3 +282,54 @@ def test_no_titres_are_booked_when_the_response_is_known() -> None:
     )
     panels = reassessment_panels(plan)
     assert not any("pneumococcal serotype titres" in p for _, p, _ in panels), panels
+
+
+def on_ocrelizumab(cd19: float, end: str | None = None) -> Plan:
+    """A 15-year-old with multiple sclerosis on ocrelizumab every 6 months since 18 months
+    ago, the regimen referred as one entry (no infusion dates)."""
+    return plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=15),
+            weight_kg=55,
+            label="relapsing multiple sclerosis",
+            treatments=[
+                treatment("ocrelizumab 600 mg every 6 months", "anti_cd20", ago(months=18), end)
+            ],
+            labs=[lab(ago(days=10), igg_g_l=7.5, cd19_per_ul=cd19, cd4_per_ul=800)],
+        )
+    )
+
+
+def test_an_anti_cd20_regimen_with_no_end_is_not_transient() -> None:
+    """§2.14: a cause that goes on with no planned end is not time-limited."""
+    plan = on_ocrelizumab(60)
+    assert plan.grading.transient is False
+    assert any("not transient while ocrelizumab" in r for r in plan.grading.reasons)
+
+
+@pytest.mark.parametrize(
+    ("case", "cd19", "says"),
+    [
+        ("§4.3 B cells present: the clinician may vaccinate now", 60, "B cells present"),
+        ("§4.3 B cells depleted: no response expected", 2, "B cells depleted"),
+    ],
+)
+def test_an_anti_cd20_regimen_with_no_dates_says_how_to_vaccinate(
+    case: str, cd19: float, says: str
+) -> None:
+    """§4.3 (ACR 2022; rituximab label): inactivated vaccines >= 6 months after the last
+    dose and >= 28 days before the next; without the doses' dates the plan says so once,
+    with the B cells now, instead of only "no dose possible"."""
+    plan = on_ocrelizumab(cd19)
+    found = [d for d in plan.decisions if "anti-CD20 regimen with no end date" in d.decision]
+    assert len(found) == 1, case
+    assert says in found[0].rationale
+    assert ">= 6 months after the last dose and >= 28 days before the next" in found[0].rationale
+    assert "ACR 2022" in found[0].source
+
+
+def test_a_dated_anti_cd20_course_needs_no_such_statement() -> None:
+    plan = on_ocrelizumab(60, end=ago(months=12))
+    assert not any("anti-CD20 regimen" in d.decision for d in plan.decisions)
+    assert plan.grading.transient is True

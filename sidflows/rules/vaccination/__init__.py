@@ -37,7 +37,7 @@ from sidflows.rules.vaccination.conditions import (
     chemotherapy_without_wait,
 )
 from sidflows.rules.vaccination.hsct import revaccinate_after_hsct
-from sidflows.rules.vaccination.immune_mediated import reinforce_immune_mediated
+from sidflows.rules.vaccination.immune_mediated import anti_cd20_regimen, reinforce_immune_mediated
 from sidflows.rules.vaccination.influenza import plan_influenza
 from sidflows.rules.vaccination.meningococcal import plan_meningococcal
 from sidflows.rules.vaccination.risk import risk_conditions
@@ -106,6 +106,7 @@ def plan_vaccination(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> V
     else:
         plan.decisions.extend(chemotherapy_without_wait(ctx))
         reinforce_immune_mediated(schedule)
+        anti_cd20_regimen(schedule)
     plan_hpv(schedule)
     plan_influenza(schedule)
     plan_meningococcal(schedule)

@@ -9,13 +9,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sidflows.calendar import add_years
+from sidflows.rules.bcells import cd19_recovered
+from sidflows.rules.drugs import is_anti_cd20
+from sidflows.rules.immunoglobulin import recovery_limit
 from sidflows.rules.model import Decision, VaccineDose
 from sidflows.rules.vaccination.blocks import inactivated_blocks
 from sidflows.rules.vaccination.chemotherapy import complete_the_series
 from sidflows.rules.vaccination.pneumococcal import pcv_needed
 from sidflows.rules.vaccination.risk import ACIP_RISK
 from sidflows.rules.vaccination.series import Schedule, Series, given_doses, schedule_series
-from sidflows.rules.vaccination.sources import IDSA
+from sidflows.rules.vaccination.sources import CD20_SRC, IDSA
 
 
 def reinforce_immune_mediated(schedule: Schedule) -> None:
@@ -152,3 +155,47 @@ def _complete_live(schedule: Schedule) -> None:
                 number_from=len(given) + 1,
             ),
         )
+
+
+WINDOW = ("vaccination.after_anti_cd20_months", "vaccination.before_next_anti_cd20_days")
+
+
+def anti_cd20_regimen(schedule: Schedule) -> None:
+    """An anti-CD20 regimen with no end date (ocrelizumab every 6 months): the inactivated
+    vaccines wait for the window between doses (§4.3), which the record cannot give without
+    the dates of the doses. Said once, with the B cells now and what lets the plan
+    schedule them."""
+    ctx = schedule.ctx
+    protocol, facts, v = ctx.protocol, ctx.facts, ctx.protocol.vaccination
+    regimens = [
+        t
+        for t in ctx.referral.treatments
+        if t.end is None and t.start <= ctx.today and is_anti_cd20(t, protocol)
+    ]
+    if not regimens:
+        return
+    named = "; ".join(f"{t.drug} (since {t.start}, no end date)" for t in regimens)
+    judged = cd19_recovered(facts.latest_cd19, facts.age_months, protocol)
+    shown = recovery_limit(facts, protocol)[0]
+    if judged is None:
+        b_cells = f"{shown}: whether B cells are present is not known (a CD19 tells)"
+    elif judged[0]:
+        b_cells = (
+            f"{shown}: B cells present, so a response is likely now: the clinician may give "
+            f"them now where the next dose is >= {v.before_next_anti_cd20_days} days away"
+        )
+    else:
+        b_cells = f"{shown}: B cells depleted, no response expected until they recover"
+    schedule.plan.decisions.append(
+        Decision(
+            "vaccination",
+            "inactivated vaccines on an anti-CD20 regimen with no end date: record its doses",
+            f"{named}: the inactivated vaccines wait for the window >= "
+            f"{v.after_anti_cd20_months} months after the last dose and >= "
+            f"{v.before_next_anti_cd20_days} days before the next, which the record cannot "
+            f"give; {b_cells}. Record each dose (a treatment entry with its dates) and the "
+            "next planned one, or an end date, and the plan schedules them (a treatment "
+            "change re-plans); influenza is given on schedule (§4.5)",
+            f"{ctx.cite(*WINDOW)}; {CD20_SRC}",
+        )
+    )
