@@ -77,7 +77,19 @@ class Zombie:
         assert done.returncode == 0, done.stderr
         wait_for("the pathway waiting", lambda: self.unit.paused(self.ref), 120, 0.5)
         assert self.unit.cli("approve", self.ref, "--by", "Dr Test").returncode == 0
-        wait_for("the plan active", lambda: bool(self.item_runs()), 120, 0.5)
+        # Every item run made, not only the first: a serve killed while the activation
+        # still creates them would leave one for the sweep to make (a second "created").
+        wait_for("the activation completed", self.activated, 120, 0.5)
+        assert self.item_runs(), "the activation made the item runs"
+
+    def activated(self) -> bool:
+        """The run that activates the approved plan (the resumed pathway, or an activate
+        run) has completed."""
+        runs = [
+            *self.unit.runs(f"ref:{self.ref}", "step:pathway"),
+            *self.unit.runs(f"ref:{self.ref}", "step:activate"),
+        ]
+        return any(r["state"]["type"] == "COMPLETED" for r in runs)
 
     def item_runs(self, *states: str) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"tags": {"all_": [f"ref:{self.ref}", "step:item"]}}
