@@ -138,19 +138,35 @@ def methotrexate_daily(ctx: PlanContext) -> list[Decision]:
     found: list[Decision] = []
     for t in facts.active:
         if (
-            t.drug_class != "antimetabolite"
-            or facts.is_chemotherapy(t)
-            or t.dose_mg_per_kg_week is not None
+            t.dose_mg_per_kg_week is not None
             or (t.dose_mg_per_kg_day is None and t.dose_mg_day is None)
             or not drug_is(t, g.methotrexate_names, protocol)
         ):
             continue
-        per_week, conversion = dose_per_kg_week(t, facts.weight_kg)
         given = (
             f"{t.dose_mg_per_kg_day:g} mg/kg/day"
             if t.dose_mg_per_kg_day is not None
             else f"{t.dose_mg_day:g} mg/day"
         )
+        if facts.is_chemotherapy(t) or t.drug_class != "antimetabolite":
+            # Graded as chemotherapy (or by its class) whatever the dose: the prescribing
+            # check stands all the same (ALL maintenance is oral methotrexate once a week).
+            found.append(
+                Decision(
+                    "grading",
+                    f"methotrexate written as a daily dose: {t.drug} {given}: confirm the "
+                    "weekly dose",
+                    f"oral methotrexate (in ALL maintenance too) is given once a week, and a "
+                    f"daily methotrexate is a known fatal prescribing error; the record gives "
+                    f"{given}: confirm the schedule and record the weekly dose "
+                    "(dose_mg_per_kg_week; an entry naming methotrexate with another drug "
+                    "gives each drug's dose in its own entry); the grading does not depend on "
+                    "it (chemotherapy, or the entry's class)",
+                    ctx.cite("grading.methotrexate_names"),
+                )
+            )
+            continue
+        per_week, conversion = dose_per_kg_week(t, facts.weight_kg)
         found.append(
             Decision(
                 "grading",

@@ -333,3 +333,39 @@ def test_a_dated_anti_cd20_course_needs_no_such_statement() -> None:
     plan = on_ocrelizumab(60, end=ago(months=12))
     assert not any("anti-CD20 regimen" in d.decision for d in plan.decisions)
     assert plan.grading.transient is True
+
+
+@pytest.mark.parametrize(
+    ("case", "drug", "cls"),
+    [
+        (
+            "§2.1 ALL maintenance: methotrexate read as chemotherapy",
+            "methotrexate",
+            "antimetabolite",
+        ),
+        ("§2.1 methotrexate referred as chemotherapy", "methotrexate (oral)", "chemotherapy"),
+    ],
+)
+def test_a_daily_methotrexate_in_maintenance_is_flagged_whatever_its_grading(
+    case: str, drug: str, cls: str
+) -> None:
+    """§2.1 (a daily methotrexate is a known fatal prescribing error): in ALL maintenance
+    the drug is graded as chemotherapy, yet 16 mg a day is still asked about."""
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=6),
+            weight_kg=20,
+            category="oncology",
+            label="B-ALL",
+            treatments=[
+                treatment(drug, cls, ago(months=10), ahead(months=7), dose_mg_day=16),
+                treatment("mercaptopurine", "antimetabolite", ago(months=10), ahead(months=7)),
+            ],
+            labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
+        )
+    )
+    found = [d for d in plan.decisions if "methotrexate written as a daily dose" in d.decision]
+    assert len(found) == 1, (case, decisions_text(plan, "grading"))
+    assert "16 mg/day" in found[0].decision
+    assert plan.grading.level == "high"

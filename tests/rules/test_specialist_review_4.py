@@ -421,8 +421,9 @@ def test_methotrexate_daily_dose_is_a_decision(t: dict[str, Any], level: str, as
         assert any("x 7" in r for r in plan.grading.reasons)
 
 
-def test_methotrexate_in_all_maintenance_is_not_asked() -> None:
-    """§2.1 and §2.8: methotrexate read as chemotherapy is not graded by the weekly ceiling."""
+def test_methotrexate_in_all_maintenance_is_graded_as_chemotherapy_and_asked() -> None:
+    """§2.1 and §2.8: methotrexate read as chemotherapy is not graded by the weekly ceiling,
+    but a daily figure is still asked about (review 6: the prescribing check stands)."""
     plan = plan_for(
         make_referral(
             category="oncology",
@@ -432,4 +433,7 @@ def test_methotrexate_in_all_maintenance_is_not_asked() -> None:
             ],
         )
     )
-    assert "methotrexate written as a daily" not in decisions_text(plan)
+    asked = [d for d in plan.decisions if d.decision.startswith("methotrexate written as a daily")]
+    assert len(asked) == 1
+    assert "x 7" not in asked[0].rationale  # not graded by the weekly ceiling
+    assert not any("x 7" in r for r in plan.grading.reasons)
