@@ -71,10 +71,20 @@ def meningococcal_cover(
                 indication="meningococcus (Neisseria) on a complement inhibitor",
             )
         )
+    if first < start:
+        # Already on the inhibitor: the cover cannot wait for the plan's first booking day.
+        what += f": on it since {first}: confirm today that the cover is running"
+        urgent = (
+            f"the inhibitor started on {first}, before this plan's first booking day ({start}): "
+            "the cover must be running now: confirm today that it is, and if not start it "
+            "today; "
+        )
+    else:
+        urgent = ""
     decision = Decision(
         "prophylaxis",
         what,
-        f"{drugs}: complement blockade leaves a 1000-2000-fold risk of meningococcal "
+        f"{urgent}{drugs}: complement blockade leaves a 1000-2000-fold risk of meningococcal "
         "disease, which vaccination lowers but does not remove (ACIP; the labels' boxed "
         "warning and REMS); "
         f"from {start}, {until}; by age ({e.doses_per_day} times a day, BNF for Children); "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from math import ceil
 from typing import Literal
 
@@ -47,12 +47,13 @@ def ig_schedule(
     # last replacement dose (§3.1) raises the IgG more, and is not followed sooner.
     newest = max((d.date for d in ctx.referral.immunoglobulin_doses), default=None)
     nominal = max(start, newest + interval) if continuing and newest is not None else start
+    overdue = _overdue(ctx, ig, newest, interval) if continuing else []
     new_to_home = ig.route == "sc" and not (continuing and last is not None and last.route == "sc")
     supervised_left = dosing.supervised_sessions if new_to_home else 0
     first_ever = not continuing
     long_gap = continuing and last is not None and (nominal - last.date).days > dosing.long_gap_days
     items: list[IgSession | IgTrough] = []
-    decisions: list[Decision] = []
+    decisions: list[Decision] = [*overdue]
     n = 0
     stop = ig.sessions_until if ig.status == "trial_off" else None
     while nominal <= horizon_end and (stop is None or nominal < stop):
@@ -129,9 +130,39 @@ def ig_schedule(
                 ctx.cite(f"immunoglobulin.{ig.route}.supervised_sessions"),
             )
         )
-    if ig.status != "trial_off":
-        items.extend(_troughs(ctx, ig, items, continuing=continuing))
+    # Sessions go on until a trial off's stop (§3.7): so do their troughs, before it.
+    if ig.status != "trial_off" or stop is not None:
+        items.extend(_troughs(ctx, ig, items, continuing=continuing, stop=stop))
     return items, decisions
+
+
+def _overdue(
+    ctx: PlanContext, ig: IgDecision, newest: date | None, interval: timedelta
+) -> list[Decision]:
+    """The next session was due before the plan's first booking day: said, so the day unit
+    gives it as soon as it can rather than at the booking lead (§3.2)."""
+    if newest is None or newest + interval >= ctx.start:
+        return []
+    last = ctx.facts.last_ig_dose
+    if ig.route != "iv" or last is None or last.route != "iv":
+        return []  # a home SC log may be weeks behind (§3.8): not an overdue session
+    was_due = newest + interval
+    dosing = ctx.protocol.immunoglobulin.route(ig.route)
+    return [
+        Decision(
+            "immunoglobulin",
+            f"IG session overdue since {was_due}: give it as soon as possible",
+            f"the last dose was on {newest}: at this plan's interval of {interval.days} days "
+            f"the next was due on {was_due}, before the plan's first booking day "
+            f"({ctx.start}): bring the session forward where the day unit can (a gap lowers "
+            f"the trough, and a gap over {dosing.long_gap_days} days restarts at the "
+            "first-infusion rate)",
+            ctx.cite(
+                f"immunoglobulin.{ig.route}.interval_days",
+                f"immunoglobulin.{ig.route}.long_gap_days",
+            ),
+        )
+    ]
 
 
 def _troughs(
@@ -140,6 +171,7 @@ def _troughs(
     sessions: list[IgSession | IgTrough],
     *,
     continuing: bool,
+    stop: date | None = None,
 ) -> list[IgTrough]:
     facts, calendar, start, horizon_end = ctx.facts, ctx.calendar, ctx.start, ctx.horizon_end
     cfg = ctx.protocol.immunoglobulin
@@ -152,7 +184,7 @@ def _troughs(
     troughs: list[IgTrough] = []
     wanted = first
     iv_days = sorted(s.due for s in sessions if isinstance(s, IgSession) and s.route == "iv")
-    while wanted <= horizon_end:
+    while wanted <= horizon_end and (stop is None or wanted < stop):
         # Drawn before an IV infusion: the first session on or after the date.
         due = next((d for d in iv_days if d >= wanted), None) if iv_days else None
         if due is None:

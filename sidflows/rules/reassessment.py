@@ -402,7 +402,7 @@ def plan_reviews(
     ]
     igg = facts.latest_trough
     if (
-        ig.status == "continue"
+        (ig.status == "continue" or (ig.status == "trial_off" and ig.sessions_until))
         and igg is not None
         and igg.igg_g_l is not None
         and igg.igg_g_l < ig.trough_target_g_l

@@ -369,3 +369,126 @@ def test_a_daily_methotrexate_in_maintenance_is_flagged_whatever_its_grading(
     assert len(found) == 1, (case, decisions_text(plan, "grading"))
     assert "16 mg/day" in found[0].decision
     assert plan.grading.level == "high"
+
+
+def test_a_child_already_on_eculizumab_is_told_the_cover_must_run_now() -> None:
+    """§5.7 (eculizumab SmPC 4.4; ACIP 2020): antibiotic cover from the inhibitor's first
+    dose; a child on it for weeks cannot wait for the plan's first booking day."""
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=5),
+            weight_kg=19,
+            label="atypical haemolytic uraemic syndrome",
+            treatments=[treatment("eculizumab", "other_biologic", ago(days=9))],
+            labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=1200)],
+        )
+    )
+    cover = [d for d in plan.decisions if "against meningococcus" in d.decision]
+    assert len(cover) == 1, decisions_text(plan, "prophylaxis")
+    assert "confirm today that the cover is running" in cover[0].decision
+    assert "if not start it today" in cover[0].rationale
+
+
+def test_cover_for_an_inhibitor_not_yet_started_is_not_urgent() -> None:
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=5),
+            weight_kg=19,
+            label="atypical haemolytic uraemic syndrome",
+            treatments=[treatment("eculizumab", "other_biologic", ahead(days=20))],
+            labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=1200)],
+        )
+    )
+    cover = [d for d in plan.decisions if "against meningococcus" in d.decision]
+    assert cover
+    assert "confirm today" not in cover[0].decision
+
+
+def after_car_t_on_ivig(last_dose_days_ago: int, route: str = "iv") -> Plan:
+    """A 3-year-old 6 months after CD19 CAR-T, B cells absent, on IG every 28 days (IV) or
+    weekly (SC), the last dose ``last_dose_days_ago`` days ago."""
+    last = date.fromordinal(TODAY.toordinal() - last_dose_days_ago)
+    step = 28 if route == "iv" else 7
+    doses = [
+        {
+            "date": date.fromordinal(last.toordinal() - step * k).isoformat(),
+            "g_per_kg": 0.4 if route == "iv" else 0.1,
+            "route": route,
+        }
+        for k in range(4)
+    ]
+    return plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=3),
+            weight_kg=14,
+            category="oncology",
+            label="B-ALL",
+            treatments=[treatment("tisagenlecleucel", "car_t", ago(months=6), ago(months=6))],
+            labs=[lab(ago(days=12), igg_g_l=8.0, cd19_per_ul=0, cd4_per_ul=400)],
+            immunoglobulin_doses=doses,
+            preferences={"ig_route": route},
+        )
+    )
+
+
+def test_an_overdue_iv_session_is_said_overdue() -> None:
+    """§3.2 (EMA core SmPC: every 3-4 weeks): a session due before the plan's first booking
+    day is said overdue, to be brought forward, not silently booked a week or more late."""
+    plan = after_car_t_on_ivig(35)
+    found = [d for d in plan.decisions if "overdue" in d.decision and d.topic == "immunoglobulin"]
+    assert len(found) == 1, decisions_text(plan, "immunoglobulin")
+    assert "give it as soon as possible" in found[0].decision
+
+
+@pytest.mark.parametrize(
+    ("case", "days", "route"),
+    [
+        ("§3.2 an IV session not yet due", 10, "iv"),
+        ("§3.8 a home SC log a few weeks behind is not an overdue session", 20, "sc"),
+    ],
+)
+def test_no_overdue_statement_where_none_is_due(case: str, days: int, route: str) -> None:
+    plan = after_car_t_on_ivig(days, route)
+    assert not any("overdue since" in d.decision for d in plan.decisions), case
+
+
+def test_sessions_before_a_trial_off_keep_their_troughs_and_the_early_review() -> None:
+    """§3.5 and §3.7: a trial off proposed for the season's start leaves sessions until
+    then; a trough below the target still books the early review, and the troughs go on
+    every 3 months until the stop."""
+    chemo_end = ago(months=8)
+    last = date.fromordinal(TODAY.toordinal() - 5)
+    doses = [
+        {
+            "date": date.fromordinal(last.toordinal() - 7 * k).isoformat(),
+            "g_per_kg": 0.1,
+            "route": "sc",
+        }
+        for k in range(12)
+    ]
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=10),
+            weight_kg=30,
+            category="oncology",
+            label="Burkitt lymphoma",
+            treatments=[treatment("R-COPADM", "chemotherapy", ago(months=14), chemo_end)],
+            labs=[lab(ago(days=3), igg_g_l=6.1, cd19_per_ul=300, cd4_per_ul=700)],
+            immunoglobulin_doses=doses,
+            preferences={"ig_route": "sc"},
+        )
+    )
+    trial = [d for d in plan.decisions if d.decision.startswith("propose a trial off IG from")]
+    assert len(trial) == 1, decisions_text(plan, "immunoglobulin")
+    sessions = [i.due for i in items_of(plan, "ig_session")]
+    assert sessions
+    stop = max(sessions) + timedelta(days=7)
+    troughs = [i.due for i in items_of(plan, "ig_trough")]
+    assert troughs, "the sessions until the stop have their troughs"
+    assert all(d < stop for d in troughs)
+    reviews = [getattr(i, "reason", "") for i in items_of(plan, "plan_review")]
+    assert any("below target" in r for r in reviews), reviews
