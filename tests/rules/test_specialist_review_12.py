@@ -492,3 +492,39 @@ def test_sessions_before_a_trial_off_keep_their_troughs_and_the_early_review() -
     assert all(d < stop for d in troughs)
     reviews = [getattr(i, "reason", "") for i in items_of(plan, "plan_review")]
     assert any("below target" in r for r in reviews), reviews
+
+
+def live_completion(treatments: list[dict[str, object]]) -> Plan:
+    """A 5-year-old with one MMR dose and a moderately low CD4 (900/uL: CDC 2014 stage 2 at
+    1-5 years), graded low on it."""
+    return plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=5, months=6),
+            weight_kg=19,
+            label="atypical haemolytic uraemic syndrome",
+            treatments=treatments,
+            labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=900, cd19_per_ul=400)],
+            vaccinations=[vaccination("MMR", born(years=4))],
+        )
+    )
+
+
+def test_a_moderately_low_cd4_alone_says_why_it_holds_no_live_vaccine() -> None:
+    """§2.3 and §4.3: the CD4 bands are HIV staging (CDC 2014), and IDSA 2013 and ACIP give
+    MMR and varicella in HIV without severe immunosuppression: the live dose the plan books
+    says so instead of only 'contraindicated under high- and low-level'."""
+    plan = live_completion([treatment("eculizumab", "other_biologic", ago(days=30))])
+    assert plan.grading.level == "low", plan.grading.reasons
+    assert doses_of(plan, "MMR"), "MMR dose 2 booked"
+    mmr = [d for d in plan.decisions if d.decision.startswith("MMR")]
+    assert "a moderately low CD4 alone" in mmr[0].rationale
+
+
+def test_under_low_level_treatment_the_live_dose_is_held() -> None:
+    """§4.3 (IDSA 2013 table 6): under a low-level immunosuppressive treatment MMR waits."""
+    plan = live_completion(
+        [treatment("methotrexate", "antimetabolite", ago(months=3), dose_mg_per_kg_week=0.3)]
+    )
+    assert doses_of(plan, "MMR") == []
+    assert "a moderately low CD4 alone" not in decisions_text(plan)

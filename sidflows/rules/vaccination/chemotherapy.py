@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sidflows.rules.model import Block, Decision, Deferral, VaccineDose
-from sidflows.rules.vaccination.blocks import holding, inactivated_blocks, is_live
+from sidflows.rules.vaccination.blocks import (
+    holding,
+    inactivated_blocks,
+    is_live,
+    moderate_cd4_note,
+)
 from sidflows.rules.vaccination.cdsi_history import CDSI_SRC
 from sidflows.rules.vaccination.pneumococcal import pcv_needed
 from sidflows.rules.vaccination.routine import forecast_doses
@@ -173,7 +178,8 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
                 start,
                 schedule.live_blocks,
                 f"live booster {v.after_chemotherapy_live_months} months after the end of "
-                "chemotherapy, off immunosuppression and clear of immunoglobulin",
+                "chemotherapy, in remission (IDSA 2013 rec. 73: the clinician confirms it), "
+                f"off immunosuppression and clear of immunoglobulin{moderate_cd4_note(ctx)}",
                 ctx.cite("vaccination.after_chemotherapy_live_months"),
                 given_doses(schedule, code, valid_from),
                 protocol_rule=rule,

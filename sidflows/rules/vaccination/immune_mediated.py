@@ -13,7 +13,7 @@ from sidflows.rules.bcells import cd19_recovered
 from sidflows.rules.drugs import is_anti_cd20
 from sidflows.rules.immunoglobulin import recovery_limit
 from sidflows.rules.model import Decision, VaccineDose
-from sidflows.rules.vaccination.blocks import inactivated_blocks
+from sidflows.rules.vaccination.blocks import inactivated_blocks, moderate_cd4_note
 from sidflows.rules.vaccination.chemotherapy import complete_the_series
 from sidflows.rules.vaccination.pneumococcal import pcv_needed
 from sidflows.rules.vaccination.risk import ACIP_RISK
@@ -137,6 +137,7 @@ def _complete_live(schedule: Schedule) -> None:
     """MMR and varicella: complete the series where nothing holds them back (§4.3)."""
     ctx = schedule.ctx
     v, start = ctx.protocol.vaccination, ctx.start
+    marker_note = moderate_cd4_note(ctx)
     for code in v.immune_mediated_live:
         given = given_doses(schedule, code, None)
         if len(given) >= v.live_series_doses:
@@ -150,8 +151,9 @@ def _complete_live(schedule: Schedule) -> None:
                 schedule.live_blocks,
                 f"complete the {code} series ({len(given)} of {v.live_series_doses} documented); "
                 "contraindicated under high- and low-level immunosuppression (varicella may be "
-                "considered under long-term low-level)",
-                ctx.cite("vaccination.live_series_doses", "vaccination.immune_mediated_live"),
+                f"considered under long-term low-level){marker_note}",
+                ctx.cite("vaccination.live_series_doses", "vaccination.immune_mediated_live")
+                + (f"; {IDSA}" if marker_note else ""),
                 number_from=len(given) + 1,
             ),
         )
