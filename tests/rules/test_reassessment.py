@@ -34,7 +34,9 @@ def _plan(**fields: Any) -> Plan:
 
 
 def _labs(plan: Plan) -> list[ReassessmentItem]:
-    return [i for i in plan.items if isinstance(i, ReassessmentItem)]
+    """The reassessments, without the anti-HBs a hepatitis B series the plan completes
+    books on its own (§4.4): these tests are of the cadences."""
+    return [i for i in plan.items if isinstance(i, ReassessmentItem) and i.panel != ("anti-HBs",)]
 
 
 def _reviews(plan: Plan) -> list[PlanReviewItem]:

@@ -528,3 +528,44 @@ def test_under_low_level_treatment_the_live_dose_is_held() -> None:
     )
     assert doses_of(plan, "MMR") == []
     assert "a moderately low CD4 alone" not in decisions_text(plan)
+
+
+def hepb_two_doses(treatments: list[dict[str, object]]) -> Plan:
+    """An 11-year-old with two hepatitis B doses, so the routine catch-up completes it."""
+    return plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=11),
+            weight_kg=35,
+            label="Crohn's disease",
+            treatments=treatments,
+            labs=[lab(ago(days=10), igg_g_l=8.0, cd4_per_ul=800, cd19_per_ul=300)],
+            vaccinations=[
+                vaccination("HepB", ago(years=10, months=11)),
+                vaccination("HepB", ago(years=10, months=9)),
+            ],
+        )
+    )
+
+
+def test_an_immunocompromised_child_completing_hepatitis_b_gets_anti_hbs() -> None:
+    """§4.4 (ACIP, Schillie MMWR 2018;67(RR-1): testing of immunocompromised persons 1-2
+    months after the last dose; IDSA 2013: < 10 mIU/mL, the series again)."""
+    plan = hepb_two_doses(
+        [
+            treatment("infliximab", "anti_tnf", ago(months=10)),
+            treatment("azathioprine", "antimetabolite", ago(months=10), dose_mg_per_kg_day=2.5),
+        ]
+    )
+    last = max(doses_of(plan, "HepB"))
+    panels = reassessment_panels(plan)
+    anti_hbs = [d for d, p, _ in panels if "anti-HBs" in p]
+    assert anti_hbs, panels
+    assert add_months(last, 1) <= anti_hbs[0] <= add_months(last, 2) + timedelta(days=7)
+    assert "check anti-HBs after the series" in decisions_text(plan, "vaccination")
+
+
+def test_a_child_with_no_risk_condition_gets_no_anti_hbs() -> None:
+    plan = hepb_two_doses([])
+    assert doses_of(plan, "HepB")
+    assert not any("anti-HBs" in p for _, p, _ in reassessment_panels(plan))

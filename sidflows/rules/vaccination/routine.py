@@ -54,6 +54,8 @@ class Forecast:
     doses: list[VaccineDose]
     held: list[Block]
     first_target: date | None
+    complete: bool = False
+    """The planned doses complete the series (CDSi forecasts no further dose)."""
 
 
 def forecast_doses(
@@ -129,7 +131,8 @@ def forecast_doses(
         # not meet the conditional skips that count a product, PCV15/PCV20 for one).
         planned.append((fc.vaccines[0] if fc.vaccines else found.cvx, due))
         fc = cdsi.forecast_after(group, tuple(planned), due)
-    return Forecast(doses, held, first_target)
+    complete = bool(doses) and (fc is None or fc.status != "Not Complete")
+    return Forecast(doses, held, first_target, complete)
 
 
 def _catch_up(
@@ -164,3 +167,31 @@ def _catch_up(
     plan.decisions.append(
         Decision("vaccination", what, "; ".join(parts), "; ".join(dict.fromkeys(sources)))
     )
+    if code == "HepB" and found.complete and schedule.risk:
+        _anti_hbs_after(schedule, doses[-1].due)
+
+
+def _anti_hbs_after(schedule: Schedule, last: date) -> None:
+    """An immunocompromised child completing hepatitis B: anti-HBs after the series (ACIP:
+    1-2 months after the last dose; < 10 mIU/mL: the series again, §4.4)."""
+    ctx = schedule.ctx
+    v = ctx.protocol.vaccination
+    word = ctx.protocol.reassessment.titre_panel_words.get("HepB", "anti-HBs")
+    schedule.plan.titres.append((last, word))
+    schedule.plan.decisions.append(
+        Decision(
+            "vaccination",
+            "hepatitis B: check anti-HBs after the series",
+            f"the series completes on {last} in a child with a risk condition "
+            f"({'; '.join(schedule.risk)}): anti-HBs {v.hsct.titres_after_series_weeks} weeks "
+            f"after the last dose (ACIP: 1-2 months); below "
+            f"{v.anti_hbs_protective_miu_ml:g} mIU/mL, the series again",
+            f"{ACIP_HEPB_TESTING}; {ctx.cite('vaccination.anti_hbs_protective_miu_ml')}",
+        )
+    )
+
+
+ACIP_HEPB_TESTING = (
+    "ACIP hepatitis B (Schillie S, et al. MMWR Recomm Rep 2018;67(RR-1)): post-vaccination "
+    "testing of immunocompromised persons 1-2 months after the last dose"
+)
