@@ -569,3 +569,44 @@ def test_a_child_with_no_risk_condition_gets_no_anti_hbs() -> None:
     plan = hepb_two_doses([])
     assert doses_of(plan, "HepB")
     assert not any("anti-HBs" in p for _, p, _ in reassessment_panels(plan))
+
+
+@pytest.mark.parametrize(
+    ("case", "kind"),
+    [
+        ("§4.20 ACIP 2007: a diagnosed herpes zoster is evidence of immunity", "herpes zoster"),
+        ("§4.20 ACIP 2007: a diagnosed varicella, in Spanish", "varicela"),
+    ],
+)
+def test_a_recorded_varicella_or_zoster_is_taken_as_evidence_to_confirm(
+    case: str, kind: str
+) -> None:
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=13),
+            weight_kg=45,
+            label="polyarticular juvenile idiopathic arthritis",
+            treatments=[treatment("tofacitinib", "jak_inhibitor", ago(months=8))],
+            labs=[lab(ago(days=10), igg_g_l=9.0, cd4_per_ul=700)],
+            infections=[{"date": ago(months=3), "kind": kind, "serious": False}],
+        )
+    )
+    text = decisions_text(plan, "vaccination")
+    assert "evidence of immunity if a clinician diagnosed it: confirm" in text, case
+    assert "no evidence of immunity" not in text
+
+
+def test_no_recorded_varicella_keeps_the_post_exposure_plan() -> None:
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=13),
+            weight_kg=45,
+            label="polyarticular juvenile idiopathic arthritis",
+            treatments=[treatment("tofacitinib", "jak_inhibitor", ago(months=8))],
+            labs=[lab(ago(days=10), igg_g_l=9.0, cd4_per_ul=700)],
+            infections=[{"date": ago(months=3), "kind": "herpes simplex", "serious": False}],
+        )
+    )
+    assert "no evidence of immunity" in decisions_text(plan, "vaccination")

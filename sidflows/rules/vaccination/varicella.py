@@ -13,10 +13,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sidflows.rules.facts import name_matches
 from sidflows.rules.model import Decision, Grading
 from sidflows.rules.vaccination.series import Schedule, given_doses
 
 ACIP_VARIZIG = "ACIP VariZIG (MMWR 2013;62:574)"
+ACIP_VARICELLA = (
+    "ACIP varicella (Marin M, et al. MMWR Recomm Rep 2007;56(RR-4)): evidence of immunity "
+    "includes a varicella or herpes zoster diagnosed or verified by a health-care provider"
+)
+# Infection kinds read as varicella or herpes zoster (English and Spanish; accents folded).
+VARICELLA_WORDS = ("varicella", "chickenpox", "chicken pox", "zoster", "shingles", "varicela")
 IMMUNE_DOSES = 2  # ACIP's evidence of immunity: 2 valid doses (the word's definition)
 
 
@@ -59,6 +66,30 @@ def varicella_susceptibility(schedule: Schedule, grading: Grading) -> None:
     since = hsct.date if hsct is not None else None
     doses = given_doses(schedule, "VAR", since)
     if len(doses) >= IMMUNE_DOSES:
+        return
+    diagnosed = [
+        i
+        for i in ctx.referral.infections
+        if (since is None or i.date >= since) and name_matches(i.kind, VARICELLA_WORDS)
+    ]
+    if diagnosed:
+        named = "; ".join(f"{i.kind} on {i.date}" for i in diagnosed)
+        schedule.plan.decisions.append(
+            Decision(
+                "vaccination",
+                "varicella: a recorded varicella or zoster infection: evidence of immunity "
+                "if a clinician diagnosed it: confirm",
+                f"the record holds {named}"
+                + (f" (since the transplant on {since})" if since is not None else "")
+                + ": a varicella or herpes zoster diagnosed or verified by a health-care "
+                "provider is evidence of immunity (ACIP); confirm the diagnosis: then no "
+                "varicella vaccine is needed and no VariZIG after an exposure; if it is not "
+                "confirmed, check VZV IgG and follow the post-exposure plan (VariZIG within "
+                f"{v.varizig_within_days} days)",
+                f"{ACIP_VARICELLA}; {ACIP_VARIZIG}; "
+                + ctx.cite("vaccination.varicella_exposure_advice"),
+            )
+        )
         return
     counted = f"{len(doses)} valid varicella dose(s)" + (
         f" since the transplant on {since}" if since is not None else ""
