@@ -610,3 +610,45 @@ def test_no_recorded_varicella_keeps_the_post_exposure_plan() -> None:
         )
     )
     assert "no evidence of immunity" in decisions_text(plan, "vaccination")
+
+
+def infant_on_steroids(end_days_ahead: int) -> Plan:
+    """A 4-month-old (6 kg) with one rotavirus dose at 2 months, on prednisolone 6.7
+    mg/kg/day for infantile spasms since 2 weeks ago, ending ``end_days_ahead`` ahead."""
+    return plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(months=4),
+            weight_kg=6,
+            label="infantile epileptic spasms",
+            treatments=[
+                treatment(
+                    "prednisolone",
+                    "corticosteroid",
+                    ago(days=14),
+                    ahead(days=end_days_ahead),
+                    dose_mg_day=40,
+                )
+            ],
+            labs=[lab(ago(days=5), igg_g_l=4.0, cd4_per_ul=2500)],
+            vaccinations=[vaccination("ROTA", born(months=2))],
+        )
+    )
+
+
+def test_rotavirus_after_a_steroid_course_ending_inside_the_window_is_possible() -> None:
+    """§4.17 (ACIP, Cortese 2009: the last dose by 8 months 0 days) and §4.3 (3 months
+    after high-dose steroids): a wait that ends before the last permitted day leaves the
+    remaining doses possible, said with the dates, not 'contraindicated'."""
+    plan = infant_on_steroids(28)
+    rota = [d for d in plan.decisions if d.decision.startswith("rotavirus")]
+    assert len(rota) == 1, decisions_text(plan, "vaccination")
+    assert "contraindicated until" in rota[0].decision
+    assert "then possible until" in rota[0].decision
+
+
+def test_rotavirus_after_a_wait_past_the_window_stays_contraindicated() -> None:
+    plan = infant_on_steroids(120)
+    rota = [d for d in plan.decisions if d.decision.startswith("rotavirus")]
+    assert rota
+    assert rota[0].decision == "rotavirus: contraindicated", rota[0].decision

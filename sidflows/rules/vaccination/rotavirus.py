@@ -23,6 +23,7 @@ from sidflows.codes import load_codes, words_match
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import ANTI_CD20
 from sidflows.rules.model import Block, Decision, Grading
+from sidflows.rules.vaccination.blocks import first_free_day, holding
 from sidflows.rules.vaccination.cvx import series_of
 from sidflows.rules.vaccination.series import Schedule
 from sidflows.rules.vaccination.sources import ACIP_ABS, IDSA_T6
@@ -139,6 +140,29 @@ def _rotavirus(schedule: Schedule, grading: Grading, in_utero: InUtero | None) -
                 f"(nor any live vaccine) before {add_months(birth, live_months)}"
             )
         sources = [ACIP_SCID, IDSA_T6, source] + ([AIH_IN_UTERO] if cd20 else [])
+        held_by = immunosuppression_blocks(schedule)
+        free = first_free_day(held_by, today) if held_by and not cd20 else None
+        # Dose 1 is not started after its own limit; later doses by the last dose's.
+        limit = last_by if given else first_by
+        if free is not None and free <= limit:
+            # A dated cause (a steroid course) whose wait ends inside the window: the
+            # remaining doses are possible between its end and the last permitted day.
+            plan.decisions.append(
+                Decision(
+                    "vaccination",
+                    f"rotavirus: contraindicated until {free}; then possible until {limit}",
+                    f"{'; '.join(held)}; SCID and high-level immunosuppression contraindicate "
+                    f"rotavirus; the wait ends on {free} ("
+                    + "; ".join(f"{b.reason}" for b in holding(held_by, today, free))
+                    + f"), before the last permitted day: the "
+                    f"{'remaining doses' if given else 'series'} may be given from {free} "
+                    f"(dose 1 by {first_by}, the last by {last_by}; primary care; the "
+                    "product's own age "
+                    f"limits permitting); {had}; {window}",
+                    "; ".join(dict.fromkeys([*sources, *(b.source for b in held_by)])),
+                )
+            )
+            return
         plan.decisions.append(
             Decision(
                 "vaccination",
