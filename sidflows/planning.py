@@ -57,7 +57,13 @@ def propose_plan(
     prophylaxis, prophylaxis_notes = plan_prophylaxis(
         ctx, first_review=first_review, ig_indicated=ig.gives_ig
     )
-    labs, lab_notes = plan_reassessments(ctx, ig=ig, grading=grading, titres=vaccination.titres)
+    labs, lab_notes = plan_reassessments(
+        ctx,
+        ig=ig,
+        grading=grading,
+        titres=vaccination.titres,
+        dose_days=tuple(i.due for i in vaccination.items),
+    )
     items: list[Item] = [*ig_items, *vaccination.items, *prophylaxis, *labs, *reviews]
     items.sort(key=lambda i: (i.due, _KIND_ORDER[i.kind], i.key))
     funded: dict[str, bool] = {str(k): v for k, v in protocol.funding.publicly_funded.items()}

@@ -16,7 +16,7 @@ from sidflows.rules.facts import Facts
 from sidflows.rules.grading import ESID_AGAMMA, absent_b_cells_without_cause, cd4_band
 from sidflows.rules.immunoglobulin import IgDecision, b_cells_recovered, recovery_limit
 from sidflows.rules.model import Decision, Grading, PlanReviewItem, ReassessmentItem
-from sidflows.rules.vaccination.blocks import first_free_day, holding, ig_blocks
+from sidflows.rules.titres import AFTER_IG, titres_after_doses, titres_after_ig
 
 UNIT = "unit policy (no published cadence)"
 NO_CRITERIA = (
@@ -163,83 +163,19 @@ def _wanted(
     return wanted
 
 
-Wanted = tuple[date, tuple[str, ...], str, str]
-
-
-def is_titre(entry: str, protocol: Protocol) -> bool:
-    """A panel entry that measures antibodies to a vaccine (§6.8)."""
-    words = protocol.reassessment.titre_panel_words.values()
-    return entry in words or "titre" in entry.lower()
-
-
-_AFTER_IG = ": titres after the IG interval"
-
-
-def _titres_after_ig(
-    ctx: PlanContext, ig: IgDecision, wanted: list[Wanted]
-) -> tuple[list[Wanted], list[Decision]]:
-    """Vaccine titres measure IG's IgG while it is given and for the antibody interval after
-    the last dose (§6.8): moved to the first day the interval has passed, or, while IG
-    continues (or beyond the horizon), not booked and said uninterpretable."""
-    protocol = ctx.protocol
-    if not protocol.vaccination.defer_titres_on_ig:
-        return wanted, []
-    blocks = ig_blocks(ctx, ig=ig, what="vaccine titres")
-    if not blocks:
-        return wanted, []
-    kept: list[Wanted] = []
-    moved: dict[date | None, list[str]] = {}
-    for when, panel, reason, source in wanted:
-        titres = tuple(p for p in panel if is_titre(p, protocol))
-        day = max(when, ctx.start)
-        if not titres or first_free_day(blocks, day) == day:
-            kept.append((when, panel, reason, source))
-            continue
-        rest = tuple(p for p in panel if p not in titres)
-        if rest:
-            kept.append((when, rest, reason, source))
-        free = first_free_day(blocks, day)
-        if free is not None:
-            free = ctx.calendar.next_working_day(free)
-        if free is not None and free <= ctx.horizon_end:
-            kept.append((free, titres, f"{reason}{_AFTER_IG}", source))
-            moved.setdefault(free, []).extend(titres)
-        else:
-            moved.setdefault(None, []).extend(titres)
-    notes: list[Decision] = []
-    held = holding(blocks, ctx.start, None)
-    why = "; ".join(b.reason for b in held) or "immunoglobulin"
-    cite = ctx.cite("vaccination.defer_titres_on_ig", "vaccination.antibody_interval.ivig_rows")
-    for booked, entries in moved.items():
-        names = ", ".join(dict.fromkeys(entries))
-        if booked is None:
-            notes.append(
-                Decision(
-                    "reassessment",
-                    f"vaccine titres not booked: uninterpretable on IG ({names})",
-                    f"{why}: the IgG of immunoglobulin carries the antibodies a titre measures; "
-                    "book them once IG has stopped and its antibody interval has passed",
-                    cite,
-                )
-            )
-        else:
-            notes.append(
-                Decision(
-                    "reassessment",
-                    f"vaccine titres from {booked}, after the IG interval ({names})",
-                    f"{why}: a titre drawn before it measures the infused IgG",
-                    cite,
-                )
-            )
-    return kept, notes
-
-
 def plan_reassessments(
-    ctx: PlanContext, *, ig: IgDecision, grading: Grading, titres: list[tuple[date, str]]
+    ctx: PlanContext,
+    *,
+    ig: IgDecision,
+    grading: Grading,
+    titres: list[tuple[date, str]],
+    dose_days: tuple[date, ...] = (),
 ) -> tuple[list[ReassessmentItem], list[Decision]]:
-    """Lab checks on working days, merged when closer than two weeks."""
+    """Lab checks on working days, merged when closer than two weeks. ``dose_days``: the
+    days of the plan's vaccine doses (titres are not drawn in the weeks after them)."""
     calendar, start, horizon_end = ctx.calendar, ctx.start, ctx.horizon_end
-    wanted, titre_notes = _titres_after_ig(ctx, ig, _wanted(ctx, ig, grading, titres))
+    wanted = titres_after_doses(ctx, _wanted(ctx, ig, grading, titres), dose_days)
+    wanted, titre_notes = titres_after_ig(ctx, ig, wanted)
     wanted.sort(key=lambda w: w[0])
     items: list[ReassessmentItem] = []
     decisions: list[Decision] = list(titre_notes)
@@ -252,7 +188,11 @@ def plan_reassessments(
         # Titres (6 weeks after a series, or moved past the IG interval) are never merged
         # into an earlier check: drawn earlier, they would measure too soon (§6.3, §6.8).
         close = bool(items) and (due - items[-1].due).days < _MERGE_DAYS
-        titre = reason.endswith(_AFTER_IG) or reason.startswith("titres ")
+        titre = (
+            reason.endswith(AFTER_IG)
+            or reason.startswith("titres ")
+            or ("titres " in reason and "weeks after the vaccine doses of" in reason)
+        )
         if close and (due == items[-1].due or not titre):
             prev = items[-1]
             merged = tuple(dict.fromkeys((*prev.panel, *panel)))

@@ -35,8 +35,23 @@ def _plan(**fields: Any) -> Plan:
 
 def _labs(plan: Plan) -> list[ReassessmentItem]:
     """The reassessments, without the anti-HBs a hepatitis B series the plan completes
-    books on its own (§4.4): these tests are of the cadences."""
-    return [i for i in plan.items if isinstance(i, ReassessmentItem) and i.panel != ("anti-HBs",)]
+    books on its own (§4.4) and the vaccine titres moved to the weeks after the plan's
+    own doses (§6.3): these tests are of the cadences."""
+    return [
+        i
+        for i in plan.items
+        if isinstance(i, ReassessmentItem)
+        and i.panel != ("anti-HBs",)
+        and "weeks after the vaccine doses of" not in i.reason
+    ]
+
+
+def _moved_titres(plan: Plan) -> list[ReassessmentItem]:
+    return [
+        i
+        for i in plan.items
+        if isinstance(i, ReassessmentItem) and "weeks after the vaccine doses of" in i.reason
+    ]
 
 
 def _reviews(plan: Plan) -> list[PlanReviewItem]:
@@ -111,7 +126,13 @@ def test_after_chemotherapy_at_three_six_twelve_months() -> None:
     assert [r.due for r in labs] == [
         CALENDAR.next_working_day(add_months(end, m)) for m in (3, 6, 12)
     ]
-    assert all(r.panel == CHEMO_PANEL for r in labs)
+    # The full panel; its titres drawn before the day's vaccines, or moved 6 weeks after
+    # doses given in the weeks before the check (§6.3).
+    assert all(set(r.panel) <= set(CHEMO_PANEL) for r in labs)
+    assert all(set(CHEMO_PANEL) - {"vaccine titres"} <= set(r.panel) for r in labs)
+    moved = _moved_titres(plan)
+    assert len(moved) + sum("vaccine titres" in r.panel for r in labs) == 3
+    assert all(r.panel == ("vaccine titres",) for r in moved)
 
 
 def test_after_chemotherapy_overdue_three_month_check() -> None:

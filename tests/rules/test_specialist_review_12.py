@@ -652,3 +652,31 @@ def test_rotavirus_after_a_wait_past_the_window_stays_contraindicated() -> None:
     rota = [d for d in plan.decisions if d.decision.startswith("rotavirus")]
     assert rota
     assert rota[0].decision == "rotavirus: contraindicated", rota[0].decision
+
+
+def test_series_titres_are_not_drawn_in_the_weeks_after_the_plan_s_boosters() -> None:
+    """§6.2 and §6.3 (titres 6-8 weeks after a dose; ACIP: anti-HBs 1-2 months after): the
+    6-month check after chemotherapy falls 2 weeks after the boosters the plan gives on its
+    first day; its vaccine titres move to 6 weeks after them, the rest stays."""
+    end = date.fromordinal(add_months(TODAY, -6).toordinal() + 20)
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=9),
+            category="oncology",
+            label="acute lymphoblastic leukaemia",
+            treatments=[treatment("ALL maintenance", "chemotherapy", ago(years=2), end)],
+            labs=[lab(ago(days=10), igg_g_l=7.0, cd4_per_ul=700, cd19_per_ul=300)],
+            vaccinations=[vaccination("DTaP", born(years=4))],
+        )
+    )
+    boosters = sorted({i.due for i in items_of(plan, "vaccine_dose")})
+    assert boosters, "boosters after chemotherapy"
+    first = boosters[0]
+    panels = reassessment_panels(plan)
+    six_months = [p for p in panels if "CD19" in p[1] and first < p[0] < first + timedelta(weeks=6)]
+    assert six_months, panels
+    assert "vaccine titres" not in six_months[0][1]
+    moved = [p for p in panels if p[1] == ("vaccine titres",)]
+    assert moved, panels
+    assert moved[0][0] >= first + timedelta(weeks=6)

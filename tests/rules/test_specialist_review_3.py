@@ -47,7 +47,7 @@ from sidflows.errors import InvalidInput
 from sidflows.referral import validate_referral
 from sidflows.rules.model import Plan
 from sidflows.rules.prophylaxis import atovaquone_dose
-from sidflows.rules.reassessment import is_titre
+from sidflows.rules.titres import is_titre
 from sidflows.rules.vaccination.blocks import ig_blocks
 from sidflows.rules.vaccination.series import dose_vaccine, varicella_interval
 
