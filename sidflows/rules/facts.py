@@ -158,6 +158,9 @@ class Facts:
     hsct_months: int | None
     latest_cd4_count: LabEntry | None = None
     latest_cd4_percent: LabEntry | None = None
+    # The newest CD4 count and percentage when older than the protocol's window (§6.6):
+    # not used to grade, but a severe one keeps Pneumocystis prophylaxis (§5.1).
+    stale_cd4: tuple[LabEntry, ...] = ()
     stale: tuple[str, ...] = ()
     stale_panel: tuple[str, ...] = ()
     b_cell_depletion: BCellDepletion | None = None
@@ -396,6 +399,11 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
         hsct_months=hsct_months,
         latest_cd4_count=cd4_count,
         latest_cd4_percent=cd4_percent,
+        stale_cd4=tuple(
+            lab
+            for attr in ("cd4_per_ul", "cd4_percent")
+            if (lab := newest[attr]) is not None and lab.date < valid_from
+        ),
         stale=stale,
         stale_panel=stale_panel,
         b_cell_depletion=b_cell_depletion(referral, today, protocol, valid_from),

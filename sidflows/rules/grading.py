@@ -81,6 +81,28 @@ def cd4_findings(facts: Facts, protocol: Protocol) -> list[tuple[str, str]]:
     return found
 
 
+def stale_severe_cd4(facts: Facts, protocol: Protocol) -> str | None:
+    """A stale newest CD4 count or percentage in the severe band, with no fresh one of the
+    same measure (§6.6): not graded, but it keeps a prophylaxis (§5.1). The reason, or None."""
+    band = cd4_band(facts.age_years, protocol)
+    for lab in facts.stale_cd4:
+        if lab.cd4_per_ul is not None and facts.latest_cd4_count is None:
+            severity = cd4_severity(lab.cd4_per_ul, None, band)
+            shown = f"CD4 {lab.cd4_per_ul:g}/uL on {lab.date}"
+        elif lab.cd4_percent is not None and facts.latest_cd4_percent is None:
+            severity = cd4_severity(None, lab.cd4_percent, band)
+            shown = f"CD4 {lab.cd4_percent:g} % on {lab.date}"
+        else:
+            continue
+        if severity == "severe":
+            return (
+                f"the last {shown} (stale: older than {protocol.reassessment.result_valid_months}"
+                " months) was below the severe threshold for age: until a fresh CD4 is above it "
+                "(repeat it now)"
+            )
+    return None
+
+
 def _treatment_level(
     t: TreatmentEntry, today: date, weight_kg: float, protocol: Protocol, chemotherapy: bool
 ) -> tuple[str, str]:

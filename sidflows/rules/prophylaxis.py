@@ -14,7 +14,7 @@ from sidflows.rules.complement import meningococcal_cover
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import classes_of, counts_as_immunosuppressive, drug_is
 from sidflows.rules.facts import course_days, name_matches
-from sidflows.rules.grading import cd4_findings
+from sidflows.rules.grading import cd4_findings, stale_severe_cd4
 from sidflows.rules.model import Decision, ProphylaxisItem
 from sidflows.rules.oncology_scope import scope_decisions
 from sidflows.rules.pjp_age import minimum_age_date, steroid_words, too_young
@@ -99,6 +99,8 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
     for severity, shown in cd4_findings(facts, protocol):
         if severity == "severe":
             found.append((f"{shown}: below the severe threshold for age", None))
+    if (stale := stale_severe_cd4(facts, protocol)) is not None:
+        found.append((stale, None))  # a stale result lifts no prophylaxis (§6.6)
     return found
 
 

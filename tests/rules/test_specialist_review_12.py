@@ -680,3 +680,38 @@ def test_series_titres_are_not_drawn_in_the_weeks_after_the_plan_s_boosters() ->
     moved = [p for p in panels if p[1] == ("vaccine titres",)]
     assert moved, panels
     assert moved[0][0] >= first + timedelta(weeks=6)
+
+
+@pytest.mark.parametrize(
+    ("case", "cd4", "prophylaxis"),
+    [
+        (
+            "§5.1, §6.6: a stale severe CD4 % keeps Pneumocystis prophylaxis",
+            {"cd4_percent": 12},
+            True,
+        ),
+        ("§6.6: a stale normal CD4 % asks for nothing", {"cd4_percent": 35}, False),
+    ],
+)
+def test_a_stale_severe_cd4_keeps_pneumocystis_prophylaxis(
+    case: str, cd4: dict[str, float], prophylaxis: bool
+) -> None:
+    """§6.6: a stale result is not used to grade, and lifts no restriction: the last CD4,
+    severe after ATG, keeps co-trimoxazole until a fresh one is above the threshold."""
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=3),
+            weight_kg=14,
+            label="severe aplastic anaemia",
+            treatments=[treatment("ciclosporin", "calcineurin_inhibitor", ago(months=6))],
+            labs=[
+                lab(ago(months=5), **cd4),
+                lab(ago(days=10), igg_g_l=6.0, anc_per_ul=900),
+            ],
+        )
+    )
+    pjp = [i for i in items_of(plan, "prophylaxis") if getattr(i, "drug", "") == "co-trimoxazole"]
+    assert bool(pjp) is prophylaxis, (case, decisions_text(plan, "prophylaxis"))
+    if prophylaxis:
+        assert "stale" in decisions_text(plan, "prophylaxis")
