@@ -12,8 +12,14 @@ from sidflows.calendar import add_months
 from sidflows.protocol import Protocol
 from sidflows.rules.bcells import cd19_recovered
 from sidflows.rules.context import PlanContext
+from sidflows.rules.drugs import counts_as_immunosuppressive, is_anti_cd20
 from sidflows.rules.facts import Facts
-from sidflows.rules.grading import ESID_AGAMMA, absent_b_cells_without_cause, cd4_band
+from sidflows.rules.grading import (
+    ESID_AGAMMA,
+    absent_b_cells_without_cause,
+    cd4_band,
+    cd4_findings,
+)
 from sidflows.rules.immunoglobulin import IgDecision, b_cells_recovered, recovery_limit
 from sidflows.rules.model import Decision, Grading, PlanReviewItem, ReassessmentItem
 from sidflows.rules.titres import AFTER_IG, titres_after_doses, titres_after_ig
@@ -59,10 +65,23 @@ def _wanted(
     )
     if facts.anti_cd20_last is not None and not facts.anti_cd20_ongoing and not b_cells_back:
         every = r.after_anti_cd20_every_months
+        # The series stands in for the default one (below): where another cause, a
+        # transplant or a CD4 result grades the child, the default panel's measures stay.
+        others = [
+            t
+            for t in facts.active
+            if counts_as_immunosuppressive(t, protocol) and not is_anti_cd20(t, protocol)
+        ]
+        wider = bool(others) or referral.hsct is not None or bool(cd4_findings(facts, protocol))
+        panel = (
+            tuple(dict.fromkeys((*r.after_anti_cd20_panel, *r.default_panel)))
+            if wider
+            else r.after_anti_cd20_panel
+        )
         series(
             facts.anti_cd20_last,
             [every * k for k in span],
-            r.after_anti_cd20_panel,
+            panel,
             f"every {every} months from the last anti-CD20 dose until B-cell recovery",
             ctx.cite("reassessment.after_anti_cd20_every_months"),
         )

@@ -715,3 +715,34 @@ def test_a_stale_severe_cd4_keeps_pneumocystis_prophylaxis(
     assert bool(pjp) is prophylaxis, (case, decisions_text(plan, "prophylaxis"))
     if prophylaxis:
         assert "stale" in decisions_text(plan, "prophylaxis")
+
+
+@pytest.mark.parametrize(
+    ("case", "others", "cd4_in_panel"),
+    [
+        ("§6.1, §6.3: rituximab with mycophenolate: the CD4 is repeated", True, True),
+        ("§6.1: rituximab alone: IgG, IgA, IgM, CD19", False, False),
+    ],
+)
+def test_the_anti_cd20_series_keeps_the_cd4_another_cause_needs(
+    case: str, others: bool, cd4_in_panel: bool
+) -> None:
+    """§6.1 (after rituximab: IgG, IgA, IgM, CD19 every 3 months) stands in for §6.3's
+    default panel; with another cause continuing (and the CD4 grading it), the CD4 stays."""
+    treatments = [treatment("rituximab", "anti_cd20", ago(months=3), ago(months=3))]
+    if others:
+        treatments.append(treatment("mycophenolate", "antimetabolite", ago(months=12)))
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=15),
+            weight_kg=50,
+            category="immune_mediated",
+            label="lupus nephritis",
+            treatments=treatments,
+            labs=[lab(ago(days=10), igg_g_l=7.0, cd19_per_ul=0, cd4_per_ul=900)],
+        )
+    )
+    series = [p for _, p, why in reassessment_panels(plan) if "last anti-CD20 dose" in why]
+    assert series, reassessment_panels(plan)
+    assert all(("CD4" in p) is cd4_in_panel for p in series), (case, series)
