@@ -746,3 +746,12 @@ def test_the_anti_cd20_series_keeps_the_cd4_another_cause_needs(
     series = [p for _, p, why in reassessment_panels(plan) if "last anti-CD20 dose" in why]
     assert series, reassessment_panels(plan)
     assert all(("CD4" in p) is cd4_in_panel for p in series), (case, series)
+
+
+def test_an_infant_on_steroids_only_is_not_told_about_chemotherapy() -> None:
+    """§4.2's wording is for the series after chemotherapy; an infant on steroids alone
+    continues the routine infant series (ACIP), said as such."""
+    plan = infant_on_steroids(28)
+    text = decisions_text(plan, "vaccination")
+    assert "before chemotherapy" not in text
+    assert "the routine series continued" in text

@@ -207,24 +207,26 @@ def complete_the_series(
         return []
     ctx = schedule.ctx
     schedule.plan.items.extend(more.doses)
-    schedule.plan.decisions.append(
-        Decision(
-            "vaccination",
-            f"{code}: the series completed after the booster, {len(more.doses)} more dose(s)",
+    doses = ", ".join(f"{d.due} ({d.vaccine})" for d in more.doses)
+    if ctx.facts.chemotherapy_end is not None:
+        what = f"{code}: the series completed after the booster, {len(more.doses)} more dose(s)"
+        why = (
             "the series was not complete before chemotherapy: after the booster on "
             f"{booster[-1].due} the child still needs the doses of the routine schedule "
-            "(continued, not restarted); doses on "
-            + ", ".join(f"{d.due} ({d.vaccine})" for d in more.doses)
-            + " (CDSi's forecast over the doses that count: none given during "
-            "chemotherapy, §4.1)",
-            "; ".join(
-                [
-                    CHEMO_SRC,
-                    "ACIP general best practice (an interrupted series is not restarted)",
-                    CDSI_SRC,
-                    ctx.cite("vaccination.after_chemotherapy_inactivated_months"),
-                ]
-            ),
+            f"(continued, not restarted); doses on {doses} (CDSi's forecast over the doses "
+            "that count: none given during chemotherapy, §4.1)"
         )
+        sources = [CHEMO_SRC, ctx.cite("vaccination.after_chemotherapy_inactivated_months")]
+    else:  # no chemotherapy (an infant on immunosuppressants): the routine infant series
+        what = f"{code}: the routine series continued, {len(more.doses)} more dose(s)"
+        why = (
+            f"after the dose on {booster[-1].due} the child still needs the doses of the "
+            f"routine schedule (continued, not restarted); doses on {doses} (CDSi's "
+            "forecast: ACIP's ages and intervals)"
+        )
+        sources = []
+    sources += ["ACIP general best practice (an interrupted series is not restarted)", CDSI_SRC]
+    schedule.plan.decisions.append(
+        Decision("vaccination", what, why, "; ".join(dict.fromkeys(sources)))
     )
     return list(more.doses)
