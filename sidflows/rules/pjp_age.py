@@ -76,3 +76,9 @@ def steroid_words(ctx: PlanContext) -> str:
     if p.steroid_rule == "duration_only":
         return f"> {p.steroid_weeks} weeks of corticosteroids"
     return f"high-dose corticosteroids for >= {p.steroid_weeks} weeks"
+
+
+def costeff_bsa(weight_kg: float) -> float:
+    """Body-surface area (m2) from weight alone: (4W + 7) / (W + 90) (Costeff, Arch Dis
+    Child 1966;41:681), the referral giving no height (§5.1)."""
+    return (4 * weight_kg + 7) / (weight_kg + 90)

@@ -15,6 +15,7 @@ from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import classes_of, counts_as_immunosuppressive, drug_is
 from sidflows.rules.facts import course_days, name_matches
 from sidflows.rules.grading import cd4_findings, stale_severe_cd4
+from sidflows.rules.interactions import qt_words
 from sidflows.rules.model import Decision, ProphylaxisItem
 from sidflows.rules.oncology_scope import scope_decisions
 from sidflows.rules.pjp_age import minimum_age_date, steroid_words, too_young
@@ -301,11 +302,12 @@ def plan_prophylaxis(
                 indication="antibody deficiency with recurrent infections",
             )
         )
+        qt_what, qt_why, qt_src = qt_words(ctx, a.drug)
         decisions.append(
             Decision(
                 "prophylaxis",
-                f"{a.drug} {a.mg_per_kg:g} mg/kg {a.regimen}, review at plan review",
-                f"antibody deficiency with {facts.recent_infections} infections in "
+                f"{a.drug} {a.mg_per_kg:g} mg/kg {a.regimen}, review at plan review{qt_what}",
+                f"{qt_why}antibody deficiency with {facts.recent_infections} infections in "
                 f"{protocol.immunoglobulin.infection_lookback_months} months; {mg} mg a dose "
                 f"({basis}; at most {a.max_mg_per_dose:g} mg a dose); no guideline for "
                 "stopping: review at every plan review; alternatives: "
@@ -314,16 +316,11 @@ def plan_prophylaxis(
                     "prophylaxis.antibacterial.mg_per_kg",
                     "prophylaxis.antibacterial.max_mg_per_dose",
                     *pjp_age.alternatives_cited(ctx, due),
-                ),
+                )
+                + qt_src,
             )
         )
     return items, decisions
-
-
-def costeff_bsa(weight_kg: float) -> float:
-    """Body-surface area (m2) from weight alone: (4W + 7) / (W + 90) (Costeff, Arch Dis
-    Child 1966;41:681), the referral giving no height (§5.1)."""
-    return (4 * weight_kg + 7) / (weight_kg + 90)
 
 
 def tmp_dose(weight_kg: float, ctx: PlanContext) -> tuple[float, str]:
@@ -331,7 +328,7 @@ def tmp_dose(weight_kg: float, ctx: PlanContext) -> tuple[float, str]:
     mg/m2/day on the Costeff BSA, capped at the day's maximum, in ``doses_per_day`` doses,
     each rounded to the protocol's step (never above the cap)."""
     p = ctx.protocol.prophylaxis.pjp
-    bsa = costeff_bsa(weight_kg)
+    bsa = pjp_age.costeff_bsa(weight_kg)
     by_bsa = p.tmp_mg_per_m2_day * bsa
     daily = min(by_bsa, p.tmp_max_mg_day)
     step = p.tmp_dose_round_mg

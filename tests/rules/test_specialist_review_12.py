@@ -755,3 +755,35 @@ def test_an_infant_on_steroids_only_is_not_told_about_chemotherapy() -> None:
     text = decisions_text(plan, "vaccination")
     assert "before chemotherapy" not in text
     assert "the routine series continued" in text
+
+
+@pytest.mark.parametrize(
+    ("case", "beside", "warned"),
+    [
+        ("§5.4 hydroxychloroquine SmPC 4.5: azithromycin beside it prolongs QT", True, True),
+        ("§5.4 no QT-prolonging drug: no warning", False, False),
+    ],
+)
+def test_azithromycin_beside_hydroxychloroquine_asks_for_the_qt(
+    case: str, beside: bool, warned: bool
+) -> None:
+    treatments = [treatment("mycophenolate", "antimetabolite", ago(months=12))]
+    if beside:
+        treatments.append(treatment("hydroxychloroquine", "other_biologic", ago(months=12)))
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=15),
+            weight_kg=50,
+            category="immune_mediated",
+            label="systemic lupus erythematosus",
+            treatments=treatments,
+            labs=[lab(ago(days=10), igg_g_l=4.5, cd19_per_ul=200, cd4_per_ul=700)],
+            infections=[
+                {"date": ago(months=m), "kind": "pneumonia", "serious": True} for m in (2, 5, 8)
+            ],
+        )
+    )
+    azithro = [d for d in plan.decisions if d.decision.startswith("azithromycin")]
+    assert azithro, decisions_text(plan, "prophylaxis")
+    assert ("check the QT" in azithro[0].decision) is warned, case

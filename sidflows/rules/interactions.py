@@ -1,0 +1,49 @@
+"""The plan's drugs beside the child's own: interactions (docs/clinical-reference.md §5.4).
+
+Azithromycin, the antibacterial prophylaxis of antibody deficiency, prolongs the QT
+interval, as do hydroxychloroquine and chloroquine (their SmPCs, sections 4.4 and 4.5): the
+combination carries an excess of cardiac events (Lane JCE, et al. Lancet Rheumatol
+2020;2:e698). The plan keeps the protocol's choice and says so, a decision for the
+clinician (an ECG, or an alternative), instead of prescribing it silently.
+"""
+
+from __future__ import annotations
+
+from sidflows.rules.context import PlanContext
+from sidflows.rules.facts import name_matches
+
+QT_SRC = (
+    "hydroxychloroquine SmPC (4.4, 4.5: QT-prolonging drugs, macrolides); azithromycin SmPC "
+    "(4.4: QT prolongation); Lane JCE, et al. Lancet Rheumatol 2020;2:e698"
+)
+# Drugs the prophylaxis may be given with that prolong the QT interval (English and Spanish).
+QT_PROLONGING = ("hydroxychloroquine", "hidroxicloroquina", "chloroquine", "cloroquina")
+MACROLIDES = ("azithromycin", "azitromicina", "clarithromycin", "erythromycin")
+
+
+def qt_interaction(ctx: PlanContext, drug: str) -> str | None:
+    """The warning for a macrolide the plan gives beside a QT-prolonging drug the child
+    takes on the plan's day, or None."""
+    if not name_matches(drug, MACROLIDES):
+        return None
+    taken = [
+        t.drug
+        for t in ctx.referral.treatments
+        if t.active_on(ctx.today) and name_matches(t.drug, QT_PROLONGING)
+    ]
+    if not taken:
+        return None
+    return (
+        f"with {', '.join(dict.fromkeys(taken))}: both prolong the QT interval (an excess of "
+        "cardiac events with the combination): an ECG before it, or one of the alternatives "
+        "(clinician decision)"
+    )
+
+
+def qt_words(ctx: PlanContext, drug: str) -> tuple[str, str, str]:
+    """(decision suffix, rationale prefix, source suffix) of :func:`qt_interaction` for a
+    prescription's decision; empty strings where there is none."""
+    qt = qt_interaction(ctx, drug)
+    if qt is None:
+        return "", "", ""
+    return f": {qt.split(':')[0]}: check the QT", f"{qt}; ", f"; {QT_SRC}"
