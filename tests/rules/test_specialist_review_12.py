@@ -787,3 +787,26 @@ def test_azithromycin_beside_hydroxychloroquine_asks_for_the_qt(
     azithro = [d for d in plan.decisions if d.decision.startswith("azithromycin")]
     assert azithro, decisions_text(plan, "prophylaxis")
     assert ("check the QT" in azithro[0].decision) is warned, case
+
+
+def test_a_planned_end_of_maintenance_dates_the_boosters_in_the_decision() -> None:
+    """§4.2 (IDSA 2013 rec. 73: inactivated boosters 3 months after the end; AIEOP: live at
+    6): a recorded planned end gives the dates, not only "chemotherapy is ongoing"."""
+    end = ahead(months=7)
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=6),
+            weight_kg=20,
+            category="oncology",
+            label="B-ALL",
+            treatments=[treatment("mercaptopurine", "antimetabolite", ago(months=10), end)],
+            labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
+        )
+    )
+    found = [d for d in plan.decisions if d.decision == "boosters after the end of chemotherapy"]
+    assert len(found) == 1
+    planned = date.fromisoformat(end)
+    assert f"planned to end on {planned}" in found[0].rationale
+    assert f"inactivated boosters from {add_months(planned, 3)}" in found[0].rationale
+    assert f"live from {add_months(planned, 6)}" in found[0].rationale

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sidflows.calendar import add_months
 from sidflows.rules.model import Block, Decision, Deferral, VaccineDose
 from sidflows.rules.vaccination.blocks import (
     holding,
@@ -70,13 +71,37 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
             )
         )
     if valid_from is None:
+        ongoing = [
+            t
+            for t in referral.treatments
+            if facts.is_chemotherapy(t) and t.start <= ctx.today and t.active_on(ctx.today)
+        ]
+        planned = (
+            max(t.end for t in ongoing if t.end is not None)
+            if ongoing and all(t.end is not None for t in ongoing)
+            else None
+        )
+        months = (
+            v.after_chemotherapy_inactivated_months_anti_cd20
+            if facts.had_anti_cd20
+            else v.after_chemotherapy_inactivated_months
+        )
+        when = (
+            f"chemotherapy is planned to end on {planned}: if it does, inactivated boosters "
+            f"from {add_months(planned, months)} and live from "
+            f"{add_months(planned, v.after_chemotherapy_live_months)}; the first plan made "
+            "after the end (a treatment change, or the plan review) books them, as a planned "
+            "end may move"
+            if planned is not None
+            else "chemotherapy is ongoing"
+        )
         plan.decisions.append(
             Decision(
                 "vaccination",
                 "boosters after the end of chemotherapy",
                 f"inactivated boosters {v.after_chemotherapy_inactivated_months} months after the "
                 f"end ({v.after_chemotherapy_inactivated_months_anti_cd20} with anti-CD20), live "
-                f"at {v.after_chemotherapy_live_months}: chemotherapy is ongoing",
+                f"at {v.after_chemotherapy_live_months}: {when}",
                 ctx.cite(
                     "vaccination.after_chemotherapy_inactivated_months",
                     "vaccination.after_chemotherapy_inactivated_months_anti_cd20",
