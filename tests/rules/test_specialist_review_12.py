@@ -810,3 +810,38 @@ def test_a_planned_end_of_maintenance_dates_the_boosters_in_the_decision() -> No
     assert f"planned to end on {planned}" in found[0].rationale
     assert f"inactivated boosters from {add_months(planned, 3)}" in found[0].rationale
     assert f"live from {add_months(planned, 6)}" in found[0].rationale
+
+
+def kawasaki_on(drug: str | None) -> Plan:
+    """A 14-month-old with Kawasaki disease and a coronary aneurysm, IVIG 2 g/kg 6 weeks
+    ago (immunomodulatory), no MMR or varicella yet; ``drug``: the long-term antiplatelet."""
+    treatments = [] if drug is None else [treatment(drug, "other_biologic", ago(days=42))]
+    return plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(months=14),
+            weight_kg=10,
+            category="immune_mediated",
+            label="Kawasaki disease",
+            treatments=treatments,
+            labs=[lab(ago(days=10), igg_g_l=9.0)],
+            immunoglobulin_doses=[{"date": ago(days=40), "g_per_kg": 2.0, "route": "iv"}],
+        )
+    )
+
+
+def test_aspirin_is_recordable_graded_none_and_carries_the_reye_precaution() -> None:
+    """§2.11 (aspirin, not immunosuppressive: graded none, not 'not recognised') and §4.14
+    (the varicella vaccine label: no salicylates for 6 weeks after a dose; ACIP: no LAIV
+    with aspirin)."""
+    plan = kawasaki_on("aspirin")
+    assert plan.grading.level == "none", plan.grading.reasons
+    assert "not recognised" not in decisions_text(plan, "grading")
+    found = [d for d in plan.decisions if "varicella vaccine is a precaution (Reye" in d.decision]
+    assert len(found) == 1, decisions_text(plan, "vaccination")
+    assert "6 weeks" in found[0].rationale
+
+
+def test_no_reye_precaution_without_aspirin() -> None:
+    plan = kawasaki_on(None)
+    assert "Reye" not in decisions_text(plan, "vaccination")

@@ -44,7 +44,11 @@ from sidflows.rules.vaccination.risk import risk_conditions
 from sidflows.rules.vaccination.rotavirus import plan_rotavirus
 from sidflows.rules.vaccination.routine import plan_routine_catch_up
 from sidflows.rules.vaccination.series import Schedule, Series, VaccinationPlan
-from sidflows.rules.vaccination.varicella import exposures_and_household, varicella_susceptibility
+from sidflows.rules.vaccination.varicella import (
+    exposures_and_household,
+    salicylate_precaution,
+    varicella_susceptibility,
+)
 
 __all__ = [
     "CdsiHistory",
@@ -117,4 +121,6 @@ def plan_vaccination(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> V
     exposures_and_household(schedule, grading)
     # Last: every vaccine group the rules above left (§4.16).
     plan_routine_catch_up(schedule)
+    # Over the doses planned above: long-term aspirin and varicella vaccine (§4.14).
+    salicylate_precaution(schedule)
     return plan

@@ -127,3 +127,50 @@ def varicella_susceptibility(schedule: Schedule, grading: Grading) -> None:
             f"IDSA 2013 (Rubin, CID 58:e44); {ACIP_VARIZIG}; {ctx_cite}",
         )
     )
+
+
+SALICYLATES = ("aspirin", "acetylsalicylic acid", "acido acetilsalicilico", "salicylate")
+SALICYLATE_ATC = ("B01AC06", "N02BA01")
+REYE_SRC = (
+    "varicella vaccine label (Varivax: no salicylates for 6 weeks after vaccination, Reye "
+    "syndrome); ACIP varicella (Marin, MMWR Recomm Rep 2007;56(RR-4): long-term salicylate "
+    "therapy, the theoretical risk weighed against wild varicella's); ACIP influenza "
+    "(Grohskopf, MMWR: LAIV not given with aspirin or salicylates; inactivated influenza "
+    "every season)"
+)
+
+
+def salicylate_precaution(schedule: Schedule) -> None:
+    """Long-term aspirin (Kawasaki disease): the varicella doses of the plan carry the
+    labels' 6 weeks without salicylates (Reye syndrome), and influenza is inactivated only
+    (§4.14). Said once, for the clinician, with the doses it concerns."""
+    ctx, plan = schedule.ctx, schedule.plan
+    on = [
+        t.drug
+        for t in ctx.referral.treatments
+        if t.active_on(ctx.today)
+        and (
+            name_matches(t.drug, SALICYLATES)
+            or (t.code is not None and t.code.replace(".", "").upper() in SALICYLATE_ATC)
+        )
+    ]
+    if not on:
+        return
+    varicella = [i for i in plan.items if getattr(i, "vaccine", "") in ("VAR", "MMRV")]
+    deferred = [d for d in plan.deferred if d.vaccine in ("VAR", "MMRV")]
+    doses = ", ".join(f"{i.vaccine} on {i.due}" for i in varicella) or (
+        "varicella deferred" if deferred else "no varicella dose in this plan"
+    )
+    plan.decisions.append(
+        Decision(
+            "vaccination",
+            f"on {', '.join(dict.fromkeys(on))}: varicella vaccine is a precaution (Reye "
+            "syndrome); influenza vaccine inactivated only",
+            f"{doses}: the varicella vaccine's label asks for no salicylates for 6 weeks after "
+            "each dose (Reye syndrome); on long-term aspirin the clinician weighs that against "
+            "wild varicella (another antiplatelet for those weeks, with the cardiologist); "
+            "the live attenuated influenza vaccine is not given on aspirin, the inactivated "
+            "one every season (influenza itself carries the Reye risk)",
+            REYE_SRC,
+        )
+    )
