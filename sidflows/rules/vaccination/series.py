@@ -205,8 +205,10 @@ def schedule_series(
         prev = due
     plan.items.extend(scheduled)
     if series.doses > done:
+        # Named as the doses are given (a Tdap series' dose given as Td is "Td").
+        named = "/".join(dict.fromkeys(d.vaccine for d in scheduled)) or series.vaccine
         what = (
-            f"{series.vaccine}: {len(scheduled)} of {series.doses - done} dose(s) in the horizon"
+            f"{named}: {len(scheduled)} of {series.doses - done} dose(s) in the horizon"
             if scheduled
             else f"{series.vaccine}: no dose possible in the horizon"
         )
