@@ -17,6 +17,7 @@ from sidflows.rules.model import Decision, Item, Plan
 from sidflows.rules.prophylaxis import plan_prophylaxis
 from sidflows.rules.reassessment import plan_reassessments, plan_reviews
 from sidflows.rules.recognition import record_checks
+from sidflows.rules.titres import response_titres
 from sidflows.rules.vaccination import plan_vaccination
 
 __all__ = ["HORIZON_MONTHS", "plan_changes", "propose_plan"]
@@ -61,7 +62,10 @@ def propose_plan(
         ctx,
         ig=ig,
         grading=grading,
-        titres=vaccination.titres,
+        titres=[
+            *vaccination.titres,
+            *(response_titres(ig, vaccination.items) if ctx.facts.age_months >= 24 else []),
+        ],
         dose_days=tuple(i.due for i in vaccination.items),
     )
     items: list[Item] = [*ig_items, *vaccination.items, *prophylaxis, *labs, *reviews]

@@ -71,13 +71,19 @@ def meningococcal_cover(
                 indication="meningococcus (Neisseria) on a complement inhibitor",
             )
         )
-    if first < start:
+    if first <= ctx.today:
         # Already on the inhibitor: the cover cannot wait for the plan's first booking day.
         what += f": on it since {first}: confirm today that the cover is running"
         urgent = (
             f"the inhibitor started on {first}, before this plan's first booking day ({start}): "
             "the cover must be running now: confirm today that it is, and if not start it "
             "today; "
+        )
+    elif first < start:
+        what += f": from the inhibitor's first dose on {first}"
+        urgent = (
+            f"the inhibitor starts on {first}, before this plan's first booking day ({start}): "
+            "start the cover with its first dose; "
         )
     else:
         urgent = ""

@@ -319,7 +319,7 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
             asks=(
                 ("urine protein:creatinine ratio", "albumin", titres),
                 "the IG decision asks for them: the urinary loss of IgG, and the baseline of a "
-                "specific antibody response",
+                "specific antibody response (drawn before any vaccine of the day)",
             ),
         )
     if igg < ig.start_below_g_l_with_infections and severe_or_recurrent:
@@ -358,7 +358,10 @@ def decide_immunoglobulin(ctx: PlanContext) -> IgDecision:
                     else f"; the pneumococcal response rose {fold:g}-fold"
                 )
         why += ": recheck at reassessment"
-        response = "the IG decision asks for a specific antibody response: its baseline"
+        response = (
+            "the IG decision asks for a specific antibody response: its baseline (drawn "
+            "before any vaccine of the day)"
+        )
         unmeasured = severe_or_recurrent and facts.recurrent_infections and fold is None
         return outcome(
             "not_indicated",

@@ -150,8 +150,9 @@ def antifungal_gvhd_decision(ctx: PlanContext) -> Decision | None:
         "prophylaxis",
         "mould-active antifungal prophylaxis per the transplant protocol: not covered by this plan",
         f"active GVHD after the allogeneic HSCT on {hsct.date} ({on}): systemic, "
-        "mould-active antifungal prophylaxis (a mould-active azole such as posaconazole) is "
-        "recommended while GVHD is treated with systemic immunosuppression; it belongs to "
+        "mould-active antifungal prophylaxis is recommended while GVHD is treated with "
+        "systemic immunosuppression (the agent by age is the guideline's and the team's); "
+        "it belongs to "
         "the transplant team's protocol, which this plan does not replace: clinician to "
         "confirm it is prescribed",
         ctx.cite("prophylaxis.outside_scope.antifungal_in_gvhd"),

@@ -30,7 +30,10 @@ NO_CRITERIA = (
     "plan review"
 )
 
-_MERGE_DAYS = 14  # labs closer than two weeks are drawn together (one needle)
+_MERGE_DAYS = 14
+# Children under 2 years raise no antibody to polysaccharide antigens (the reason PPSV23
+# starts at 2, ACIP): no polysaccharide response is measured before then.
+POLYSACCHARIDE_FROM_MONTHS = 24  # labs closer than two weeks are drawn together (one needle)
 
 
 def _wanted(
@@ -157,6 +160,8 @@ def _wanted(
         )
     if ig.asks is not None:
         panel, why = ig.asks
+        if facts.age_months < POLYSACCHARIDE_FROM_MONTHS:  # no polysaccharide response yet
+            panel = tuple(p for p in panel if "pneumococcal" not in p)
         wanted.append(
             (
                 start,

@@ -3,12 +3,13 @@ the weeks after the plan's own vaccine doses."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 from sidflows.protocol import Protocol
 from sidflows.rules.context import PlanContext
 from sidflows.rules.immunoglobulin import IgDecision
-from sidflows.rules.model import Decision
+from sidflows.rules.model import Decision, Item
 from sidflows.rules.vaccination.blocks import first_free_day, holding, ig_blocks
 
 # The after-chemotherapy panel's word for the child's vaccine titres (§6.2).
@@ -109,12 +110,28 @@ def titres_after_doses(
         if rest:
             kept.append((when, rest, reason, source))
         last = max(recent)
+        day = last + weeks
+        # Not into the weeks after a later dose either: after the last dose that would be.
+        while later := [d for d in dose_days if day - weeks < d < day]:
+            last = max(later)
+            day = last + weeks
         kept.append(
             (
-                last + weeks,
+                day,
                 titres,
                 f"{reason}: titres {weeks.days // 7} weeks after the vaccine doses of {last}",
                 f"{source}; {ctx.cite('vaccination.hsct.titres_after_series_weeks')}",
             )
         )
     return kept
+
+
+def response_titres(ig: IgDecision, items: Sequence[Item]) -> list[tuple[date, str]]:
+    """The pneumococcal titres after the plan's first PPSV23 dose, where the IG decision asks
+    for a specific antibody response (§3.1): (the dose's day, the panel word), timed like
+    the titres after a series (§6.3)."""
+    if ig.asks is None:
+        return []
+    wanted = [p for p in ig.asks[0] if "pneumococcal" in p]
+    ppsv = sorted(i.due for i in items if getattr(i, "vaccine", "") == "PPSV23")
+    return [(ppsv[0], wanted[0])] if wanted and ppsv else []

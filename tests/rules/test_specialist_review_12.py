@@ -845,3 +845,106 @@ def test_aspirin_is_recordable_graded_none_and_carries_the_reye_precaution() -> 
 def test_no_reye_precaution_without_aspirin() -> None:
     plan = kawasaki_on(None)
     assert "Reye" not in decisions_text(plan, "vaccination")
+
+
+# Review 7 (the day's diff read against the sources): each a case the first fix missed.
+
+
+def test_a_later_phase_of_chemotherapy_dates_the_boosters_after_it() -> None:
+    """§4.2: an intensification ending soon, maintenance recorded after it: the planned end
+    is the maintenance's, not the intensification's."""
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=6),
+            weight_kg=20,
+            category="oncology",
+            label="B-ALL",
+            treatments=[
+                treatment("delayed intensification", "chemotherapy", ago(months=1), ahead(days=30)),
+                treatment("maintenance", "chemotherapy", ahead(days=45), ahead(years=2)),
+            ],
+            labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
+        )
+    )
+    found = [d for d in plan.decisions if d.decision == "boosters after the end of chemotherapy"]
+    assert f"planned to end on {ahead(years=2)}" in found[0].rationale
+
+
+def test_a_cd4_percent_below_15_holds_the_live_vaccines_whatever_the_band() -> None:
+    """§2.3 (ACIP MMR 2013, varicella 2007: CD4 >= 15 %): 14.5 % at 8 years is the staging's
+    moderate band, yet below ACIP's floor: no MMR or varicella."""
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=8),
+            weight_kg=25,
+            label="secondary immunodeficiency",
+            labs=[lab(ago(days=5), igg_g_l=8.0, cd4_per_ul=450, cd4_percent=14.5)],
+            vaccinations=[vaccination("MMR", born(years=1)), vaccination("VAR", born(years=1))],
+        )
+    )
+    assert doses_of(plan, "MMR") == []
+    assert doses_of(plan, "VAR") == []
+    assert any("below the 15 %" in r for d in plan.deferred for r in d.reasons)
+
+
+def test_cover_for_an_inhibitor_starting_before_the_first_booking_day_starts_with_it() -> None:
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=5),
+            weight_kg=19,
+            label="atypical haemolytic uraemic syndrome",
+            treatments=[treatment("eculizumab", "other_biologic", ahead(days=2))],
+            labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=1200)],
+        )
+    )
+    cover = [d for d in plan.decisions if "against meningococcus" in d.decision]
+    assert "confirm today" not in cover[0].decision
+    assert "from the inhibitor's first dose" in cover[0].decision
+
+
+def test_intrathecal_methotrexate_is_not_asked_about_a_weekly_dose() -> None:
+    """§2.1: intrathecal and high-dose IV methotrexate are single-day courses."""
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=6),
+            weight_kg=20,
+            category="oncology",
+            label="B-ALL",
+            treatments=[
+                treatment(
+                    "intrathecal methotrexate",
+                    "chemotherapy",
+                    ago(months=1),
+                    ahead(months=3),
+                    dose_mg_day=12,
+                )
+            ],
+            labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
+        )
+    )
+    assert "methotrexate written as a daily dose" not in decisions_text(plan)
+
+
+def test_anti_hbs_is_for_the_immunocompromised_not_for_asplenia_alone() -> None:
+    """§4.4 (ACIP 2018 tests immunocompromised persons): asplenia alone is a risk condition,
+    not immunocompromise."""
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=11),
+            weight_kg=35,
+            label="hereditary spherocytosis, splenectomy",
+            labs=[lab(ago(days=10), igg_g_l=9.0, cd4_per_ul=800)],
+            vaccinations=[
+                vaccination("HepB", ago(years=10, months=11)),
+                vaccination("HepB", ago(years=10, months=9)),
+            ],
+            risk_conditions=["asplenia"],
+        )
+    )
+    assert doses_of(plan, "HepB")
+    assert not any("anti-HBs" in p for _, p, _ in reassessment_panels(plan))

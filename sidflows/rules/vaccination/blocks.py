@@ -16,11 +16,11 @@ from sidflows.rules.coded import unrecognised_biologic_until
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import anti_cd20_read, counts_as_immunosuppressive, is_anti_cd20
 from sidflows.rules.facts import name_matches
-from sidflows.rules.grading import cd4_findings
 from sidflows.rules.igrecord import ig_courses
 from sidflows.rules.immunoglobulin import IgDecision
 from sidflows.rules.model import Block, Grading
 from sidflows.rules.steroids import is_high_dose_steroid
+from sidflows.rules.vaccination.cd4_live import acip_cd4_block
 from sidflows.rules.vaccination.conditions import (
     chemotherapy_wait_applies,
     off_immunosuppression_after_hsct,
@@ -65,6 +65,8 @@ def live_vaccine_blocks(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -
                 None,
             )
         )
+    if (cd4 := acip_cd4_block(ctx, grading)) is not None:
+        blocks.append(cd4)
     before = timedelta(days=v.live_before_immunosuppression_days)
     for t in referral.treatments:
         if not counts_as_immunosuppressive(t, protocol):
@@ -327,24 +329,6 @@ def b_cell_depletion_blocks(ctx: PlanContext) -> list[Block]:
         text += "; IG replacement supplies the antibodies meanwhile"
     source = ctx.cite("vaccination.defer_inactivated_in_b_cell_depletion", *depletion.source_paths)
     return [Block(text, source, depletion.until)]
-
-
-def moderate_cd4_note(ctx: PlanContext) -> str:
-    """Why a moderately low CD4 alone (graded low, §2.3) holds no live vaccine, for the
-    rationale of a live dose ("" when it does not apply): the CD4 bands are HIV staging,
-    and IDSA 2013 and ACIP give MMR and varicella in HIV without severe immunosuppression."""
-    treated = any(counts_as_immunosuppressive(t, ctx.protocol) for t in ctx.facts.active)
-    findings = cd4_findings(ctx.facts, ctx.protocol)
-    moderate = [shown for level, shown in findings if level != "severe"]
-    if not moderate or treated or ctx.facts.chemotherapy_ongoing:
-        return ""
-    return (
-        f"; a moderately low CD4 alone ({'; '.join(moderate)}, graded low, no "
-        "immunosuppressive treatment) does not hold them: IDSA 2013 and ACIP give MMR and "
-        "varicella in HIV without severe immunosuppression (CD4 >= 15 %, and >= 200/uL from "
-        "6 years), the staging the flag comes from; the contraindication under low-level "
-        "immunosuppression is for immunosuppressive treatment"
-    )
 
 
 def intensive_chemotherapy(ctx: PlanContext, t: TreatmentEntry) -> bool:

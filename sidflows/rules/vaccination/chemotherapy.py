@@ -6,12 +6,7 @@ from datetime import timedelta
 
 from sidflows.calendar import add_months
 from sidflows.rules.model import Block, Decision, Deferral, VaccineDose
-from sidflows.rules.vaccination.blocks import (
-    holding,
-    inactivated_blocks,
-    is_live,
-    moderate_cd4_note,
-)
+from sidflows.rules.vaccination.blocks import holding, inactivated_blocks, is_live
 from sidflows.rules.vaccination.cdsi_history import CDSI_SRC
 from sidflows.rules.vaccination.pneumococcal import pcv_needed
 from sidflows.rules.vaccination.routine import forecast_doses
@@ -71,10 +66,12 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
             )
         )
     if valid_from is None:
+        # Every phase not yet ended, those recorded to start later too (maintenance after
+        # an intensification): the planned end is the last of them, if each has one.
         ongoing = [
             t
             for t in referral.treatments
-            if facts.is_chemotherapy(t) and t.start <= ctx.today and t.active_on(ctx.today)
+            if facts.is_chemotherapy(t) and (t.end is None or t.end >= ctx.today)
         ]
         planned = (
             max(t.end for t in ongoing if t.end is not None)
@@ -204,7 +201,7 @@ def boost_after_chemotherapy(schedule: Schedule) -> None:
                 schedule.live_blocks,
                 f"live booster {v.after_chemotherapy_live_months} months after the end of "
                 "chemotherapy, in remission (IDSA 2013 rec. 73: the clinician confirms it), "
-                f"off immunosuppression and clear of immunoglobulin{moderate_cd4_note(ctx)}",
+                "off immunosuppression and clear of immunoglobulin",
                 ctx.cite("vaccination.after_chemotherapy_live_months"),
                 given_doses(schedule, code, valid_from),
                 protocol_rule=rule,

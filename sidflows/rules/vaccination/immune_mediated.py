@@ -13,7 +13,8 @@ from sidflows.rules.bcells import cd19_recovered
 from sidflows.rules.drugs import is_anti_cd20
 from sidflows.rules.immunoglobulin import recovery_limit
 from sidflows.rules.model import Decision, VaccineDose
-from sidflows.rules.vaccination.blocks import inactivated_blocks, moderate_cd4_note
+from sidflows.rules.vaccination.blocks import inactivated_blocks
+from sidflows.rules.vaccination.cd4_live import moderate_cd4_note
 from sidflows.rules.vaccination.chemotherapy import complete_the_series
 from sidflows.rules.vaccination.pneumococcal import pcv_needed
 from sidflows.rules.vaccination.risk import ACIP_RISK
@@ -196,8 +197,15 @@ def anti_cd20_regimen(schedule: Schedule) -> None:
             f"{v.after_anti_cd20_months} months after the last dose and >= "
             f"{v.before_next_anti_cd20_days} days before the next, which the record cannot "
             f"give; {b_cells}. Record each dose (a treatment entry with its dates) and the "
-            "next planned one, or an end date, and the plan schedules them (a treatment "
-            "change re-plans); influenza is given on schedule (§4.5)",
+            "next planned one, or an end date, and the plan schedules them where such a "
+            "window exists (with a dose every 6 months there is none: vaccinate >= "
+            f"{v.before_next_anti_cd20_days} days before a dose, or delay the dose, a "
+            "clinician decision; a treatment change re-plans); influenza: "
+            + (
+                "on schedule (§4.5)"
+                if v.influenza_on_anti_cd20 == "on_schedule"
+                else "not during the anti-CD20 (the protocol's choice, §4.5)"
+            ),
             f"{ctx.cite(*WINDOW)}; {CD20_SRC}",
         )
     )

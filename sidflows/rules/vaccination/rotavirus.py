@@ -145,6 +145,7 @@ def _rotavirus(schedule: Schedule, grading: Grading, in_utero: InUtero | None) -
         # Dose 1 is not started after its own limit; later doses by the last dose's.
         limit = last_by if given else first_by
         if free is not None and free <= limit:
+            fit = 1 + (last_by - free).days // 28
             # A dated cause (a steroid course) whose wait ends inside the window: the
             # remaining doses are possible between its end and the last permitted day.
             plan.decisions.append(
@@ -157,8 +158,9 @@ def _rotavirus(schedule: Schedule, grading: Grading, in_utero: InUtero | None) -
                     + f"), before the last permitted day: the "
                     f"{'remaining doses' if given else 'series'} may be given from {free} "
                     f"(dose 1 by {first_by}, the last by {last_by}; primary care; the "
-                    "product's own age "
-                    f"limits permitting); {had}; {window}",
+                    f"product's own age limits permitting): {fit} dose(s) at ACIP's 4-week "
+                    "interval fit by then (RV1 is 2 doses in all, RV5 3; a series that does "
+                    f"not fit stays incomplete); {had}; {window}",
                     "; ".join(dict.fromkeys([*sources, *(b.source for b in held_by)])),
                 )
             )

@@ -167,11 +167,21 @@ def _catch_up(
     plan.decisions.append(
         Decision("vaccination", what, "; ".join(parts), "; ".join(dict.fromkeys(sources)))
     )
-    if code == "HepB" and found.complete and schedule.risk:
-        _anti_hbs_after(schedule, doses[-1].due)
+    compromised = [r for r in schedule.risk if not r.startswith(NOT_COMPROMISED)]
+    if code == "HepB" and found.complete and compromised:
+        _anti_hbs_after(schedule, doses[-1].due, compromised)
 
 
-def _anti_hbs_after(schedule: Schedule, last: date) -> None:
+# Risk conditions that are not immunocompromise (ACIP 2018 tests the immunocompromised).
+NOT_COMPROMISED = (
+    "anatomical or functional asplenia",
+    "nephrotic syndrome",
+    "complement inhibitor",
+    "IgG below the limit for age",
+)
+
+
+def _anti_hbs_after(schedule: Schedule, last: date, compromised: list[str]) -> None:
     """An immunocompromised child completing hepatitis B: anti-HBs after the series (ACIP:
     1-2 months after the last dose; < 10 mIU/mL: the series again, §4.4)."""
     ctx = schedule.ctx
@@ -182,8 +192,8 @@ def _anti_hbs_after(schedule: Schedule, last: date) -> None:
         Decision(
             "vaccination",
             "hepatitis B: check anti-HBs after the series",
-            f"the series completes on {last} in a child with a risk condition "
-            f"({'; '.join(schedule.risk)}): anti-HBs {v.hsct.titres_after_series_weeks} weeks "
+            f"the series completes on {last} in an immunocompromised child "
+            f"({'; '.join(compromised)}): anti-HBs {v.hsct.titres_after_series_weeks} weeks "
             f"after the last dose (ACIP: 1-2 months); below "
             f"{v.anti_hbs_protective_miu_ml:g} mIU/mL, the series again",
             f"{ACIP_HEPB_TESTING}; {ctx.cite('vaccination.anti_hbs_protective_miu_ml')}",

@@ -23,7 +23,15 @@ ACIP_VARICELLA = (
     "includes a varicella or herpes zoster diagnosed or verified by a health-care provider"
 )
 # Infection kinds read as varicella or herpes zoster (English and Spanish; accents folded).
-VARICELLA_WORDS = ("varicella", "chickenpox", "chicken pox", "zoster", "shingles", "varicela")
+VARICELLA_WORDS = (
+    "varicella",
+    "chickenpox",
+    "chicken pox",
+    "zoster",
+    "shingles",
+    "varicela",
+    "VZV",
+)
 IMMUNE_DOSES = 2  # ACIP's evidence of immunity: 2 valid doses (the word's definition)
 
 
@@ -67,23 +75,32 @@ def varicella_susceptibility(schedule: Schedule, grading: Grading) -> None:
     doses = given_doses(schedule, "VAR", since)
     if len(doses) >= IMMUNE_DOSES:
         return
+    # After HSCT a zoster is a reactivation, not new immunity: the transplant team's call.
     diagnosed = [
         i
         for i in ctx.referral.infections
-        if (since is None or i.date >= since) and name_matches(i.kind, VARICELLA_WORDS)
+        if since is None and name_matches(i.kind, VARICELLA_WORDS)
     ]
     if diagnosed:
         named = "; ".join(f"{i.kind} on {i.date}" for i in diagnosed)
+        booked = [i for i in schedule.plan.items if getattr(i, "vaccine", "") in ("VAR", "MMRV")]
+        cancel = (
+            " (this plan's "
+            + ", ".join(f"{getattr(i, 'vaccine', '')} on {i.due}" for i in booked)
+            + ": not needed then, modify the plan)"
+            if booked
+            else ""
+        )
         schedule.plan.decisions.append(
             Decision(
                 "vaccination",
                 "varicella: a recorded varicella or zoster infection: evidence of immunity "
                 "if a clinician diagnosed it: confirm",
                 f"the record holds {named}"
-                + (f" (since the transplant on {since})" if since is not None else "")
                 + ": a varicella or herpes zoster diagnosed or verified by a health-care "
                 "provider is evidence of immunity (ACIP); confirm the diagnosis: then no "
-                "varicella vaccine is needed and no VariZIG after an exposure; if it is not "
+                f"varicella vaccine is needed{cancel} and no VariZIG after an exposure; if it "
+                "is not "
                 "confirmed, check VZV IgG and follow the post-exposure plan (VariZIG within "
                 f"{v.varizig_within_days} days)",
                 f"{ACIP_VARICELLA}; {ACIP_VARIZIG}; "
