@@ -948,3 +948,29 @@ def test_anti_hbs_is_for_the_immunocompromised_not_for_asplenia_alone() -> None:
     )
     assert doses_of(plan, "HepB")
     assert not any("anti-HBs" in p for _, p, _ in reassessment_panels(plan))
+
+
+@pytest.mark.parametrize(
+    ("case", "transfused", "advised"),
+    [
+        ("§4.7 ACIP (bleeding disorders): platelets last week: IM technique said", 7, True),
+        ("§4.7 platelets a year ago: nothing said", 365, False),
+    ],
+)
+def test_intramuscular_vaccines_on_platelet_transfusions_carry_acip_s_technique(
+    case: str, transfused: int, advised: bool
+) -> None:
+    plan = plan_for(
+        make_referral(
+            received=TODAY,
+            birth_date=born(years=3),
+            weight_kg=14,
+            label="severe aplastic anaemia",
+            treatments=[treatment("ciclosporin", "calcineurin_inhibitor", ago(months=6))],
+            labs=[lab(ago(days=10), igg_g_l=6.0, cd4_per_ul=900, anc_per_ul=900)],
+            blood_products=[{"date": ago(days=transfused), "product": "platelets"}],
+        )
+    )
+    assert any(i.kind == "vaccine_dose" for i in plan.items), case
+    said = "intramuscular vaccines shortly after a transfusion" in decisions_text(plan)
+    assert said is advised, case

@@ -46,6 +46,7 @@ from sidflows.rules.vaccination.routine import plan_routine_catch_up
 from sidflows.rules.vaccination.series import Schedule, Series, VaccinationPlan
 from sidflows.rules.vaccination.varicella import (
     exposures_and_household,
+    platelet_advice,
     salicylate_precaution,
     varicella_susceptibility,
 )
@@ -123,4 +124,5 @@ def plan_vaccination(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> V
     plan_routine_catch_up(schedule)
     # Over the doses planned above: long-term aspirin and varicella vaccine (§4.14).
     salicylate_precaution(schedule)
+    platelet_advice(schedule)
     return plan
