@@ -21,29 +21,24 @@ QT_PROLONGING = ("hydroxychloroquine", "hidroxicloroquina", "chloroquine", "clor
 MACROLIDES = ("azithromycin", "azitromicina", "clarithromycin", "erythromycin")
 
 
-def qt_interaction(ctx: PlanContext, drug: str) -> str | None:
-    """The warning for a macrolide the plan gives beside a QT-prolonging drug the child
-    takes on the plan's day, or None."""
-    if not name_matches(drug, MACROLIDES):
-        return None
-    taken = [
-        t.drug
-        for t in ctx.referral.treatments
-        if t.active_on(ctx.today) and name_matches(t.drug, QT_PROLONGING)
-    ]
-    if not taken:
-        return None
-    return (
-        f"with {', '.join(dict.fromkeys(taken))}: both prolong the QT interval (an excess of "
-        "cardiac events with the combination): an ECG before it, or one of the alternatives "
-        "(clinician decision)"
-    )
-
-
 def qt_words(ctx: PlanContext, drug: str) -> tuple[str, str, str]:
-    """(decision suffix, rationale prefix, source suffix) of :func:`qt_interaction` for a
-    prescription's decision; empty strings where there is none."""
-    qt = qt_interaction(ctx, drug)
-    if qt is None:
+    """For a macrolide the plan gives beside a QT-prolonging drug the child takes on the
+    plan's day: (decision suffix, rationale prefix, source suffix); empty strings where
+    there is none."""
+    if not name_matches(drug, MACROLIDES):
         return "", "", ""
-    return f": {qt.split(':')[0]}: check the QT", f"{qt}; ", f"; {QT_SRC}"
+    taken = ", ".join(
+        dict.fromkeys(
+            t.drug
+            for t in ctx.referral.treatments
+            if t.active_on(ctx.today) and name_matches(t.drug, QT_PROLONGING)
+        )
+    )
+    if not taken:
+        return "", "", ""
+    return (
+        f": with {taken}: check the QT",
+        f"with {taken}: both prolong the QT interval (an excess of cardiac events with the "
+        "combination): an ECG before it, or one of the alternatives (clinician decision); ",
+        f"; {QT_SRC}",
+    )

@@ -9,6 +9,7 @@ chemotherapy; ACIP's catch-up schedule for the final dose of a 3-dose series; Le
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from conftest_rules import (
@@ -29,6 +30,12 @@ from sidflows.calendar import add_months
 from sidflows.rules.model import Plan, VaccineDose
 
 
+def propose(**fields: Any) -> Plan:
+    """The plan proposed on TODAY for a referral received that day (:func:`make_doc`'s
+    fields)."""
+    return plan_for(make_referral(received=TODAY, **fields))
+
+
 def doses_of(plan: Plan, vaccine: str) -> list[date]:
     return sorted(
         i.due
@@ -39,20 +46,17 @@ def doses_of(plan: Plan, vaccine: str) -> list[date]:
 
 def induction(end: str | None) -> Plan:
     """A 5-year-old with ALL, in induction since 4 days ago (``end``: its end, if recorded)."""
-    return plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=5),
-            category="oncology",
-            label="acute lymphoblastic leukaemia",
-            treatments=[
-                treatment(
-                    "ALL induction (vincristine, dexamethasone)", "chemotherapy", ago(days=4), end
-                )
-            ],
-            labs=[lab(ago(days=2), igg_g_l=6.0, cd4_per_ul=600, anc_per_ul=900)],
-            vaccinations=[vaccination("DTaP", born(years=4, months=10))],
-        )
+    return propose(
+        birth_date=born(years=5),
+        category="oncology",
+        label="acute lymphoblastic leukaemia",
+        treatments=[
+            treatment(
+                "ALL induction (vincristine, dexamethasone)", "chemotherapy", ago(days=4), end
+            )
+        ],
+        labs=[lab(ago(days=2), igg_g_l=6.0, cd4_per_ul=600, anc_per_ul=900)],
+        vaccinations=[vaccination("DTaP", born(years=4, months=10))],
     )
 
 
@@ -98,16 +102,13 @@ def allogeneic(
         treatment("ciclosporin", "calcineurin_inhibitor", hsct - timedelta(days=1)),
         *extra.pop("more", []),  # type: ignore[misc]
     ]
-    return plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=9),
-            category="hsct",
-            label="AML, allogeneic HSCT",
-            treatments=treatments,
-            labs=[lab(ago(days=10), igg_g_l=6.5, cd4_per_ul=400, cd19_per_ul=80)],
-            hsct={"date": hsct.isoformat(), "type": kind, "active_gvhd": gvhd},
-        )
+    return propose(
+        birth_date=born(years=9),
+        category="hsct",
+        label="AML, allogeneic HSCT",
+        treatments=treatments,
+        labs=[lab(ago(days=10), igg_g_l=6.5, cd4_per_ul=400, cd19_per_ul=80)],
+        hsct={"date": hsct.isoformat(), "type": kind, "active_gvhd": gvhd},
     )
 
 
@@ -158,23 +159,20 @@ def revaccinated(years: int) -> Plan:
     """A child of ``years`` transplanted 7 months ago (autologous, no GVHD, off treatment):
     the 3-dose revaccination series (§4.6) are due now."""
     hsct = date.fromisoformat(ago(months=7))
-    return plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=years),
-            category="hsct",
-            label="neuroblastoma, autologous HSCT",
-            treatments=[
-                treatment(
-                    "busulfan/melphalan",
-                    "chemotherapy",
-                    hsct - timedelta(days=9),
-                    hsct - timedelta(days=2),
-                )
-            ],
-            labs=[lab(ago(days=10), igg_g_l=7.0, cd4_per_ul=500, cd19_per_ul=200)],
-            hsct={"date": hsct.isoformat(), "type": "autologous", "active_gvhd": False},
-        )
+    return propose(
+        birth_date=born(years=years),
+        category="hsct",
+        label="neuroblastoma, autologous HSCT",
+        treatments=[
+            treatment(
+                "busulfan/melphalan",
+                "chemotherapy",
+                hsct - timedelta(days=9),
+                hsct - timedelta(days=2),
+            )
+        ],
+        labs=[lab(ago(days=10), igg_g_l=7.0, cd4_per_ul=500, cd19_per_ul=200)],
+        hsct={"date": hsct.isoformat(), "type": "autologous", "active_gvhd": False},
     )
 
 
@@ -228,18 +226,13 @@ def test_the_nephrotic_plan_books_the_tests_its_ig_decision_asks_for() -> None:
     """§3.1 (AAAAI work group 2022: losses excluded, a specific antibody response measured
     before replacement in a protein-losing state): the first reassessment carries
     proteinuria, albumin and the pneumococcal titres the decision names."""
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=5, months=5),
-            weight_kg=18,
-            label="steroid-dependent nephrotic syndrome",
-            treatments=[treatment("tacrolimus", "calcineurin_inhibitor", ago(months=9))],
-            labs=[lab(ago(days=10), igg_g_l=3.2, cd19_per_ul=500, cd4_per_ul=900)],
-            infections=[
-                {"date": ago(months=10), "kind": "pneumococcal peritonitis", "serious": True}
-            ],
-        )
+    plan = propose(
+        birth_date=born(years=5, months=5),
+        weight_kg=18,
+        label="steroid-dependent nephrotic syndrome",
+        treatments=[treatment("tacrolimus", "calcineurin_inhibitor", ago(months=9))],
+        labs=[lab(ago(days=10), igg_g_l=3.2, cd19_per_ul=500, cd4_per_ul=900)],
+        infections=[{"date": ago(months=10), "kind": "pneumococcal peritonitis", "serious": True}],
     )
     assert "protein-losing" in decisions_text(plan, "immunoglobulin")
     first = reassessment_panels(plan)[0]
@@ -252,16 +245,12 @@ def test_the_nephrotic_plan_books_the_tests_its_ig_decision_asks_for() -> None:
 def test_a_response_the_ig_decision_would_decide_on_is_booked() -> None:
     """§3.1 (EMA core SmPC: a rise below 2-fold is a specific antibody failure): IgG low
     with recurrent infections and no response measured: pneumococcal titres are booked."""
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            labs=[lab(ago(days=10), igg_g_l=4.3, cd19_per_ul=300)],
-            treatments=[treatment("mycophenolate", "antimetabolite", ago(months=8))],
-            infections=[
-                {"date": ago(months=m), "kind": "otitis media", "serious": False}
-                for m in (1, 3, 5, 7)
-            ],
-        )
+    plan = propose(
+        labs=[lab(ago(days=10), igg_g_l=4.3, cd19_per_ul=300)],
+        treatments=[treatment("mycophenolate", "antimetabolite", ago(months=8))],
+        infections=[
+            {"date": ago(months=m), "kind": "otitis media", "serious": False} for m in (1, 3, 5, 7)
+        ],
     )
     assert "no specific antibody response measured" in decisions_text(plan, "immunoglobulin")
     panels = reassessment_panels(plan)
@@ -269,16 +258,12 @@ def test_a_response_the_ig_decision_would_decide_on_is_booked() -> None:
 
 
 def test_no_titres_are_booked_when_the_response_is_known() -> None:
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            labs=[lab(ago(days=10), igg_g_l=4.3, cd19_per_ul=300, pneumococcal_fold_rise=4.0)],
-            treatments=[treatment("mycophenolate", "antimetabolite", ago(months=8))],
-            infections=[
-                {"date": ago(months=m), "kind": "otitis media", "serious": False}
-                for m in (1, 3, 5, 7)
-            ],
-        )
+    plan = propose(
+        labs=[lab(ago(days=10), igg_g_l=4.3, cd19_per_ul=300, pneumococcal_fold_rise=4.0)],
+        treatments=[treatment("mycophenolate", "antimetabolite", ago(months=8))],
+        infections=[
+            {"date": ago(months=m), "kind": "otitis media", "serious": False} for m in (1, 3, 5, 7)
+        ],
     )
     panels = reassessment_panels(plan)
     assert not any("pneumococcal serotype titres" in p for _, p, _ in panels), panels
@@ -287,17 +272,14 @@ def test_no_titres_are_booked_when_the_response_is_known() -> None:
 def on_ocrelizumab(cd19: float, end: str | None = None) -> Plan:
     """A 15-year-old with multiple sclerosis on ocrelizumab every 6 months since 18 months
     ago, the regimen referred as one entry (no infusion dates)."""
-    return plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=15),
-            weight_kg=55,
-            label="relapsing multiple sclerosis",
-            treatments=[
-                treatment("ocrelizumab 600 mg every 6 months", "anti_cd20", ago(months=18), end)
-            ],
-            labs=[lab(ago(days=10), igg_g_l=7.5, cd19_per_ul=cd19, cd4_per_ul=800)],
-        )
+    return propose(
+        birth_date=born(years=15),
+        weight_kg=55,
+        label="relapsing multiple sclerosis",
+        treatments=[
+            treatment("ocrelizumab 600 mg every 6 months", "anti_cd20", ago(months=18), end)
+        ],
+        labs=[lab(ago(days=10), igg_g_l=7.5, cd19_per_ul=cd19, cd4_per_ul=800)],
     )
 
 
@@ -351,19 +333,16 @@ def test_a_daily_methotrexate_in_maintenance_is_flagged_whatever_its_grading(
 ) -> None:
     """§2.1 (a daily methotrexate is a known fatal prescribing error): in ALL maintenance
     the drug is graded as chemotherapy, yet 16 mg a day is still asked about."""
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=6),
-            weight_kg=20,
-            category="oncology",
-            label="B-ALL",
-            treatments=[
-                treatment(drug, cls, ago(months=10), ahead(months=7), dose_mg_day=16),
-                treatment("mercaptopurine", "antimetabolite", ago(months=10), ahead(months=7)),
-            ],
-            labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
-        )
+    plan = propose(
+        birth_date=born(years=6),
+        weight_kg=20,
+        category="oncology",
+        label="B-ALL",
+        treatments=[
+            treatment(drug, cls, ago(months=10), ahead(months=7), dose_mg_day=16),
+            treatment("mercaptopurine", "antimetabolite", ago(months=10), ahead(months=7)),
+        ],
+        labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
     )
     found = [d for d in plan.decisions if "methotrexate written as a daily dose" in d.decision]
     assert len(found) == 1, (case, decisions_text(plan, "grading"))
@@ -374,15 +353,12 @@ def test_a_daily_methotrexate_in_maintenance_is_flagged_whatever_its_grading(
 def test_a_child_already_on_eculizumab_is_told_the_cover_must_run_now() -> None:
     """§5.7 (eculizumab SmPC 4.4; ACIP 2020): antibiotic cover from the inhibitor's first
     dose; a child on it for weeks cannot wait for the plan's first booking day."""
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=5),
-            weight_kg=19,
-            label="atypical haemolytic uraemic syndrome",
-            treatments=[treatment("eculizumab", "other_biologic", ago(days=9))],
-            labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=1200)],
-        )
+    plan = propose(
+        birth_date=born(years=5),
+        weight_kg=19,
+        label="atypical haemolytic uraemic syndrome",
+        treatments=[treatment("eculizumab", "other_biologic", ago(days=9))],
+        labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=1200)],
     )
     cover = [d for d in plan.decisions if "against meningococcus" in d.decision]
     assert len(cover) == 1, decisions_text(plan, "prophylaxis")
@@ -391,15 +367,12 @@ def test_a_child_already_on_eculizumab_is_told_the_cover_must_run_now() -> None:
 
 
 def test_cover_for_an_inhibitor_not_yet_started_is_not_urgent() -> None:
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=5),
-            weight_kg=19,
-            label="atypical haemolytic uraemic syndrome",
-            treatments=[treatment("eculizumab", "other_biologic", ahead(days=20))],
-            labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=1200)],
-        )
+    plan = propose(
+        birth_date=born(years=5),
+        weight_kg=19,
+        label="atypical haemolytic uraemic syndrome",
+        treatments=[treatment("eculizumab", "other_biologic", ahead(days=20))],
+        labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=1200)],
     )
     cover = [d for d in plan.decisions if "against meningococcus" in d.decision]
     assert cover
@@ -419,18 +392,15 @@ def after_car_t_on_ivig(last_dose_days_ago: int, route: str = "iv") -> Plan:
         }
         for k in range(4)
     ]
-    return plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=3),
-            weight_kg=14,
-            category="oncology",
-            label="B-ALL",
-            treatments=[treatment("tisagenlecleucel", "car_t", ago(months=6), ago(months=6))],
-            labs=[lab(ago(days=12), igg_g_l=8.0, cd19_per_ul=0, cd4_per_ul=400)],
-            immunoglobulin_doses=doses,
-            preferences={"ig_route": route},
-        )
+    return propose(
+        birth_date=born(years=3),
+        weight_kg=14,
+        category="oncology",
+        label="B-ALL",
+        treatments=[treatment("tisagenlecleucel", "car_t", ago(months=6), ago(months=6))],
+        labs=[lab(ago(days=12), igg_g_l=8.0, cd19_per_ul=0, cd4_per_ul=400)],
+        immunoglobulin_doses=doses,
+        preferences={"ig_route": route},
     )
 
 
@@ -469,18 +439,15 @@ def test_sessions_before_a_trial_off_keep_their_troughs_and_the_early_review() -
         }
         for k in range(12)
     ]
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=10),
-            weight_kg=30,
-            category="oncology",
-            label="Burkitt lymphoma",
-            treatments=[treatment("R-COPADM", "chemotherapy", ago(months=14), chemo_end)],
-            labs=[lab(ago(days=3), igg_g_l=6.1, cd19_per_ul=300, cd4_per_ul=700)],
-            immunoglobulin_doses=doses,
-            preferences={"ig_route": "sc"},
-        )
+    plan = propose(
+        birth_date=born(years=10),
+        weight_kg=30,
+        category="oncology",
+        label="Burkitt lymphoma",
+        treatments=[treatment("R-COPADM", "chemotherapy", ago(months=14), chemo_end)],
+        labs=[lab(ago(days=3), igg_g_l=6.1, cd19_per_ul=300, cd4_per_ul=700)],
+        immunoglobulin_doses=doses,
+        preferences={"ig_route": "sc"},
     )
     trial = [d for d in plan.decisions if d.decision.startswith("propose a trial off IG from")]
     assert len(trial) == 1, decisions_text(plan, "immunoglobulin")
@@ -497,16 +464,13 @@ def test_sessions_before_a_trial_off_keep_their_troughs_and_the_early_review() -
 def live_completion(treatments: list[dict[str, object]]) -> Plan:
     """A 5-year-old with one MMR dose and a moderately low CD4 (900/uL: CDC 2014 stage 2 at
     1-5 years), graded low on it."""
-    return plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=5, months=6),
-            weight_kg=19,
-            label="atypical haemolytic uraemic syndrome",
-            treatments=treatments,
-            labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=900, cd19_per_ul=400)],
-            vaccinations=[vaccination("MMR", born(years=4))],
-        )
+    return propose(
+        birth_date=born(years=5, months=6),
+        weight_kg=19,
+        label="atypical haemolytic uraemic syndrome",
+        treatments=treatments,
+        labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=900, cd19_per_ul=400)],
+        vaccinations=[vaccination("MMR", born(years=4))],
     )
 
 
@@ -532,19 +496,16 @@ def test_under_low_level_treatment_the_live_dose_is_held() -> None:
 
 def hepb_two_doses(treatments: list[dict[str, object]]) -> Plan:
     """An 11-year-old with two hepatitis B doses, so the routine catch-up completes it."""
-    return plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=11),
-            weight_kg=35,
-            label="Crohn's disease",
-            treatments=treatments,
-            labs=[lab(ago(days=10), igg_g_l=8.0, cd4_per_ul=800, cd19_per_ul=300)],
-            vaccinations=[
-                vaccination("HepB", ago(years=10, months=11)),
-                vaccination("HepB", ago(years=10, months=9)),
-            ],
-        )
+    return propose(
+        birth_date=born(years=11),
+        weight_kg=35,
+        label="Crohn's disease",
+        treatments=treatments,
+        labs=[lab(ago(days=10), igg_g_l=8.0, cd4_per_ul=800, cd19_per_ul=300)],
+        vaccinations=[
+            vaccination("HepB", ago(years=10, months=11)),
+            vaccination("HepB", ago(years=10, months=9)),
+        ],
     )
 
 
@@ -581,16 +542,13 @@ def test_a_child_with_no_risk_condition_gets_no_anti_hbs() -> None:
 def test_a_recorded_varicella_or_zoster_is_taken_as_evidence_to_confirm(
     case: str, kind: str
 ) -> None:
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=13),
-            weight_kg=45,
-            label="polyarticular juvenile idiopathic arthritis",
-            treatments=[treatment("tofacitinib", "jak_inhibitor", ago(months=8))],
-            labs=[lab(ago(days=10), igg_g_l=9.0, cd4_per_ul=700)],
-            infections=[{"date": ago(months=3), "kind": kind, "serious": False}],
-        )
+    plan = propose(
+        birth_date=born(years=13),
+        weight_kg=45,
+        label="polyarticular juvenile idiopathic arthritis",
+        treatments=[treatment("tofacitinib", "jak_inhibitor", ago(months=8))],
+        labs=[lab(ago(days=10), igg_g_l=9.0, cd4_per_ul=700)],
+        infections=[{"date": ago(months=3), "kind": kind, "serious": False}],
     )
     text = decisions_text(plan, "vaccination")
     assert "evidence of immunity if a clinician diagnosed it: confirm" in text, case
@@ -598,16 +556,13 @@ def test_a_recorded_varicella_or_zoster_is_taken_as_evidence_to_confirm(
 
 
 def test_no_recorded_varicella_keeps_the_post_exposure_plan() -> None:
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=13),
-            weight_kg=45,
-            label="polyarticular juvenile idiopathic arthritis",
-            treatments=[treatment("tofacitinib", "jak_inhibitor", ago(months=8))],
-            labs=[lab(ago(days=10), igg_g_l=9.0, cd4_per_ul=700)],
-            infections=[{"date": ago(months=3), "kind": "herpes simplex", "serious": False}],
-        )
+    plan = propose(
+        birth_date=born(years=13),
+        weight_kg=45,
+        label="polyarticular juvenile idiopathic arthritis",
+        treatments=[treatment("tofacitinib", "jak_inhibitor", ago(months=8))],
+        labs=[lab(ago(days=10), igg_g_l=9.0, cd4_per_ul=700)],
+        infections=[{"date": ago(months=3), "kind": "herpes simplex", "serious": False}],
     )
     assert "no evidence of immunity" in decisions_text(plan, "vaccination")
 
@@ -615,24 +570,21 @@ def test_no_recorded_varicella_keeps_the_post_exposure_plan() -> None:
 def infant_on_steroids(end_days_ahead: int) -> Plan:
     """A 4-month-old (6 kg) with one rotavirus dose at 2 months, on prednisolone 6.7
     mg/kg/day for infantile spasms since 2 weeks ago, ending ``end_days_ahead`` ahead."""
-    return plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(months=4),
-            weight_kg=6,
-            label="infantile epileptic spasms",
-            treatments=[
-                treatment(
-                    "prednisolone",
-                    "corticosteroid",
-                    ago(days=14),
-                    ahead(days=end_days_ahead),
-                    dose_mg_day=40,
-                )
-            ],
-            labs=[lab(ago(days=5), igg_g_l=4.0, cd4_per_ul=2500)],
-            vaccinations=[vaccination("ROTA", born(months=2))],
-        )
+    return propose(
+        birth_date=born(months=4),
+        weight_kg=6,
+        label="infantile epileptic spasms",
+        treatments=[
+            treatment(
+                "prednisolone",
+                "corticosteroid",
+                ago(days=14),
+                ahead(days=end_days_ahead),
+                dose_mg_day=40,
+            )
+        ],
+        labs=[lab(ago(days=5), igg_g_l=4.0, cd4_per_ul=2500)],
+        vaccinations=[vaccination("ROTA", born(months=2))],
     )
 
 
@@ -659,16 +611,13 @@ def test_series_titres_are_not_drawn_in_the_weeks_after_the_plan_s_boosters() ->
     6-month check after chemotherapy falls 2 weeks after the boosters the plan gives on its
     first day; its vaccine titres move to 6 weeks after them, the rest stays."""
     end = date.fromordinal(add_months(TODAY, -6).toordinal() + 20)
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=9),
-            category="oncology",
-            label="acute lymphoblastic leukaemia",
-            treatments=[treatment("ALL maintenance", "chemotherapy", ago(years=2), end)],
-            labs=[lab(ago(days=10), igg_g_l=7.0, cd4_per_ul=700, cd19_per_ul=300)],
-            vaccinations=[vaccination("DTaP", born(years=4))],
-        )
+    plan = propose(
+        birth_date=born(years=9),
+        category="oncology",
+        label="acute lymphoblastic leukaemia",
+        treatments=[treatment("ALL maintenance", "chemotherapy", ago(years=2), end)],
+        labs=[lab(ago(days=10), igg_g_l=7.0, cd4_per_ul=700, cd19_per_ul=300)],
+        vaccinations=[vaccination("DTaP", born(years=4))],
     )
     boosters = sorted({i.due for i in items_of(plan, "vaccine_dose")})
     assert boosters, "boosters after chemotherapy"
@@ -698,18 +647,15 @@ def test_a_stale_severe_cd4_keeps_pneumocystis_prophylaxis(
 ) -> None:
     """§6.6: a stale result is not used to grade, and lifts no restriction: the last CD4,
     severe after ATG, keeps co-trimoxazole until a fresh one is above the threshold."""
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=3),
-            weight_kg=14,
-            label="severe aplastic anaemia",
-            treatments=[treatment("ciclosporin", "calcineurin_inhibitor", ago(months=6))],
-            labs=[
-                lab(ago(months=5), **cd4),
-                lab(ago(days=10), igg_g_l=6.0, anc_per_ul=900),
-            ],
-        )
+    plan = propose(
+        birth_date=born(years=3),
+        weight_kg=14,
+        label="severe aplastic anaemia",
+        treatments=[treatment("ciclosporin", "calcineurin_inhibitor", ago(months=6))],
+        labs=[
+            lab(ago(months=5), **cd4),
+            lab(ago(days=10), igg_g_l=6.0, anc_per_ul=900),
+        ],
     )
     pjp = [i for i in items_of(plan, "prophylaxis") if getattr(i, "drug", "") == "co-trimoxazole"]
     assert bool(pjp) is prophylaxis, (case, decisions_text(plan, "prophylaxis"))
@@ -732,16 +678,13 @@ def test_the_anti_cd20_series_keeps_the_cd4_another_cause_needs(
     treatments = [treatment("rituximab", "anti_cd20", ago(months=3), ago(months=3))]
     if others:
         treatments.append(treatment("mycophenolate", "antimetabolite", ago(months=12)))
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=15),
-            weight_kg=50,
-            category="immune_mediated",
-            label="lupus nephritis",
-            treatments=treatments,
-            labs=[lab(ago(days=10), igg_g_l=7.0, cd19_per_ul=0, cd4_per_ul=900)],
-        )
+    plan = propose(
+        birth_date=born(years=15),
+        weight_kg=50,
+        category="immune_mediated",
+        label="lupus nephritis",
+        treatments=treatments,
+        labs=[lab(ago(days=10), igg_g_l=7.0, cd19_per_ul=0, cd4_per_ul=900)],
     )
     series = [p for _, p, why in reassessment_panels(plan) if "last anti-CD20 dose" in why]
     assert series, reassessment_panels(plan)
@@ -770,19 +713,16 @@ def test_azithromycin_beside_hydroxychloroquine_asks_for_the_qt(
     treatments = [treatment("mycophenolate", "antimetabolite", ago(months=12))]
     if beside:
         treatments.append(treatment("hydroxychloroquine", "other_biologic", ago(months=12)))
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=15),
-            weight_kg=50,
-            category="immune_mediated",
-            label="systemic lupus erythematosus",
-            treatments=treatments,
-            labs=[lab(ago(days=10), igg_g_l=4.5, cd19_per_ul=200, cd4_per_ul=700)],
-            infections=[
-                {"date": ago(months=m), "kind": "pneumonia", "serious": True} for m in (2, 5, 8)
-            ],
-        )
+    plan = propose(
+        birth_date=born(years=15),
+        weight_kg=50,
+        category="immune_mediated",
+        label="systemic lupus erythematosus",
+        treatments=treatments,
+        labs=[lab(ago(days=10), igg_g_l=4.5, cd19_per_ul=200, cd4_per_ul=700)],
+        infections=[
+            {"date": ago(months=m), "kind": "pneumonia", "serious": True} for m in (2, 5, 8)
+        ],
     )
     azithro = [d for d in plan.decisions if d.decision.startswith("azithromycin")]
     assert azithro, decisions_text(plan, "prophylaxis")
@@ -793,16 +733,13 @@ def test_a_planned_end_of_maintenance_dates_the_boosters_in_the_decision() -> No
     """§4.2 (IDSA 2013 rec. 73: inactivated boosters 3 months after the end; AIEOP: live at
     6): a recorded planned end gives the dates, not only "chemotherapy is ongoing"."""
     end = ahead(months=7)
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=6),
-            weight_kg=20,
-            category="oncology",
-            label="B-ALL",
-            treatments=[treatment("mercaptopurine", "antimetabolite", ago(months=10), end)],
-            labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
-        )
+    plan = propose(
+        birth_date=born(years=6),
+        weight_kg=20,
+        category="oncology",
+        label="B-ALL",
+        treatments=[treatment("mercaptopurine", "antimetabolite", ago(months=10), end)],
+        labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
     )
     found = [d for d in plan.decisions if d.decision == "boosters after the end of chemotherapy"]
     assert len(found) == 1
@@ -816,17 +753,14 @@ def kawasaki_on(drug: str | None) -> Plan:
     """A 14-month-old with Kawasaki disease and a coronary aneurysm, IVIG 2 g/kg 6 weeks
     ago (immunomodulatory), no MMR or varicella yet; ``drug``: the long-term antiplatelet."""
     treatments = [] if drug is None else [treatment(drug, "other_biologic", ago(days=42))]
-    return plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(months=14),
-            weight_kg=10,
-            category="immune_mediated",
-            label="Kawasaki disease",
-            treatments=treatments,
-            labs=[lab(ago(days=10), igg_g_l=9.0)],
-            immunoglobulin_doses=[{"date": ago(days=40), "g_per_kg": 2.0, "route": "iv"}],
-        )
+    return propose(
+        birth_date=born(months=14),
+        weight_kg=10,
+        category="immune_mediated",
+        label="Kawasaki disease",
+        treatments=treatments,
+        labs=[lab(ago(days=10), igg_g_l=9.0)],
+        immunoglobulin_doses=[{"date": ago(days=40), "g_per_kg": 2.0, "route": "iv"}],
     )
 
 
@@ -853,19 +787,16 @@ def test_no_reye_precaution_without_aspirin() -> None:
 def test_a_later_phase_of_chemotherapy_dates_the_boosters_after_it() -> None:
     """§4.2: an intensification ending soon, maintenance recorded after it: the planned end
     is the maintenance's, not the intensification's."""
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=6),
-            weight_kg=20,
-            category="oncology",
-            label="B-ALL",
-            treatments=[
-                treatment("delayed intensification", "chemotherapy", ago(months=1), ahead(days=30)),
-                treatment("maintenance", "chemotherapy", ahead(days=45), ahead(years=2)),
-            ],
-            labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
-        )
+    plan = propose(
+        birth_date=born(years=6),
+        weight_kg=20,
+        category="oncology",
+        label="B-ALL",
+        treatments=[
+            treatment("delayed intensification", "chemotherapy", ago(months=1), ahead(days=30)),
+            treatment("maintenance", "chemotherapy", ahead(days=45), ahead(years=2)),
+        ],
+        labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
     )
     found = [d for d in plan.decisions if d.decision == "boosters after the end of chemotherapy"]
     assert f"planned to end on {ahead(years=2)}" in found[0].rationale
@@ -874,15 +805,12 @@ def test_a_later_phase_of_chemotherapy_dates_the_boosters_after_it() -> None:
 def test_a_cd4_percent_below_15_holds_the_live_vaccines_whatever_the_band() -> None:
     """§2.3 (ACIP MMR 2013, varicella 2007: CD4 >= 15 %): 14.5 % at 8 years is the staging's
     moderate band, yet below ACIP's floor: no MMR or varicella."""
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=8),
-            weight_kg=25,
-            label="secondary immunodeficiency",
-            labs=[lab(ago(days=5), igg_g_l=8.0, cd4_per_ul=450, cd4_percent=14.5)],
-            vaccinations=[vaccination("MMR", born(years=1)), vaccination("VAR", born(years=1))],
-        )
+    plan = propose(
+        birth_date=born(years=8),
+        weight_kg=25,
+        label="secondary immunodeficiency",
+        labs=[lab(ago(days=5), igg_g_l=8.0, cd4_per_ul=450, cd4_percent=14.5)],
+        vaccinations=[vaccination("MMR", born(years=1)), vaccination("VAR", born(years=1))],
     )
     assert doses_of(plan, "MMR") == []
     assert doses_of(plan, "VAR") == []
@@ -890,15 +818,12 @@ def test_a_cd4_percent_below_15_holds_the_live_vaccines_whatever_the_band() -> N
 
 
 def test_cover_for_an_inhibitor_starting_before_the_first_booking_day_starts_with_it() -> None:
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=5),
-            weight_kg=19,
-            label="atypical haemolytic uraemic syndrome",
-            treatments=[treatment("eculizumab", "other_biologic", ahead(days=2))],
-            labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=1200)],
-        )
+    plan = propose(
+        birth_date=born(years=5),
+        weight_kg=19,
+        label="atypical haemolytic uraemic syndrome",
+        treatments=[treatment("eculizumab", "other_biologic", ahead(days=2))],
+        labs=[lab(ago(days=5), igg_g_l=7.0, cd4_per_ul=1200)],
     )
     cover = [d for d in plan.decisions if "against meningococcus" in d.decision]
     assert "confirm today" not in cover[0].decision
@@ -907,24 +832,21 @@ def test_cover_for_an_inhibitor_starting_before_the_first_booking_day_starts_wit
 
 def test_intrathecal_methotrexate_is_not_asked_about_a_weekly_dose() -> None:
     """§2.1: intrathecal and high-dose IV methotrexate are single-day courses."""
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=6),
-            weight_kg=20,
-            category="oncology",
-            label="B-ALL",
-            treatments=[
-                treatment(
-                    "intrathecal methotrexate",
-                    "chemotherapy",
-                    ago(months=1),
-                    ahead(months=3),
-                    dose_mg_day=12,
-                )
-            ],
-            labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
-        )
+    plan = propose(
+        birth_date=born(years=6),
+        weight_kg=20,
+        category="oncology",
+        label="B-ALL",
+        treatments=[
+            treatment(
+                "intrathecal methotrexate",
+                "chemotherapy",
+                ago(months=1),
+                ahead(months=3),
+                dose_mg_day=12,
+            )
+        ],
+        labs=[lab(ago(days=10), igg_g_l=5.0, anc_per_ul=1100)],
     )
     assert "methotrexate written as a daily dose" not in decisions_text(plan)
 
@@ -932,19 +854,16 @@ def test_intrathecal_methotrexate_is_not_asked_about_a_weekly_dose() -> None:
 def test_anti_hbs_is_for_the_immunocompromised_not_for_asplenia_alone() -> None:
     """§4.4 (ACIP 2018 tests immunocompromised persons): asplenia alone is a risk condition,
     not immunocompromise."""
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=11),
-            weight_kg=35,
-            label="hereditary spherocytosis, splenectomy",
-            labs=[lab(ago(days=10), igg_g_l=9.0, cd4_per_ul=800)],
-            vaccinations=[
-                vaccination("HepB", ago(years=10, months=11)),
-                vaccination("HepB", ago(years=10, months=9)),
-            ],
-            risk_conditions=["asplenia"],
-        )
+    plan = propose(
+        birth_date=born(years=11),
+        weight_kg=35,
+        label="hereditary spherocytosis, splenectomy",
+        labs=[lab(ago(days=10), igg_g_l=9.0, cd4_per_ul=800)],
+        vaccinations=[
+            vaccination("HepB", ago(years=10, months=11)),
+            vaccination("HepB", ago(years=10, months=9)),
+        ],
+        risk_conditions=["asplenia"],
     )
     assert doses_of(plan, "HepB")
     assert not any("anti-HBs" in p for _, p, _ in reassessment_panels(plan))
@@ -960,16 +879,13 @@ def test_anti_hbs_is_for_the_immunocompromised_not_for_asplenia_alone() -> None:
 def test_intramuscular_vaccines_on_platelet_transfusions_carry_acip_s_technique(
     case: str, transfused: int, advised: bool
 ) -> None:
-    plan = plan_for(
-        make_referral(
-            received=TODAY,
-            birth_date=born(years=3),
-            weight_kg=14,
-            label="severe aplastic anaemia",
-            treatments=[treatment("ciclosporin", "calcineurin_inhibitor", ago(months=6))],
-            labs=[lab(ago(days=10), igg_g_l=6.0, cd4_per_ul=900, anc_per_ul=900)],
-            blood_products=[{"date": ago(days=transfused), "product": "platelets"}],
-        )
+    plan = propose(
+        birth_date=born(years=3),
+        weight_kg=14,
+        label="severe aplastic anaemia",
+        treatments=[treatment("ciclosporin", "calcineurin_inhibitor", ago(months=6))],
+        labs=[lab(ago(days=10), igg_g_l=6.0, cd4_per_ul=900, anc_per_ul=900)],
+        blood_products=[{"date": ago(days=transfused), "product": "platelets"}],
     )
     assert any(i.kind == "vaccine_dose" for i in plan.items), case
     said = "intramuscular vaccines shortly after a transfusion" in decisions_text(plan)

@@ -21,6 +21,7 @@ from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import complement_inhibitor
 from sidflows.rules.immunoglobulin import IgDecision
 from sidflows.rules.model import Grading
+from sidflows.rules.vaccination.administration import platelet_advice
 from sidflows.rules.vaccination.adolescent import menacwy_after_hsct, plan_hpv
 from sidflows.rules.vaccination.blocks import (
     first_free_day,
@@ -46,7 +47,6 @@ from sidflows.rules.vaccination.routine import plan_routine_catch_up
 from sidflows.rules.vaccination.series import Schedule, Series, VaccinationPlan
 from sidflows.rules.vaccination.varicella import (
     exposures_and_household,
-    platelet_advice,
     salicylate_precaution,
     varicella_susceptibility,
 )
