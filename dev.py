@@ -75,28 +75,23 @@ def lock() -> None:
     print(f"dev.py: wrote {LOCK.name} ({len(frozen.splitlines())} packages)")
 
 
+# Workers for the whole suite. Most of the tests wait on a Prefect server or on processes
+# they started (a heartbeat to expire, a schedule's minute), so three keep both cores busy.
+WORKERS = os.environ.get("SIDFLOWS_TEST_WORKERS", "3")
+
+
 def test(rest: list[str]) -> None:
-    """The whole suite on both cores: the slow tests (processes started and killed) in
-    one pytest, everything else in another, at the same time. With arguments, one
-    pytest with those arguments."""
+    """The whole suite on both cores: one pytest with pytest-xdist's workers, each with a
+    Prefect server of its own; the slow tests are dealt out first (tests/conftest.py),
+    then each worker takes more as it finishes. With arguments, one pytest with those
+    arguments (no workers unless they say -n)."""
     pytest = [str(BIN / "python"), "-m", "pytest", "--durations=15"]
     if rest:
         _run(*pytest, *rest)
         return
-    # The slow tests marked first_lane run in this first pytest, to even out the two
-    # (their durations: README, Development).
-    log = ROOT / ".pytest-slow.log"
-    with log.open("w") as out:
-        slow = subprocess.Popen(
-            [*pytest, "-m", "slow and not first_lane"], stdout=out, stderr=subprocess.STDOUT
-        )
-        print("dev.py test: the slow tests run beside these (output follows)", flush=True)
-        fast = subprocess.run([*pytest, "-m", "not slow or first_lane"], check=False).returncode
-        slow_code = slow.wait()
-    print("\n----- the slow tests -----", flush=True)
-    print(log.read_text(), flush=True)
-    if fast or slow_code:
-        sys.exit(f"dev.py test: failed (tests {fast}, slow tests {slow_code})")
+    # Two tests at a time per worker (xdist hands out chunks of consecutive tests
+    # otherwise, and the slow ones, first in the order, would all go to one worker).
+    _run(*pytest, "-n", WORKERS, "--dist", "load", "--maxschedchunk", "2")
 
 
 def main(argv: list[str]) -> None:

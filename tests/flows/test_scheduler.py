@@ -20,8 +20,7 @@ import pytest
 from processes import PrefectServer, Unit, postgres_database, wait_for
 from sqlalchemy import make_url
 
-# Run in dev.py test's first pytest (the other one holds the rest of the slow tests).
-pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.first_lane]
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
 # The scheduler looks every 5 s instead of every 60 s; nothing else is changed.
 FAST_SCHEDULER = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}

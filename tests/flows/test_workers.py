@@ -26,8 +26,7 @@ from sqlalchemy import make_url
 from flows import runtime
 from flows.deployments import WORK_POOL, prefect_server_settings
 
-# Run in dev.py test's first pytest (the other one holds the rest of the slow tests).
-pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.first_lane]
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
 ROOT = Path(__file__).resolve().parents[2]
 YAML = ROOT / "config" / "prefect.yaml"
