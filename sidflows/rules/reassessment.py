@@ -207,16 +207,20 @@ def plan_reassessments(
     for when, panel, reason, source in wanted:
         seen_reasons.setdefault(reason.split(" (overdue")[0], source)
         due = calendar.next_working_day(max(when, start))
-        if due > horizon_end:
-            continue
-        # Titres (6 weeks after a series, or moved past the IG interval) are never merged
-        # into an earlier check: drawn earlier, they would measure too soon (§6.3, §6.8).
-        close = bool(items) and (due - items[-1].due).days < _MERGE_DAYS
         titre = (
             reason.endswith(AFTER_IG)
             or reason.startswith("titres ")
             or ("titres " in reason and "weeks after the vaccine doses of" in reason)
         )
+        if due > horizon_end:
+            if titre:
+                # Wanted inside the horizon (every series stops at it) and moved past it,
+                # by the doses before them (§6.3): said, not dropped.
+                decisions.append(_titres_after_the_horizon(ctx, panel, reason, source, due))
+            continue
+        # Titres (6 weeks after a series, or moved past the IG interval) are never merged
+        # into an earlier check: drawn earlier, they would measure too soon (§6.3, §6.8).
+        close = bool(items) and (due - items[-1].due).days < _MERGE_DAYS
         if close and (due == items[-1].due or not titre):
             prev = items[-1]
             merged = tuple(dict.fromkeys((*prev.panel, *panel)))
@@ -243,6 +247,19 @@ def plan_reassessments(
             )
     decisions.extend(_recovery(ctx.facts, ctx.protocol, ig, no_cause=grading.transient is None))
     return items, decisions
+
+
+def _titres_after_the_horizon(
+    ctx: PlanContext, panel: tuple[str, ...], reason: str, source: str, due: date
+) -> Decision:
+    return Decision(
+        "reassessment",
+        f"{', '.join(panel)} from {due}: after this plan's last day ({ctx.horizon_end}), "
+        "not booked in it",
+        f"{reason}; book them when the plan is renewed, not earlier: drawn before that day "
+        "they measure the doses too soon",
+        source,
+    )
 
 
 def _why_labs(grading: Grading) -> str:

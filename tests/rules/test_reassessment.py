@@ -12,6 +12,7 @@ from conftest_rules import (
     HORIZON_END,
     START,
     ago,
+    context_for,
     decisions_text,
     ig_dose,
     lab,
@@ -21,7 +22,10 @@ from conftest_rules import (
 )
 
 from sidflows.calendar import add_months
+from sidflows.rules.grading import grade
+from sidflows.rules.immunoglobulin import decide_immunoglobulin
 from sidflows.rules.model import Decision, Plan, PlanReviewItem, ReassessmentItem
+from sidflows.rules.reassessment import plan_reassessments
 
 NORMAL_IGG = [lab(ago(days=10), igg_g_l=8.0)]
 CD20_PANEL = ("IgG", "IgA", "IgM", "CD19")
@@ -349,3 +353,34 @@ def test_labs_closer_than_two_weeks_are_merged() -> None:
     assert all(CALENDAR.is_working_day(r.due) for r in labs)
     assert labs[0].due >= START
     assert labs[-1].due <= HORIZON_END
+
+
+def test_series_titres_moved_past_the_horizon_are_said_not_dropped() -> None:
+    """§6.2, §6.3: the 12-month check after chemotherapy falls in the horizon's last weeks,
+    a week after a vaccine dose; its vaccine titres move 6 weeks after the dose, past the
+    plan's last day. They are not booked, and a decision says when they are due."""
+    end = add_months(HORIZON_END, -12) - timedelta(days=10)
+    referral = make_referral(
+        category="oncology",
+        labs=NORMAL_IGG,
+        treatments=[treatment("vincristine", "chemotherapy", "2025-06-01", end)],
+    )
+    ctx = context_for(referral)
+    check = CALENDAR.next_working_day(add_months(end, 12))
+    dose = check - timedelta(days=7)
+    items, decisions = plan_reassessments(
+        ctx,
+        ig=decide_immunoglobulin(ctx),
+        grading=grade(ctx),
+        titres=[],
+        dose_days=(dose,),
+    )
+    last = [i for i in items if i.due == check]
+    assert last, [(i.due, i.panel) for i in items]
+    assert "vaccine titres" not in last[0].panel
+    assert not [i for i in items if i.due > check and "vaccine titres" in i.panel]
+    notes = [d for d in decisions if "after this plan's last day" in d.decision]
+    assert len(notes) == 1, [d.decision for d in decisions]
+    assert notes[0].decision.startswith(f"vaccine titres from {dose + timedelta(weeks=6)}")
+    assert f"vaccine doses of {dose}" in notes[0].rationale
+    assert notes[0].source
