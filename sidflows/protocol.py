@@ -165,6 +165,13 @@ class GradingRules(_Section):
     not_immunosuppressive_drugs: tuple[str, ...] = ()
     not_immunosuppressive_atc: tuple[str, ...] = ()
     not_immunosuppressive_level: Literal["none", "low"] = "none"
+    # Methotrexate given as single-day courses (high-dose IV, intrathecal), by a word of the
+    # drug's name as recorded: a daily dose is their real unit, not the weekly oral drug
+    # in the wrong field (docs/clinical-reference.md §2.1).
+    single_day_methotrexate_words: tuple[str, ...] = (
+        "intrathecal", "IT", "high-dose", "high dose", "HD", "HDMTX", "IV", "intravenous",
+        "intratecal", "altas dosis",
+    )  # fmt: skip
     # mg of prednisone per mg of each corticosteroid, by name (docs/clinical-reference.md
     # §2.9): the IDSA 2013 threshold is read on the prednisone-equivalent dose.
     steroid_prednisone_mg_per_mg: dict[str, Positive] = Field(
@@ -302,6 +309,17 @@ class HsctVaccination(_Section):
 
 
 class VaccinationRules(_Section):
+    # Infection kinds read as varicella or herpes zoster: evidence of immunity to confirm
+    # (docs/clinical-reference.md §4.14; matched as words, accents folded).
+    varicella_infection_words: tuple[str, ...] = (
+        "varicella", "chickenpox", "chicken pox", "zoster", "shingles", "varicela", "VZV",
+    )  # fmt: skip
+    # Salicylates, by name (words) or ATC code: the varicella doses' precaution (Reye
+    # syndrome) and inactivated influenza only (docs/clinical-reference.md §4.14).
+    salicylate_drugs: tuple[str, ...] = (
+        "aspirin", "acetylsalicylic acid", "acido acetilsalicilico", "salicylate",
+    )  # fmt: skip
+    salicylate_atc: tuple[str, ...] = ("B01AC06", "N02BA01")
     live_before_immunosuppression_days: int
     inactivated_before_immunosuppression_days: int
     influenza_min_age_months: Months
@@ -461,6 +479,11 @@ class Antibacterial(_Section):
     max_mg_per_dose: Positive
     regimen: str
     alternatives: str
+    # Drugs the child may take that prolong the QT interval, by name (words): a macrolide
+    # beside one asks for the QT (docs/clinical-reference.md §5.2).
+    qt_prolonging_drugs: tuple[str, ...] = (
+        "hydroxychloroquine", "hidroxicloroquina", "chloroquine", "cloroquina",
+    )  # fmt: skip
 
 
 class OutsideScope(_Section):

@@ -16,8 +16,6 @@ QT_SRC = (
     "hydroxychloroquine SmPC (4.4, 4.5: QT-prolonging drugs, macrolides); azithromycin SmPC "
     "(4.4: QT prolongation); Lane JCE, et al. Lancet Rheumatol 2020;2:e698"
 )
-# Drugs the prophylaxis may be given with that prolong the QT interval (English and Spanish).
-QT_PROLONGING = ("hydroxychloroquine", "hidroxicloroquina", "chloroquine", "cloroquina")
 MACROLIDES = ("azithromycin", "azitromicina", "clarithromycin", "erythromycin")
 
 
@@ -27,11 +25,12 @@ def qt_words(ctx: PlanContext, drug: str) -> tuple[str, str, str]:
     there is none."""
     if not name_matches(drug, MACROLIDES):
         return "", "", ""
+    qt = ctx.protocol.prophylaxis.antibacterial.qt_prolonging_drugs
     taken = ", ".join(
         dict.fromkeys(
             t.drug
             for t in ctx.referral.treatments
-            if t.active_on(ctx.today) and name_matches(t.drug, QT_PROLONGING)
+            if t.active_on(ctx.today) and name_matches(t.drug, qt)
         )
     )
     if not taken:
@@ -40,5 +39,5 @@ def qt_words(ctx: PlanContext, drug: str) -> tuple[str, str, str]:
         f": with {taken}: check the QT",
         f"with {taken}: both prolong the QT interval (an excess of cardiac events with the "
         "combination): an ECG before it, or one of the alternatives (clinician decision); ",
-        f"; {QT_SRC}",
+        f"; {QT_SRC}; {ctx.cite('prophylaxis.antibacterial.qt_prolonging_drugs')}",
     )

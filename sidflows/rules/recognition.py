@@ -128,22 +128,6 @@ def _group_name(ctx: PlanContext) -> str:
     return f"group {group}" if group is not None else "no group recognised"
 
 
-# Methotrexate given as single-day courses (high-dose IV, intrathecal): a daily dose is
-# their real unit, not the weekly oral drug in the wrong field.
-SINGLE_DAY_METHOTREXATE = (
-    "intrathecal",
-    "IT",
-    "high-dose",
-    "high dose",
-    "HD",
-    "HDMTX",
-    "IV",
-    "intravenous",
-    "intratecal",
-    "altas dosis",
-)
-
-
 def methotrexate_daily(ctx: PlanContext) -> list[Decision]:
     """Methotrexate graded by its weekly ceiling but written as a daily dose (§2.1): the
     grading reads the daily figure as given every day (x 7, cautious) and the clinician is
@@ -157,7 +141,7 @@ def methotrexate_daily(ctx: PlanContext) -> list[Decision]:
             t.dose_mg_per_kg_week is not None
             or (t.dose_mg_per_kg_day is None and t.dose_mg_day is None)
             or not drug_is(t, g.methotrexate_names, protocol)
-            or name_matches(t.drug, SINGLE_DAY_METHOTREXATE)
+            or name_matches(t.drug, g.single_day_methotrexate_words)
         ):
             continue  # a high-dose IV or intrathecal course is a day's dose, not a weekly one
         given = (

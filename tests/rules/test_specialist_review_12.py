@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest_rules import (
+    PROTOCOL,
     TODAY,
     ago,
     ahead,
@@ -24,6 +25,7 @@ from conftest_rules import (
     plan_for,
     treatment,
     vaccination,
+    with_protocol,
 )
 
 from sidflows.calendar import add_months
@@ -727,6 +729,73 @@ def test_azithromycin_beside_hydroxychloroquine_asks_for_the_qt(
     azithro = [d for d in plan.decisions if d.decision.startswith("azithromycin")]
     assert azithro, decisions_text(plan, "prophylaxis")
     assert ("check the QT" in azithro[0].decision) is warned, case
+
+
+def test_the_unit_s_qt_list_is_the_protocol_s() -> None:
+    """§5.4: the QT-prolonging drugs are the protocol's list: a unit that adds one (here a
+    drug the shipped list does not name) gets the QT check beside it; the shipped
+    protocol does not."""
+    treatments = [
+        treatment("mycophenolate", "antimetabolite", ago(months=12)),
+        treatment("ondansetron", "other_biologic", ago(months=12)),
+    ]
+    fields: dict[str, Any] = {
+        "birth_date": born(years=15),
+        "weight_kg": 50,
+        "category": "immune_mediated",
+        "label": "systemic lupus erythematosus",
+        "treatments": treatments,
+        "labs": [lab(ago(days=10), igg_g_l=4.5, cd19_per_ul=200, cd4_per_ul=700)],
+        "infections": [
+            {"date": ago(months=m), "kind": "pneumonia", "serious": True} for m in (2, 5, 8)
+        ],
+    }
+    listed = ("hydroxychloroquine", "ondansetron")
+    unit = with_protocol(PROTOCOL, "prophylaxis.antibacterial.qt_prolonging_drugs", listed)
+    referral = make_referral(received=TODAY, **fields)
+    for protocol, warned in ((PROTOCOL, False), (unit, True)):
+        plan = plan_for(referral, protocol=protocol)
+        azithro = [d for d in plan.decisions if d.decision.startswith("azithromycin")]
+        assert azithro, decisions_text(plan, "prophylaxis")
+        assert ("with ondansetron: check the QT" in azithro[0].decision) is warned
+
+
+def test_the_unit_s_varicella_words_are_the_protocol_s() -> None:
+    """§4.20 (ACIP 2007): an infection the unit's list names as varicella (a word of its
+    own) is evidence of immunity to confirm; with the shipped list it is not read so."""
+    fields: dict[str, Any] = {
+        "birth_date": born(years=6),
+        "category": "immune_mediated",
+        "label": "juvenile idiopathic arthritis",
+        "treatments": [
+            treatment("methotrexate", "antimetabolite", ago(months=12), dose_mg_per_kg_week=0.4)
+        ],
+        "labs": [lab(ago(days=10), igg_g_l=7.0, cd19_per_ul=300, cd4_per_ul=900)],
+        "infections": [{"date": ago(years=3), "kind": "herpes varicela-zoster", "serious": False}],
+    }
+    referral = make_referral(received=TODAY, **fields)
+    assert "evidence of immunity" in decisions_text(plan_for(referral), "vaccination")
+    fields["infections"] = [{"date": ago(years=3), "kind": "viruela loca", "serious": False}]
+    referral = make_referral(received=TODAY, **fields)
+    shipped = decisions_text(plan_for(referral), "vaccination")
+    words = (*PROTOCOL.vaccination.varicella_infection_words, "viruela loca")
+    unit = with_protocol(PROTOCOL, "vaccination.varicella_infection_words", words)
+    own = decisions_text(plan_for(referral, protocol=unit), "vaccination")
+    assert "viruela loca on" not in shipped
+    assert "viruela loca on" in own
+
+
+def test_the_moved_word_lists_cite_their_sections() -> None:
+    """The four curated lists the rules used to keep in code are protocol parameters,
+    each citing its section of the clinical reference."""
+    for path, section in [
+        ("grading.single_day_methotrexate_words", "§2.1"),
+        ("vaccination.varicella_infection_words", "§4.20"),
+        ("vaccination.salicylate_drugs", "§4.14"),
+        ("vaccination.salicylate_atc", "§4.14"),
+        ("prophylaxis.antibacterial.qt_prolonging_drugs", "§5.4"),
+    ]:
+        assert PROTOCOL.source(path).endswith(section), path
 
 
 def test_a_planned_end_of_maintenance_dates_the_boosters_in_the_decision() -> None:

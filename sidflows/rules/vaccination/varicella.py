@@ -22,16 +22,6 @@ ACIP_VARICELLA = (
     "ACIP varicella (Marin M, et al. MMWR Recomm Rep 2007;56(RR-4)): evidence of immunity "
     "includes a varicella or herpes zoster diagnosed or verified by a health-care provider"
 )
-# Infection kinds read as varicella or herpes zoster (English and Spanish; accents folded).
-VARICELLA_WORDS = (
-    "varicella",
-    "chickenpox",
-    "chicken pox",
-    "zoster",
-    "shingles",
-    "varicela",
-    "VZV",
-)
 IMMUNE_DOSES = 2  # ACIP's evidence of immunity: 2 valid doses (the word's definition)
 
 
@@ -79,7 +69,7 @@ def varicella_susceptibility(schedule: Schedule, grading: Grading) -> None:
     diagnosed = [
         i
         for i in ctx.referral.infections
-        if since is None and name_matches(i.kind, VARICELLA_WORDS)
+        if since is None and name_matches(i.kind, v.varicella_infection_words)
     ]
     if diagnosed:
         named = "; ".join(f"{i.kind} on {i.date}" for i in diagnosed)
@@ -104,7 +94,9 @@ def varicella_susceptibility(schedule: Schedule, grading: Grading) -> None:
                 "confirmed, check VZV IgG and follow the post-exposure plan (VariZIG within "
                 f"{v.varizig_within_days} days)",
                 f"{ACIP_VARICELLA}; {ACIP_VARIZIG}; "
-                + ctx.cite("vaccination.varicella_exposure_advice"),
+                + ctx.cite(
+                    "vaccination.varicella_exposure_advice", "vaccination.varicella_infection_words"
+                ),
             )
         )
         return
@@ -146,8 +138,6 @@ def varicella_susceptibility(schedule: Schedule, grading: Grading) -> None:
     )
 
 
-SALICYLATES = ("aspirin", "acetylsalicylic acid", "acido acetilsalicilico", "salicylate")
-SALICYLATE_ATC = ("B01AC06", "N02BA01")
 REYE_SRC = (
     "varicella vaccine label (Varivax: no salicylates for 6 weeks after vaccination, Reye "
     "syndrome); ACIP varicella (Marin, MMWR Recomm Rep 2007;56(RR-4): long-term salicylate "
@@ -162,13 +152,14 @@ def salicylate_precaution(schedule: Schedule) -> None:
     labels' 6 weeks without salicylates (Reye syndrome), and influenza is inactivated only
     (§4.14). Said once, for the clinician, with the doses it concerns."""
     ctx, plan = schedule.ctx, schedule.plan
+    v = ctx.protocol.vaccination
     on = [
         t.drug
         for t in ctx.referral.treatments
         if t.active_on(ctx.today)
         and (
-            name_matches(t.drug, SALICYLATES)
-            or (t.code is not None and t.code.replace(".", "").upper() in SALICYLATE_ATC)
+            name_matches(t.drug, v.salicylate_drugs)
+            or (t.code is not None and t.code.replace(".", "").upper() in v.salicylate_atc)
         )
     ]
     if not on:
@@ -188,6 +179,6 @@ def salicylate_precaution(schedule: Schedule) -> None:
             "wild varicella (another antiplatelet for those weeks, with the cardiologist); "
             "the live attenuated influenza vaccine is not given on aspirin, the inactivated "
             "one every season (influenza itself carries the Reye risk)",
-            REYE_SRC,
+            f"{REYE_SRC}; {ctx.cite('vaccination.salicylate_drugs')}",
         )
     )
