@@ -115,6 +115,22 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(timeout=15)
 
 
+# What Prefect's own client retries (prefect/client/base.py): a server that is busy (a
+# SQLite server's locked database answers 503) is asked again, with a growing wait.
+RETRIED_STATUSES = frozenset({429, 502, 503})
+RETRIES = 5
+
+
+def _answer(call: Callable[[], httpx.Response]) -> Any:
+    for attempt in range(RETRIES + 1):
+        response = call()
+        if response.status_code not in RETRIED_STATUSES or attempt == RETRIES:
+            break
+        time.sleep(2**attempt)
+    response.raise_for_status()
+    return response.json()
+
+
 class PrefectServer:
     """`prefect server start` with its own home on a free port.
 
@@ -285,14 +301,10 @@ class Unit:
             }
 
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.api}{path}", timeout=90)
-        response.raise_for_status()
-        return response.json()
+        return _answer(lambda: httpx.get(f"{self.api}{path}", timeout=90))
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        response = httpx.post(f"{self.api}{path}", json=body, timeout=90)
-        response.raise_for_status()
-        return response.json()
+        return _answer(lambda: httpx.post(f"{self.api}{path}", json=body, timeout=90))
 
     def runs(self, *tags: str, limit: int = 200) -> list[dict[str, Any]]:
         """Flow runs carrying every one of ``tags``, newest first."""
