@@ -174,16 +174,15 @@ def _wanted(
         )
     weeks = protocol.vaccination.hsct.titres_after_series_weeks
     for last_dose, panel_word in titres:
-        when = last_dose + timedelta(weeks=weeks)
-        if when <= horizon_end:
-            wanted.append(
-                (
-                    when,
-                    (panel_word,),
-                    f"titres {weeks} weeks after the last dose of the series",
-                    ctx.cite("vaccination.hsct.titres_after_series_weeks"),
-                )
+        # After the horizon too: plan_reassessments says when they are due (not booked).
+        wanted.append(
+            (
+                last_dose + timedelta(weeks=weeks),
+                (panel_word,),
+                f"titres {weeks} weeks after the last dose of the series",
+                ctx.cite("vaccination.hsct.titres_after_series_weeks"),
             )
+        )
     return wanted
 
 
@@ -205,18 +204,19 @@ def plan_reassessments(
     decisions: list[Decision] = list(titre_notes)
     seen_reasons: dict[str, str] = {}
     for when, panel, reason, source in wanted:
-        seen_reasons.setdefault(reason.split(" (overdue")[0], source)
         due = calendar.next_working_day(max(when, start))
         titre = (
             reason.endswith(AFTER_IG)
             or reason.startswith("titres ")
             or ("titres " in reason and "weeks after the vaccine doses of" in reason)
         )
+        if due > horizon_end and titre:
+            # Titres due after the plan's last day (6 weeks after a series, or moved there
+            # by the doses before them, §6.3): said, not dropped.
+            decisions.append(_titres_after_the_horizon(ctx, panel, reason, source, due))
+            continue
+        seen_reasons.setdefault(reason.split(" (overdue")[0], source)
         if due > horizon_end:
-            if titre:
-                # Wanted inside the horizon (every series stops at it) and moved past it,
-                # by the doses before them (§6.3): said, not dropped.
-                decisions.append(_titres_after_the_horizon(ctx, panel, reason, source, due))
             continue
         # Titres (6 weeks after a series, or moved past the IG interval) are never merged
         # into an earlier check: drawn earlier, they would measure too soon (§6.3, §6.8).
@@ -252,12 +252,14 @@ def plan_reassessments(
 def _titres_after_the_horizon(
     ctx: PlanContext, panel: tuple[str, ...], reason: str, source: str, due: date
 ) -> Decision:
+    moved = "weeks after the vaccine doses of" in reason
     return Decision(
         "reassessment",
-        f"{', '.join(panel)} from {due}: after this plan's last day ({ctx.horizon_end}), "
-        "not booked in it",
-        f"{reason}; book them when the plan is renewed, not earlier: drawn before that day "
-        "they measure the doses too soon",
+        f"{', '.join(panel)} from {due}: after this plan's last day ({ctx.horizon_end}), not "
+        f"booked: book them on or after {due} if the plan then in force has not",
+        f"{reason}"
+        + ("; drawn before that day they would measure the doses too soon" if moved else "")
+        + "; a plan books only what falls inside its own horizon",
         source,
     )
 

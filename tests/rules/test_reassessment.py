@@ -381,6 +381,31 @@ def test_series_titres_moved_past_the_horizon_are_said_not_dropped() -> None:
     assert not [i for i in items if i.due > check and "vaccine titres" in i.panel]
     notes = [d for d in decisions if "after this plan's last day" in d.decision]
     assert len(notes) == 1, [d.decision for d in decisions]
-    assert notes[0].decision.startswith(f"vaccine titres from {dose + timedelta(weeks=6)}")
+    due = CALENDAR.next_working_day(dose + timedelta(weeks=6))
+    assert notes[0].decision.startswith(f"vaccine titres from {due}")
+    assert f"book them on or after {due}" in notes[0].decision
     assert f"vaccine doses of {dose}" in notes[0].rationale
+    assert "too soon" in notes[0].rationale
     assert notes[0].source
+    # No other decision speaks of those titres as if they were booked.
+    assert not [d for d in decisions if d.decision.startswith("labs") and "titres" in d.decision]
+
+
+def test_series_titres_due_after_the_horizon_are_said_not_dropped() -> None:
+    """§6.3: titres 6 weeks after the last dose of a series that ends in the horizon's last
+    weeks are due after the plan's last day: not booked, and a decision says when."""
+    referral = make_referral(labs=NORMAL_IGG)
+    ctx = context_for(referral)
+    last_dose = HORIZON_END - timedelta(weeks=3)
+    items, decisions = plan_reassessments(
+        ctx,
+        ig=decide_immunoglobulin(ctx),
+        grading=grade(ctx),
+        titres=[(last_dose, "polio titres")],
+    )
+    assert not [i for i in items if "polio titres" in i.panel]
+    notes = [d for d in decisions if "after this plan's last day" in d.decision]
+    assert len(notes) == 1, [d.decision for d in decisions]
+    due = CALENDAR.next_working_day(last_dose + timedelta(weeks=6))
+    assert notes[0].decision.startswith(f"polio titres from {due}")
+    assert "too soon" not in notes[0].rationale  # not moved by doses: the series' own weeks
