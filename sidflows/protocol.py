@@ -310,7 +310,7 @@ class HsctVaccination(_Section):
 
 class VaccinationRules(_Section):
     # Infection kinds read as varicella or herpes zoster: evidence of immunity to confirm
-    # (docs/clinical-reference.md §4.14; matched as words, accents folded).
+    # (docs/clinical-reference.md §4.20; matched as words, accents folded).
     varicella_infection_words: tuple[str, ...] = (
         "varicella", "chickenpox", "chicken pox", "zoster", "shingles", "varicela", "VZV",
     )  # fmt: skip
@@ -480,7 +480,7 @@ class Antibacterial(_Section):
     regimen: str
     alternatives: str
     # Drugs the child may take that prolong the QT interval, by name (words): a macrolide
-    # beside one asks for the QT (docs/clinical-reference.md §5.2).
+    # beside one asks for the QT (docs/clinical-reference.md §5.4).
     qt_prolonging_drugs: tuple[str, ...] = (
         "hydroxychloroquine", "hidroxicloroquina", "chloroquine", "cloroquina",
     )  # fmt: skip

@@ -16,7 +16,12 @@ QT_SRC = (
     "hydroxychloroquine SmPC (4.4, 4.5: QT-prolonging drugs, macrolides); azithromycin SmPC "
     "(4.4: QT prolongation); Lane JCE, et al. Lancet Rheumatol 2020;2:e698"
 )
-MACROLIDES = ("azithromycin", "azitromicina", "clarithromycin", "erythromycin")
+# The macrolides that ask for the QT check (English and Spanish): the prophylaxis is the
+# protocol's antibacterial, azithromycin, or one of its alternatives.
+MACROLIDES = (
+    "azithromycin", "azitromicina", "clarithromycin", "claritromicina", "erythromycin",
+    "eritromicina",
+)  # fmt: skip
 
 
 def qt_words(ctx: PlanContext, drug: str) -> tuple[str, str, str]:

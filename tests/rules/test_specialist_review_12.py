@@ -850,6 +850,32 @@ def test_no_reye_precaution_without_aspirin() -> None:
     assert "Reye" not in decisions_text(plan, "vaccination")
 
 
+def test_a_brand_coded_as_acetylsalicylic_acid_carries_the_reye_precaution() -> None:
+    """§4.14: a salicylate the name list does not know ("Adiro", a Spanish brand) is found
+    by its ATC code (B01AC06, WHO ATC index); with a unit's ATC list that leaves the code
+    out, it is not."""
+    fields: dict[str, Any] = {
+        "birth_date": born(months=14),
+        "weight_kg": 10,
+        "category": "immune_mediated",
+        "label": "Kawasaki disease",
+        "treatments": [
+            {
+                **treatment("Adiro", "other_biologic", ago(days=42)),
+                "code": "B01AC06",
+                "system": "http://www.whocc.no/atc",
+            }
+        ],
+        "labs": [lab(ago(days=10), igg_g_l=9.0)],
+        "immunoglobulin_doses": [{"date": ago(days=40), "g_per_kg": 2.0, "route": "iv"}],
+    }
+    referral = make_referral(received=TODAY, **fields)
+    reye = "varicella vaccine is a precaution (Reye"
+    assert reye in decisions_text(plan_for(referral), "vaccination")
+    unit = with_protocol(PROTOCOL, "vaccination.salicylate_atc", ("N02BA01",))
+    assert reye not in decisions_text(plan_for(referral, protocol=unit), "vaccination")
+
+
 # Review 7 (the day's diff read against the sources): each a case the first fix missed.
 
 

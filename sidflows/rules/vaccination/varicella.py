@@ -179,6 +179,6 @@ def salicylate_precaution(schedule: Schedule) -> None:
             "wild varicella (another antiplatelet for those weeks, with the cardiologist); "
             "the live attenuated influenza vaccine is not given on aspirin, the inactivated "
             "one every season (influenza itself carries the Reye risk)",
-            f"{REYE_SRC}; {ctx.cite('vaccination.salicylate_drugs')}",
+            f"{REYE_SRC}; {ctx.cite('vaccination.salicylate_drugs', 'vaccination.salicylate_atc')}",
         )
     )
