@@ -118,7 +118,7 @@ def _server_on(database: str) -> Iterator[None]:
                 ),
             ):
                 yield
-                _drain_to(server)
+                _drain_queued()
         finally:
             server.stop()
             if before is None:
@@ -127,7 +127,7 @@ def _server_on(database: str) -> Iterator[None]:
                 SubprocessASGIServer._instances[None] = before
 
 
-def _drain_to(server: Any) -> None:
+def _drain_queued() -> None:
     """The logs and events still queued for the server, sent before it stops (as the
     harness does; else each retries against a stopped server at exit)."""
     import inspect

@@ -22,7 +22,7 @@ from sidflows.rules.grading import (
 )
 from sidflows.rules.immunoglobulin import IgDecision, b_cells_recovered, recovery_limit
 from sidflows.rules.model import Decision, Grading, PlanReviewItem, ReassessmentItem
-from sidflows.rules.titres import AFTER_IG, titres_after_doses, titres_after_ig
+from sidflows.rules.titres import AFTER_DOSES, AFTER_IG, titres_after_doses, titres_after_ig
 
 UNIT = "unit policy (no published cadence)"
 NO_CRITERIA = (
@@ -208,7 +208,7 @@ def plan_reassessments(
         titre = (
             reason.endswith(AFTER_IG)
             or reason.startswith("titres ")
-            or ("titres " in reason and "weeks after the vaccine doses of" in reason)
+            or ("titres " in reason and AFTER_DOSES in reason)
         )
         if due > horizon_end and titre:
             # Titres due after the plan's last day (6 weeks after a series, or moved there
@@ -252,7 +252,7 @@ def plan_reassessments(
 def _titres_after_the_horizon(
     ctx: PlanContext, panel: tuple[str, ...], reason: str, source: str, due: date
 ) -> Decision:
-    moved = "weeks after the vaccine doses of" in reason
+    moved = AFTER_DOSES in reason
     return Decision(
         "reassessment",
         f"{', '.join(panel)} from {due}: after this plan's last day ({ctx.horizon_end}), not "

@@ -25,6 +25,8 @@ def is_titre(entry: str, protocol: Protocol) -> bool:
 
 
 AFTER_IG = ": titres after the IG interval"
+# How a titre moved to the weeks after the plan's own doses says so in its reason.
+AFTER_DOSES = "weeks after the vaccine doses of"
 
 
 def titres_after_ig(
@@ -119,7 +121,7 @@ def titres_after_doses(
             (
                 day,
                 titres,
-                f"{reason}: titres {weeks.days // 7} weeks after the vaccine doses of {last}",
+                f"{reason}: titres {weeks.days // 7} {AFTER_DOSES} {last}",
                 f"{source}; {ctx.cite('vaccination.hsct.titres_after_series_weeks')}",
             )
         )
