@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 import pendulum
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -206,7 +206,8 @@ class CarePlan(SQLModel, table=True):
     status: str = Field(default=PlanStatus.proposed, max_length=12)
     as_of: dt.date
     protocol_version: str = Field(max_length=40)
-    reason: str = Field(max_length=200)
+    # Text: a re-plan's reason may list what the new results change, unbounded.
+    reason: str = Field(sa_type=Text)
     document: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     approved_by: str | None = Field(default=None, max_length=200)
     approved_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
@@ -238,8 +239,9 @@ class PlanItem(SQLModel, table=True):
     flow_run_id: str | None = Field(default=None, max_length=40)
     escalations: int = 0
     # A safety hold while a re-plan waits (docs/clinical-reference.md §4.8): why, with its
-    # source, and the proposed version whose answer releases or cancels the item.
-    hold_reason: str | None = Field(default=None, max_length=1000)
+    # source, and the proposed version whose answer releases or cancels the item. Text:
+    # the reasons of several rules, each with its figures and sources, have no bound.
+    hold_reason: str | None = Field(default=None, sa_type=Text)
     held_for: int | None = None
     updated_at: dt.datetime = _ts()
 

@@ -102,6 +102,48 @@ def test_replan_holds_the_live_vaccines_in_its_transaction(database_url: str) ->
     assert all(items_of(1)[k].status in ("planned", "scheduled") for k in LIVE)
 
 
+def test_a_long_hold_reason_is_kept_whole(database_url: str) -> None:
+    """A hold's reason joins its rules' rationales, each with figures and sources: one
+    of 1,100 characters (a B-cell depletion, its CD19 count and lab limit, the IG
+    interval) was refused by PostgreSQL's VARCHAR(1000), and the re-plan failed."""
+    from sidflows.store.items import hold_item
+
+    ref = active_child("HOLD-LONG")
+    treatment_change(ref)
+    reason = "; ".join(
+        f"vaccine blocked on 2027-03-0{n}: B-cell depletion after R-CHOP (last dose "
+        "2026-09-04): CD19 39/uL below the lab's lower limit 100/uL, "
+        "docs/clinical-reference.md §2.6, §2.13, §4.8"
+        for n in range(1, 10)
+    )
+    assert len(reason) > 1000
+    with db.session_scope() as session:
+        item = session.exec(
+            select(PlanItem).where(PlanItem.key == "vaccine_dose:MMR:2", PlanItem.held_for == 2)
+        ).one()
+        assert hold_item(session=session, item=item, reason=reason, version=2, actor="test")
+    held = {h["key"]: h for h in service.held(ref)}
+    assert held["vaccine_dose:MMR:2"]["reason"] == reason
+
+
+def test_a_long_replan_reason_is_kept_whole(database_url: str) -> None:
+    """New results that change the plan re-plan with what they change as the reason
+    (sidflows/rules/outcomes.py): a long list was refused by PostgreSQL's VARCHAR(200)."""
+    from sidflows.store.models import CarePlan
+
+    ref = active_child("REASON-LONG")
+    service.record_treatment_change(ref, CHANGE, actor="dr.rheum")
+    reason = "results change the plan: vaccination: now " + ", ".join(
+        f"vaccine_dose:V{n}:{n} on 2027-0{1 + n % 9}-01" for n in range(20)
+    )
+    assert len(reason) > 200
+    proposed = service.propose(ref, unit=unit(), today=TODAY, reason=reason, actor="test")
+    assert proposed.version == 2
+    with db.session_scope() as session:
+        stored = session.exec(select(CarePlan.reason).where(CarePlan.version == 2)).one()
+    assert stored == reason
+
+
 def test_the_same_treatment_change_twice_holds_once(database_url: str) -> None:
     ref = active_child("HOLD-2")
     treatment_change(ref)

@@ -40,7 +40,7 @@ def test_upgrade_reaches_head(empty_database_url: str) -> None:
     """A new database is brought to the head revision and every table exists."""
     assert db.current_revision(db.get_engine(empty_database_url)) is None
     revision = db.upgrade(empty_database_url)
-    assert revision == db.head_revision(empty_database_url) == "0008"
+    assert revision == db.head_revision(empty_database_url) == "0009"
     assert db.current_revision(db.get_engine(empty_database_url)) == revision
     assert set(row_counts(empty_database_url)) == set(SQLModel.metadata.tables)
 
