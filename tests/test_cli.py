@@ -272,3 +272,24 @@ def test_the_commands_reuse_the_local_server_until_it_stops(tmp_path: Path) -> N
     assert "no local Prefect server" in sidflows("server", "status").stdout
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/health", timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--children", "0"), ("--children", "-3"), ("--months", "x")]
+)
+def test_demo_counts_out_of_range_exit_2_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    """A demo of no children or no months is refused before anything starts."""
+    done = subprocess.run(  # the test checks the exit code
+        [SIDFLOWS, "demo", option, value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert f"argument {option}: a whole number from 1 to" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / ".sidflows").exists()

@@ -138,6 +138,21 @@ def _worker_counts(value: str) -> list[int]:
     return counts
 
 
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high`` (argparse names the option when it is not)."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"a whole number from {low} to {high}: {value!r}")
+        return number
+
+    return parse
+
+
 @cache
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser, built once per process (tests call main thousands of times)."""
@@ -156,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=documents.schema)
 
     p = sub.add_parser("demo", help="run a synthetic cohort through the real flows")
-    p.add_argument("--children", type=int, default=25)
-    p.add_argument("--months", type=int, default=12)
+    p.add_argument("--children", type=_count(1, 10_000), default=25)
+    p.add_argument("--months", type=_count(1, 120), default=12)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
         "--local-receivers",
