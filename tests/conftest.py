@@ -28,6 +28,16 @@ atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "referrals"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _prefect_home_set_up() -> None:
+    """The process's Prefect home starts with a database Prefect has already set up
+    (tests/flows/processes.py keeps one per Prefect version): the temporary server a
+    command starts there does not spend its first start migrating a new one."""
+    from tests.flows.processes import seed_sqlite_home
+
+    seed_sqlite_home(Path(os.environ["PREFECT_HOME"]))
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
     """A real Prefect server for the whole session, on a new PostgreSQL database.

@@ -8,12 +8,17 @@ again. Logs go to files (``server.log``, ``serve.log``), so a test can read them
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -131,6 +136,45 @@ def _answer(call: Callable[[], httpx.Response]) -> Any:
     return response.json()
 
 
+# A Prefect SQLite database a server has already migrated and set up, copied into each
+# new server's home: a server on a new database spends about 10 s of CPU migrating it,
+# on one set up 4 s (measured). One per Prefect version and user, kept between runs
+# like a cache; made once, under a lock, by the first test that needs it.
+TEMPLATE_DIR = Path(tempfile.gettempdir()) / (
+    f"sidflows-test-prefect-{importlib.metadata.version('prefect')}-{os.getuid()}"
+)
+
+
+def seed_sqlite_home(home: Path) -> None:
+    """Put a set-up Prefect database in ``home`` unless it has one."""
+    target = home / "prefect.db"
+    if target.exists():
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_sqlite_template(), target)
+
+
+def _sqlite_template() -> Path:
+    template = TEMPLATE_DIR / "prefect.db"
+    TEMPLATE_DIR.mkdir(exist_ok=True)
+    with (TEMPLATE_DIR / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            making = Path(tempfile.mkdtemp(dir=TEMPLATE_DIR))
+            server = PrefectServer(making)
+            try:
+                server.start(seeded=False)
+            finally:
+                server.stop()
+            made = Path(server.env["PREFECT_HOME"]) / "prefect.db"
+            # One file, whole: the server has stopped, its write-ahead log checkpointed.
+            with sqlite3.connect(made) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            os.replace(made, template)
+            shutil.rmtree(making, ignore_errors=True)
+    return template
+
+
 class PrefectServer:
     """`prefect server start` with its own home on a free port.
 
@@ -158,14 +202,26 @@ class PrefectServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = tmp / "server.log"
 
-    def start(self) -> PrefectServer:
+    def start(self, *, seeded: bool = True) -> PrefectServer:
+        """Start it; on SQLite its home gets the set-up database first (unless ``seeded``
+        is false: the template itself)."""
+        on_sqlite = "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in self.env
+        if seeded and on_sqlite:
+            seed_sqlite_home(Path(self.env["PREFECT_HOME"]))
+        environment = {**os.environ, **self.env}
+        if on_sqlite:  # the database in its home, whatever this process was given
+            for name in (
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+                "PREFECT_API_DATABASE_CONNECTION_URL",
+            ):
+                environment.pop(name, None)
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
                 [
                     str(BIN / "prefect"),
                     *("server", "start", "--host", "127.0.0.1", "--port", str(self.port)),
                 ],
-                env={**os.environ, **self.env},
+                env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.tmp,
