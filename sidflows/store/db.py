@@ -6,9 +6,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from sidflows.settings import get_settings
@@ -117,11 +118,56 @@ def upgrade(url: str | None = None) -> str | None:
         # alembic loads only to migrate (see above)
         from alembic import command  # noqa: PLC0415
 
-        with engine.begin() as conn:
+        with migrating(url) as conn:
             config = alembic_config(url)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
     return current_revision(engine)
+
+
+@contextmanager
+def migrating(url: str) -> Iterator[Connection]:
+    """A connection to migrate on, in one transaction: all of a migration or none of it.
+
+    On SQLite a migration that changes a column rebuilds its table (a copy, the old
+    table dropped, the copy renamed). With foreign keys on, dropping a table that other
+    rows point at fails; and pysqlite runs DDL outside a transaction, so a failure left
+    the half-built copy behind. So SQLite migrates on a connection of its own: foreign
+    keys off (SQLite's own procedure for altering a table), every statement inside one
+    explicit transaction, and the keys checked before it commits.
+    """
+    if not url.startswith("sqlite"):
+        with get_engine(url).begin() as conn:
+            yield conn
+        return
+    engine = create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _keys_off(dbapi_connection: Any, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=OFF")  # outside a transaction, or ignored
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        with engine.begin() as conn:
+            yield conn
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(
+                    f"the migration would leave {len(broken)} rows pointing at nothing "
+                    f"(first: {tuple(broken[0])}); nothing was changed"
+                )
+    finally:
+        engine.dispose()
 
 
 @contextmanager

@@ -45,6 +45,35 @@ def test_upgrade_reaches_head(empty_database_url: str) -> None:
     assert set(row_counts(empty_database_url)) == set(SQLModel.metadata.tables)
 
 
+def _migrate_to(url: str, revision: str, *, down: bool = False) -> None:
+    with db.migrating(url) as conn:
+        config = db.alembic_config(url)
+        config.attributes["connection"] = conn
+        (alembic.command.downgrade if down else alembic.command.upgrade)(config, revision)
+
+
+def test_a_store_with_plans_goes_through_a_table_rebuild(empty_database_url: str) -> None:
+    """0009 changes two columns: SQLite rebuilds careplan and planitem, which other rows
+    point at. With foreign keys on, that failed on any store with a plan (and left a
+    half-built table behind); now every row comes through, both ways, on both engines."""
+    from .test_holds import active_child
+
+    url = empty_database_url
+    _migrate_to(url, "0008")
+    active_child("MIG-1")
+    before = row_counts(url)
+    assert before["careplan"]
+    assert before["planitem"]
+    assert db.upgrade(url) == db.newest_migration()
+    assert row_counts(url) == before
+    with db.get_engine(url).connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    _migrate_to(url, "0008", down=True)
+    assert db.current_revision(db.get_engine(url)) == "0008"
+    assert row_counts(url) == before
+    assert db.upgrade(url) == db.newest_migration()
+
+
 def test_upgrade_twice_is_a_no_op(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Upgrading a database already at head runs no migration and changes nothing."""
     before = row_counts(database_url)
