@@ -322,7 +322,8 @@ class Notification(SQLModel, table=True):
     item_id: int | None = None
     item_key: str | None = Field(default=None, max_length=80)
     plan_version: int | None = None
-    route: str = Field(max_length=120)
+    # Text: "referrers:<the referring service>", the service's name up to 200 characters.
+    route: str = Field(sa_type=Text)
     subject: str = Field(max_length=300)
     body: str
     status: str = Field(default=NotificationStatus.pending, max_length=12)
