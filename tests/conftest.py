@@ -35,7 +35,10 @@ def _prefect_home_set_up() -> None:
     command starts there does not spend its first start migrating a new one."""
     from tests.flows.processes import seed_sqlite_home
 
-    seed_sqlite_home(Path(os.environ["PREFECT_HOME"]))
+    try:
+        seed_sqlite_home(Path(os.environ["PREFECT_HOME"]))
+    except Exception as exc:  # the temporary servers then migrate their own database
+        warnings.warn(f"no set-up Prefect database for PREFECT_HOME: {exc}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")

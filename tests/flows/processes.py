@@ -166,12 +166,19 @@ def _sqlite_template() -> Path:
                 server.start(seeded=False)
             finally:
                 server.stop()
-            made = Path(server.env["PREFECT_HOME"]) / "prefect.db"
-            # One file, whole: the server has stopped, its write-ahead log checkpointed.
-            with sqlite3.connect(made) as conn:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            os.replace(made, template)
-            shutil.rmtree(making, ignore_errors=True)
+            try:
+                made = Path(server.env["PREFECT_HOME"]) / "prefect.db"
+                # One file, whole: the server has stopped, its write-ahead log
+                # checkpointed; a database with no migration in it is no template.
+                conn = sqlite3.connect(f"file:{made}?mode=rw", uri=True)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    assert conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                finally:
+                    conn.close()
+                os.replace(made, template)
+            finally:
+                shutil.rmtree(making, ignore_errors=True)
     return template
 
 
@@ -230,6 +237,7 @@ class PrefectServer:
             "the Prefect server",
             lambda: httpx.get(f"{self.api}/health", timeout=5).status_code == 200,
             every=0.5,
+            explain=lambda: self.log_path.read_text(errors="replace")[-3000:],
         )
         return self
 
