@@ -405,8 +405,13 @@ class AgeDoseBand(_Frozen):
     mg_per_dose: Positive | None = None
 
 
+# A drug's name as a plan item's key carries it ("prophylaxis:<drug>", the store keeps
+# item keys and streams to 80 and 60 characters).
+DrugName = Annotated[str, Field(min_length=1, max_length=40)]
+
+
 class Pjp(_Section):
-    drug: str
+    drug: DrugName
     # TMP by body-surface area (§5.1), BSA from weight alone (Costeff 1966).
     tmp_mg_per_m2_day: Positive
     tmp_max_mg_day: Positive
@@ -440,7 +445,7 @@ class Pjp(_Section):
 class Encapsulated(_Section):
     """Antibiotic prophylaxis against encapsulated bacteria in chronic GVHD (§5.6)."""
 
-    drug: str = "phenoxymethylpenicillin"
+    drug: DrugName = "phenoxymethylpenicillin"
     doses_by_age: tuple[AgeDoseBand, ...] = ()
     doses_per_day: Annotated[int, Field(ge=1, le=4)] = 2
     alternatives: str = ""
@@ -473,7 +478,7 @@ class Meningococcal(_Section):
 
 
 class Antibacterial(_Section):
-    drug: str
+    drug: DrugName
     mg_per_kg: Positive
     # The most one dose may be, whatever the weight (§5.2).
     max_mg_per_dose: Positive
@@ -553,7 +558,7 @@ class Funding(_Section):
 class Protocol(_Section):
     """Every parameter the rules use, with the version each plan records."""
 
-    version: Annotated[str, Field(min_length=1)]
+    version: Annotated[str, Field(min_length=1, max_length=40)]  # each plan records it
     grading: GradingRules
     igg_lower_limit: tuple[IggLowerLimit, ...] = Field(min_length=1)
     immunoglobulin: Immunoglobulin

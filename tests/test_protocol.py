@@ -220,6 +220,10 @@ def test_unit_protocol_version_reaches_the_plan(
         ),
         pytest.param("colour", "blue", ("colour",), id="unknown key"),
         pytest.param("version", "", ("version",), id="empty version"),
+        pytest.param("version", "v" * 41, ("version",), id="version longer than plans keep"),
+        pytest.param(
+            "prophylaxis.pjp.drug", "x" * 41, ("prophylaxis.pjp.drug",), id="drug name too long"
+        ),
     ],
 )
 def test_invalid_protocol_refused_naming_the_field(
