@@ -20,8 +20,10 @@ import certifi
 import psycopg
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import make_url
 
 from flows.demo import notifications as notes
+from sidflows.errors import ConfigError
 from sidflows.notify.config import load_notifications
 from sidflows.notify.routes import configured
 from sidflows.settings import get_settings
@@ -35,7 +37,7 @@ def _prepare_environment() -> Path:
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
-    os.environ["SIDFLOWS_DATABASE_URL"] = f"sqlite:///{base / 'sidflows.db'}"
+    os.environ["SIDFLOWS_DATABASE_URL"] = _store(base)
     get_settings.cache_clear()  # settings read before this (the command line's) are the unit's
     if not os.environ.get("PREFECT_API_URL"):
         os.environ["PREFECT_HOME"] = str(base / "prefect")
@@ -110,6 +112,39 @@ def _prefect_database(base: Path) -> str:
     return head.replace("postgresql://", "postgresql+asyncpg://", 1) + "/sidflows_demo_prefect"
 
 
+STORE_DATABASE = "sidflows_demo_store"
+
+
+def _store(base: Path) -> str:
+    """The demo's store: SQLite under .sidflows/demo (the embedded default), or, with
+    SIDFLOWS_DEMO_STORE set to a PostgreSQL server's URL (SQLAlchemy's, any database
+    on it), a new database ``sidflows_demo_store`` there, as a unit's store runs in
+    production. A server that does not answer stops the demo before it starts."""
+    choice = os.environ.get("SIDFLOWS_DEMO_STORE", "sqlite")
+    if choice == "sqlite":
+        return f"sqlite:///{base / 'sidflows.db'}"
+    if not choice.startswith("postgresql"):
+        raise ConfigError(
+            f"SIDFLOWS_DEMO_STORE: 'sqlite' or a PostgreSQL server's URL, not {choice!r}"
+        )
+    url = make_url(choice)
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin, connect_timeout=5, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {STORE_DATABASE} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {STORE_DATABASE}")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"SIDFLOWS_DEMO_STORE: the PostgreSQL server refused: {first}") from None
+    return url.set(database=STORE_DATABASE).render_as_string(hide_password=False)
+
+
+def _store_hint() -> str:
+    url = os.environ["SIDFLOWS_DATABASE_URL"]
+    shown = make_url(url).render_as_string(hide_password=True)
+    return f"SIDFLOWS_DATABASE_URL={shown}"
+
+
 def _loopback_ca_file(base: Path) -> Path:
     """One CA certificate for the Prefect client's TLS context.
 
@@ -161,9 +196,7 @@ def run_demo(*, children: int, months: int, seed: int, local_receivers: bool = F
             receivers.stop()
     elapsed = time.perf_counter() - started
     _print_summary(console, summary, elapsed, base)
-    notes.print_report(
-        console, report, store_hint=f"SIDFLOWS_DATABASE_URL=sqlite:///{base / 'sidflows.db'}"
-    )
+    notes.print_report(console, report, store_hint=_store_hint())
     return 0
 
 
@@ -204,7 +237,7 @@ def _print_summary(console: Any, summary: dict[str, Any], elapsed: float, base: 
     console.print(table)
     console.print(_timing_table(summary.get("seconds", {}), elapsed))
     console.print(f"finished in {elapsed:.0f} s")
-    console.print(f"store: {base / 'sidflows.db'}")
+    console.print(f"store: {make_url(os.environ['SIDFLOWS_DATABASE_URL']).render_as_string()}")
     if os.environ.get("PREFECT_HOME", "").startswith(str(base)):
         database = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL", "")
         where = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
@@ -214,7 +247,4 @@ def _print_summary(console: Any, summary: dict[str, Any], elapsed: float, base: 
             ".venv/bin/prefect server start\n"
             "then http://127.0.0.1:4200 (flow runs; artifacts plan-demo-..., unit-census)"
         )
-    console.print(
-        f"look at one child: SIDFLOWS_DATABASE_URL=sqlite:///{base / 'sidflows.db'} "
-        ".venv/bin/sidflows show DEMO-000000"
-    )
+    console.print(f"look at one child: {_store_hint()} .venv/bin/sidflows show DEMO-000000")
