@@ -23,6 +23,7 @@ from rich.table import Table
 from sqlalchemy import make_url
 
 from flows.demo import notifications as notes
+from flows.quiet import first_line
 from sidflows.errors import ConfigError
 from sidflows.notify.config import load_notifications
 from sidflows.notify.routes import configured
@@ -103,13 +104,18 @@ def _prefect_database(base: Path) -> str:
         else "postgresql://postgres@127.0.0.1:5432/postgres"
     )
     try:
-        with psycopg.connect(server, connect_timeout=2, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS sidflows_demo_prefect WITH (FORCE)")
-            conn.execute("CREATE DATABASE sidflows_demo_prefect")
+        _new_database(server, "sidflows_demo_prefect", timeout=2)
     except Exception:  # no PostgreSQL answers here: SQLite it is
         return sqlite
     head, _, _ = server.rpartition("/")
     return head.replace("postgresql://", "postgresql+asyncpg://", 1) + "/sidflows_demo_prefect"
+
+
+def _new_database(server: str, name: str, *, timeout: int) -> None:
+    """``name`` on the PostgreSQL ``server`` (a libpq URL), empty: an older one is dropped."""
+    with psycopg.connect(server, connect_timeout=timeout, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
 
 
 STORE_DATABASE = "sidflows_demo_store"
@@ -130,12 +136,11 @@ def _store(base: Path) -> str:
     url = make_url(choice)
     admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
-        with psycopg.connect(admin, connect_timeout=5, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {STORE_DATABASE} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {STORE_DATABASE}")
+        _new_database(admin, STORE_DATABASE, timeout=5)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"SIDFLOWS_DEMO_STORE: the PostgreSQL server refused: {first}") from None
+        raise ConfigError(
+            f"SIDFLOWS_DEMO_STORE: the PostgreSQL server refused: {first_line(exc)}"
+        ) from None
     return url.set(database=STORE_DATABASE).render_as_string(hide_password=False)
 
 

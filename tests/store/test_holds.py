@@ -148,8 +148,7 @@ def test_a_referral_from_a_service_with_a_long_name_is_stored(database_url: str)
     """Its notices go to "referrers:<service>": with a 200-character service name the
     route is 210 characters, refused by PostgreSQL's VARCHAR(120) with the referral."""
     doc = json.loads(child("LONG-SERVICE"))
-    doc["referrer"]["service"] = "Paediatric Haematology, Oncology and Bone Marrow " * 4
-    doc["referrer"]["service"] = doc["referrer"]["service"][:200]
+    doc["referrer"]["service"] = ("Paediatric Haematology, Oncology and Bone Marrow " * 4)[:200]
     ref = service.refer(json.dumps(doc), unit=Unit(), actor="intake").ref
     with db.session_scope() as session:
         routes = session.exec(select(Notification.route).where(Notification.ref == ref)).all()
