@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from flows.cli.local_server import loopback_client, plain_http_client
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 # A Prefect home of this pytest process's own (each xdist worker has one): a command a
@@ -24,6 +26,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # home of their own give one in the command's environment.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="sidflows-tests-prefect-")
 atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
+# The client settings the commands give a plain-HTTP server on loopback (before Prefect is
+# imported; every server, `serve` and command the tests start inherits them): no CSRF
+# round trip per client, and one CA certificate to load instead of certifi's bundle.
+loopback_client()
+plain_http_client()
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "referrals"
 

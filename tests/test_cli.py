@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -293,3 +294,45 @@ def test_demo_counts_out_of_range_exit_2_naming_the_option(
     assert f"argument {option}: a whole number from 1 to" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / ".sidflows").exists()
+
+
+@pytest.mark.parametrize(
+    ("api_url", "given", "wanted"),
+    [
+        ("", None, "one"),  # Prefect's temporary server: plain HTTP on loopback
+        ("http://prefect.unit.example:4200/api", None, "one"),
+        ("https://prefect.unit.example/api", None, "unset"),  # TLS: certifi's bundle, as before
+        ("http://127.0.0.1:4200/api", "/etc/unit/ca.pem", "given"),  # the unit's own CA file
+    ],
+)
+def test_a_plain_http_client_loads_one_certificate(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    api_url: str,
+    given: str | None,
+    wanted: str,
+) -> None:
+    """The Prefect client's CA file (loaded at each client made, 26 ms with the whole bundle)
+    is one certificate where no TLS is spoken; an https API keeps its verification."""
+    import ssl
+
+    from flows.cli.local_server import plain_http_client
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    for name, value in (("PREFECT_API_URL", api_url), ("PREFECT_API_SSL_CERT_FILE", given)):
+        if value:
+            monkeypatch.setenv(name, value)
+        else:
+            monkeypatch.delenv(name, raising=False)
+    plain_http_client()
+    chosen = os.environ.get("PREFECT_API_SSL_CERT_FILE")
+    if wanted == "unset":
+        assert chosen is None
+    elif wanted == "given":
+        assert chosen == given
+    else:
+        assert chosen == str(tmp_path / "home" / "plain-http-ca.pem")
+        context = ssl.create_default_context(cafile=chosen)  # a CA file Prefect can load
+        assert context.cert_store_stats()["x509_ca"] == 1
+        plain_http_client()  # again: the same file, still whole
+        assert Path(chosen).read_text().count("BEGIN CERTIFICATE") == 1

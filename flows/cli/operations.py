@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flows import quiet
 from flows.cli.io import EXIT_CONFIG, EXIT_OK, day, out, print_json
-from flows.cli.local_server import before_prefect
+from flows.cli.local_server import before_prefect, plain_http_client
 from flows.runtime import ensure_store
 from sidflows.errors import InvalidInput
 from sidflows.notify import outbox
@@ -38,6 +38,7 @@ def sweep(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Every file was read before this (flows.cli.main: Unit.check); then the store, the
     server's automations, and the deployments, until SIGTERM or SIGINT."""
+    plain_http_client()  # the flow-run processes inherit it
     # Prefect and the deployments load only when serving: the store's commands stay light.
     from flows.deployments import deployments, heartbeat_seconds, install_automations
     from flows.serving import serve_until_stopped  # Prefect: only when serving

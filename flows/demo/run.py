@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import certifi
 import psycopg
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import make_url
 
+from flows.cli.local_server import loopback_client, plain_http_client
 from flows.demo import notifications as notes
 from flows.quiet import first_line
 from sidflows.errors import ConfigError
@@ -47,10 +47,10 @@ def _prepare_environment() -> Path:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not os.environ.get("PREFECT_API_URL"):
-        os.environ.setdefault("PREFECT_API_SSL_CERT_FILE", str(_loopback_ca_file(base)))
         os.environ.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", _prefect_database(base))
-        loopback_client_settings()
+        loopback_client()
         os.environ.setdefault("PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK", RESULTS_BLOCK)
+    plain_http_client()
     return base
 
 
@@ -70,20 +70,6 @@ def save_results_block() -> None:
 
     storage = LocalFileSystem(basepath=str(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()))
     storage.save(RESULTS_BLOCK.split("/", 1)[1], overwrite=True)
-
-
-def loopback_client_settings() -> None:
-    """Before prefect is imported, for a temporary server this process starts on loopback.
-
-    That server has CSRF protection off (Prefect's default), yet every new client
-    asks it for a token first and is refused: a wasted round trip per client, and
-    the demo makes thousands. A unit's server is left to its own settings.
-    """
-    if os.environ.get("PREFECT_SERVER_CSRF_PROTECTION_ENABLED", "").lower() not in TRUE:
-        os.environ.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
-
-
-TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 def _prefect_database(base: Path) -> str:
@@ -148,20 +134,6 @@ def _store_hint() -> str:
     url = os.environ["SIDFLOWS_DATABASE_URL"]
     shown = make_url(url).render_as_string(hide_password=True)
     return f"SIDFLOWS_DATABASE_URL={shown}"
-
-
-def _loopback_ca_file(base: Path) -> Path:
-    """One CA certificate for the Prefect client's TLS context.
-
-    The demo's temporary server is plain HTTP on loopback, so no certificate is
-    ever checked; but every Prefect client parses its CA file when it is made
-    (about a quarter of the demo's CPU with the whole bundle).
-    """
-    bundle = Path(certifi.where()).read_text()
-    end = "-----END CERTIFICATE-----"
-    path = base / "loopback-ca.pem"
-    path.write_text(bundle[: bundle.index(end) + len(end)] + "\n")
-    return path
 
 
 def run_demo(*, children: int, months: int, seed: int, local_receivers: bool = False) -> int:
