@@ -193,6 +193,8 @@ class Facts:
     complement_inhibitors: tuple[str, ...] = ()
     # Well-formed codes the code tables do not know (§8.4): (what, the field), each flagged.
     unrecognised_codes: tuple[tuple[str, str], ...] = ()
+    # The child's birth date: a result's age bands are those of the age on its date (§2.3).
+    birth_date: date | None = None
 
     def is_chemotherapy(self, t: TreatmentEntry) -> bool:
         """Is this treatment chemotherapy: referred so, coded ATC L01, or an antimetabolite of
@@ -202,6 +204,13 @@ class Facts:
     @property
     def age_years(self) -> int:
         return self.age_months // 12
+
+    def age_years_on(self, day: date) -> int:
+        """The child's age in whole years on ``day`` (a test's date); today's without a birth
+        date."""
+        if self.birth_date is None:
+            return self.age_years
+        return age_in_months(self.birth_date, day) // 12
 
     @property
     def igg_low(self) -> bool:
@@ -375,6 +384,7 @@ def derive_facts(referral: ReferralDocument, *, today: date, protocol: Protocol)
     return Facts(
         today=today,
         age_months=age,
+        birth_date=referral.patient.birth_date,
         weight_kg=weight,
         latest_igg=latest_igg,
         latest_cd4=cd4_count or cd4_percent,

@@ -9,7 +9,7 @@ from datetime import date
 
 from sidflows.calendar import add_months
 from sidflows.protocol import Cd4Band, Protocol
-from sidflows.referral import ReferralDocument, TreatmentEntry
+from sidflows.referral import LabEntry, ReferralDocument, TreatmentEntry
 from sidflows.rules.coded import unrecognised_biologic_until
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import (
@@ -65,27 +65,48 @@ def cd4_severity(cd4: float | None, percent: float | None, band: Cd4Band) -> str
     return None
 
 
+def band_words(band: Cd4Band, protocol: Protocol) -> str:
+    """The age range a CD4 band covers, as the protocol's table has it (§2.3)."""
+    bands = protocol.grading.cd4
+    index = next(i for i, b in enumerate(bands) if b is band)
+    if index == 0:
+        return f"under {band.below_age_years} year{'s' if band.below_age_years != 1 else ''}"
+    return f"{bands[index - 1].below_age_years}-{band.below_age_years - 1} years"
+
+
+def cd4_band_on(facts: Facts, lab: LabEntry, protocol: Protocol) -> tuple[Cd4Band, str]:
+    """The band of the child's age on the test's date (CDC 2014 stages by the age on the
+    date of the CD4 test, §2.3), and the words that say so when it is not today's band."""
+    band = cd4_band(facts.age_years_on(lab.date), protocol)
+    if band is cd4_band(facts.age_years, protocol):
+        return band, ""
+    return band, f" (the band of the age at the test: {band_words(band, protocol)})"
+
+
 def cd4_findings(facts: Facts, protocol: Protocol) -> list[tuple[str, str]]:
-    """(severity, text) of the newest fresh CD4 count and the newest fresh CD4 percentage."""
-    band = cd4_band(facts.age_years, protocol)
+    """(severity, text) of the newest fresh CD4 count and the newest fresh CD4 percentage,
+    each against the thresholds of the child's age on the day it was drawn (§2.3)."""
     found: list[tuple[str, str]] = []
     count, percent = facts.latest_cd4_count, facts.latest_cd4_percent
     if count is not None and count.cd4_per_ul is not None:
+        band, at = cd4_band_on(facts, count, protocol)
         severity = cd4_severity(count.cd4_per_ul, None, band)
         if severity:
-            found.append((severity, f"CD4 {count.cd4_per_ul:g}/uL on {count.date}"))
+            found.append((severity, f"CD4 {count.cd4_per_ul:g}/uL on {count.date}{at}"))
     if percent is not None and percent.cd4_percent is not None:
+        band, at = cd4_band_on(facts, percent, protocol)
         severity = cd4_severity(None, percent.cd4_percent, band)
         if severity:
-            found.append((severity, f"CD4 {percent.cd4_percent:g} % on {percent.date}"))
+            found.append((severity, f"CD4 {percent.cd4_percent:g} % on {percent.date}{at}"))
     return found
 
 
 def stale_severe_cd4(facts: Facts, protocol: Protocol) -> str | None:
-    """A stale newest CD4 count or percentage in the severe band, with no fresh one of the
-    same measure (§6.6): not graded, but it keeps a prophylaxis (§5.1). The reason, or None."""
-    band = cd4_band(facts.age_years, protocol)
+    """A stale newest CD4 count or percentage in the severe band of the age it was drawn at,
+    with no fresh one of the same measure (§6.6): not graded, but it keeps a prophylaxis
+    (§5.1). The reason, or None."""
     for lab in facts.stale_cd4:
+        band, at = cd4_band_on(facts, lab, protocol)
         if lab.cd4_per_ul is not None and facts.latest_cd4_count is None:
             severity = cd4_severity(lab.cd4_per_ul, None, band)
             shown = f"CD4 {lab.cd4_per_ul:g}/uL on {lab.date}"
@@ -97,8 +118,8 @@ def stale_severe_cd4(facts: Facts, protocol: Protocol) -> str | None:
         if severity == "severe":
             return (
                 f"the last {shown} (stale: older than {protocol.reassessment.result_valid_months}"
-                " months) was below the severe threshold for age: until a fresh CD4 is above it "
-                "(repeat it now)"
+                f" months) was below the severe threshold for age{at}: until a fresh CD4 is "
+                "above it (repeat it now)"
             )
     return None
 

@@ -331,7 +331,7 @@ def _recovery(
         )
     cd4 = facts.latest_cd4
     if cd4 is not None and cd4.cd4_per_ul is not None:
-        band = cd4_band(facts.age_years, protocol)
+        band = cd4_band(facts.age_years_on(cd4.date), protocol)  # the age at the test (§2.3)
         ok = cd4.cd4_per_ul >= band.moderate_below_per_ul
         (shown if ok else missing).append(f"CD4 {cd4.cd4_per_ul:g}/uL")
     else:
