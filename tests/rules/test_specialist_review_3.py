@@ -400,6 +400,21 @@ NOT_IS_CASES: list[tuple[str, Doc, str]] = [
         "none",
     ),
     (
+        "§2.11 eltrombopag (a thrombopoietin receptor agonist) as other biologic: none",
+        treatment("eltrombopag", "other_biologic", ago(months=2)),
+        "none",
+    ),
+    (
+        "§2.11 Nplate coded B02BX04 (romiplostim) as other biologic: none",
+        {**treatment("Nplate", "other_biologic", ago(months=2)), "code": "B02BX04", "system": ATC},
+        "none",
+    ),
+    (
+        "§2.11 filgrastim (G-CSF) as other biologic: none",
+        treatment("filgrastim", "other_biologic", ago(months=1)),
+        "none",
+    ),
+    (
         "§2.1 mycophenolate (unlisted): still high (cautious)",
         treatment("mycophenolate", "antimetabolite", ago(months=6)),
         "high",
