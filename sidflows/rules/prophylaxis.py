@@ -13,13 +13,13 @@ from sidflows.rules.asplenia import ASPLENIA_SOURCE, ASPLENIA_UNTIL, ASPLENIA_WH
 from sidflows.rules.complement import meningococcal_cover
 from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import classes_of, counts_as_immunosuppressive, drug_is
-from sidflows.rules.facts import course_days, name_matches
+from sidflows.rules.facts import name_matches
 from sidflows.rules.grading import cd4_findings, stale_severe_cd4
 from sidflows.rules.interactions import qt_words
 from sidflows.rules.model import Decision, ProphylaxisItem
 from sidflows.rules.oncology_scope import scope_decisions
 from sidflows.rules.pjp_age import minimum_age_date, steroid_words, too_young
-from sidflows.rules.steroids import pjp_steroid_indication
+from sidflows.rules.steroids import pjp_steroid_cover
 
 ECIL5 = "ECIL-5 (Maertens, JAC 2016;71:2397)"
 _GROUP_NAMES = {
@@ -92,11 +92,9 @@ def _pjp_indications(ctx: PlanContext) -> list[tuple[str, date | None]]:
                     else add_months(t.end, p.after_chemotherapy_review_months),
                 )
             )
-        if t.drug_class == "corticosteroid" and t.active_on(today):
-            # §5.9: dose x duration, not duration alone.
-            why = pjp_steroid_indication(t, facts.weight_kg, protocol, course_days(t, today))
-            if why is not None:
-                found.append((f"{t.drug}: {why}", t.end))
+        # §5.9: dose x duration of the course prescribed; covered past its end (§5.1).
+        if (cover := pjp_steroid_cover(t, today, facts.weight_kg, protocol)) is not None:
+            found.append((f"{t.drug}: {cover[0]}", cover[1]))
     for severity, shown in cd4_findings(facts, protocol):
         if severity == "severe":
             found.append((f"{shown}: below the severe threshold for age", None))
@@ -150,6 +148,8 @@ def _indication_paths(indications: list[tuple[str, date | None]]) -> tuple[str, 
             paths.append("prophylaxis.pjp.indicating_diagnosis_groups")
         if "corticosteroids" in why:
             paths += ["prophylaxis.pjp.steroid_weeks", "prophylaxis.pjp.steroid_rule"]
+        if "after immunosuppression stops (ECIL-5)" in why:
+            paths.append("prophylaxis.pjp.after_immunosuppression_months")
     return tuple(paths)
 
 

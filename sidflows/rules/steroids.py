@@ -11,7 +11,9 @@ is named in the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
+from sidflows.calendar import add_months
 from sidflows.codes import load_codes, words_match
 from sidflows.protocol import Protocol
 from sidflows.referral import TreatmentEntry
@@ -150,3 +152,44 @@ def pjp_steroid_indication(
         f"high-dose corticosteroids ({dose} prednisone-equivalent, {threshold}) for >= "
         f"{weeks} weeks" + (f" ({note})" if note else "")
     )
+
+
+def pjp_steroid_cover(
+    t: TreatmentEntry, today: date, weight_kg: float, protocol: Protocol
+) -> tuple[str, date | None] | None:
+    """The Pneumocystis indication of a corticosteroid course that has started (§5.1, §5.9):
+    (why, the end of the cover; None while the course has no end), or None.
+
+    The course counts as prescribed, not as lived so far: one planned for 4 weeks or more
+    at a high dose, or given with no end, is covered from the plan's start, not from its
+    28th day. The cover outlasts the course: ECIL-5's period at risk runs at least
+    ``after_immunosuppression_months`` after the immunosuppression stops, so a course that
+    has ended is still covered until then.
+    """
+    p = protocol.prophylaxis.pjp
+    if t.drug_class != "corticosteroid" or t.start > today:
+        return None
+    until = None if t.end is None else add_months(t.end, p.after_immunosuppression_months)
+    if until is not None and until <= today:
+        return None
+    lasted = (min(t.end, today) if t.end is not None else today) - t.start
+    prescribed = (t.end - t.start).days + 1 if t.end is not None else None
+    # Open-ended: as long as the rule asks (cautious; the course has no end to read).
+    days = prescribed if prescribed is not None else max(lasted.days + 1, p.steroid_weeks * 7 + 1)
+    why = pjp_steroid_indication(t, weight_kg, protocol, days)
+    if why is None:
+        return None
+    notes = []
+    if lasted.days + 1 < p.steroid_weeks * 7:
+        notes.append(
+            f"a course of {prescribed} days prescribed, to {t.end}"
+            if prescribed is not None
+            else "a course with no end given"
+        )
+    if t.end is not None:
+        notes.append(
+            f"{'ended' if t.end < today else 'ends'} {t.end}: covered to {until}, "
+            f">= {p.after_immunosuppression_months} months after immunosuppression stops "
+            "(ECIL-5)"
+        )
+    return why + (f" ({'; '.join(notes)})" if notes else ""), until

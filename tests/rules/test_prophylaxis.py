@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 from conftest_rules import (
     CALENDAR,
     START,
+    TODAY,
     ago,
     ahead,
     decisions_text,
@@ -18,6 +19,8 @@ from conftest_rules import (
     plan_for,
     treatment,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidflows.calendar import add_months
 from sidflows.rules.model import Plan, ProphylaxisItem
@@ -159,25 +162,40 @@ PJP_CASES: list[tuple[str, dict[str, Any], date | None]] = [
         None,
     ),
     (
-        "§5.9 prednisone 25 mg/day for 2 weeks (high dose < 4 weeks) -> no prophylaxis yet",
+        "§5.9 prednisone 25 mg/day prescribed for 3 weeks (high dose < 4 weeks) -> none",
         {
             "treatments": [
-                treatment("prednisone", "corticosteroid", ago(days=13), None, dose_mg_day=25)
+                treatment(
+                    "prednisone", "corticosteroid", ago(days=13), ahead(days=7), dose_mg_day=25
+                )
             ]
         },
         None,
     ),
     (
-        "§5 prednisone 25 mg/day for 13 days -> no prophylaxis yet",
+        "§5.9 prednisone 25 mg/day, day 13 of a course with no end given -> covered now "
+        "(cautious: not from its 28th day)",
         {
             "treatments": [
                 treatment("prednisone", "corticosteroid", ago(days=12), None, dose_mg_day=25)
             ]
         },
-        None,
+        FIRST_PLAN_REVIEW,
     ),
     (
-        "§5.9 long high-dose steroid course with a planned end -> review when it ends",
+        "§5.9 day 13 of a course prescribed to 8 weeks -> covered now, to 3 months after it",
+        {
+            "treatments": [
+                treatment(
+                    "prednisone", "corticosteroid", ago(days=12), ahead(days=43), dose_mg_day=25
+                )
+            ]
+        },
+        CALENDAR.next_working_day(add_months(date.fromisoformat(ahead(days=43)), 3)),
+    ),
+    (
+        "§5.1 long high-dose steroid course with a planned end -> review 3 months after it "
+        "ends (ECIL-5: >= 3 months after immunosuppression stops)",
         {
             "treatments": [
                 treatment(
@@ -185,7 +203,7 @@ PJP_CASES: list[tuple[str, dict[str, Any], date | None]] = [
                 )
             ]
         },
-        date(2027, 1, 20),
+        date(2027, 4, 20),
     ),
     (
         "§5 CD4 150/uL at 10 y (below the severe threshold) -> co-trimoxazole",
@@ -341,3 +359,28 @@ def test_planned_treatment_does_not_start_prophylaxis_early() -> None:
     """§5: a planned fludarabine course that has not started is not yet an indication."""
     plan = _plan(treatments=[treatment("fludarabine", "chemotherapy", ahead(months=2))])
     assert _cotrimoxazole(plan) is None
+
+
+@given(
+    started_days_ago=st.integers(min_value=0, max_value=300),
+    prescribed_days=st.one_of(st.none(), st.integers(min_value=1, max_value=200)),
+    mg_day=st.integers(min_value=20, max_value=60),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_high_dose_course_is_covered_from_its_prescription_to_3_months_after_it(
+    started_days_ago: int, prescribed_days: int | None, mg_day: int
+) -> None:
+    """§5.1, §5.9, as a property: a high-dose corticosteroid course prescribed for 4 weeks
+    or more (or with no end) is covered while it runs and for 3 months after its last day
+    (ECIL-5); one prescribed for less is not an indication."""
+    start = TODAY - timedelta(days=started_days_ago)
+    end = None if prescribed_days is None else start + timedelta(days=prescribed_days - 1)
+    plan = _plan(
+        treatments=[treatment("prednisone", "corticosteroid", start, end, dose_mg_day=mg_day)]
+    )
+    item = _cotrimoxazole(plan)
+    long_enough = prescribed_days is None or prescribed_days >= 28
+    at_risk = end is None or add_months(end, 3) > TODAY
+    assert (item is not None) == (long_enough and at_risk), decisions_text(plan, "prophylaxis")
+    if item is not None and end is not None:
+        assert item.review >= add_months(end, 3), (item.review, end)

@@ -97,7 +97,8 @@ MIN_AGE_CASES: list[tuple[str, str, float, dict[str, Any], date | None, bool]] =
         False,
     ),
     (
-        "§5.8 an indication that ends before 6 weeks: no item, the clinician decides",
+        "§5.8, §5.1 a course that ends before 6 weeks is still covered after it (ECIL-5: 3 "
+        "months after immunosuppression stops): from 6 weeks, the clinician decides before",
         "2026-11-15",
         3.5,
         {
@@ -111,7 +112,7 @@ MIN_AGE_CASES: list[tuple[str, str, float, dict[str, Any], date | None, bool]] =
                 )
             ]
         },
-        None,
+        CALENDAR.next_working_day(date(2026, 11, 15) + timedelta(weeks=6)),
         True,
     ),
 ]
@@ -127,8 +128,8 @@ def test_no_cotrimoxazole_before_the_minimum_age(
     """§5.8: below 6 weeks no co-trimoxazole; it starts the day the child reaches 6 weeks,
     and a decision for the clinician names the date and the alternatives until then."""
     today = TODAY
-    if due is None and "treatments" in fields:
-        today = date(2026, 12, 14)  # 4 weeks of the course: indicated, ending before 6 weeks
+    if "treatments" in fields and fields["treatments"][0]["end"] is not None:
+        today = date(2026, 12, 14)  # 4 weeks of the course, which ends before 6 weeks
     plan = plan_for(make_referral(birth_date=birth, weight_kg=weight, **fields), today=today)
     item = _cotrimoxazole(plan)
     six_weeks = date.fromisoformat(birth) + timedelta(weeks=6)
@@ -240,10 +241,16 @@ STEROID_CASES: list[tuple[str, float, dict[str, Any], bool]] = [
         True,
     ),
     (
-        "§5.9 prednisone 25 mg/day for 27 days -> not yet",
+        "§5.9 prednisone 25 mg/day prescribed for 27 days, ending today -> none",
         30.0,
-        treatment("prednisone", "corticosteroid", ago(days=26), None, dose_mg_day=25),
+        treatment("prednisone", "corticosteroid", ago(days=26), ago(days=0), dose_mg_day=25),
         False,
+    ),
+    (
+        "§5.9 prednisone 25 mg/day, day 10 with no end given -> covered (cautious)",
+        30.0,
+        treatment("prednisone", "corticosteroid", ago(days=9), None, dose_mg_day=25),
+        True,
     ),
     (
         "§5.9 prednisone 10 mg/day for 8 weeks (low dose) -> none (was: > 4 weeks)",
@@ -294,9 +301,16 @@ STEROID_CASES: list[tuple[str, float, dict[str, Any], bool]] = [
         True,
     ),
     (
-        "§5.9 high dose stopped before today -> none (not active)",
+        "§5.1, §5.9 high dose for 8 weeks, stopped 5 days ago -> still covered (ECIL-5: >= 3 "
+        "months after immunosuppression stops)",
         30.0,
         treatment("prednisone", "corticosteroid", ago(days=60), ago(days=5), dose_mg_day=40),
+        True,
+    ),
+    (
+        "§5.1, §5.9 high dose for 8 weeks, stopped 4 months ago -> none",
+        30.0,
+        treatment("prednisone", "corticosteroid", ago(months=6), ago(months=4), dose_mg_day=40),
         False,
     ),
 ]
