@@ -501,6 +501,8 @@ class OutsideScope(_Section):
     # be the treating team's for this long after it, and after CAR-T while CD4 is low.
     antiviral_after_months: Months = 12
     antiviral_until_cd4_per_ul: Positive = 200.0
+    # ... and after an autologous HSCT, VZV prophylaxis for this long (a seropositive child).
+    antiviral_after_autologous_months: Months = 12
     # Mould-active antifungal prophylaxis while GVHD after an allogeneic HSCT is treated
     # (§5.10): said to be the transplant team's.
     antifungal_in_gvhd: bool = True

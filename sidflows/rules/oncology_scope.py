@@ -74,9 +74,9 @@ def outside_scope_decision(ctx: PlanContext) -> Decision | None:
 
 
 def antiviral_scope_decision(ctx: PlanContext) -> Decision | None:
-    """§5.10: within a year of CD19 CAR-T (or later while CD4 is below 200/uL) or of an
-    allogeneic HSCT, HSV/VZV antiviral prophylaxis is the treating team's: the plan says it
-    does not cover it. None otherwise."""
+    """§5.10: within a year of CD19 CAR-T (or later while CD4 is below 200/uL), of an
+    allogeneic HSCT or of an autologous one, HSV/VZV antiviral prophylaxis is the treating
+    team's: the plan says it does not cover it. None otherwise."""
     facts, scope = ctx.facts, ctx.protocol.prophylaxis.outside_scope
     referral, today = ctx.referral, ctx.today
     why: list[str] = []
@@ -108,6 +108,14 @@ def antiviral_scope_decision(ctx: PlanContext) -> Decision | None:
                 f"allogeneic HSCT on {hsct.date}: for {scope.antiviral_after_months} months (to "
                 f"{until}), longer while GVHD or its immunosuppression continues"
             )
+    if hsct is not None and hsct.type == "autologous":
+        until = add_months(hsct.date, scope.antiviral_after_autologous_months)
+        if today < until:
+            why.append(
+                f"autologous HSCT on {hsct.date}: VZV prophylaxis for "
+                f"{scope.antiviral_after_autologous_months} months (to {until}) in a "
+                "VZV-seropositive child, HSV cover to engraftment"
+            )
     if not why:
         return None
     return Decision(
@@ -120,6 +128,11 @@ def antiviral_scope_decision(ctx: PlanContext) -> Decision | None:
         ctx.cite(
             "prophylaxis.outside_scope.antiviral_after_months",
             "prophylaxis.outside_scope.antiviral_until_cd4_per_ul",
+            *(
+                ("prophylaxis.outside_scope.antiviral_after_autologous_months",)
+                if hsct is not None and hsct.type == "autologous"
+                else ()
+            ),
         ),
     )
 

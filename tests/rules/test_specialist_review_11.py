@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from conftest_rules import (
+    PROTOCOL,
     TODAY,
     ago,
     born,
@@ -28,6 +29,7 @@ from conftest_rules import (
     plan_for,
     treatment,
     vaccination,
+    with_protocol,
 )
 
 from sidflows.calendar import add_months
@@ -425,16 +427,37 @@ def test_antiviral_prophylaxis_after_car_t_is_said_to_be_the_car_t_team_s() -> N
     assert "until CD4 > 200/uL (CD4 150/uL)" in text
 
 
-def test_no_antiviral_statement_long_after_an_autologous_transplant() -> None:
-    """§5.10: the statement is for CAR-T and allogeneic HSCT only."""
+@pytest.mark.parametrize(
+    ("case", "months_ago", "protocol_months", "said"),
+    [
+        ("§5.10 autologous HSCT 3 months ago: VZV cover for a year (Tomblyn 2009)", 3, 12, True),
+        ("§5.10 autologous HSCT 11 months ago: still within the year", 11, 12, True),
+        ("§5.10 autologous HSCT 14 months ago: past the year, nothing said", 14, 12, False),
+        ("§5.10 autologous HSCT 8 months ago, the NCCN alternative (6 months)", 8, 6, False),
+    ],
+)
+def test_the_antiviral_statement_after_an_autologous_transplant(
+    case: str, months_ago: int, protocol_months: int, said: bool
+) -> None:
+    """§5.10: after an autologous HSCT, Tomblyn 2009 gives VZV prophylaxis for a year to a
+    seropositive recipient (NCCN 6-12 months); the plan says it is the transplant team's."""
+    protocol = with_protocol(
+        PROTOCOL, "prophylaxis.outside_scope.antiviral_after_autologous_months", protocol_months
+    )
     plan = plan_for(
         make_referral(
             category="hsct",
             label="Hodgkin lymphoma",
-            hsct={"date": ago(months=14), "type": "autologous"},
-        )
+            hsct={"date": ago(months=months_ago), "type": "autologous"},
+        ),
+        protocol=protocol,
     )
-    assert "HSV/VZV antiviral" not in decisions_text(plan)
+    text = decisions_text(plan, "prophylaxis")
+    assert ("HSV/VZV antiviral prophylaxis per the transplant" in text) is said, (case, text)
+    if said:
+        assert "autologous HSCT on" in text
+        assert "VZV-seropositive" in text
+        assert "Tomblyn 2009" in text
 
 
 def test_asplenia_s_penicillin_carries_the_fever_emergency_advice() -> None:
