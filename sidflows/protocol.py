@@ -361,6 +361,9 @@ class VaccinationRules(_Section):
     tetanus_after_tdap: Literal["Td", "Tdap"] = "Td"
     # Influenza on anti-CD20 (§4.5): given on schedule (ACR 2022) or skipped (IDSA 2013).
     influenza_on_anti_cd20: Literal["on_schedule", "skip"] = "on_schedule"
+    # Methotrexate (not as chemotherapy) held this many weeks after each influenza dose if
+    # disease activity allows, said to the clinician (ACR 2022, §4.5); 0: nothing said.
+    influenza_methotrexate_hold_weeks: Annotated[int, Field(ge=0, le=4)] = 2
     # HPV for immunocompromised children (ACIP 2016, §4.15): 3 doses from this age.
     hpv_from_age_years: Annotated[int, Field(ge=9, le=26)] = 9
     hpv_doses_immunocompromised: Annotated[int, Field(ge=2, le=3)] = 3

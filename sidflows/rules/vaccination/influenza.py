@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from sidflows.calendar import add_months, add_years
 from sidflows.protocol import Protocol
 from sidflows.referral import TreatmentEntry
-from sidflows.rules.drugs import is_anti_cd20
+from sidflows.rules.drugs import drug_is, is_anti_cd20
 from sidflows.rules.model import Block, Decision, VaccineDose
 from sidflows.rules.vaccination.blocks import influenza_blocks, undated_intensive_chemotherapy
 from sidflows.rules.vaccination.series import Schedule, Series, schedule_series
@@ -118,6 +118,7 @@ def plan_influenza(schedule: Schedule) -> None:
                 earliest=item.earliest,
                 latest=min(item.latest, end) if item.latest else end,
             )
+    _on_methotrexate(schedule)
 
 
 def _held_by_intensive_phase(
@@ -182,5 +183,44 @@ def _on_anti_cd20(schedule: Schedule) -> None:
             "IDSA 2013's alternative (no influenza vaccine during anti-B-cell antibodies) "
             'is the protocol\'s "skip"',
             f"{ctx.cite('vaccination.influenza_on_anti_cd20')}; {ACR_FLU}",
+        )
+    )
+
+
+def _on_methotrexate(schedule: Schedule) -> None:
+    """On methotrexate for an immune-mediated disease (not as chemotherapy), each influenza
+    dose planned comes with ACR 2022's advice: hold it for 2 weeks after the dose if disease
+    activity allows (§4.5), a decision for the clinician; nothing when the protocol's hold
+    is 0 or no dose is planned."""
+    ctx = schedule.ctx
+    weeks = ctx.protocol.vaccination.influenza_methotrexate_hold_weeks
+    doses = sorted(
+        i.due for i in schedule.plan.items if isinstance(i, VaccineDose) and i.vaccine == "IIV"
+    )
+    if not weeks or not doses:
+        return
+    names = ctx.protocol.grading.methotrexate_names
+    on = [
+        t
+        for t in ctx.referral.treatments
+        if drug_is(t, names, ctx.protocol)
+        and not ctx.facts.is_chemotherapy(t)
+        and t.start <= doses[-1]
+        and (t.end is None or t.end >= doses[0])
+    ]
+    if not on:
+        return
+    drugs = ", ".join(dict.fromkeys(t.drug for t in on))
+    shown = ", ".join(str(d) for d in doses)
+    schedule.plan.decisions.append(
+        Decision(
+            "vaccination",
+            f"influenza vaccine on {drugs}: hold it {weeks} weeks after each dose if disease "
+            "activity allows",
+            f"the influenza doses of the plan ({shown}): a {weeks}-week pause of methotrexate "
+            "after each improves the response (a randomised trial in adults); a clinician "
+            "decision, by disease activity (continue it where a flare is the greater risk); "
+            "the vaccine itself is not delayed",
+            ctx.cite("vaccination.influenza_methotrexate_hold_weeks"),
         )
     )
