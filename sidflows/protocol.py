@@ -364,6 +364,9 @@ class VaccinationRules(_Section):
     # Methotrexate (not as chemotherapy) held this many weeks after each influenza dose if
     # disease activity allows, said to the clinician (ACR 2022, §4.5); 0: nothing said.
     influenza_methotrexate_hold_weeks: Annotated[int, Field(ge=0, le=4)] = 2
+    # A visit with more injections than this is said to the clinician, with the ways to
+    # lighten it (§4.7); 0: nothing said. ACIP sets no limit.
+    injections_per_visit_flag: Annotated[int, Field(ge=0, le=20)] = 5
     # HPV for immunocompromised children (ACIP 2016, §4.15): 3 doses from this age.
     hpv_from_age_years: Annotated[int, Field(ge=9, le=26)] = 9
     hpv_doses_immunocompromised: Annotated[int, Field(ge=2, le=3)] = 3

@@ -21,7 +21,7 @@ from sidflows.rules.context import PlanContext
 from sidflows.rules.drugs import complement_inhibitor
 from sidflows.rules.immunoglobulin import IgDecision
 from sidflows.rules.model import Grading
-from sidflows.rules.vaccination.administration import platelet_advice
+from sidflows.rules.vaccination.administration import platelet_advice, visit_burden
 from sidflows.rules.vaccination.adolescent import menacwy_after_hsct, plan_hpv
 from sidflows.rules.vaccination.blocks import (
     first_free_day,
@@ -125,4 +125,5 @@ def plan_vaccination(ctx: PlanContext, *, ig: IgDecision, grading: Grading) -> V
     # Over the doses planned above: long-term aspirin and varicella vaccine (§4.14).
     salicylate_precaution(schedule)
     platelet_advice(schedule)
+    visit_burden(schedule)
     return plan
