@@ -65,8 +65,9 @@ class Orchestrator(Protocol):
         """A clinician's approval (``run_input``) or the family's consent was recorded."""
         ...
 
-    def replan(self, ref: str, reason: str) -> str:
-        """The child's record changed: plan vN+1 from the whole record."""
+    def replan(self, ref: str, reason: str, *, new: bool = False) -> str:
+        """The child's record changed: plan vN+1 from the whole record (``new``: the
+        command has just stored the change and its intent)."""
         ...
 
     def sweep(self, day: dt.date | None) -> dict[str, Any]:
@@ -129,12 +130,16 @@ class OnServer:
                 return "stored; the activation will run when the Prefect server answers"
             return "stored; the Prefect server did not answer: serve or the sweep carries it on"
 
-    def replan(self, ref: str, reason: str) -> str:
+    def replan(self, ref: str, reason: str, *, new: bool = False) -> str:
         """Carry out the change's intent: a run of the replan deployment under its key."""
         carried = intents.carry_out(ref=ref)
-        if carried.result("replan") is None:
-            return _stored_for_later("the re-plan", "will run", carried)
-        return "re-plan requested (the replan deployment runs it)"
+        if carried.result("replan") is not None:
+            return "re-plan requested (the replan deployment runs it)"
+        if new and not (carried.failed or carried.pending):
+            # The intent this command stored was taken between its commit and this pass:
+            # serve's every-minute pass (or a sweep) started its run first.
+            return "re-plan requested (serve's pass started its run first)"
+        return _stored_for_later("the re-plan", "will run", carried)
 
     def sweep(self, day: dt.date | None) -> dict[str, Any]:
         ensure_registered()
@@ -228,7 +233,7 @@ class InProcess:
     def answered(self, ref: str, run_input: dict[str, Any] | None) -> str:
         return _activate_here(ref)
 
-    def replan(self, ref: str, reason: str) -> str:
+    def replan(self, ref: str, reason: str, *, new: bool = False) -> str:
         """Carry out the change's intent: the re-plan runs here."""
         ensure_registered()
         answer = intents.carry_out(ref=ref, here=run_here)

@@ -223,7 +223,7 @@ def treatment_change(args: argparse.Namespace) -> int:
         out(f"{args.ref}: {change['drug']} {change['action']}")
     if not changes:
         out(f"{args.ref}: this treatment change is already recorded (nothing changed)")
-    out(f"{args.ref}: {pick().replan(args.ref, 'treatment change')}")
+    out(f"{args.ref}: {pick().replan(args.ref, 'treatment change', new=bool(changes))}")
     return EXIT_OK
 
 
@@ -231,5 +231,5 @@ def lab_result(args: argparse.Namespace) -> int:
     ensure_store()
     count = service.record_lab_result(args.ref, args.document, actor=by(None))
     out(f"{args.ref}: {count} new result(s) recorded")
-    out(f"{args.ref}: {pick().replan(args.ref, 'new lab result')}")
+    out(f"{args.ref}: {pick().replan(args.ref, 'new lab result', new=count > 0)}")
     return EXIT_OK
