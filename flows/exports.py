@@ -24,7 +24,6 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import runtime
-from sidflows.fhir import plan_bundle
 from sidflows.service.calendars import write_atomically, write_feeds
 from sidflows.settings import get_settings
 from sidflows.store import db
@@ -45,6 +44,9 @@ def export_key(ref: str, plan: CarePlan) -> str:
 
 
 def _bundle(session: Any, patient: Patient, plan: CarePlan, identity: bool) -> dict[str, Any]:
+    # The FHIR models load here, when a plan is exported: not in every flow-run process.
+    from sidflows.fhir import plan_bundle
+
     calendar = runtime.unit().calendar.config
     bundle = plan_bundle(
         version_document(session=session, patient=patient, plan=plan),

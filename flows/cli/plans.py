@@ -23,7 +23,6 @@ from flows.cli.local_server import before_prefect
 from flows.runtime import ensure_store
 from sidflows import service
 from sidflows.errors import InvalidInput
-from sidflows.fhir import plan_bundle
 from sidflows.service.worklist import proposal_view
 from sidflows.store import db, exports
 from sidflows.store.models import PatientState
@@ -132,6 +131,9 @@ def _show_fhir(args: argparse.Namespace) -> int:
         version = int(document["plan_version"])
         previous = exports.previous_version(session=session, patient=patient, version=version)
         identity = exports.identity_of(session=session, patient=patient) if args.identity else None
+    # The FHIR models load for `show --fhir` only: every other command stays lighter.
+    from sidflows.fhir import plan_bundle
+
     calendar = runtime.unit().calendar.config
     print_json(
         plan_bundle(
