@@ -438,6 +438,8 @@ class Pjp(_Section):
     min_age_weeks: Annotated[int, Field(ge=0, le=26)] = 6
     after_hsct_min_months: Months
     after_immunosuppression_months: Months
+    # A corticosteroid's cover past its last dose (§5.9): unit policy on ECIL-5's period.
+    after_steroid_months: Annotated[int, Field(ge=0, le=12)] = 3
     after_chemotherapy_review_months: Months
     # After CAR-T (§5.1): at least this many months after the infusion and until a fresh
     # CD4 count at or above the threshold.

@@ -336,3 +336,33 @@ def test_a_plain_http_client_loads_one_certificate(
         assert context.cert_store_stats()["x509_ca"] == 1
         plain_http_client()  # again: the same file, still whole
         assert Path(chosen).read_text().count("BEGIN CERTIFICATE") == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "text"),
+    [
+        ("profiles", '[profiles.unit]\nPREFECT_API_URL = "https://prefect.unit.example/api"\n'),
+        ("profiles", '[profiles.unit]\nPREFECT_API_SSL_CERT_FILE = "/etc/pki/unit-ca.pem"\n'),
+        (".env", "PREFECT_API_URL=https://prefect.unit.example/api\n"),
+        ("prefect.toml", '[api]\nurl = "https://prefect.unit.example/api"\n'),
+        ("pyproject.toml", '[tool.prefect.api]\nurl = "https://prefect.unit.example/api"\n'),
+    ],
+)
+def test_an_api_a_prefect_settings_file_may_name_is_left_to_prefect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, text: str
+) -> None:
+    """With no PREFECT_API_URL in the environment, a profile or a settings file in the
+    working directory may give Prefect an https API and its CA: the CA file is left alone
+    (only Prefect resolves those files)."""
+    from flows.cli.local_server import plain_http_client
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_API_SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("PREFECT_PROFILES_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (home / "profiles.toml" if where == "profiles" else tmp_path / where).write_text(text)
+    plain_http_client()
+    assert "PREFECT_API_SSL_CERT_FILE" not in os.environ

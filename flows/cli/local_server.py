@@ -130,9 +130,13 @@ def plain_http_client() -> None:
     local one, a unit's ``http://`` server) never checks a certificate, yet Prefect's
     client loads its CA file every time one is made: 26 ms with certifi's bundle, and a
     flow run makes a client per task (measured: a tenth of `serve`'s flow-run CPU). One
-    certificate instead; an ``https://`` API, or a CA file given, is left as it is."""
+    certificate instead. An ``https://`` API, a CA file given, or an API or CA file that
+    Prefect's own settings files may name (a profile, ``.env``, ``prefect.toml``,
+    ``pyproject.toml``) is left as it is: only Prefect resolves those."""
     url = os.environ.get("PREFECT_API_URL", "")
     if os.environ.get("PREFECT_API_SSL_CERT_FILE") or not (url == "" or url.startswith("http://")):
+        return
+    if url == "" and _settings_files_may_name_the_api():
         return
     import certifi  # Prefect's own dependency: the bundle its client would load
 
@@ -141,10 +145,28 @@ def plain_http_client() -> None:
         bundle = Path(certifi.where()).read_text()
         end = "-----END CERTIFICATE-----"
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{PLAIN_HTTP_CA}.{os.getpid()}")
+        partial = path.with_name(f"{PLAIN_HTTP_CA}.{os.getpid()}.{time.monotonic_ns()}")
         partial.write_text(bundle[: bundle.index(end) + len(end)] + "\n")
         partial.replace(path)  # whole or not at all, whoever writes it at the same time
     os.environ["PREFECT_API_SSL_CERT_FILE"] = str(path)
+
+
+# What in a settings file may set Prefect's API or its CA file (cautious: any mention).
+_API_WORDS = ("PREFECT_API_URL", "PREFECT_API_SSL_CERT_FILE", "[api", "tool.prefect")
+
+
+def _settings_files_may_name_the_api() -> bool:
+    """Prefect's profiles file, or a ``.env``, ``prefect.toml`` or ``pyproject.toml`` in
+    the working directory, mentions the API's URL or CA file (or a Prefect section)."""
+    profiles = os.environ.get("PREFECT_PROFILES_PATH") or str(prefect_home() / "profiles.toml")
+    for path in (Path(profiles), Path(".env"), Path("prefect.toml"), Path("pyproject.toml")):
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if any(word in text for word in _API_WORDS):
+            return True
+    return False
 
 
 def _prefect_command() -> list[str]:

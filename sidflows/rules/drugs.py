@@ -218,7 +218,32 @@ def not_immunosuppressive(t: TreatmentEntry, protocol: Protocol) -> str | None:
         for atc in g.not_immunosuppressive_atc:
             if code.startswith(atc.upper()):
                 return f"ATC {t.code}"
-    return words_match(" ".join(drug_names(t, protocol)), g.not_immunosuppressive_drugs)
+    return _only_listed(t, protocol, g.not_immunosuppressive_drugs)
+
+
+# What joins two drugs in one entry's text ("ciclosporin with eltrombopag", "hATG +
+# ciclosporin", "MTX y prednisona"): English and Spanish.
+_COMBINED = re.compile(r"\s*(?:[+/,;&]|\b(?:with|and|plus|y|con|mas|más)\b)\s*", re.IGNORECASE)
+
+
+def _only_listed(t: TreatmentEntry, protocol: Protocol, listed: tuple[str, ...]) -> str | None:
+    """The listed drug the entry names when every drug it names is listed (§2.11), or None.
+
+    An entry that names another drug beside a listed one ("ciclosporin with
+    eltrombopag", a regimen with other drugs) is not read so: the other drug may be the
+    immunosuppressant, and is graded as the entry's class says (cautious)."""
+    regimen = regimen_of(t, protocol)
+    if regimen is not None:
+        found = [words_match(d, listed) for d in regimen.drugs]
+        return found[0] if all(found) else None
+    brand = generic_for_brand(t.drug)
+    if brand is not None and (named := words_match(brand.value, listed)) is not None:
+        return named
+    parts = [part for part in _COMBINED.split(t.drug) if part.strip()]
+    found = [words_match(part, listed) for part in parts]
+    if parts and all(found):
+        return found[0]
+    return None
 
 
 def complement_inhibitor(t: TreatmentEntry, protocol: Protocol) -> str | None:

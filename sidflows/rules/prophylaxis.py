@@ -148,8 +148,8 @@ def _indication_paths(indications: list[tuple[str, date | None]]) -> tuple[str, 
             paths.append("prophylaxis.pjp.indicating_diagnosis_groups")
         if "corticosteroids" in why:
             paths += ["prophylaxis.pjp.steroid_weeks", "prophylaxis.pjp.steroid_rule"]
-        if "after immunosuppression stops (ECIL-5)" in why:
-            paths.append("prophylaxis.pjp.after_immunosuppression_months")
+        if "period at risk)" in why:
+            paths.append("prophylaxis.pjp.after_steroid_months")
     return tuple(paths)
 
 

@@ -163,19 +163,27 @@ def pjp_steroid_cover(
     The course counts as prescribed, not as lived so far: one planned for 4 weeks or more
     at a high dose, or given with no end, is covered from the plan's start, not from its
     28th day. The cover outlasts the course: ECIL-5's period at risk runs at least
-    ``after_immunosuppression_months`` after the immunosuppression stops, so a course that
+    ``after_steroid_months`` after the immunosuppression stops (unit policy), so a course that
     has ended is still covered until then.
     """
     p = protocol.prophylaxis.pjp
     if t.drug_class != "corticosteroid" or t.start > today:
         return None
-    until = None if t.end is None else add_months(t.end, p.after_immunosuppression_months)
+    until = None if t.end is None else add_months(t.end, p.after_steroid_months)
     if until is not None and until <= today:
         return None
     lasted = (min(t.end, today) if t.end is not None else today) - t.start
     prescribed = (t.end - t.start).days + 1 if t.end is not None else None
-    # Open-ended: as long as the rule asks (cautious; the course has no end to read).
-    days = prescribed if prescribed is not None else max(lasted.days + 1, p.steroid_weeks * 7 + 1)
+    # Open-ended: as long as the rule asks (cautious; the course has no end to read), when
+    # its dose is given and high; without a dose, as lived so far (the dose is checked first).
+    dosed = is_high_dose_steroid(t, weight_kg, protocol) is not None
+    days = (
+        prescribed
+        if prescribed is not None
+        else max(lasted.days + 1, p.steroid_weeks * 7 + 1)
+        if dosed
+        else lasted.days + 1
+    )
     why = pjp_steroid_indication(t, weight_kg, protocol, days)
     if why is None:
         return None
@@ -189,7 +197,7 @@ def pjp_steroid_cover(
     if t.end is not None:
         notes.append(
             f"{'ended' if t.end < today else 'ends'} {t.end}: covered to {until}, "
-            f">= {p.after_immunosuppression_months} months after immunosuppression stops "
-            "(ECIL-5)"
+            f"{p.after_steroid_months} months after the last dose (unit policy on ECIL-5's "
+            "period at risk)"
         )
     return why + (f" ({'; '.join(notes)})" if notes else ""), until

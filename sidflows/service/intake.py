@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from sidflows.documents import load_json_document
@@ -63,9 +64,20 @@ def pathway_key(ref: str, digest: str) -> str:
     return f"pathway:{ref}:{digest}"
 
 
-def _replan_intent(session: Any, ref: str, reason: str, document: Any) -> None:
-    """A re-plan to run once for this change (the same change twice: one re-plan)."""
-    key = f"replan:{ref}:{patients.document_digest({'reason': reason, 'change': document})}"
+def _replan_intent(session: Any, ref: str, reason: str, document: Any, *, changed: bool) -> None:
+    """A re-plan to run once for a change that changed the record.
+
+    The same change sent again changes nothing and stores no intent (one re-plan). A change
+    that does change the record always stores a new one, also when its document was seen
+    before: A, then B, then A again is three changes of the record and three re-plans (a
+    key of the document alone made the third a duplicate of the first, and it was lost).
+    """
+    if not changed:
+        return
+    digest = patients.document_digest(
+        {"reason": reason, "change": document, "recorded": uuid.uuid4().hex}
+    )
+    key = f"replan:{ref}:{digest}"
     intents.add(
         session=session,
         kind="replan",
@@ -83,7 +95,9 @@ def record_treatment_change(ref: str, text: str | bytes, *, actor: str) -> list[
         changes = patients.record_treatment_change(
             session=session, patient=patient, change=change, actor=actor
         )
-        _replan_intent(session, ref, "treatment change", load_json_document(text))
+        _replan_intent(
+            session, ref, "treatment change", load_json_document(text), changed=bool(changes)
+        )
         return changes
 
 
@@ -97,5 +111,5 @@ def record_lab_result(ref: str, text: str | bytes, *, actor: str) -> int:
         count = patients.record_lab_report(
             session=session, patient=patient, report=report, actor=actor
         )
-        _replan_intent(session, ref, "new lab result", load_json_document(text))
+        _replan_intent(session, ref, "new lab result", load_json_document(text), changed=count > 0)
         return count

@@ -48,3 +48,29 @@ def test_a_change_whose_intent_serve_took_first_says_the_re_plan_was_requested(
     assert not again
     said = orchestrator.OnServer().replan(ref, "treatment change", new=False)
     assert said == "the re-plan was already carried out (nothing more to do)"
+
+
+def test_a_change_back_to_an_earlier_record_is_a_re_plan_of_its_own(store: str) -> None:
+    """A, then B, then A again: three changes of the record, three re-plan intents. With a
+    key of the document alone the third was the first's duplicate, and no re-plan ran."""
+    document = (EXAMPLES / "all-after-maintenance.json").read_text()
+    ref = service.refer(document, unit=runtime.unit(), actor="test").ref
+    _taken_by_serve(ref)
+    stopped = {
+        **PREDNISOLONE_CHANGE,
+        "date": "2026-12-01",
+        "treatments": [{**PREDNISOLONE_CHANGE["treatments"][0], "end": "2026-12-01"}],
+    }
+    keys: list[str] = []
+    for change in (PREDNISOLONE_CHANGE, stopped, PREDNISOLONE_CHANGE):
+        assert service.record_treatment_change(ref, json.dumps(change), actor="t")
+        with db.session_scope() as session:
+            waiting = store_intents.waiting(session=session, ref=ref)
+            assert [i.kind for i in waiting] == ["replan"], "each change stores its re-plan"
+            keys.append(waiting[0].key)
+        _taken_by_serve(ref)
+    assert len(set(keys)) == 3
+    # The same change once more changes nothing: no intent, nothing to run.
+    assert not service.record_treatment_change(ref, json.dumps(PREDNISOLONE_CHANGE), actor="t")
+    with db.session_scope() as session:
+        assert store_intents.waiting(session=session, ref=ref) == []

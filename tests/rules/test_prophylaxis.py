@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from conftest_rules import (
     CALENDAR,
+    PROTOCOL,
     START,
     TODAY,
     ago,
@@ -18,6 +19,7 @@ from conftest_rules import (
     make_referral,
     plan_for,
     treatment,
+    with_protocol,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -384,3 +386,13 @@ def test_a_high_dose_course_is_covered_from_its_prescription_to_3_months_after_i
     assert (item is not None) == (long_enough and at_risk), decisions_text(plan, "prophylaxis")
     if item is not None and end is not None:
         assert item.review >= add_months(end, 3), (item.review, end)
+
+
+def test_the_steroid_tail_is_the_protocols_alternative_0() -> None:
+    """§5.9: ``after_steroid_months = 0`` (the alternative) ends the cover on the last dose:
+    a qualifying course that ended 5 days ago is no longer covered."""
+    protocol = with_protocol(PROTOCOL, "prophylaxis.pjp.after_steroid_months", 0)
+    course = treatment("prednisone", "corticosteroid", ago(days=60), ago(days=5), dose_mg_day=40)
+    assert _cotrimoxazole(_plan(treatments=[course])) is not None  # the default: 3 months
+    plan = plan_for(make_referral(labs=NORMAL_IGG, treatments=[course]), protocol=protocol)
+    assert _cotrimoxazole(plan) is None

@@ -415,6 +415,26 @@ NOT_IS_CASES: list[tuple[str, Doc, str]] = [
         "none",
     ),
     (
+        "§2.11 'ciclosporin with eltrombopag' in one entry: the ciclosporin grades (high)",
+        treatment("ciclosporin with eltrombopag", "calcineurin_inhibitor", ago(months=2)),
+        "high",
+    ),
+    (
+        "§2.11 'hATG + ciclosporin + eltrombopag' as other biologic: high, not none",
+        treatment("hATG + ciclosporin + eltrombopag", "other_biologic", ago(months=2)),
+        "high",
+    ),
+    (
+        "§2.11 'hidroxicloroquina y metotrexato' (Spanish): the methotrexate grades",
+        treatment("hidroxicloroquina y metotrexato", "antimetabolite", ago(months=6)),
+        "high",
+    ),
+    (
+        "§2.11 'hydroxychloroquine 200 mg daily' (one drug, its dose in words): none",
+        treatment("hydroxychloroquine 200 mg daily", "other_biologic", ago(months=6)),
+        "none",
+    ),
+    (
         "§2.1 mycophenolate (unlisted): still high (cautious)",
         treatment("mycophenolate", "antimetabolite", ago(months=6)),
         "high",
@@ -428,8 +448,10 @@ NOT_IS_CASES: list[tuple[str, Doc, str]] = [
 def test_non_immunosuppressive_drugs_graded_none(drug: Doc, level: str) -> None:
     referral = make_referral(category="immune_mediated", label="lupus", treatments=[drug])
     plan = plan_for(referral)
-    assert plan.grading.level == level
+    assert plan.grading.level == level, plan.grading.reasons
     text = decisions_text(plan)
+    if level == "high":
+        assert not _vaccines(plan, "MMR"), "no live vaccine under high-level immunosuppression"
     if level == "none":
         assert any("not immunosuppressive at usual doses" in r for r in plan.grading.reasons)
         assert "IDSA 2013" in " ".join(plan.grading.reasons)

@@ -247,6 +247,12 @@ STEROID_CASES: list[tuple[str, float, dict[str, Any], bool]] = [
         False,
     ),
     (
+        "§5.9 no dose given, day 10 of a course with no end -> not yet (its dose checked first)",
+        30.0,
+        treatment("prednisone", "corticosteroid", ago(days=9), None),
+        False,
+    ),
+    (
         "§5.9 prednisone 25 mg/day, day 10 with no end given -> covered (cautious)",
         30.0,
         treatment("prednisone", "corticosteroid", ago(days=9), None, dose_mg_day=25),

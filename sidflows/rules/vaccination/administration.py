@@ -72,7 +72,8 @@ def visit_burden(schedule: Schedule) -> None:
             "or the visit split, is the clinician's choice",
             f"{said}. Every vaccine due may be given at one visit (ACIP sets no limit), and "
             "the plan keeps each dose on its earliest day; to lighten a visit, a combination "
-            "product (DTaP-IPV-Hib-HepB, DTaP-IPV) replaces several injections, and the "
+            "product licensed for the child's age replaces several injections (under 7 "
+            "years DTaP-IPV-Hib-HepB or DTaP-IPV; older, Tdap-IPV where licensed), and the "
             "inactivated vaccines may move a week or two later (any interval between them); "
             "live injected vaccines (MMR, varicella) stay together on one day, or 4 weeks "
             "apart. A dose moved is recorded on its day, and the series follows from it",

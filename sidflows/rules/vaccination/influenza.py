@@ -211,7 +211,10 @@ def _on_methotrexate(schedule: Schedule) -> None:
     if not on:
         return
     drugs = ", ".join(dict.fromkeys(t.drug for t in on))
-    shown = ", ".join(str(d) for d in doses)
+    # The doses given while methotrexate is (the hold follows those only).
+    shown = ", ".join(
+        str(d) for d in doses if any(t.start <= d and (t.end is None or t.end >= d) for t in on)
+    )
     schedule.plan.decisions.append(
         Decision(
             "vaccination",
