@@ -366,3 +366,23 @@ def test_an_api_a_prefect_settings_file_may_name_is_left_to_prefect(
     (home / "profiles.toml" if where == "profiles" else tmp_path / where).write_text(text)
     plain_http_client()
     assert "PREFECT_API_SSL_CERT_FILE" not in os.environ
+
+
+def test_a_spoilt_certificate_file_is_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty or foreign file where the one certificate goes is replaced, not trusted."""
+    import ssl
+
+    from flows.cli.local_server import PLAIN_HTTP_CA, plain_http_client
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / PLAIN_HTTP_CA).write_text("")
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_API_SSL_CERT_FILE", raising=False)
+    plain_http_client()
+    context = ssl.create_default_context(cafile=str(home / PLAIN_HTTP_CA))
+    assert context.cert_store_stats()["x509_ca"] == 1
+    assert [p.name for p in home.iterdir()] == [PLAIN_HTTP_CA], "no partial file left"

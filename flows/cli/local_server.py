@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -103,8 +104,9 @@ def adopt() -> str | None:
 def before_prefect() -> None:
     """Where a command is about to import Prefect to run its flows (the orchestrator):
     the local server if one answers, and the client settings of a server on loopback
-    (the temporary one included). A unit's server, or a Prefect already loaded (tests
-    call the command line in-process), is left as it is."""
+    (the temporary one included). A unit's server keeps its own, but for the CA file of
+    a plain-HTTP API (``plain_http_client``); a Prefect already loaded (tests call the
+    command line in-process) is left as it is."""
     if "prefect" in sys.modules:
         return
     if not os.environ.get("PREFECT_API_URL") and adopt() is None:
@@ -140,14 +142,20 @@ def plain_http_client() -> None:
         return
     import certifi  # Prefect's own dependency: the bundle its client would load
 
+    bundle = Path(certifi.where()).read_text()
+    end = "-----END CERTIFICATE-----"
+    first = bundle[: bundle.index(end) + len(end)] + "\n"  # certifi's first root
     path = prefect_home() / PLAIN_HTTP_CA
-    if not path.is_file():
-        bundle = Path(certifi.where()).read_text()
-        end = "-----END CERTIFICATE-----"
+    try:
+        whole = path.read_text() == first
+    except OSError:
+        whole = False
+    if not whole:  # missing, or not the certificate this writes: written again
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{PLAIN_HTTP_CA}.{os.getpid()}.{time.monotonic_ns()}")
-        partial.write_text(bundle[: bundle.index(end) + len(end)] + "\n")
-        partial.replace(path)  # whole or not at all, whoever writes it at the same time
+        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{PLAIN_HTTP_CA}.")
+        with os.fdopen(handle, "w") as out:
+            out.write(first)
+        os.replace(partial, path)  # whole or not at all, whoever writes it at the same time
     os.environ["PREFECT_API_SSL_CERT_FILE"] = str(path)
 
 

@@ -71,6 +71,8 @@ def band_words(band: Cd4Band, protocol: Protocol) -> str:
     index = next(i for i, b in enumerate(bands) if b is band)
     if index == 0:
         return f"under {band.below_age_years} year{'s' if band.below_age_years != 1 else ''}"
+    if band is bands[-1]:  # the last band also stands for every older age (cd4_band)
+        return f"{bands[index - 1].below_age_years} years or more"
     return f"{bands[index - 1].below_age_years}-{band.below_age_years - 1} years"
 
 

@@ -113,8 +113,8 @@ def antiviral_scope_decision(ctx: PlanContext) -> Decision | None:
         if today < until:
             why.append(
                 f"autologous HSCT on {hsct.date}: VZV prophylaxis for "
-                f"{scope.antiviral_after_autologous_months} months (to {until}) in a "
-                "VZV-seropositive child, HSV cover to engraftment"
+                f"{scope.antiviral_after_autologous_months} months (to {until}) if the child is "
+                "VZV-seropositive, HSV cover to engraftment"
             )
     if not why:
         return None
@@ -130,7 +130,7 @@ def antiviral_scope_decision(ctx: PlanContext) -> Decision | None:
             "prophylaxis.outside_scope.antiviral_until_cd4_per_ul",
             *(
                 ("prophylaxis.outside_scope.antiviral_after_autologous_months",)
-                if hsct is not None and hsct.type == "autologous"
+                if any(w.startswith("autologous HSCT") for w in why)
                 else ()
             ),
         ),
