@@ -43,7 +43,7 @@ def test_shipped_protocol_loads() -> None:
     """config/protocol.toml parses into a frozen Protocol with its version."""
     protocol = load_protocol()
     assert isinstance(protocol, Protocol)
-    assert protocol.version == "2026.11"
+    assert protocol.version == "2026.12"
     assert load_protocol() is protocol  # parsed once
     with pytest.raises(ValueError, match="frozen"):
         protocol.version = "x"  # type: ignore[misc]
@@ -103,7 +103,7 @@ def test_shipped_values_are_the_reference_defaults() -> None:
 def test_unit_protocol_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIDFLOWS_PROTOCOL pointing at a modified copy changes the value and the version."""
     text = SHIPPED.read_text(encoding="utf-8")
-    text = text.replace('version = "2026.11"', 'version = "2026.6-unit-a"', 1)
+    text = text.replace('version = "2026.12"', 'version = "2026.6-unit-a"', 1)
     text = text.replace("trough_target_g_l = 7.0", "trough_target_g_l = 6.0", 1)
     path = tmp_path / "protocol.toml"
     path.write_text(text, encoding="utf-8")
@@ -112,7 +112,7 @@ def test_unit_protocol_from_environment(tmp_path: Path, monkeypatch: pytest.Monk
     assert unit.version == "2026.6-unit-a"
     assert unit.immunoglobulin.trough_target_g_l == 6.0
     monkeypatch.delenv("SIDFLOWS_PROTOCOL")
-    assert load_protocol().version == "2026.11"  # the shipped one again
+    assert load_protocol().version == "2026.12"  # the shipped one again
 
 
 def test_unit_protocol_version_reaches_the_plan(
@@ -125,7 +125,7 @@ def test_unit_protocol_version_reaches_the_plan(
 
     path = tmp_path / "protocol.toml"
     path.write_text(
-        SHIPPED.read_text(encoding="utf-8").replace('version = "2026.11"', 'version = "9.9"', 1),
+        SHIPPED.read_text(encoding="utf-8").replace('version = "2026.12"', 'version = "9.9"', 1),
         encoding="utf-8",
     )
     monkeypatch.setenv("SIDFLOWS_PROTOCOL", str(path))

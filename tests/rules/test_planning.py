@@ -181,7 +181,7 @@ def test_deterministic_across_parses() -> None:
 def test_protocol_version_recorded() -> None:
     """Each plan records the protocol version it was made under."""
     referral = make_referral(**RICH)
-    assert plan_for(referral).protocol_version == PROTOCOL.version == "2026.11"
+    assert plan_for(referral).protocol_version == PROTOCOL.version == "2026.12"
     other = with_protocol(PROTOCOL, "version", "2027.1-test")
     assert plan_document(plan_for(referral, protocol=other))["protocol_version"] == "2027.1-test"
 

@@ -824,7 +824,7 @@ def test_every_new_parameter_cites_its_section() -> None:
         ("prophylaxis.pjp.atovaquone_bands", "§5.5"),
     ]:
         assert PROTOCOL.source(path).endswith(section), path
-    assert PROTOCOL.version == "2026.11"
+    assert PROTOCOL.version == "2026.12"
     assert (ROOT / "docs" / "clinical-reference.md").read_text("utf-8").count("### 8.4 ") == 1
 
 
