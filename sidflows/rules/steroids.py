@@ -18,6 +18,7 @@ from sidflows.codes import load_codes, words_match
 from sidflows.protocol import Protocol
 from sidflows.referral import TreatmentEntry
 from sidflows.rules.drugs import drug_names
+from sidflows.rules.facts import course_days
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,23 +173,20 @@ def pjp_steroid_cover(
     until = None if t.end is None else add_months(t.end, p.after_steroid_months)
     if until is not None and until <= today:
         return None
-    lasted = (min(t.end, today) if t.end is not None else today) - t.start
-    prescribed = (t.end - t.start).days + 1 if t.end is not None else None
-    # Open-ended: as long as the rule asks (cautious; the course has no end to read), when
-    # its dose is given and high; without a dose, as lived so far (the dose is checked first).
-    dosed = is_high_dose_steroid(t, weight_kg, protocol) is not None
-    days = (
-        prescribed
-        if prescribed is not None
-        else max(lasted.days + 1, p.steroid_weeks * 7 + 1)
-        if dosed
-        else lasted.days + 1
-    )
+    lasted = course_days(t, today)
+    prescribed = course_days(t, t.end) if t.end is not None else None
+    if prescribed is not None:
+        days = prescribed
+    elif is_high_dose_steroid(t, weight_kg, protocol) is not None:
+        # Open-ended with its dose given: as long as the rule asks (cautious; no end to read).
+        days = max(lasted, p.steroid_weeks * 7 + 1)
+    else:
+        days = lasted  # no dose: as lived so far (the dose is checked first)
     why = pjp_steroid_indication(t, weight_kg, protocol, days)
     if why is None:
         return None
     notes = []
-    if lasted.days + 1 < p.steroid_weeks * 7:
+    if lasted < p.steroid_weeks * 7:
         notes.append(
             f"a course of {prescribed} days prescribed, to {t.end}"
             if prescribed is not None

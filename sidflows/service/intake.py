@@ -64,7 +64,7 @@ def pathway_key(ref: str, digest: str) -> str:
     return f"pathway:{ref}:{digest}"
 
 
-def _replan_intent(session: Any, ref: str, reason: str, document: Any, *, changed: bool) -> None:
+def _replan_intent(session: Any, ref: str, reason: str, *, changed: bool) -> None:
     """A re-plan to run once for a change that changed the record.
 
     The same change sent again changes nothing and stores no intent (one re-plan). A change
@@ -74,10 +74,7 @@ def _replan_intent(session: Any, ref: str, reason: str, document: Any, *, change
     """
     if not changed:
         return
-    digest = patients.document_digest(
-        {"reason": reason, "change": document, "recorded": uuid.uuid4().hex}
-    )
-    key = f"replan:{ref}:{digest}"
+    key = f"replan:{ref}:{uuid.uuid4().hex}"
     intents.add(
         session=session,
         kind="replan",
@@ -95,9 +92,7 @@ def record_treatment_change(ref: str, text: str | bytes, *, actor: str) -> list[
         changes = patients.record_treatment_change(
             session=session, patient=patient, change=change, actor=actor
         )
-        _replan_intent(
-            session, ref, "treatment change", load_json_document(text), changed=bool(changes)
-        )
+        _replan_intent(session, ref, "treatment change", changed=bool(changes))
         return changes
 
 
@@ -111,5 +106,5 @@ def record_lab_result(ref: str, text: str | bytes, *, actor: str) -> int:
         count = patients.record_lab_report(
             session=session, patient=patient, report=report, actor=actor
         )
-        _replan_intent(session, ref, "new lab result", load_json_document(text), changed=count > 0)
+        _replan_intent(session, ref, "new lab result", changed=count > 0)
         return count

@@ -200,21 +200,18 @@ def _on_methotrexate(schedule: Schedule) -> None:
     if not weeks or not doses:
         return
     names = ctx.protocol.grading.methotrexate_names
-    on = [
+    mtx = [
         t
         for t in ctx.referral.treatments
-        if drug_is(t, names, ctx.protocol)
-        and not ctx.facts.is_chemotherapy(t)
-        and t.start <= doses[-1]
-        and (t.end is None or t.end >= doses[0])
+        if drug_is(t, names, ctx.protocol) and not ctx.facts.is_chemotherapy(t)
     ]
-    if not on:
+    # The doses given while on methotrexate (the hold follows those only), and its entries.
+    on = {d: [t for t in mtx if t.active_on(d)] for d in doses}
+    held = [d for d in doses if on[d]]
+    if not held:
         return
-    drugs = ", ".join(dict.fromkeys(t.drug for t in on))
-    # The doses given while methotrexate is (the hold follows those only).
-    shown = ", ".join(
-        str(d) for d in doses if any(t.start <= d and (t.end is None or t.end >= d) for t in on)
-    )
+    drugs = ", ".join(dict.fromkeys(t.drug for d in held for t in on[d]))
+    shown = ", ".join(str(d) for d in held)
     schedule.plan.decisions.append(
         Decision(
             "vaccination",
